@@ -1,0 +1,79 @@
+"""Train the example models on data that scikit-learn ships and write them as model packages.
+
+Run: `python examples/train.py` (writes examples/iris-classifier and examples/diabetes-regressor).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from sklearn.datasets import load_diabetes, load_iris
+from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.metrics import accuracy_score, r2_score
+from sklearn.model_selection import train_test_split
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from model_packages.package import create_package, sklearn_to_onnx
+
+HERE = Path(__file__).resolve().parent
+
+
+def iris_classifier(out: Path, version: str = "1.0.0", c: float = 1.0) -> Path:
+    """Logistic regression on iris, saved with skops."""
+    data = load_iris()
+    names = [n.replace(" (cm)", "").replace(" ", "_") for n in data.feature_names]
+    species = data.target_names[data.target]
+    x_train, x_test, y_train, y_test = train_test_split(
+        data.data, species, test_size=0.25, random_state=0, stratify=species
+    )
+    model = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=500)).fit(x_train, y_train)
+    return create_package(
+        model,
+        x_train,
+        y_train,
+        out_dir=out,
+        name="iris-classifier",
+        version=version,
+        feature_names=names,
+        ranges={n: (0.0, 100.0) for n in names},
+        metrics={"test_accuracy": float(accuracy_score(y_test, model.predict(x_test)))},
+        parameters={"C": c, "max_iter": 500, "random_state": 0},
+        description="Iris species from sepal and petal measurements (cm)",
+        overwrite=True,
+    )
+
+
+def diabetes_regressor(out: Path, version: str = "1.0.0") -> Path:
+    """Ridge regression on the diabetes data, converted to ONNX."""
+    data = load_diabetes()
+    x_train, x_test, y_train, y_test = train_test_split(data.data, data.target, test_size=0.25, random_state=0)
+    model = make_pipeline(StandardScaler(), Ridge(alpha=1.0)).fit(x_train, y_train)
+    return create_package(
+        sklearn_to_onnx(model, x_train.shape[1]),
+        x_train,
+        y_train,
+        out_dir=out,
+        name="diabetes-regressor",
+        version=version,
+        feature_names=list(data.feature_names),
+        ranges={n: (-1.0, 1.0) for n in data.feature_names},
+        task="regression",
+        metrics={"test_r2": float(r2_score(y_test, model.predict(x_test)))},
+        parameters={"alpha": 1.0},
+        description="Disease progression one year after baseline (ONNX)",
+        overwrite=True,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", type=Path, default=HERE)
+    args = parser.parse_args()
+    print(iris_classifier(args.out / "iris-classifier"))
+    print(diabetes_regressor(args.out / "diabetes-regressor"))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Kaizen infrastructure: Pulumi ComponentResources per target (aws, azure, gcp, local)."""

@@ -1,0 +1,119 @@
+"""Least-privilege SageMaker execution role.
+
+Allowed: pull from exactly one ECR repository, write logs to exactly the endpoint's log group,
+write captured data under exactly one S3 prefix with exactly one KMS key. No `*` action and no
+`*` resource: `ecr:GetAuthorizationToken` (which AWS only accepts on Resource "*") is not
+granted; the platform stack's repository policy lets the SageMaker service principal of this
+account pull instead (docs/clouds.md, "ECR authorization"). `allowEcrAuthTokenWildcard: true`
+adds it back for accounts where that is not enough; the policy pack then flags the stack.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+
+from infra.aws.registry import ECR_PULL_ACTIONS
+
+
+@dataclass(frozen=True)
+class SageMakerRoleArgs:
+    account_id: pulumi.Input[str]
+    repository_arn: pulumi.Input[str]
+    log_group_arn: pulumi.Input[str]
+    capture_prefix_arn: pulumi.Input[str] | None = None  # arn:aws:s3:::bucket/prefix
+    capture_kms_key_arn: pulumi.Input[str] | None = None
+    allow_ecr_auth_token_wildcard: bool = False
+
+
+def execution_policy(
+    repository_arn: str,
+    log_group_arn: str,
+    capture_prefix_arn: str | None,
+    capture_kms_key_arn: str | None,
+    allow_ecr_auth_token_wildcard: bool = False,
+) -> dict[str, Any]:
+    """The role's inline policy document (pure, so tests and the policy pack can reuse it)."""
+    statements: list[dict[str, Any]] = [
+        {"Sid": "PullModelImage", "Effect": "Allow", "Action": ECR_PULL_ACTIONS, "Resource": [repository_arn]},
+        {
+            "Sid": "EndpointLogs",
+            "Effect": "Allow",
+            "Action": ["logs:CreateLogStream", "logs:DescribeLogStreams", "logs:PutLogEvents"],
+            "Resource": [log_group_arn, f"{log_group_arn}:log-stream:*"],
+        },
+    ]
+    if capture_prefix_arn is not None and capture_kms_key_arn is not None:
+        statements += [
+            {
+                "Sid": "WriteCapturedData",
+                "Effect": "Allow",
+                "Action": ["s3:PutObject"],
+                "Resource": [f"{capture_prefix_arn}/*"],
+            },
+            {
+                "Sid": "EncryptCapturedData",
+                "Effect": "Allow",
+                "Action": ["kms:Encrypt", "kms:GenerateDataKey"],
+                "Resource": [capture_kms_key_arn],
+            },
+        ]
+    if allow_ecr_auth_token_wildcard:
+        statements.append(
+            {"Sid": "EcrAuthToken", "Effect": "Allow", "Action": ["ecr:GetAuthorizationToken"], "Resource": "*"}
+        )
+    return {"Version": "2012-10-17", "Statement": statements}
+
+
+class SageMakerExecutionRole(pulumi.ComponentResource):
+    role_arn: pulumi.Output[str]
+    role_name: pulumi.Output[str]
+
+    def __init__(self, name: str, args: SageMakerRoleArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("kaizen:aws:SageMakerExecutionRole", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        assume = pulumi.Output.from_input(args.account_id).apply(
+            lambda account: json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Effect": "Allow",
+                            "Principal": {"Service": "sagemaker.amazonaws.com"},
+                            "Action": "sts:AssumeRole",
+                            "Condition": {"StringEquals": {"aws:SourceAccount": account}},
+                        }
+                    ],
+                }
+            )
+        )
+        role = aws.iam.Role(
+            f"{name}-role",
+            aws.iam.RoleArgs(
+                assume_role_policy=assume,
+                description="Kaizen SageMaker execution role (least privilege)",
+                max_session_duration=3600,
+            ),
+            opts=child,
+        )
+        document = pulumi.Output.all(
+            args.repository_arn,
+            args.log_group_arn,
+            args.capture_prefix_arn,
+            args.capture_kms_key_arn,
+        ).apply(
+            lambda v: json.dumps(
+                execution_policy(v[0], v[1], v[2], v[3], args.allow_ecr_auth_token_wildcard)
+            )
+        )
+        policy = aws.iam.RolePolicy(
+            f"{name}-policy", aws.iam.RolePolicyArgs(role=role.id, policy=document), opts=child
+        )
+        # Consumers wait for the policy, so SageMaker never assumes a role without permissions.
+        self.role_arn = pulumi.Output.all(role.arn, policy.id).apply(lambda v: v[0])
+        self.role_name = role.name
+        self.register_outputs({"role_arn": self.role_arn, "role_name": self.role_name})

@@ -1,0 +1,403 @@
+"""Stack configuration (Pulumi config namespace `kaizen`), validated before any resource exists.
+
+Every key of the namespace is read at once and validated by pydantic. A wrong type, a missing
+value, an unknown key or target, or an image referenced by tag instead of digest stops the program
+with one message that names the key (`kaizen:aws.minInstances: ...`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import pulumi
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+try:  # owned by the `local` target; guarded so the clouds work before it lands
+    from infra.local.settings import LocalSettings
+except ImportError:  # pragma: no cover - only while infra/local is not there yet
+
+    class LocalSettings(BaseModel):  # type: ignore[no-redef]
+        model_config = ConfigDict(extra="allow")
+
+
+NAMESPACE = "kaizen"
+Target = Literal["aws", "azure", "gcp", "local"]
+StackKind = Literal["platform", "dev", "staging", "prod", "preview"]
+SERVING_KINDS: tuple[StackKind, ...] = ("dev", "staging", "prod", "preview")
+
+# REGISTRY/PATH@sha256:<64 hex>; a tag (":1.0") is refused, a tag *and* digest too (ambiguous).
+_IMAGE_RE = re.compile(
+    r"^(?P<repository>(?P<registry>[a-z0-9][a-z0-9.-]*(?::[0-9]+)?)/"
+    r"(?P<path>[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*))"
+    r"@(?P<digest>sha256:[0-9a-f]{64})$"
+)
+_AWS_LOG_RETENTION = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827,
+                      2192, 2557, 2922, 3288, 3653)
+
+
+class ConfigError(pulumi.RunError):
+    """Invalid stack configuration: the message names the offending key(s)."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", alias_generator=to_camel, populate_by_name=True, frozen=True
+    )
+
+
+def _check_image(value: str) -> str:
+    if _IMAGE_RE.match(value):
+        return value
+    if "@sha256:" not in value and re.search(r":[\w][\w.-]*$", value.rsplit("/", 1)[-1]):
+        raise ValueError(
+            f"{value!r} is referenced by tag; give the digest-pinned reference "
+            "REGISTRY/PATH@sha256:<64 hex> that `kaizen push` prints"
+        )
+    raise ValueError(
+        f"{value!r} is not a digest-pinned image reference REGISTRY/PATH@sha256:<64 hex>"
+    )
+
+
+ImageStr = Annotated[str, AfterValidator(_check_image)]
+Name = Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$")]
+
+
+class ImageRef(BaseModel):
+    """A parsed digest-pinned image reference."""
+
+    ref: str
+    registry: str
+    repository: str
+    path: str
+    digest: str
+
+    @classmethod
+    def parse(cls, ref: str) -> ImageRef:
+        m = _IMAGE_RE.match(_check_image(ref))
+        assert m is not None
+        return cls(ref=ref, **{k: m.group(k) for k in ("registry", "repository", "path", "digest")})
+
+    @property
+    def digest_hex(self) -> str:
+        return self.digest.split(":", 1)[1]
+
+    @property
+    def short_digest(self) -> str:
+        return self.digest_hex[:12]
+
+
+class ModelRef(_Model):
+    name: Name
+    version: Annotated[str, Field(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9._+-]+$")]
+
+
+class Alerts(_Model):
+    """Alert thresholds (the same meaning on every cloud)."""
+
+    latency_p99_ms: Annotated[float, Field(gt=0)] = 1000.0
+    errors_5xx_per_5min: Annotated[int, Field(ge=1)] = 5
+    saturation_percent: Annotated[float, Field(gt=0, le=100)] = 80.0
+    drift_score: Annotated[float, Field(gt=0)] = 0.25
+
+
+class _Serving(_Model):
+    min_instances: Annotated[int, Field(ge=0, le=100)] = 1
+    max_instances: Annotated[int, Field(ge=1, le=100)] = 2
+    canary_percent: Annotated[int, Field(ge=0, le=50)] = 0
+    public: bool = False
+    log_retention_days: Annotated[int, Field(ge=1, le=3653)] = 30
+    alerts: Alerts = Alerts()
+
+    @model_validator(mode="after")
+    def _bounds(self) -> _Serving:
+        if self.min_instances > self.max_instances:
+            raise ValueError(
+                f"minInstances ({self.min_instances}) is larger than maxInstances "
+                f"({self.max_instances})"
+            )
+        return self
+
+
+# --- AWS -------------------------------------------------------------------------------------
+class AwsNotifications(_Model):
+    topic_arn: Annotated[str, Field(pattern=r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[\w-]+$")] | None = None
+    emails: list[Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]] = []
+
+
+class AwsServerless(_Model):
+    memory_mb: Literal[1024, 2048, 3072, 4096, 5120, 6144] = 2048
+    max_concurrency: Annotated[int, Field(ge=1, le=200)] = 5
+
+
+class AwsSettings(_Serving):
+    region: Annotated[str, Field(pattern=r"^[a-z]{2}(-gov)?-[a-z]+-\d$")]
+    instance_type: Annotated[str, Field(pattern=r"^ml\.[a-z0-9]+\.[a-z0-9]+$")] = "ml.m5.large"
+    serverless: AwsServerless | None = None
+    target_invocations_per_instance: Annotated[int, Field(ge=1)] = 100
+    data_capture_percent: Annotated[int, Field(ge=0, le=100)] = 20
+    notifications: AwsNotifications = AwsNotifications()
+    ecr_keep_images: Annotated[int, Field(ge=1, le=1000)] = 30
+    allow_ecr_auth_token_wildcard: bool = False
+
+    @model_validator(mode="after")
+    def _aws(self) -> AwsSettings:
+        if self.log_retention_days not in _AWS_LOG_RETENTION:
+            raise ValueError(
+                f"logRetentionDays {self.log_retention_days} is not one CloudWatch accepts "
+                f"{_AWS_LOG_RETENTION}"
+            )
+        if self.serverless is None and self.min_instances < 1:
+            raise ValueError("minInstances must be >= 1 for an instance-backed SageMaker endpoint")
+        return self
+
+
+# --- Azure -----------------------------------------------------------------------------------
+class AzureNotifications(_Model):
+    action_group_id: str | None = None
+    emails: list[Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]] = []
+
+
+class AzureSettings(_Serving):
+    location: Annotated[str, Field(pattern=r"^[a-z0-9]+$")]
+    compute: Literal["containerapp", "ml"] = "containerapp"
+    cpu: Annotated[float, Field(gt=0, le=4)] = 0.5
+    memory: Annotated[str, Field(pattern=r"^\d+(\.\d+)?Gi$")] = "1Gi"
+    instance_type: str = "Standard_DS3_v2"
+    concurrency: Annotated[int, Field(ge=1)] = 50
+    stable_revision: str | None = None
+    ml_traffic: dict[str, Annotated[int, Field(ge=0, le=100)]] | None = None
+    previous_image: ImageStr | None = None
+    acr_sku: Literal["Basic", "Standard", "Premium"] = "Premium"
+    notifications: AzureNotifications = AzureNotifications()
+
+    @model_validator(mode="after")
+    def _azure(self) -> AzureSettings:
+        if not 30 <= self.log_retention_days <= 730:
+            raise ValueError("logRetentionDays must be between 30 and 730 on Log Analytics")
+        if self.compute == "containerapp" and self.canary_percent and not self.stable_revision:
+            raise ValueError("canaryPercent needs stableRevision (the revision keeping the rest)")
+        if self.ml_traffic is not None and sum(self.ml_traffic.values()) != 100:
+            raise ValueError("mlTraffic percentages must add up to 100")
+        return self
+
+
+# --- GCP -------------------------------------------------------------------------------------
+class GcpNotifications(_Model):
+    channel_ids: list[Annotated[str, Field(pattern=r"^projects/[^/]+/notificationChannels/\d+$")]] = []
+    emails: list[Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]] = []
+
+
+class GcpSettings(_Serving):
+    project: Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")]
+    region: Annotated[str, Field(pattern=r"^[a-z]+-[a-z]+\d$")]
+    cpu: Literal["1", "2", "4", "6", "8"] = "1"
+    memory: Annotated[str, Field(pattern=r"^\d+(Mi|Gi)$")] = "512Mi"
+    concurrency: Annotated[int, Field(ge=1, le=1000)] = 80
+    ingress: Literal["internal", "internal-and-cloud-load-balancing", "all"] = "internal"
+    invokers: list[Annotated[str, Field(pattern=r"^(serviceAccount|group|user|domain):\S+$|^allUsers$")]] = []
+    stable_revision: str | None = None
+    registry_keep_images: Annotated[int, Field(ge=1, le=1000)] = 30
+    notifications: GcpNotifications = GcpNotifications()
+
+    @model_validator(mode="after")
+    def _gcp(self) -> GcpSettings:
+        if "allUsers" in self.invokers and not self.public:
+            raise ValueError("invokers contains allUsers but public is false")
+        if self.ingress == "all" and not self.public:
+            raise ValueError("ingress 'all' needs public: true (endpoints are private by default)")
+        if self.canary_percent and not self.stable_revision:
+            raise ValueError("canaryPercent needs stableRevision (the revision keeping the rest)")
+        return self
+
+
+class StackConfig(_Model):
+    """All of `kaizen:*` for one stack."""
+
+    target: Target
+    stack_kind: StackKind
+    model: ModelRef | None = None
+    image: ImageStr | None = None
+    owner: Annotated[str, Field(min_length=1, max_length=63, pattern=r"^[a-z0-9_-]+$")]
+    cost_center: Annotated[str, Field(min_length=1, max_length=63, pattern=r"^[a-z0-9_-]+$")]
+    platform_stack: Annotated[str, Field(pattern=r"^[\w.-]+/[\w.-]+/[\w.-]+$")] | None = None
+    deletion_protection: bool | None = None
+    aws: AwsSettings | None = None
+    azure: AzureSettings | None = None
+    gcp: GcpSettings | None = None
+    local: LocalSettings | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> StackConfig:
+        section = {"aws": self.aws, "azure": self.azure, "gcp": self.gcp, "local": self.local}
+        if self.target != "local" and section[self.target] is None:
+            raise _KeyError(self.target, f"target is {self.target!r} but kaizen:{self.target} is missing")
+        for other, value in section.items():
+            if other != self.target and value is not None:
+                raise _KeyError(other, f"set, but the target is {self.target!r}")
+        if self.stack_kind in SERVING_KINDS and self.target != "local":
+            if self.model is None:
+                raise _KeyError("model", "missing (object with name and version)")
+            if self.image is None:
+                raise _KeyError("image", "missing (digest-pinned reference)")
+            if self.platform_stack is None:
+                raise _KeyError(
+                    "platformStack",
+                    "missing: serving stacks read the registry from the platform stack "
+                    "(e.g. organization/kaizen/aws-platform)",
+                )
+        if self.stack_kind == "preview" and self.deletion_protection:
+            raise _KeyError("deletionProtection", "preview stacks are torn down: must be false")
+        return self
+
+    # -- derived --------------------------------------------------------------------------------
+    @property
+    def is_preview(self) -> bool:
+        return self.stack_kind == "preview"
+
+    @property
+    def protect(self) -> bool:
+        if self.deletion_protection is not None:
+            return self.deletion_protection
+        return self.stack_kind == "prod"
+
+    @property
+    def image_ref(self) -> ImageRef:
+        if self.image is None:
+            raise ConfigError("kaizen:image: missing (digest-pinned reference)")
+        return ImageRef.parse(self.image)
+
+    @property
+    def model_ref(self) -> ModelRef:
+        if self.model is None:
+            raise ConfigError("kaizen:model: missing (object with name and version)")
+        return self.model
+
+
+class _KeyError(ValueError):
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(f"{NAMESPACE}:{key}: {message}")
+
+
+def infer_stack_kind(stack: str) -> StackKind | None:
+    """`aws-dev` -> dev, `gcp-pr-42` / `pr-42` -> preview, `azure-platform` -> platform."""
+    if re.search(r"(^|-)pr-\d+$", stack):
+        return "preview"
+    for kind in ("platform", "dev", "staging", "prod"):
+        if stack == kind or stack.endswith(f"-{kind}"):
+            return kind  # type: ignore[return-value]
+    return None
+
+
+def _raw_namespace() -> dict[str, Any]:
+    """Every `kaizen:*` config value of the running stack, JSON objects decoded."""
+    from pulumi.runtime import config as runtime_config
+
+    merged: dict[str, Any] = dict(runtime_config.get_config_env())
+    merged.update(runtime_config.CONFIG.get())
+    raw: dict[str, Any] = {}
+    for full_key, value in merged.items():
+        ns, _, key = full_key.partition(":")
+        if ns != NAMESPACE:
+            continue
+        key = key.removeprefix("config:")
+        if isinstance(value, str):
+            stripped = value.strip()
+            if stripped[:1] in "{[" or stripped in ("true", "false") or re.fullmatch(
+                r"-?\d+(\.\d+)?", stripped
+            ):
+                try:
+                    value = json.loads(stripped)
+                except json.JSONDecodeError:
+                    pass
+        raw[key] = value
+    return raw
+
+
+def _format_errors(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"])
+        msg = e["msg"].removeprefix("Value error, ")
+        if msg.startswith(f"{NAMESPACE}:"):
+            lines.append(msg)
+            continue
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key"
+        elif e["type"] == "missing":
+            msg = "missing value"
+        elif e["type"] in ("literal_error", "enum"):
+            msg = f"{msg} (got {e.get('input')!r})"
+        elif e["type"] == "union_tag_invalid":
+            msg = f"{msg}"
+        elif "input" in e and not isinstance(e["input"], dict):
+            msg = f"{msg} (got {e['input']!r})"
+        lines.append(f"{NAMESPACE}:{loc}: {msg}" if loc else f"{NAMESPACE}: {msg}")
+    return "invalid stack configuration: " + "; ".join(dict.fromkeys(lines))
+
+
+def parse_config(raw: dict[str, Any], stack: str) -> StackConfig:
+    """Validate `raw` (`kaizen:*` without the namespace) for the stack named `stack`."""
+    data = dict(raw)
+    if "stackKind" not in data:
+        kind = infer_stack_kind(stack)
+        if kind is None:
+            raise ConfigError(
+                f"{NAMESPACE}:stackKind: missing, and the stack name {stack!r} does not tell "
+                "(use <cloud>-dev|staging|prod|platform or <cloud>-pr-<N>)"
+            )
+        data["stackKind"] = kind
+    if "image" not in data and data.get("stackKind") in SERVING_KINDS:
+        image = _image_from_record(data.get("model"))
+        if image is not None:
+            data["image"] = image
+    try:
+        return StackConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_format_errors(err)) from None
+
+
+def load_config() -> StackConfig:
+    """Read and validate the running stack's `kaizen:*` configuration."""
+    return parse_config(_raw_namespace(), pulumi.get_stack())
+
+
+def _image_from_record(model: Any) -> str | None:
+    """The digest-pinned reference `kaizen push` recorded in kaizen-images.json, if any.
+
+    Path: $KAIZEN_IMAGES_FILE or ./kaizen-images.json. Accepted shapes: a list or a mapping
+    (optionally under "images") whose entries are reference strings or objects with a
+    "ref"/"reference"/"image" field; the entry for `kaizen/<model-name>` is used.
+    """
+    if not isinstance(model, dict) or not isinstance(model.get("name"), str):
+        return None
+    path = Path(os.environ.get("KAIZEN_IMAGES_FILE", "kaizen-images.json"))
+    if not path.is_file():
+        return None
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    if isinstance(doc, dict) and "images" in doc:
+        doc = doc["images"]
+    entries = list(doc.values()) if isinstance(doc, dict) else doc if isinstance(doc, list) else []
+    needle = f"/kaizen/{model['name']}@"
+    found = None
+    for entry in entries:
+        ref = entry
+        if isinstance(entry, dict):
+            ref = entry.get("ref") or entry.get("reference") or entry.get("image")
+        if isinstance(ref, str) and needle in ref:
+            found = ref  # the last recorded push wins
+    return found

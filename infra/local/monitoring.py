@@ -1,0 +1,86 @@
+"""Prometheus configuration and alert rules of the local stack (pure functions, no I/O)."""
+
+from __future__ import annotations
+
+import json
+
+from infra.local.settings import AlertSettings
+
+CONFIG_PATH = "/etc/kaizen/prometheus.yml"
+RULES_PATH = "/etc/kaizen/rules.yml"
+
+
+def alert_rules(alerts: AlertSettings, *, model: str) -> str:
+    """Alert rules for p99 latency, 5xx rate and drift (checked by `promtool check rules`)."""
+    w = alerts.window
+    labels = {"severity": "page", "model": model}
+    groups = {
+        "groups": [
+            {
+                "name": "kaizen-endpoint",
+                "rules": [
+                    {
+                        "alert": "KaizenHighP99Latency",
+                        "expr": (
+                            "histogram_quantile(0.99, sum by (le) "
+                            f"(rate(kaizen_request_duration_seconds_bucket[{w}]))) "
+                            f"> {alerts.p99_latency_seconds}"
+                        ),
+                        "for": alerts.for_,
+                        "labels": labels,
+                        "annotations": {
+                            "summary": f"p99 latency of {model} above "
+                            f"{alerts.p99_latency_seconds}s over {w}",
+                        },
+                    },
+                    {
+                        "alert": "KaizenHighErrorRate",
+                        "expr": (
+                            f'sum(rate(kaizen_requests_total{{status=~"5.."}}[{w}])) '
+                            f"/ clamp_min(sum(rate(kaizen_requests_total[{w}])), 1e-9) "
+                            f"> {alerts.error_rate}"
+                        ),
+                        "for": alerts.for_,
+                        "labels": labels,
+                        "annotations": {
+                            "summary": f"5xx rate of {model} above {alerts.error_rate:.0%}",
+                        },
+                    },
+                    {
+                        "alert": "KaizenDrift",
+                        "expr": f"max(kaizen_drift_score) > {alerts.drift_score}",
+                        "for": alerts.for_,
+                        "labels": labels,
+                        "annotations": {
+                            "summary": f"input drift of {model}: max PSI above "
+                            f"{alerts.drift_score}",
+                        },
+                    },
+                    {
+                        "alert": "KaizenEndpointDown",
+                        "expr": 'up{job="kaizen-endpoint"} == 0',
+                        "for": "1m",
+                        "labels": labels,
+                        "annotations": {"summary": f"the endpoint of {model} is not scraped"},
+                    },
+                ],
+            }
+        ]
+    }
+    # JSON is valid YAML, and needs no YAML library here.
+    return json.dumps(groups, indent=2) + "\n"
+
+
+def prometheus_config(*, target: str, scrape_interval: str, model: str) -> str:
+    config = {
+        "global": {"scrape_interval": scrape_interval, "evaluation_interval": scrape_interval},
+        "rule_files": [RULES_PATH],
+        "scrape_configs": [
+            {
+                "job_name": "kaizen-endpoint",
+                "metrics_path": "/metrics",
+                "static_configs": [{"targets": [target], "labels": {"model": model}}],
+            }
+        ],
+    }
+    return json.dumps(config, indent=2) + "\n"

@@ -1,0 +1,96 @@
+"""Settings of the `local` target (stack config object `kaizen:local`).
+
+Everything runs on this machine through the Docker engine, bound to 127.0.0.1:
+
+    kaizen:local:
+      package: examples/iris          # model package to build and push (relative to the project)
+      registryPort: 5001              # local OCI registry
+      endpointPort: 8080              # the endpoint's stable URL (a loopback reverse proxy)
+      backendPorts: [8081, 8082]      # blue/green ports of the model containers behind it
+      prometheusPort: 9090
+      alerts: {p99LatencySeconds: 0.5, errorRate: 0.05, driftScore: 0.25}
+
+Keys are accepted in camelCase (Pulumi's convention) or snake_case. Unknown keys are refused, so a
+typo fails before any resource is touched with a message naming the key.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.alias_generators import to_camel
+
+Port = int
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", alias_generator=to_camel, populate_by_name=True, frozen=True
+    )
+
+
+class AlertSettings(_Model):
+    """Thresholds of the Prometheus alert rules."""
+
+    p99_latency_seconds: float = Field(0.5, gt=0, le=60)
+    error_rate: float = Field(0.05, gt=0, le=1)
+    drift_score: float = Field(0.25, gt=0, le=10)
+    window: str = Field("5m", pattern=r"^[0-9]+[smh]$")
+    for_: str = Field("2m", alias="for", pattern=r"^[0-9]+[smh]$")
+
+
+class LocalSettings(_Model):
+    """The `kaizen:local` stack config object."""
+
+    package: str | None = Field(
+        None, description="Model package directory to build and push; relative to the project."
+    )
+    registry_port: Port = Field(5001, ge=1024, le=65535)
+    endpoint_port: Port = Field(8080, ge=1024, le=65535)
+    backend_ports: tuple[Port, Port] | None = Field(
+        None, description="Blue/green ports of the model containers; default endpointPort+1, +2."
+    )
+    prometheus_port: Port = Field(9090, ge=1024, le=65535)
+    scrape_interval: str = Field("5s", pattern=r"^[0-9]+[smh]$")
+    base_image: str | None = Field(None, description="Base image of the model image.")
+    restart_policy: Literal["always", "unless-stopped", "on-failure"] = "unless-stopped"
+    ready_timeout_seconds: int = Field(120, ge=5, le=3600)
+    alerts: AlertSettings = AlertSettings()
+
+    @model_validator(mode="after")
+    def _check_ports(self) -> LocalSettings:
+        for port in self.backends:
+            if not 1024 <= port <= 65535:
+                raise ValueError(f"backendPorts: {port} is not in 1024..65535")
+        ports = {
+            "registryPort": self.registry_port,
+            "endpointPort": self.endpoint_port,
+            "prometheusPort": self.prometheus_port,
+            "backendPorts[0]": self.backends[0],
+            "backendPorts[1]": self.backends[1],
+        }
+        seen: dict[int, str] = {}
+        for key, port in ports.items():
+            if port in seen:
+                raise ValueError(f"{key} and {seen[port]} are both {port}: ports must differ")
+            seen[port] = key
+        return self
+
+    @property
+    def backends(self) -> tuple[int, int]:
+        if self.backend_ports is not None:
+            return self.backend_ports
+        return (self.endpoint_port + 1, self.endpoint_port + 2)
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"http://127.0.0.1:{self.endpoint_port}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.prometheus_port}"
+
+    @property
+    def registry(self) -> str:
+        return f"127.0.0.1:{self.registry_port}"

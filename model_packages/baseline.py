@@ -1,0 +1,66 @@
+"""Training baseline: per-feature statistics that live traffic is compared against."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from model_packages.manifest import Baseline, FeatureBaseline, FeatureSpec
+
+QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
+BINS = 10
+
+
+def _numeric_baseline(values: np.ndarray) -> FeatureBaseline:
+    present = values[~np.isnan(values)]
+    missing = int(values.size - present.size)
+    if present.size == 0:
+        return FeatureBaseline(count=0, missing=missing)
+    # Decile edges from the training data: each bin holds about a tenth of the reference.
+    edges = np.unique(np.quantile(present, np.linspace(0, 1, BINS + 1)[1:-1]))
+    bins = np.searchsorted(edges, present, side="right")
+    counts = np.bincount(bins, minlength=edges.size + 1)
+    return FeatureBaseline(
+        count=int(present.size),
+        missing=missing,
+        mean=float(present.mean()),
+        std=float(present.std()),
+        min=float(present.min()),
+        max=float(present.max()),
+        quantiles={f"{q:g}": float(v) for q, v in zip(QUANTILES, np.quantile(present, QUANTILES), strict=True)},
+        bin_edges=[float(e) for e in edges],
+        bin_fractions=[float(c) / present.size for c in counts],
+    )
+
+
+def _categorical_baseline(values: Sequence[object]) -> FeatureBaseline:
+    present = [v for v in values if v is not None]
+    total = len(present)
+    fractions: dict[str, float] = {}
+    for value in present:
+        key = str(value)
+        fractions[key] = fractions.get(key, 0.0) + 1.0
+    return FeatureBaseline(
+        count=total,
+        missing=len(values) - total,
+        category_fractions={k: v / total for k, v in sorted(fractions.items())} if total else {},
+    )
+
+
+def compute_baseline(
+    columns: dict[str, Sequence[object] | np.ndarray],
+    features: Sequence[FeatureSpec],
+    metrics: dict[str, float] | None = None,
+) -> Baseline:
+    """Summarise training data column by column."""
+    stats: dict[str, FeatureBaseline] = {}
+    rows = 0
+    for spec in features:
+        column = columns[spec.name]
+        rows = max(rows, len(column))
+        if spec.dtype == "categorical" and not spec.numeric_categories:
+            stats[spec.name] = _categorical_baseline(list(column))
+        else:
+            stats[spec.name] = _numeric_baseline(np.asarray(column, dtype=np.float64))
+    return Baseline(rows=rows, features=stats, metrics=dict(metrics or {}))

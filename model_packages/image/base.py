@@ -1,0 +1,206 @@
+"""Local base images built from Debian packages with mmdebstrap.
+
+Nothing can be pulled from a registry on an offline machine, so `kaizen base` builds two
+Debian bookworm images from the Debian mirror and imports them with `docker import`:
+
+- ``kaizen-base/python:3.11-bookworm-runtime``: python3 (3.11) and libstdc++6, nothing else.
+- ``kaizen-base/python:3.11-bookworm-builder``: the same plus python3-venv (pip) and binutils
+  (strip), for the builder stages of a model image.
+
+The root file systems are cached as ``.tar.gz`` under ``~/.cache/kaizen/base/`` (override with
+``KAIZEN_CACHE_DIR``) so a later import costs seconds, and the tarballs are reproducible
+(``SOURCE_DATE_EPOCH``) for one Debian snapshot.
+
+For real users the default base is an upstream ``python:3.11-slim-bookworm`` pinned by digest
+(:data:`DEFAULT_UPSTREAM_BASE`); the base is always a parameter of the build.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from model_packages.errors import KaizenError
+
+# Default base for real users: upstream python:3.11-slim-bookworm pinned by digest (a tag moves).
+# The digest is one published for that tag; it cannot be checked from this offline machine:
+# re-pin with `skopeo inspect docker://docker.io/library/python:3.11-slim-bookworm` and pass
+# `--base` to use another one.
+DEFAULT_UPSTREAM_BASE = (
+    "docker.io/library/python:3.11-slim-bookworm"
+    "@sha256:2e32f7d302adc1c37428355c1e646897c0c53f4fd60b6a551245fb90ee129f91"
+)
+
+RUNTIME_BASE = "kaizen-base/python:3.11-bookworm-runtime"
+BUILDER_BASE = "kaizen-base/python:3.11-bookworm-builder"
+
+DEBIAN_MIRROR = os.environ.get("KAIZEN_DEBIAN_MIRROR", "http://deb.debian.org/debian")
+DEBIAN_SECURITY = os.environ.get(
+    "KAIZEN_DEBIAN_SECURITY_MIRROR", "http://deb.debian.org/debian-security"
+)
+SUITE = "bookworm"
+# Debian bookworm's release date; keeps the rootfs tarball reproducible.
+BASE_SOURCE_DATE_EPOCH = 1686355200
+
+RUNTIME_PACKAGES = ("python3", "libstdc++6")
+# binutils: `strip` for the shared objects of the locked wheels (the builder stage only).
+BUILDER_PACKAGES = (*RUNTIME_PACKAGES, "python3-venv", "binutils")
+
+_EXCLUDES = (
+    "/usr/share/man/*",
+    "/usr/share/doc/*",
+    "/usr/share/info/*",
+    "/usr/share/locale/*",
+    "/usr/share/lintian/*",
+    "/usr/share/linda/*",
+)
+
+
+class BaseImageError(KaizenError):
+    """The base image could not be built or imported."""
+
+
+@dataclass(frozen=True)
+class BaseSpec:
+    kind: str  # "runtime" | "builder"
+    image: str
+    packages: tuple[str, ...]
+
+    def cache_key(self) -> str:
+        text = "\n".join(
+            [SUITE, DEBIAN_MIRROR, DEBIAN_SECURITY, *self.packages, *_EXCLUDES, "v2"]
+        )
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+SPECS = {
+    "runtime": BaseSpec("runtime", RUNTIME_BASE, RUNTIME_PACKAGES),
+    "builder": BaseSpec("builder", BUILDER_BASE, BUILDER_PACKAGES),
+}
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("KAIZEN_CACHE_DIR")
+    base = Path(root) if root else Path.home() / ".cache" / "kaizen"
+    return base / "base"
+
+
+def rootfs_path(spec: BaseSpec) -> Path:
+    return cache_dir() / f"bookworm-{spec.kind}-{spec.cache_key()}.tar.gz"
+
+
+def mmdebstrap_command(spec: BaseSpec, target: Path) -> list[str]:
+    """The mmdebstrap command line that builds `spec` into the tarball `target`."""
+    cmd = [
+        "mmdebstrap",
+        "--variant=essential",
+        "--hook-dir=/usr/share/mmdebstrap/hooks/merged-usr",
+        "--include=" + ",".join(spec.packages),
+        "--aptopt=Acquire::Retries \"3\"",
+    ]
+    for pattern in _EXCLUDES:
+        cmd.append(f"--dpkgopt=path-exclude={pattern}")
+    # Keep the copyright files: licences travel with the image.
+    cmd.append("--dpkgopt=path-include=/usr/share/doc/*/copyright")
+    cmd += [
+        # The host's resolver must not leak into images.
+        '--customize-hook=: > "$1/etc/resolv.conf"',
+        '--customize-hook=: > "$1/etc/hostname"',
+        '--customize-hook=rm -rf "$1"/var/cache/apt/* "$1"/var/lib/apt/lists/* "$1"/var/log/*',
+        # Unprivileged user for the runtime (the Dockerfile uses the numeric id).
+        "--customize-hook=echo 'kaizen:x:10001:10001:kaizen:/nonexistent:/usr/sbin/nologin'"
+        ' >> "$1/etc/passwd"',
+        "--customize-hook=echo 'kaizen:x:10001:' >> \"$1/etc/group\"",
+        SUITE,
+        str(target),
+        f"deb {DEBIAN_MIRROR} {SUITE} main",
+        f"deb {DEBIAN_MIRROR} {SUITE}-updates main",
+        f"deb {DEBIAN_SECURITY} {SUITE}-security main",
+    ]
+    return cmd
+
+
+def build_rootfs(spec: BaseSpec, *, force: bool = False, log: Callable[[str], None] = print) -> Path:
+    """Build (or reuse from the cache) the root file system tarball of `spec`."""
+    target = rootfs_path(spec)
+    if target.exists() and not force:
+        log(f"cached rootfs {target}")
+        return target
+    if shutil.which("mmdebstrap") is None:
+        raise BaseImageError("mmdebstrap is not installed: apt-get install -y mmdebstrap")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="kaizen-base-") as tmp:
+        partial = Path(tmp) / target.name
+        env = {**os.environ, "SOURCE_DATE_EPOCH": str(BASE_SOURCE_DATE_EPOCH)}
+        log(f"mmdebstrap {spec.kind} base ({', '.join(spec.packages)})")
+        proc = subprocess.run(
+            mmdebstrap_command(spec, partial),
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if proc.returncode != 0:
+            tail = "\n".join((proc.stderr or proc.stdout).splitlines()[-15:])
+            raise BaseImageError(f"mmdebstrap failed for the {spec.kind} base:\n{tail}")
+        shutil.move(str(partial), target)
+    return target
+
+
+def import_changes() -> list[str]:
+    return [
+        "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "ENV LANG=C.UTF-8",
+        'CMD ["/usr/bin/python3"]',
+    ]
+
+
+def image_exists(client: object, ref: str) -> bool:
+    import docker.errors
+
+    try:
+        client.images.get(ref)  # type: ignore[attr-defined]
+    except docker.errors.ImageNotFound:
+        return False
+    return True
+
+
+def import_base(client: object, spec: BaseSpec, tarball: Path) -> str:
+    """`docker import` the tarball as `spec.image`; returns the image id."""
+    repo, tag = spec.image.rsplit(":", 1)
+    client.api.import_image_from_file(  # type: ignore[attr-defined]
+        str(tarball), repository=repo, tag=tag, changes=import_changes()
+    )
+    image = client.images.get(spec.image)  # type: ignore[attr-defined]
+    return str(image.id)
+
+
+def ensure_bases(
+    client: object | None = None,
+    *,
+    kinds: tuple[str, ...] = ("runtime", "builder"),
+    force: bool = False,
+    log: Callable[[str], None] = print,
+) -> dict[str, str]:
+    """Make sure the local base images exist; returns {kind: image reference}."""
+    if client is None:
+        import docker
+
+        client = docker.from_env()
+    out: dict[str, str] = {}
+    for kind in kinds:
+        spec = SPECS[kind]
+        if not force and image_exists(client, spec.image):
+            out[kind] = spec.image
+            continue
+        tarball = build_rootfs(spec, force=force, log=log)
+        log(f"docker import {tarball.name} -> {spec.image}")
+        import_base(client, spec, tarball)
+        out[kind] = spec.image
+    return out

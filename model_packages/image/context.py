@@ -1,0 +1,302 @@
+"""Build context generation: model package -> deterministic Docker build context.
+
+This module only writes files; it never talks to a Docker engine. The resulting directory (or
+its deterministic tar stream, :func:`context_tar`) can be built by docker-py
+(:mod:`model_packages.image.build`) or handed to a cloud build service.
+
+Context layout::
+
+    Dockerfile
+    requirements.lock      the image lock (hashed), see locks/
+    wheels/*.whl           the locked wheels (from the offline wheel cache)
+    runtime/model_packages/...   only the runtime part of the package (no CLI, no image code)
+    model/<files>          the model package (kaizen.yaml + artifact)
+
+Every entry of the tar stream has mtime SOURCE_DATE_EPOCH, uid/gid 0, normalised modes and a
+sorted order, so the same package + base + lock gives the same layers.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import subprocess
+import tarfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO
+
+import model_packages
+from model_packages.errors import KaizenError, PackageError
+from model_packages.image import locks
+from model_packages.image.base import BUILDER_BASE, DEFAULT_UPSTREAM_BASE, RUNTIME_BASE
+from model_packages.manifest import Manifest
+
+# 2023-11-14T22:13:20Z: fixed timestamp of every file in the context and in the image layers.
+SOURCE_DATE_EPOCH = 1700000000
+USER_ID = 10001
+VENV = "/opt/venv"
+RUNTIME_LIB = "/opt/kaizen/lib"
+MODEL_DIR = "/opt/kaizen/model"
+ENTRYPOINT = (f"{VENV}/bin/python", "-m", "model_packages.serving")
+LABEL_PREFIX = "io.kaizen"
+
+# Parts of `model_packages` that the serving runtime does not need inside images.
+RUNTIME_EXCLUDES = {"cli.py", "image", "__pycache__", "__main__.py"}
+
+TEMPLATE = Path(__file__).with_name("Dockerfile.tmpl")
+
+
+class ContextError(KaizenError):
+    """The build context could not be generated."""
+
+
+@dataclass(frozen=True)
+class Bases:
+    """The runtime base and the builder base (must hold the same Python at the same path)."""
+
+    runtime: str
+    builder: str
+
+    @classmethod
+    def local(cls) -> Bases:
+        return cls(RUNTIME_BASE, BUILDER_BASE)
+
+    @classmethod
+    def upstream(cls, image: str = DEFAULT_UPSTREAM_BASE) -> Bases:
+        return cls(image, image)
+
+    @classmethod
+    def choose(cls, base: str | None, builder: str | None) -> Bases:
+        """`base` None -> env KAIZEN_BASE_IMAGE, else the upstream digest-pinned default."""
+        runtime = base or os.environ.get("KAIZEN_BASE_IMAGE") or DEFAULT_UPSTREAM_BASE
+        if builder is None:
+            builder = os.environ.get("KAIZEN_BUILDER_IMAGE")
+        if builder is None:
+            builder = BUILDER_BASE if runtime == RUNTIME_BASE else runtime
+        return cls(runtime, builder)
+
+
+@dataclass
+class BuildContext:
+    directory: Path
+    manifest: Manifest
+    flavor: str
+    bases: Bases
+    tag: str
+    labels: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def dockerfile(self) -> Path:
+        return self.directory / "Dockerfile"
+
+
+def image_repository(name: str) -> str:
+    return f"kaizen/{name}"
+
+
+def default_tag(manifest: Manifest) -> str:
+    return f"{image_repository(manifest.name)}:{_tag_safe(manifest.version)}"
+
+
+def _tag_safe(version: str) -> str:
+    # Docker tags allow [A-Za-z0-9_.-]; SemVer build metadata uses '+'.
+    return version.replace("+", "_")
+
+
+def flavor_for(manifest: Manifest) -> str:
+    return "onnx" if manifest.framework == "onnx" else "sklearn"
+
+
+def _git(*args: str, cwd: Path) -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", *args], cwd=cwd, capture_output=True, text=True, timeout=5, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def oci_labels(
+    manifest: Manifest,
+    *,
+    flavor: str,
+    lock_sha256: str,
+    source: str | None,
+    revision: str | None,
+    created: datetime | None = None,
+) -> dict[str, str]:
+    here = Path(model_packages.__file__).parent
+    created = created or _created()
+    return {
+        "org.opencontainers.image.title": manifest.name,
+        "org.opencontainers.image.description": manifest.description or manifest.name,
+        "org.opencontainers.image.version": manifest.version,
+        "org.opencontainers.image.created": created.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "org.opencontainers.image.source": source
+        or os.environ.get("KAIZEN_IMAGE_SOURCE")
+        or _git("remote", "get-url", "origin", cwd=here)
+        or "unknown",
+        "org.opencontainers.image.revision": revision
+        or manifest.lineage.code_revision
+        or _git("rev-parse", "HEAD", cwd=here)
+        or "unknown",
+        "org.opencontainers.image.licenses": "Apache-2.0",
+        f"{LABEL_PREFIX}.model.name": manifest.name,
+        f"{LABEL_PREFIX}.model.version": manifest.version,
+        f"{LABEL_PREFIX}.model.framework": manifest.framework,
+        f"{LABEL_PREFIX}.model.artifact-sha256": manifest.artifact_sha256,
+        f"{LABEL_PREFIX}.lock": flavor,
+        f"{LABEL_PREFIX}.lock-sha256": lock_sha256,
+        f"{LABEL_PREFIX}.runtime-version": model_packages.__version__,
+    }
+
+
+def _created() -> datetime:
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    if epoch and epoch.isdigit():
+        return datetime.fromtimestamp(int(epoch), UTC)
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def _quote(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ") + '"'
+
+
+def render_dockerfile(bases: Bases, labels: dict[str, str]) -> str:
+    label_lines = " \\\n      ".join(f"{k}={_quote(v)}" for k, v in sorted(labels.items()))
+    text = TEMPLATE.read_text()
+    for key, value in {
+        "BUILDER_BASE": bases.builder,
+        "RUNTIME_BASE": bases.runtime,
+        "SOURCE_DATE_EPOCH": str(SOURCE_DATE_EPOCH),
+        "VENV": VENV,
+        "RUNTIME_LIB": RUNTIME_LIB,
+        "MODEL_DIR": MODEL_DIR,
+        "USER_ID": str(USER_ID),
+        "LABELS": label_lines,
+        "ENTRYPOINT": "[" + ", ".join(_quote(p) for p in ENTRYPOINT) + "]",
+    }.items():
+        text = text.replace("{{" + key + "}}", value)
+    if "{{" in text:
+        raise ContextError("Dockerfile template has an unfilled placeholder")
+    return text
+
+
+def _runtime_files(root: Path) -> Iterator[Path]:
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root)
+        if any(part in RUNTIME_EXCLUDES for part in rel.parts):
+            continue
+        if path.is_file() and (path.suffix in {".py", ".typed", ".json", ".yaml"}):
+            yield path
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copyfile(src, dst)
+
+
+def generate_context(
+    package_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    bases: Bases,
+    tag: str | None = None,
+    source: str | None = None,
+    revision: str | None = None,
+    log: Callable[[str], None] = lambda _msg: None,
+) -> BuildContext:
+    """Validate the package, then write a complete build context into `out_dir`.
+
+    A package that fails validation raises PackageError before anything is written.
+    """
+    from model_packages.package import verify_package
+
+    package = Path(package_dir)
+    manifest = verify_package(package)  # raises PackageError: never build a bad package
+    flavor = flavor_for(manifest)
+    lock_file = locks.lock_path(flavor)
+    pins = locks.read_lock(lock_file)
+    wheels = locks.ensure_wheels(pins, log=log)
+
+    out = Path(out_dir)
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    # Locked wheels and lock.
+    for whl in wheels:
+        _link_or_copy(whl, out / "wheels" / whl.name)
+    shutil.copyfile(lock_file, out / "requirements.lock")
+    # Runtime code: only what the serving runtime needs.
+    src_root = Path(model_packages.__file__).parent
+    for path in _runtime_files(src_root):
+        dst = out / "runtime" / "model_packages" / path.relative_to(src_root)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, dst)
+    # The model package: manifest and artifact only.
+    model_out = out / "model"
+    model_out.mkdir()
+    for name in sorted({"kaizen.yaml", manifest.artifact}):
+        src = package / name
+        if not src.is_file():
+            raise PackageError(f"{src} is missing")
+        _link_or_copy(src, model_out / name)
+
+    labels = oci_labels(
+        manifest,
+        flavor=flavor,
+        lock_sha256=locks.sha256_file(lock_file),
+        source=source,
+        revision=revision,
+    )
+    (out / "Dockerfile").write_text(render_dockerfile(bases, labels))
+    (out / ".dockerignore").write_text("")
+    return BuildContext(
+        directory=out,
+        manifest=manifest,
+        flavor=flavor,
+        bases=bases,
+        tag=tag or default_tag(manifest),
+        labels=labels,
+    )
+
+
+def _normalise(info: tarfile.TarInfo) -> tarfile.TarInfo:
+    info.mtime = SOURCE_DATE_EPOCH
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    if info.isdir():
+        info.mode = 0o755
+    elif info.isfile():
+        info.mode = 0o755 if info.mode & 0o111 else 0o644
+    info.pax_headers = {}
+    return info
+
+
+def write_context_tar(directory: Path, fileobj: IO[bytes]) -> None:
+    """Write `directory` as a deterministic (sorted, fixed metadata) uncompressed tar."""
+    with tarfile.open(fileobj=fileobj, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        entries = sorted(directory.rglob("*"), key=lambda p: p.relative_to(directory).as_posix())
+        for path in entries:
+            rel = path.relative_to(directory).as_posix()
+            info = _normalise(tar.gettarinfo(str(path), arcname=rel))
+            if info.isfile():
+                with path.open("rb") as fh:
+                    tar.addfile(info, fh)
+            else:
+                tar.addfile(info)
+
+
+def context_tar(directory: Path) -> io.BytesIO:
+    buf = io.BytesIO()
+    write_context_tar(directory, buf)
+    buf.seek(0)
+    return buf

@@ -1,0 +1,262 @@
+"""Lock files for the dependencies inside model images, and the offline wheel cache.
+
+A lock (``locks/<flavor>.txt``) pins every distribution the serving runtime needs inside an
+image, for CPython 3.11 on manylinux x86_64, each with its ``--hash=sha256:…``. The builder stage
+installs it with ``pip install --no-index --require-hashes``, so an image build never reaches an
+index.
+
+The wheel cache (``~/.cache/kaizen/wheels``, or ``KAIZEN_CACHE_DIR``) holds the locked wheels;
+``ensure_wheels`` fills it once with ``pip download`` (the only step that needs PyPI) and
+checks every hash; build contexts then copy wheels from it.
+
+Regenerate the locks (needs PyPI)::
+
+    python -m model_packages.image.locks
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from model_packages.errors import KaizenError
+
+LOCK_DIR = Path(__file__).parent / "locks"
+
+PYTHON_VERSION = "3.11"
+PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64")
+ABI = "cp311"
+
+# What the serving runtime imports. The runtime imports framework code lazily, so a flavor
+# only adds its own framework. No CLI/build tooling (typer, rich, docker, boto3) in images.
+COMMON = (
+    "numpy==2.4.6",
+    "pydantic==2.14.4",
+    "pyyaml==6.0.4",
+    "httptools==0.9.0",
+    "uvloop==0.23.0",
+    "prometheus-client==0.26.0",
+)
+FLAVORS: dict[str, tuple[str, ...]] = {
+    "sklearn": (*COMMON, "scikit-learn==1.9.1", "scipy==1.17.1", "skops==0.16.0"),
+    "onnx": (*COMMON, "onnxruntime==1.32.0"),
+}
+# Which lock a model package needs, by its artifact file.
+ARTIFACT_FLAVOR = {
+    "model.skops": "sklearn",
+    "model.pkl": "sklearn",
+    "model.joblib": "sklearn",
+    "model.onnx": "onnx",
+}
+
+_LINE = re.compile(r"^([A-Za-z0-9_.\-]+)==([^\s\\;]+)")
+_HASH = re.compile(r"--hash=sha256:([0-9a-f]{64})")
+
+
+class LockError(KaizenError):
+    """A lock file is missing or inconsistent, or its wheels cannot be had."""
+
+
+@dataclass(frozen=True)
+class Pin:
+    name: str
+    version: str
+    hashes: tuple[str, ...]
+
+    @property
+    def key(self) -> str:
+        return normalize(self.name)
+
+
+def normalize(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def lock_path(flavor: str) -> Path:
+    path = LOCK_DIR / f"{flavor}.txt"
+    if not path.exists():
+        raise LockError(f"no lock file for flavor {flavor!r} ({path})")
+    return path
+
+
+def read_lock(path: Path) -> list[Pin]:
+    """Parse a hashed requirements file written by :func:`write_lock` (or pip-compile)."""
+    text = path.read_text().replace("\\\n", " ")
+    pins: list[Pin] = []
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line.startswith("#"):
+            continue
+        line = line.split(" #", 1)[0]
+        if not line:
+            continue
+        m = _LINE.match(line)
+        if not m:
+            raise LockError(f"{path}: cannot parse {raw.strip()!r}")
+        hashes = tuple(_HASH.findall(line))
+        if not hashes:
+            raise LockError(f"{path}: {m.group(1)} has no --hash")
+        pins.append(Pin(m.group(1), m.group(2), hashes))
+    return pins
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _wheel_name_version(filename: str) -> tuple[str, str]:
+    parts = filename[: -len(".whl")].split("-")
+    return parts[0], parts[1]
+
+
+def _platform_args() -> list[str]:
+    args = ["--only-binary=:all:", "--python-version", PYTHON_VERSION, "--implementation", "cp"]
+    args += ["--abi", ABI, "--abi", "abi3", "--abi", "none"]
+    for plat in PLATFORMS:
+        args += ["--platform", plat]
+    args += ["--platform", "any"]
+    return args
+
+
+def _pip() -> list[str]:
+    return [sys.executable, "-m", "pip"]
+
+
+def _clean_env() -> dict[str, str]:
+    # The host's pip may carry local find-links or constraints that images never see.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_") or k == "PIP_CERT"}
+    env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
+    return env
+
+
+def compile_lock(flavor: str, out: Path | None = None) -> Path:
+    """Resolve `flavor`'s requirements for cp311 manylinux x86_64 and write a hashed lock."""
+    reqs = FLAVORS[flavor]
+    out = out or LOCK_DIR / f"{flavor}.txt"
+    with tempfile.TemporaryDirectory(prefix="kaizen-lock-") as tmp:
+        cmd = [*_pip(), "download", "--isolated", "-q", "-d", tmp, *_platform_args(), *reqs]
+        cert = os.environ.get("PIP_CERT")
+        if cert:
+            cmd[4:4] = ["--cert", cert]
+        proc = subprocess.run(cmd, env=_clean_env(), capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            raise LockError(f"pip download failed for {flavor}:\n{proc.stderr[-2000:]}")
+        wheels = sorted(Path(tmp).glob("*.whl"), key=lambda p: normalize(p.name))
+        lines = [
+            f"# Kaizen image lock: {flavor} (CPython {PYTHON_VERSION}, manylinux x86_64).",
+            "# Generated by `python -m model_packages.image.locks`; do not edit by hand.",
+            "# Top-level: " + ", ".join(reqs),
+        ]
+        for whl in wheels:
+            name, version = _wheel_name_version(whl.name)
+            lines.append(f"{normalize(name)}=={version} \\")
+            lines.append(f"    --hash=sha256:{sha256_file(whl)}")
+        out.write_text("\n".join(lines) + "\n")
+        cache = wheel_cache_dir()
+        cache.mkdir(parents=True, exist_ok=True)
+        for whl in wheels:
+            if not (cache / whl.name).exists():
+                shutil.copy2(whl, cache / whl.name)
+    return out
+
+
+def wheel_cache_dir() -> Path:
+    root = os.environ.get("KAIZEN_CACHE_DIR")
+    base = Path(root) if root else Path.home() / ".cache" / "kaizen"
+    return base / "wheels"
+
+
+def _index_cache(cache: Path) -> dict[str, Path]:
+    """sha256 -> wheel path for the wheels in the cache."""
+    out: dict[str, Path] = {}
+    index = cache / "SHA256SUMS"
+    known: dict[str, str] = {}
+    if index.exists():
+        for line in index.read_text().splitlines():
+            digest, _, name = line.partition("  ")
+            known[name] = digest
+    changed = False
+    for whl in cache.glob("*.whl"):
+        digest = known.get(whl.name)
+        if digest is None:
+            digest = sha256_file(whl)
+            known[whl.name] = digest
+            changed = True
+        out[digest] = whl
+    if changed:
+        index.write_text("".join(f"{d}  {n}\n" for n, d in sorted(known.items())))
+    return out
+
+
+def ensure_wheels(
+    pins: Iterable[Pin],
+    *,
+    cache: Path | None = None,
+    log: Callable[[str], None] = lambda _msg: None,
+) -> list[Path]:
+    """Return the cached wheel of each pin, downloading the missing ones (hash-checked)."""
+    cache = cache or wheel_cache_dir()
+    cache.mkdir(parents=True, exist_ok=True)
+    pins = list(pins)
+    by_hash = _index_cache(cache)
+    missing = [p for p in pins if not any(h in by_hash for h in p.hashes)]
+    if missing:
+        log(f"downloading {len(missing)} locked wheel(s) into {cache}")
+        with tempfile.TemporaryDirectory(prefix="kaizen-wheels-") as tmp:
+            req = Path(tmp) / "req.txt"
+            req.write_text(
+                "".join(
+                    f"{p.name}=={p.version} " + " ".join(f"--hash=sha256:{h}" for h in p.hashes)
+                    + "\n"
+                    for p in missing
+                )
+            )
+            dest = Path(tmp) / "dl"
+            cmd = [*_pip(), "download", "--isolated", "-q", "--no-deps", "--require-hashes"]
+            cert = os.environ.get("PIP_CERT")
+            if cert:
+                cmd += ["--cert", cert]
+            cmd += ["-d", str(dest), *_platform_args(), "-r", str(req)]
+            proc = subprocess.run(
+                cmd, env=_clean_env(), capture_output=True, text=True, check=False
+            )
+            if proc.returncode != 0:
+                names = ", ".join(f"{p.name}=={p.version}" for p in missing)
+                raise LockError(
+                    f"cannot fetch locked wheels ({names}) and they are not in the wheel cache "
+                    f"{cache}:\n{proc.stderr[-1500:]}"
+                )
+            for whl in dest.glob("*.whl"):
+                shutil.move(str(whl), cache / whl.name)
+        by_hash = _index_cache(cache)
+    out: list[Path] = []
+    for pin in pins:
+        found = next((by_hash[h] for h in pin.hashes if h in by_hash), None)
+        if found is None:
+            raise LockError(f"wheel for {pin.name}=={pin.version} missing from {cache}")
+        out.append(found)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    flavors = (argv if argv is not None else sys.argv[1:]) or sorted(FLAVORS)
+    for flavor in flavors:
+        path = compile_lock(flavor)
+        print(f"wrote {path} ({len(read_lock(path))} pins)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

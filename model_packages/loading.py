@@ -1,0 +1,168 @@
+"""Load a model package into a predictor, refusing unsafe or inconsistent artifacts."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from model_packages.errors import PackageError
+from model_packages.manifest import Manifest
+
+#: Modules whose types a skops file may contain without `trusted: true`.
+SAFE_SKOPS_MODULES = ("sklearn", "numpy", "scipy", "builtins", "collections")
+
+
+class LoadedModel(Protocol):
+    """A model ready to predict on a 2-D array of rows in the manifest's input order."""
+
+    manifest: Manifest
+
+    def predict(self, rows: np.ndarray) -> np.ndarray: ...
+
+    def predict_proba(self, rows: np.ndarray) -> np.ndarray | None: ...
+
+
+class SklearnModel:
+    """A scikit-learn estimator, configured for low per-call overhead."""
+
+    def __init__(self, manifest: Manifest, estimator: Any) -> None:
+        import sklearn
+
+        # The runtime validates inputs itself: skip sklearn's per-call checks.
+        sklearn.set_config(assume_finite=True, skip_parameter_validation=True)
+        warnings.filterwarnings("ignore", message="X does not have valid feature names")
+        self.manifest = manifest
+        self._estimator = estimator
+        self._has_proba = hasattr(estimator, "predict_proba")
+        self._check(estimator)
+
+    def _check(self, estimator: Any) -> None:
+        manifest = self.manifest
+        if not hasattr(estimator, "predict"):
+            raise PackageError(f"artifact {manifest.artifact} holds {type(estimator).__name__}, which cannot predict")
+        expected = getattr(estimator, "n_features_in_", None)
+        if expected is not None and expected != len(manifest.inputs):
+            raise PackageError(
+                f"schema/artifact disagreement: the model takes {expected} features, "
+                f"{manifest.artifact} manifest inputs list {len(manifest.inputs)}"
+            )
+        names = getattr(estimator, "feature_names_in_", None)
+        if names is not None and list(names) != manifest.feature_names:
+            raise PackageError(
+                f"schema/artifact disagreement: the model was fitted on features {list(names)}, "
+                f"the manifest lists {manifest.feature_names}"
+            )
+        classes = getattr(estimator, "classes_", None)
+        if manifest.output.task == "classification" and classes is not None:
+            labels = [c.item() if hasattr(c, "item") else c for c in classes]
+            if [str(c) for c in labels] != [str(c) for c in manifest.output.labels or []]:
+                raise PackageError(
+                    f"schema/artifact disagreement: the model's classes {labels} differ from "
+                    f"output.labels {manifest.output.labels}"
+                )
+
+    def predict(self, rows: np.ndarray) -> np.ndarray:
+        return np.asarray(self._estimator.predict(rows))
+
+    def predict_proba(self, rows: np.ndarray) -> np.ndarray | None:
+        return np.asarray(self._estimator.predict_proba(rows)) if self._has_proba else None
+
+
+class OnnxModel:
+    """An ONNX model run by onnxruntime on one thread (the server is the unit of parallelism)."""
+
+    def __init__(self, manifest: Manifest, path: Path) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
+        try:
+            self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as error:  # onnxruntime raises its own untyped errors for corrupt files
+            raise PackageError(f"artifact {path.name} is not a loadable ONNX model: {error}") from None
+        self.manifest = manifest
+        inputs = self._session.get_inputs()
+        if len(inputs) != 1:
+            raise PackageError(f"ONNX model {path.name} must take one input tensor, it takes {len(inputs)}")
+        self._input = inputs[0].name
+        self._dtype = np.float32 if inputs[0].type == "tensor(float)" else np.float64
+        width = inputs[0].shape[-1] if inputs[0].shape else None
+        if isinstance(width, int) and width != len(manifest.inputs):
+            raise PackageError(
+                f"schema/artifact disagreement: the ONNX input takes {width} features, "
+                f"the manifest lists {len(manifest.inputs)}"
+            )
+        outputs = [o.name for o in self._session.get_outputs()]
+        self._label = outputs[0]
+        self._proba = outputs[1] if len(outputs) > 1 and manifest.output.task == "classification" else None
+
+    def _run(self, names: list[str], rows: np.ndarray) -> list[Any]:
+        return self._session.run(names, {self._input: rows.astype(self._dtype, copy=False)})
+
+    def predict(self, rows: np.ndarray) -> np.ndarray:
+        result = np.asarray(self._run([self._label], rows)[0])
+        if self.manifest.output.task == "regression":
+            return result.reshape(result.shape[0], -1)[:, 0] if result.ndim > 1 else result
+        return result
+
+    def predict_proba(self, rows: np.ndarray) -> np.ndarray | None:
+        if self._proba is None:
+            return None
+        return np.asarray(self._run([self._proba], rows)[0])
+
+
+def _load_skops(path: Path, trusted: bool) -> Any:
+    import skops.io
+
+    try:
+        untrusted = skops.io.get_untrusted_types(file=path)
+    except Exception as error:  # corrupt zip or schema
+        raise PackageError(f"artifact {path.name} is not a readable skops file: {error}") from None
+    unsafe = [t for t in untrusted if t.split(".", 1)[0] not in SAFE_SKOPS_MODULES]
+    if unsafe and not trusted:
+        raise PackageError(
+            f"artifact {path.name} contains types outside scikit-learn/numpy/scipy: {', '.join(unsafe)}; "
+            "set `trusted: true` in kaizen.yaml only if you trust its origin"
+        )
+    try:
+        return skops.io.load(path, trusted=list(untrusted))
+    except Exception as error:
+        raise PackageError(f"artifact {path.name} could not be loaded by skops: {error}") from None
+
+
+def _load_pickle(path: Path, fmt: str) -> Any:
+    try:
+        if fmt == "joblib":
+            import joblib
+
+            return joblib.load(path)
+        import pickle
+
+        with open(path, "rb") as handle:
+            return pickle.load(handle)  # noqa: S301 - only with `trusted: true`
+    except Exception as error:
+        raise PackageError(f"artifact {path.name} could not be unpickled: {error}") from None
+
+
+def load_model(package_dir: str | Path, *, verify: bool = True) -> LoadedModel:
+    """Load a package's model. Pickle formats load only when the manifest says `trusted: true`."""
+    from model_packages.manifest import read_manifest
+    from model_packages.package import verify_package
+
+    directory = Path(package_dir)
+    manifest = verify_package(directory) if verify else read_manifest(directory)
+    path = directory / manifest.artifact
+    if manifest.format == "onnx":
+        return OnnxModel(manifest, path)
+    if manifest.format in ("pickle", "joblib"):
+        if not manifest.trusted:
+            raise PackageError(
+                f"refusing to load {manifest.artifact}: {manifest.format} can run arbitrary code; "
+                "use skops or ONNX, or set `trusted: true` in kaizen.yaml for a model you trust"
+            )
+        return SklearnModel(manifest, _load_pickle(path, manifest.format))
+    return SklearnModel(manifest, _load_skops(path, manifest.trusted))

@@ -1,0 +1,198 @@
+"""The model package manifest (`kaizen.yaml`) as pydantic models."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from model_packages.errors import PackageError
+
+MANIFEST_NAME = "kaizen.yaml"
+FORMAT_VERSION = 1
+
+Framework = Literal["sklearn", "onnx"]
+ArtifactFormat = Literal["skops", "onnx", "pickle", "joblib"]
+FeatureType = Literal["float", "integer", "boolean", "categorical"]
+Task = Literal["classification", "regression"]
+Scalar = str | int | float
+
+FRAMEWORK_FORMATS: dict[str, set[str]] = {
+    "sklearn": {"skops", "pickle", "joblib"},
+    "onnx": {"onnx"},
+}
+UNSAFE_FORMATS = {"pickle", "joblib"}
+
+Name = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")]
+SemVer = Annotated[
+    str,
+    Field(pattern=r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$"),
+]
+Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FeatureSpec(_Model):
+    """One input feature: its type, whether it is required and the values it may take."""
+
+    name: Annotated[str, Field(min_length=1, max_length=128)]
+    dtype: FeatureType = "float"
+    required: bool = True
+    minimum: float | None = None
+    maximum: float | None = None
+    categories: list[Scalar] | None = None
+    allow_nan: bool = False
+    default: float | None = None
+    description: str | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> FeatureSpec:
+        if self.minimum is not None and self.maximum is not None and self.minimum > self.maximum:
+            raise ValueError(f"feature {self.name!r}: minimum {self.minimum} > maximum {self.maximum}")
+        if self.dtype == "categorical" and not self.categories:
+            raise ValueError(f"feature {self.name!r}: categorical features need `categories`")
+        if self.dtype != "categorical" and self.categories:
+            raise ValueError(f"feature {self.name!r}: only categorical features take `categories`")
+        if self.default is not None and not math.isfinite(self.default):
+            raise ValueError(f"feature {self.name!r}: default must be finite")
+        return self
+
+    @property
+    def numeric_categories(self) -> bool:
+        return all(isinstance(c, int | float) for c in self.categories or [])
+
+
+class OutputSpec(_Model):
+    """What the model returns."""
+
+    task: Task
+    name: str = "prediction"
+    labels: list[Scalar] | None = None
+    probabilities: bool = False
+
+    @model_validator(mode="after")
+    def _consistent(self) -> OutputSpec:
+        if self.task == "classification" and not self.labels:
+            raise ValueError("classification output needs `labels`")
+        if self.task == "regression" and (self.labels or self.probabilities):
+            raise ValueError("regression output takes neither `labels` nor `probabilities`")
+        return self
+
+
+class FeatureBaseline(_Model):
+    """Training statistics of one feature: the reference that drift is measured against."""
+
+    count: int
+    missing: int = 0
+    mean: float | None = None
+    std: float | None = None
+    min: float | None = None
+    max: float | None = None
+    quantiles: dict[str, float] = Field(default_factory=dict)
+    bin_edges: list[float] = Field(default_factory=list)
+    bin_fractions: list[float] = Field(default_factory=list)
+    category_fractions: dict[str, float] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> FeatureBaseline:
+        if self.bin_fractions and len(self.bin_fractions) != len(self.bin_edges) + 1:
+            raise ValueError("bin_fractions must have one more entry than bin_edges")
+        if any(b <= a for a, b in zip(self.bin_edges, self.bin_edges[1:], strict=False)):
+            raise ValueError("bin_edges must be strictly increasing")
+        return self
+
+
+class Baseline(_Model):
+    """The training baseline: per-feature statistics and training metrics."""
+
+    rows: int
+    features: dict[str, FeatureBaseline]
+    metrics: dict[str, float] = Field(default_factory=dict)
+
+
+class Lineage(_Model):
+    """Where the model came from."""
+
+    data_sha256: Sha256
+    code_revision: str | None = None
+    parameters: dict[str, str | int | float | bool | None] = Field(default_factory=dict)
+    created_at: datetime
+    kaizen_version: str
+
+
+class Manifest(_Model):
+    """The whole `kaizen.yaml`."""
+
+    kaizen_package: Literal[1] = FORMAT_VERSION
+    name: Name
+    version: SemVer
+    description: str | None = None
+    framework: Framework
+    format: ArtifactFormat
+    artifact: Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]+$")]
+    artifact_sha256: Sha256
+    trusted: bool = False
+    inputs: Annotated[list[FeatureSpec], Field(min_length=1)]
+    output: OutputSpec
+    baseline: Baseline
+    lineage: Lineage
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Manifest:
+        if self.format not in FRAMEWORK_FORMATS[self.framework]:
+            raise ValueError(f"format {self.format!r} does not belong to framework {self.framework!r}")
+        names = [f.name for f in self.inputs]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate input feature names: {', '.join(duplicates)}")
+        unknown = sorted(set(self.baseline.features) - set(names))
+        if unknown:
+            raise ValueError(f"baseline names features that are not inputs: {', '.join(unknown)}")
+        return self
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [f.name for f in self.inputs]
+
+
+def _describe(error: ValidationError) -> str:
+    parts = []
+    for item in error.errors():
+        where = ".".join(str(p) for p in item["loc"]) or "manifest"
+        parts.append(f"{where}: {item['msg']}")
+    return "; ".join(parts)
+
+
+def parse_manifest(data: object, source: str = MANIFEST_NAME) -> Manifest:
+    """Validate manifest data, raising PackageError that names each bad field."""
+    try:
+        return Manifest.model_validate(data)
+    except ValidationError as error:
+        raise PackageError(f"{source} is invalid: {_describe(error)}") from None
+
+
+def read_manifest(package_dir: str | Path) -> Manifest:
+    """Read and validate `kaizen.yaml` from a package directory."""
+    path = Path(package_dir) / MANIFEST_NAME
+    if not path.is_file():
+        raise PackageError(f"{package_dir} is not a model package: {MANIFEST_NAME} is missing")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        raise PackageError(f"{path} is not valid YAML: {error}") from None
+    return parse_manifest(data, str(path))
+
+
+def write_manifest(manifest: Manifest, package_dir: str | Path) -> Path:
+    """Write the manifest as YAML with a stable key order."""
+    path = Path(package_dir) / MANIFEST_NAME
+    data = manifest.model_dump(mode="json", exclude_none=True)
+    path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    return path

@@ -1,0 +1,276 @@
+"""Create, verify and describe model packages (a directory with `kaizen.yaml` and one artifact)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from model_packages import __version__
+from model_packages.baseline import compute_baseline
+from model_packages.errors import PackageError
+from model_packages.manifest import (
+    MANIFEST_NAME,
+    UNSAFE_FORMATS,
+    FeatureSpec,
+    Lineage,
+    Manifest,
+    OutputSpec,
+    Scalar,
+    read_manifest,
+    write_manifest,
+)
+
+ARTIFACT_NAMES = {"skops": "model.skops", "onnx": "model.onnx", "pickle": "model.pkl", "joblib": "model.joblib"}
+_SKOPS_MAGIC = b"PK\x03\x04"
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex SHA-256 of a file, streamed."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _columns(x: Any, feature_names: Sequence[str] | None) -> dict[str, np.ndarray]:
+    """Split training data (DataFrame, 2-D array or list of rows) into named columns."""
+    if hasattr(x, "columns") and hasattr(x, "to_numpy"):
+        names = [str(c) for c in x.columns]
+        return {name: x[col].to_numpy() for name, col in zip(names, x.columns, strict=True)}
+    array = np.asarray(x)
+    if array.ndim != 2:
+        raise PackageError(f"training data must be 2-D (rows x features), got shape {array.shape}")
+    names = list(feature_names) if feature_names else [f"f{i}" for i in range(array.shape[1])]
+    if len(names) != array.shape[1]:
+        raise PackageError(f"{len(names)} feature names given for {array.shape[1]} columns of training data")
+    return {name: array[:, i] for i, name in enumerate(names)}
+
+
+def _infer_feature(name: str, column: np.ndarray, ranges: Mapping[str, tuple[float, float]]) -> FeatureSpec:
+    low, high = ranges.get(name, (None, None))
+    if column.dtype.kind == "b":
+        return FeatureSpec(name=name, dtype="boolean")
+    if column.dtype.kind in "iu":
+        return FeatureSpec(name=name, dtype="integer", minimum=low, maximum=high)
+    if column.dtype.kind == "f":
+        return FeatureSpec(
+            name=name, dtype="float", minimum=low, maximum=high, allow_nan=bool(np.isnan(column).any())
+        )
+    categories: list[Scalar] = sorted({str(v) for v in column if v is not None})
+    return FeatureSpec(name=name, dtype="categorical", categories=categories)
+
+
+def _data_hash(columns: Mapping[str, np.ndarray], y: Any) -> str:
+    digest = hashlib.sha256()
+    for name, column in columns.items():
+        digest.update(name.encode())
+        digest.update(np.ascontiguousarray(column).astype(str).tobytes() if column.dtype.kind == "O"
+                      else np.ascontiguousarray(column).tobytes())
+    if y is not None:
+        digest.update(np.ascontiguousarray(np.asarray(y)).tobytes())
+    return digest.hexdigest()
+
+
+def _git_revision() -> str | None:
+    try:
+        result = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return result.stdout.strip() or None if result.returncode == 0 else None
+
+
+def _simple_params(model: Any) -> dict[str, str | int | float | bool | None]:
+    if not hasattr(model, "get_params"):
+        return {}
+    params: dict[str, str | int | float | bool | None] = {}
+    for key, value in sorted(model.get_params(deep=True).items()):
+        if value is None or isinstance(value, str | int | float | bool):
+            params[key] = value
+    return params
+
+
+def _write_artifact(model: Any, fmt: str, path: Path) -> None:
+    if fmt == "skops":
+        import skops.io
+
+        skops.io.dump(model, path)
+    elif fmt == "onnx":
+        if isinstance(model, str | os.PathLike):
+            shutil.copyfile(model, path)
+        elif isinstance(model, bytes):
+            path.write_bytes(model)
+        elif hasattr(model, "SerializeToString"):
+            path.write_bytes(model.SerializeToString())
+        else:
+            raise PackageError("an ONNX package needs an ONNX file path, bytes or ModelProto")
+    elif fmt == "joblib":
+        import joblib
+
+        joblib.dump(model, path)
+    else:
+        import pickle
+
+        with open(path, "wb") as handle:
+            pickle.dump(model, handle)
+
+
+def sklearn_to_onnx(model: Any, n_features: int) -> bytes:
+    """Convert a fitted scikit-learn estimator to ONNX (float inputs, plain probability tensor)."""
+    from skl2onnx import to_onnx
+    from skl2onnx.common.data_types import FloatTensorType
+
+    options = {id(model): {"zipmap": False}} if hasattr(model, "predict_proba") else None
+    onx = to_onnx(model, initial_types=[("input", FloatTensorType([None, n_features]))],
+                  options=options, target_opset=17)
+    return onx.SerializeToString()  # type: ignore[union-attr]
+
+
+def create_package(
+    model: Any,
+    x: Any,
+    y: Any = None,
+    *,
+    out_dir: str | Path,
+    name: str,
+    version: str,
+    feature_names: Sequence[str] | None = None,
+    features: Sequence[FeatureSpec] | None = None,
+    ranges: Mapping[str, tuple[float, float]] | None = None,
+    artifact_format: str | None = None,
+    task: str | None = None,
+    labels: Sequence[Scalar] | None = None,
+    metrics: Mapping[str, float] | None = None,
+    parameters: Mapping[str, str | int | float | bool | None] | None = None,
+    code_revision: str | None = None,
+    description: str | None = None,
+    trusted: bool = False,
+    overwrite: bool = False,
+) -> Path:
+    """Build a model package from a fitted estimator (or ONNX model) and its training data.
+
+    The package is written to a temporary directory and moved into place only when complete,
+    then verified, so a failure never leaves a half-written package behind.
+    """
+    out = Path(out_dir)
+    if out.exists() and not overwrite:
+        raise PackageError(f"{out} already exists (pass overwrite=True to replace it)")
+    fmt = artifact_format or ("onnx" if isinstance(model, bytes | str | os.PathLike) else "skops")
+    if fmt not in ARTIFACT_NAMES:
+        raise PackageError(f"unknown artifact format {fmt!r}; use one of {', '.join(ARTIFACT_NAMES)}")
+    if fmt in UNSAFE_FORMATS and not trusted:
+        raise PackageError(f"format {fmt!r} loads with pickle: pass trusted=True only for a model you trust")
+    columns = _columns(x, feature_names)
+    specs = list(features) if features else [_infer_feature(n, c, ranges or {}) for n, c in columns.items()]
+    if [s.name for s in specs] != list(columns):
+        raise PackageError("feature specs must name the training data's columns in order")
+    if task is None:
+        task = "classification" if hasattr(model, "classes_") or labels else "regression"
+    if task == "classification" and labels is None:
+        if not hasattr(model, "classes_"):
+            raise PackageError("classification packages need `labels` when the model has no classes_")
+        labels = [c.item() if hasattr(c, "item") else c for c in model.classes_]
+    output = OutputSpec(
+        task=task,  # type: ignore[arg-type]
+        labels=list(labels) if task == "classification" and labels is not None else None,
+        probabilities=task == "classification" and (fmt == "onnx" or hasattr(model, "predict_proba")),
+    )
+    if metrics is None and y is not None and hasattr(model, "score"):
+        matrix = np.column_stack([np.asarray(c) for c in columns.values()])
+        key = "training_accuracy" if task == "classification" else "training_r2"
+        metrics = {key: float(model.score(matrix, y))}
+    baseline = compute_baseline(columns, specs, dict(metrics or {}))
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    staging.chmod(0o755)
+    try:
+        artifact = staging / ARTIFACT_NAMES[fmt]
+        _write_artifact(model, fmt, artifact)
+        manifest = Manifest(
+            name=name,
+            version=version,
+            description=description,
+            framework="onnx" if fmt == "onnx" else "sklearn",
+            format=fmt,  # type: ignore[arg-type]
+            artifact=artifact.name,
+            artifact_sha256=sha256_file(artifact),
+            trusted=trusted,
+            inputs=specs,
+            output=output,
+            baseline=baseline,
+            lineage=Lineage(
+                data_sha256=_data_hash(columns, y),
+                code_revision=code_revision or _git_revision(),
+                parameters=dict(parameters) if parameters is not None else _simple_params(model),
+                created_at=datetime.now(UTC).replace(microsecond=0),
+                kaizen_version=__version__,
+            ),
+        )
+        write_manifest(manifest, staging)
+        verify_package(staging, load=True)
+        if out.exists():
+            shutil.rmtree(out)
+        staging.rename(out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return out
+
+
+def verify_package(package_dir: str | Path, *, load: bool = False) -> Manifest:
+    """Check a package: manifest schema, artifact presence, hash and format; with `load`, also
+    load the model and check that it agrees with the manifest's schema."""
+    directory = Path(package_dir)
+    manifest = read_manifest(directory)
+    artifact = directory / manifest.artifact
+    if not artifact.is_file():
+        raise PackageError(f"artifact {manifest.artifact} named in {MANIFEST_NAME} is missing")
+    actual = sha256_file(artifact)
+    if actual != manifest.artifact_sha256:
+        raise PackageError(
+            f"artifact {manifest.artifact} is corrupt: sha256 {actual} does not match "
+            f"artifact_sha256 {manifest.artifact_sha256} in {MANIFEST_NAME}"
+        )
+    if manifest.format == "skops":
+        with open(artifact, "rb") as handle:
+            if handle.read(4) != _SKOPS_MAGIC:
+                raise PackageError(f"artifact {manifest.artifact} is not a skops file")
+    if load:
+        from model_packages.loading import load_model
+
+        load_model(directory, verify=False)
+    return manifest
+
+
+def describe_package(package_dir: str | Path) -> dict[str, Any]:
+    """A summary of a package for `kaizen inspect`."""
+    manifest = verify_package(package_dir)
+    size = (Path(package_dir) / manifest.artifact).stat().st_size
+    return {
+        "name": manifest.name,
+        "version": manifest.version,
+        "framework": manifest.framework,
+        "format": manifest.format,
+        "artifact": manifest.artifact,
+        "artifact_bytes": size,
+        "artifact_sha256": manifest.artifact_sha256,
+        "trusted": manifest.trusted,
+        "task": manifest.output.task,
+        "labels": manifest.output.labels,
+        "inputs": [f.model_dump(exclude_none=True) for f in manifest.inputs],
+        "metrics": manifest.baseline.metrics,
+        "training_rows": manifest.baseline.rows,
+        "lineage": manifest.lineage.model_dump(mode="json"),
+    }

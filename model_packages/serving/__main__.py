@@ -1,0 +1,7 @@
+"""`python -m model_packages.serving [serve]`: the container entry point."""
+
+import sys
+
+from model_packages.serving.server import main
+
+sys.exit(main())

@@ -1,0 +1,108 @@
+"""Per-request feature statistics in the serving path, compared with the training baseline.
+
+The hot path only appends the validated matrix to a buffer (well under a microsecond); binning and
+the Population Stability Index are computed lazily, when the buffer fills or metrics are read.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+
+import numpy as np
+
+from model_packages.manifest import Manifest
+
+EPSILON = 1e-4  # floor on bin fractions, so empty bins do not make PSI infinite
+FLUSH_ROWS = 2048
+
+
+def psi(expected: np.ndarray, actual: np.ndarray) -> np.ndarray:
+    """Population Stability Index per row of two (features x bins) fraction matrices."""
+    e = np.clip(expected, EPSILON, None)
+    a = np.clip(actual, EPSILON, None)
+    return np.sum((a - e) * np.log(a / e), axis=-1)
+
+
+class FeatureStats:
+    """Sliding-window histograms of live numeric features on the baseline's bins."""
+
+    def __init__(self, manifest: Manifest, window_rows: int = 5000, min_rows: int = 100) -> None:
+        self.window_rows = window_rows
+        self.min_rows = min_rows
+        self.columns: list[int] = []
+        self.names: list[str] = []
+        edges: list[list[float]] = []
+        fractions: list[list[float]] = []
+        for i, spec in enumerate(manifest.inputs):
+            base = manifest.baseline.features.get(spec.name)
+            if base is None or not base.bin_edges or not base.bin_fractions:
+                continue
+            self.columns.append(i)
+            self.names.append(spec.name)
+            edges.append(base.bin_edges)
+            fractions.append(base.bin_fractions)
+        bins = max((len(f) for f in fractions), default=1)
+        # Pad edges with +inf so every feature uses the same number of bins.
+        self.edges = np.full((len(edges), bins - 1), np.inf)
+        self.expected = np.zeros((len(edges), bins))
+        for k, (e, f) in enumerate(zip(edges, fractions, strict=True)):
+            self.edges[k, : len(e)] = e
+            self.expected[k, : len(f)] = f
+        self.bins = bins
+        self._pending: list[np.ndarray] = []
+        self._pending_rows = 0
+        self._window: deque[tuple[int, np.ndarray]] = deque()
+        self._counts = np.zeros((len(edges), bins))
+        self._rows = 0
+        self._lock = threading.Lock()
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.columns)
+
+    def observe(self, rows: np.ndarray) -> None:
+        """Hot-path hook: remember a validated float matrix."""
+        if not self.columns or rows.dtype != np.float64:
+            return
+        self._pending.append(rows)
+        self._pending_rows += rows.shape[0]
+        if self._pending_rows >= FLUSH_ROWS:
+            self.flush()
+
+    def flush(self) -> None:
+        """Bin pending rows into the window and drop what has slid out of it."""
+        with self._lock:
+            if not self._pending:
+                return
+            batch = np.concatenate(self._pending)[:, self.columns]
+            self._pending.clear()
+            self._pending_rows = 0
+            counts = np.zeros_like(self._counts)
+            for k in range(len(self.columns)):
+                values = batch[:, k]
+                values = values[~np.isnan(values)]
+                idx = np.searchsorted(self.edges[k], values, side="right")
+                counts[k] += np.bincount(idx, minlength=self.bins)[: self.bins]
+            self._window.append((batch.shape[0], counts))
+            self._counts += counts
+            self._rows += batch.shape[0]
+            while self._window and self._rows - self._window[0][0] >= self.window_rows:
+                dropped_rows, dropped = self._window.popleft()
+                self._counts -= dropped
+                self._rows -= dropped_rows
+
+    def scores(self) -> dict[str, float]:
+        """PSI per feature over the window; empty until `min_rows` rows have been seen."""
+        self.flush()
+        with self._lock:
+            if self._rows < self.min_rows or not self.columns:
+                return {}
+            totals = self._counts.sum(axis=1, keepdims=True)
+            actual = np.divide(self._counts, totals, out=np.zeros_like(self._counts), where=totals > 0)
+            values = psi(self.expected, actual)
+        return {name: float(v) for name, v in zip(self.names, values, strict=True)}
+
+    @property
+    def window_rows_seen(self) -> int:
+        return self._rows + self._pending_rows

@@ -1,0 +1,141 @@
+"""The OpenAPI 3.0 document of the runtime's routes, derived from the model's input schema."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from model_packages import __version__
+from model_packages.manifest import FeatureSpec, Manifest
+from model_packages.serving.settings import Settings
+
+ERROR = {"$ref": "#/components/schemas/Error"}
+
+
+def _feature_schema(spec: FeatureSpec) -> dict[str, Any]:
+    schema: dict[str, Any]
+    if spec.dtype == "categorical":
+        schema = {"enum": list(spec.categories or [])}
+    elif spec.dtype == "integer":
+        schema = {"type": "integer"}
+    elif spec.dtype == "boolean":
+        schema = {"type": "boolean"}
+    else:
+        schema = {"type": "number"}
+    if spec.dtype in ("float", "integer"):
+        if spec.minimum is not None:
+            schema["minimum"] = spec.minimum
+        if spec.maximum is not None:
+            schema["maximum"] = spec.maximum
+    if not spec.required:
+        schema["nullable"] = True
+    if spec.description:
+        schema["description"] = spec.description
+    return schema
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    reasons = {400: "Malformed request", 404: "Not found", 405: "Method not allowed", 413: "Payload too large",
+               415: "Unsupported content type", 503: "Model not loaded yet"}
+    return {str(s): {"description": reasons[s], "content": {"application/json": {"schema": ERROR}}}
+            for s in statuses}
+
+
+def build_openapi(manifest: Manifest, settings: Settings) -> dict[str, Any]:
+    """OpenAPI for this model: request schemas carry each feature's type and allowed range."""
+    # OpenAPI 3.0 has no positional tuple schema; objects keyed by feature name carry the exact types.
+    row_object = {
+        "type": "object",
+        "properties": {s.name: _feature_schema(s) for s in manifest.inputs},
+        "required": [s.name for s in manifest.inputs if s.required],
+        "additionalProperties": False,
+    }
+    prediction = {"oneOf": [{"type": "string"}, {"type": "number"}, {"type": "object"}]}
+    instances_request = {
+        "type": "object",
+        "required": ["instances"],
+        "properties": {
+            "instances": {"type": "array", "minItems": 1, "items": row_object},
+            "parameters": {"type": "object", "properties": {"probabilities": {"type": "boolean"}}},
+        },
+    }
+    predictions = {
+        "type": "object", "required": ["predictions"],
+        "properties": {"predictions": {"type": "array", "items": prediction}},
+    }
+    json_body = {"application/json": {"schema": instances_request}}
+    ok = {"200": {"description": "Predictions", "content": {"application/json": {"schema": predictions}}}}
+    health = {
+        "get": {
+            "summary": "Readiness: 200 once the model is loaded and warmed",
+            "responses": {"200": {"description": "Ready", "content": {"application/json": {"schema": {
+                "type": "object"}}}}, **_errors(503)},
+        }
+    }
+    live = {"get": {"summary": "Liveness", "responses": {"200": {"description": "Alive", "content": {
+        "application/json": {"schema": {"type": "object"}}}}}}}
+    predict = {
+        "post": {
+            "summary": "Predict ({instances} -> {predictions})",
+            "requestBody": {"required": True, "content": json_body},
+            "responses": {**ok, **_errors(400, 413, 415, 503)},
+        }
+    }
+    v2_tensor = {
+        "type": "object",
+        "required": ["name", "shape", "datatype", "data"],
+        "properties": {
+            "name": {"type": "string"},
+            "shape": {"type": "array", "items": {"type": "integer", "minimum": 1}, "minItems": 2, "maxItems": 2},
+            "datatype": {"type": "string", "enum": ["FP32", "FP64"]},
+            "data": {"type": "array", "items": {"type": "number"}},
+        },
+    }
+    paths: dict[str, Any] = {
+        "/ping": health,
+        "/health/live": live,
+        "/health/ready": health,
+        "/predict": predict,
+        "/invocations": {
+            "post": {
+                "summary": "SageMaker invocations (JSON or CSV)",
+                "requestBody": {"required": True, "content": {
+                    **json_body, "text/csv": {"schema": {"type": "string"}}}},
+                "responses": {**ok, **_errors(400, 413, 415, 503)},
+            }
+        },
+        "/v2/health/live": live,
+        "/v2/health/ready": health,
+        f"/v2/models/{manifest.name}": {"get": {"summary": "V2 model metadata", "responses": {
+            "200": {"description": "Metadata", "content": {"application/json": {"schema": {"type": "object"}}}},
+            **_errors(503)}}},
+        f"/v2/models/{manifest.name}/ready": health,
+        f"/v2/models/{manifest.name}/infer": {
+            "post": {
+                "summary": "Open Inference Protocol V2 inference",
+                "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                    "type": "object", "required": ["inputs"],
+                    "properties": {"id": {"type": "string"},
+                                   "inputs": {"type": "array", "minItems": 1, "maxItems": 1, "items": v2_tensor}},
+                }}}},
+                "responses": {
+                    "200": {"description": "Outputs", "content": {"application/json": {"schema": {
+                        "type": "object", "required": ["model_name", "outputs"]}}}},
+                    **_errors(400, 404, 413, 415, 503),
+                },
+            }
+        },
+    }
+    for route in settings.health_routes:
+        paths.setdefault(route, health)
+    for route in settings.liveness_routes:
+        paths.setdefault(route, live)
+    for route in settings.predict_routes:
+        paths.setdefault(route, predict)
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": f"Kaizen: {manifest.name}", "version": manifest.version,
+                 "description": f"Kaizen runtime {__version__} serving {manifest.name} {manifest.version}"},
+        "paths": paths,
+        "components": {"schemas": {"Error": {"type": "object", "required": ["error"],
+                                             "properties": {"error": {"type": "string"}}}}},
+    }

@@ -1,0 +1,60 @@
+"""The small layer between HTTP and the model: validate, observe for drift, predict, shape output."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from model_packages.loading import LoadedModel
+from model_packages.manifest import Manifest
+from model_packages.serving.codecs import to_json_values
+from model_packages.serving.drift import FeatureStats
+from model_packages.serving.schema import InputSchema
+
+
+class Runner:
+    """Runs validated rows through a loaded model."""
+
+    def __init__(self, model: LoadedModel, stats: FeatureStats) -> None:
+        self.model = model
+        self.manifest: Manifest = model.manifest
+        self.schema = InputSchema(model.manifest)
+        self.stats = stats
+        self.labels = [str(label) for label in model.manifest.output.labels or []]
+
+    def predict(self, rows: np.ndarray) -> list[Any]:
+        self.stats.observe(rows)
+        return to_json_values(self.model.predict(rows))
+
+    def predict_proba(self, rows: np.ndarray) -> np.ndarray | None:
+        return self.model.predict_proba(rows)
+
+    def predictions_with_probabilities(self, rows: np.ndarray) -> list[dict[str, Any]]:
+        """Vertex-style rich predictions: the label and the probability of every label."""
+        labels = self.predict(rows)
+        proba = self.predict_proba(rows)
+        if proba is None:
+            return [{"label": label} for label in labels]
+        return [
+            {"label": label, "probabilities": dict(zip(self.labels, p, strict=False))}
+            for label, p in zip(labels, proba.tolist(), strict=True)
+        ]
+
+    def warm_up(self) -> None:
+        """Predict one typical row (training medians), so the first request pays no lazy costs."""
+        row: list[Any] = []
+        for spec in self.manifest.inputs:
+            base = self.manifest.baseline.features.get(spec.name)
+            if spec.dtype == "categorical" and spec.categories:
+                row.append(spec.categories[0])
+                continue
+            value = base.quantiles.get("0.5") if base else None
+            if value is None:
+                value = spec.default if spec.default is not None else (spec.minimum or 0.0)
+            low = spec.minimum if spec.minimum is not None else -np.inf
+            high = spec.maximum if spec.maximum is not None else np.inf
+            row.append(float(np.clip(value, low, high)))
+        matrix = self.schema.matrix([row])
+        self.model.predict(matrix)
+        self.model.predict_proba(matrix)

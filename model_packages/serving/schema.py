@@ -1,0 +1,198 @@
+"""Turn request rows into a validated 2-D array, with errors that name the row and the feature."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from model_packages.errors import RequestError
+from model_packages.manifest import FeatureSpec, Manifest
+
+_NUMBER = (int, float)
+
+
+class InputSchema:
+    """The manifest's input schema, compiled into arrays for vectorised checks."""
+
+    def __init__(self, manifest: Manifest) -> None:
+        specs = manifest.inputs
+        self.specs: list[FeatureSpec] = list(specs)
+        self.names = [s.name for s in specs]
+        self.index = {name: i for i, name in enumerate(self.names)}
+        self.width = len(specs)
+        self.mins = np.array([-np.inf if s.minimum is None else s.minimum for s in specs])
+        self.maxs = np.array([np.inf if s.maximum is None else s.maximum for s in specs])
+        self.has_bounds = bool(np.isfinite(self.mins).any() or np.isfinite(self.maxs).any())
+        self.nan_ok = np.array([s.allow_nan or not s.required for s in specs])
+        self.any_nan_ok = bool(self.nan_ok.any())
+        self.int_cols = [i for i, s in enumerate(specs) if s.dtype == "integer"]
+        self.bool_cols = [i for i, s in enumerate(specs) if s.dtype == "boolean"]
+        self.cat_cols = {
+            i: np.array(s.categories, dtype=np.float64)
+            for i, s in enumerate(specs)
+            if s.dtype == "categorical" and s.numeric_categories
+        }
+        self.string_cols = {
+            i: {str(c) for c in s.categories or []}
+            for i, s in enumerate(specs)
+            if s.dtype == "categorical" and not s.numeric_categories
+        }
+        self.fill = [
+            (s.default if s.default is not None else math.nan) if not s.required else None for s in specs
+        ]
+
+    # -- rows to matrix -------------------------------------------------------------------------
+    def matrix(self, rows: Any, field: str = "instances") -> np.ndarray:
+        """Validate `rows` (lists in feature order, or objects keyed by feature name)."""
+        if not isinstance(rows, list) or not rows:
+            raise RequestError(f"{field} must be a non-empty list of rows", field=field)
+        first = rows[0]
+        if isinstance(first, dict):
+            rows = [self._dict_row(row, field, i) for i, row in enumerate(rows)]
+        elif not isinstance(first, list):
+            if self.width == 1 and all(not isinstance(r, list | dict) for r in rows):
+                rows = [[r] for r in rows]
+            else:
+                raise RequestError(
+                    f"{field}[0] must be a list of {self.width} values or an object keyed by feature "
+                    f"name ({', '.join(self.names)})",
+                    field=f"{field}[0]",
+                )
+        if self.string_cols:
+            return self._slow(rows, field)
+        try:
+            array = np.array(rows)
+        except ValueError:
+            return self._slow(rows, field)
+        if array.dtype.kind not in "fiub" or array.ndim != 2 or array.shape[1] != self.width:
+            return self._slow(rows, field)
+        return self.check(array.astype(np.float64, copy=False), field)
+
+    def _dict_row(self, row: Any, field: str, i: int) -> list[Any]:
+        if not isinstance(row, dict):
+            raise RequestError(f"{field}[{i}] must be an object like {field}[0]", field=f"{field}[{i}]")
+        unknown = [k for k in row if k not in self.index]
+        if unknown:
+            raise RequestError(
+                f"{field}[{i}]: unknown feature {unknown[0]!r}; expected {', '.join(self.names)}",
+                field=f"{field}[{i}].{unknown[0]}",
+            )
+        values: list[Any] = []
+        for spec in self.specs:
+            if spec.name in row:
+                values.append(row[spec.name])
+            elif spec.required:
+                raise RequestError(
+                    f"{field}[{i}]: missing required feature {spec.name!r}", field=f"{field}[{i}].{spec.name}"
+                )
+            else:
+                values.append(None)
+        return values
+
+    def _slow(self, rows: list[Any], field: str) -> np.ndarray:
+        """Row-by-row conversion: fills optional features and finds the exact bad value."""
+        out: list[list[Any]] = []
+        for i, row in enumerate(rows):
+            where = f"{field}[{i}]"
+            if not isinstance(row, list):
+                raise RequestError(f"{where} must be a list of {self.width} values", field=where)
+            if len(row) != self.width:
+                raise RequestError(
+                    f"{where} has {len(row)} values; the model takes {self.width} features "
+                    f"({', '.join(self.names)})",
+                    field=where,
+                )
+            values: list[Any] = []
+            for j, value in enumerate(row):
+                spec = self.specs[j]
+                name = f"{where}.{spec.name}"
+                if value is None:
+                    if spec.required:
+                        raise RequestError(f"{name}: missing required feature (null)", field=name)
+                    values.append(self.fill[j])
+                elif j in self.string_cols:
+                    if str(value) not in self.string_cols[j]:
+                        raise RequestError(
+                            f"{name}: {value!r} is not one of the categories "
+                            f"{sorted(self.string_cols[j])}",
+                            field=name,
+                        )
+                    values.append(str(value))
+                elif isinstance(value, _NUMBER):
+                    try:
+                        values.append(float(value))
+                    except OverflowError:
+                        raise RequestError(f"{name}: {_short(value)} is too large", field=name) from None
+                else:
+                    raise RequestError(
+                        f"{name}: expected a number for {spec.dtype} feature, got {type(value).__name__} "
+                        f"{_short(value)}",
+                        field=name,
+                    )
+            out.append(values)
+        if self.string_cols:
+            array = np.array(out, dtype=object)
+            numeric = [j for j in range(self.width) if j not in self.string_cols]
+            if numeric:
+                self.check(array[:, numeric].astype(np.float64), field, columns=numeric)
+            return array
+        return self.check(np.array(out, dtype=np.float64), field)
+
+    # -- checks ---------------------------------------------------------------------------------
+    def check(self, array: np.ndarray, field: str, columns: list[int] | None = None) -> np.ndarray:
+        """Vectorised checks of a float matrix: finiteness, ranges, integers, booleans, categories."""
+        cols = columns if columns is not None else list(range(self.width))
+        finite = np.isfinite(array)
+        if not finite.all():
+            nan_ok = self.nan_ok[cols]
+            bad = ~finite & ~(np.isnan(array) & nan_ok)
+            if bad.any():
+                i, j = np.argwhere(bad)[0]
+                raise self._value_error(field, int(i), cols[j], array[i, j], "is not allowed (not finite)")
+        if self.has_bounds:
+            low = array < self.mins[cols]
+            if low.any():
+                i, j = np.argwhere(low)[0]
+                minimum = self.mins[cols[j]]
+                raise self._value_error(field, int(i), cols[j], array[i, j], f"is below the minimum {minimum:g}")
+            high = array > self.maxs[cols]
+            if high.any():
+                i, j = np.argwhere(high)[0]
+                maximum = self.maxs[cols[j]]
+                raise self._value_error(field, int(i), cols[j], array[i, j], f"is above the maximum {maximum:g}")
+        position = {c: k for k, c in enumerate(cols)}
+        for col in self.int_cols:
+            if col in position:
+                values = array[:, position[col]]
+                bad_int = np.isfinite(values) & (values != np.floor(values))
+                if bad_int.any():
+                    i = int(np.argmax(bad_int))
+                    raise self._value_error(field, i, col, values[i], "is not an integer")
+        for col in self.bool_cols:
+            if col in position:
+                values = array[:, position[col]]
+                bad_bool = (values != 0) & (values != 1) & ~np.isnan(values)
+                if bad_bool.any():
+                    i = int(np.argmax(bad_bool))
+                    raise self._value_error(field, i, col, values[i], "is not a boolean (true/false or 0/1)")
+        for col, allowed in self.cat_cols.items():
+            if col in position:
+                values = array[:, position[col]]
+                bad_cat = ~np.isin(values, allowed) & ~np.isnan(values)
+                if bad_cat.any():
+                    i = int(np.argmax(bad_cat))
+                    raise self._value_error(
+                        field, i, col, values[i], f"is not one of the categories {allowed.tolist()}"
+                    )
+        return array
+
+    def _value_error(self, field: str, row: int, col: int, value: float, problem: str) -> RequestError:
+        name = f"{field}[{row}].{self.names[col]}"
+        return RequestError(f"{name}: {value:g} {problem}", field=name)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."

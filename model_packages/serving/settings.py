@@ -1,0 +1,117 @@
+"""Runtime settings, read from the environment only, so one image runs unchanged everywhere."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from model_packages.errors import KaizenError
+
+DEFAULT_MODEL_DIR = "/opt/kaizen/model"
+SAGEMAKER_MODEL_DIR = "/opt/ml/model"
+DEFAULT_MAX_BODY = 1_572_864  # 1.5 MiB, Vertex AI's online prediction limit
+
+
+class SettingsError(KaizenError):
+    """An environment variable holds a value the runtime cannot use."""
+
+
+def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not an integer") from None
+    if not low <= value <= high:
+        raise SettingsError(f"{name}={value} is outside {low}..{high}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a number") from None
+    if value < 0:
+        raise SettingsError(f"{name}={value} must not be negative")
+    return value
+
+
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    if raw.lower() in ("1", "true", "yes", "on"):
+        return True
+    if raw.lower() in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name}={raw!r} is not a boolean (use true or false)")
+
+
+def _route(env: Mapping[str, str], name: str) -> str | None:
+    raw = env.get(name)
+    if not raw:
+        return None
+    if not raw.startswith("/") or any(c.isspace() for c in raw):
+        raise SettingsError(f"{name}={raw!r} must be a path starting with '/'")
+    return raw
+
+
+def _model_dir(env: Mapping[str, str]) -> Path:
+    if env.get("KAIZEN_MODEL_DIR"):
+        return Path(env["KAIZEN_MODEL_DIR"])
+    if (Path(SAGEMAKER_MODEL_DIR) / "kaizen.yaml").is_file():
+        return Path(SAGEMAKER_MODEL_DIR)
+    return Path(DEFAULT_MODEL_DIR)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the runtime reads from its environment."""
+
+    model_dir: Path
+    host: str = "0.0.0.0"
+    port: int = 8080
+    max_body_bytes: int = DEFAULT_MAX_BODY
+    health_routes: tuple[str, ...] = ()
+    liveness_routes: tuple[str, ...] = ()
+    predict_routes: tuple[str, ...] = ()
+    data_capture: bool = False
+    log_requests: bool = True
+    drain_seconds: float = 20.0
+    drift_window_rows: int = 5000
+    drift_min_rows: int = 100
+    drift_log_interval: float = 60.0
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        # Vertex sets AIP_HTTP_PORT; Cloud Run and Container Apps set PORT.
+        port = _int(env, "AIP_HTTP_PORT", 0, 1, 65535) or _int(env, "PORT", 0, 1, 65535)
+        port = port or _int(env, "KAIZEN_PORT", 8080, 1, 65535)
+        health = [r for r in (_route(env, "AIP_HEALTH_ROUTE"), _route(env, "KAIZEN_READINESS_ROUTE")) if r]
+        live = [r for r in (_route(env, "KAIZEN_LIVENESS_ROUTE"),) if r]
+        predict = [r for r in (_route(env, "AIP_PREDICT_ROUTE"), _route(env, "KAIZEN_SCORING_ROUTE")) if r]
+        return cls(
+            model_dir=_model_dir(env),
+            host=env.get("KAIZEN_HOST") or "0.0.0.0",
+            port=port,
+            max_body_bytes=_int(env, "KAIZEN_MAX_BODY_BYTES", DEFAULT_MAX_BODY, 1024, 1 << 30),
+            health_routes=tuple(health),
+            liveness_routes=tuple(live),
+            predict_routes=tuple(predict),
+            data_capture=_flag(env, "KAIZEN_DATA_CAPTURE", False),
+            log_requests=_flag(env, "KAIZEN_LOG_REQUESTS", True),
+            drain_seconds=_float(env, "KAIZEN_DRAIN_SECONDS", 20.0),
+            drift_window_rows=_int(env, "KAIZEN_DRIFT_WINDOW_ROWS", 5000, 10, 10_000_000),
+            drift_min_rows=_int(env, "KAIZEN_DRIFT_MIN_ROWS", 100, 1, 10_000_000),
+            drift_log_interval=_float(env, "KAIZEN_DRIFT_LOG_INTERVAL", 60.0),
+        )
