@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from sklearn.datasets import load_diabetes, load_iris
 from sklearn.linear_model import LogisticRegression, Ridge
@@ -22,7 +23,7 @@ HERE = Path(__file__).resolve().parent
 
 def iris_classifier(out: Path, version: str = "1.0.0", c: float = 1.0) -> Path:
     """Logistic regression on iris, saved with skops."""
-    data = load_iris()
+    data: Any = load_iris()
     names = [n.replace(" (cm)", "").replace(" ", "_") for n in data.feature_names]
     species = data.target_names[data.target]
     x_train, x_test, y_train, y_test = train_test_split(
@@ -47,11 +48,11 @@ def iris_classifier(out: Path, version: str = "1.0.0", c: float = 1.0) -> Path:
 
 def diabetes_regressor(out: Path, version: str = "1.0.0") -> Path:
     """Ridge regression on the diabetes data, converted to ONNX."""
-    data = load_diabetes()
+    data: Any = load_diabetes()
     x_train, x_test, y_train, y_test = train_test_split(data.data, data.target, test_size=0.25, random_state=0)
     model = make_pipeline(StandardScaler(), Ridge(alpha=1.0)).fit(x_train, y_train)
     return create_package(
-        sklearn_to_onnx(model, x_train.shape[1]),
+        sklearn_to_onnx(model, len(data.feature_names)),
         x_train,
         y_train,
         out_dir=out,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -49,7 +49,7 @@ def _categorical_baseline(values: Sequence[object]) -> FeatureBaseline:
 
 
 def compute_baseline(
-    columns: dict[str, Sequence[object] | np.ndarray],
+    columns: Mapping[str, Sequence[object] | np.ndarray],
     features: Sequence[FeatureSpec],
     metrics: dict[str, float] | None = None,
 ) -> Baseline:

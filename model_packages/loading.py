@@ -101,7 +101,7 @@ class OnnxModel:
         self._proba = outputs[1] if len(outputs) > 1 and manifest.output.task == "classification" else None
 
     def _run(self, names: list[str], rows: np.ndarray) -> list[Any]:
-        return self._session.run(names, {self._input: rows.astype(self._dtype, copy=False)})
+        return list(self._session.run(names, {self._input: rows.astype(self._dtype, copy=False)}))
 
     def predict(self, rows: np.ndarray) -> np.ndarray:
         result = np.asarray(self._run([self._label], rows)[0])
@@ -143,7 +143,7 @@ def _load_pickle(path: Path, fmt: str) -> Any:
         import pickle
 
         with open(path, "rb") as handle:
-            return pickle.load(handle)  # noqa: S301 - only with `trusted: true`
+            return pickle.load(handle)
     except Exception as error:
         raise PackageError(f"artifact {path.name} could not be unpickled: {error}") from None
 

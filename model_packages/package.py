@@ -43,7 +43,9 @@ def sha256_file(path: str | Path) -> str:
 
 
 def _columns(x: Any, feature_names: Sequence[str] | None) -> dict[str, np.ndarray]:
-    """Split training data (DataFrame, 2-D array or list of rows) into named columns."""
+    """Split training data (DataFrame, mapping of columns, 2-D array or rows) into named columns."""
+    if isinstance(x, Mapping):
+        return {str(name): np.asarray(column) for name, column in x.items()}
     if hasattr(x, "columns") and hasattr(x, "to_numpy"):
         names = [str(c) for c in x.columns]
         return {name: x[col].to_numpy() for name, col in zip(names, x.columns, strict=True)}
@@ -132,7 +134,8 @@ def sklearn_to_onnx(model: Any, n_features: int) -> bytes:
     from skl2onnx.common.data_types import FloatTensorType
 
     options = {id(model): {"zipmap": False}} if hasattr(model, "predict_proba") else None
-    onx = to_onnx(model, initial_types=[("input", FloatTensorType([None, n_features]))],
+    initial_types: Any = [("input", FloatTensorType([None, n_features]))]
+    onx = to_onnx(model, initial_types=initial_types,
                   options=options, target_opset=17)
     return onx.SerializeToString()  # type: ignore[union-attr]
 
@@ -180,16 +183,18 @@ def create_package(
     if task == "classification" and labels is None:
         if not hasattr(model, "classes_"):
             raise PackageError("classification packages need `labels` when the model has no classes_")
-        labels = [c.item() if hasattr(c, "item") else c for c in model.classes_]
+        fitted: Any = model
+        labels = [c.item() if hasattr(c, "item") else c for c in fitted.classes_]
     output = OutputSpec(
         task=task,  # type: ignore[arg-type]
         labels=list(labels) if task == "classification" and labels is not None else None,
         probabilities=task == "classification" and (fmt == "onnx" or hasattr(model, "predict_proba")),
     )
     if metrics is None and y is not None and hasattr(model, "score"):
-        matrix = np.column_stack([np.asarray(c) for c in columns.values()])
+        matrix = x if hasattr(x, "columns") else np.column_stack([np.asarray(c) for c in columns.values()])
         key = "training_accuracy" if task == "classification" else "training_r2"
-        metrics = {key: float(model.score(matrix, y))}
+        scorer: Any = model
+        metrics = {key: float(scorer.score(matrix, y))}
     baseline = compute_baseline(columns, specs, dict(metrics or {}))
 
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -3,7 +3,8 @@
 Nothing can be pulled from a registry on an offline machine, so `kaizen base` builds two
 Debian bookworm images from the Debian mirror and imports them with `docker import`:
 
-- ``kaizen-base/python:3.11-bookworm-runtime``: python3 (3.11) and libstdc++6, nothing else.
+- ``kaizen-base/python:3.11-bookworm-runtime``: python3 (3.11), libstdc++6 and their libraries
+  only (extract variant: no Essential set, no perl/dpkg/coreutils), stdlib byte-compiled.
 - ``kaizen-base/python:3.11-bookworm-builder``: the same plus python3-venv (pip) and binutils
   (strip), for the builder stages of a model image.
 
@@ -48,9 +49,13 @@ SUITE = "bookworm"
 # Debian bookworm's release date; keeps the rootfs tarball reproducible.
 BASE_SOURCE_DATE_EPOCH = 1686355200
 
-RUNTIME_PACKAGES = ("python3", "libstdc++6")
-# binutils: `strip` for the shared objects of the locked wheels (the builder stage only).
-BUILDER_PACKAGES = (*RUNTIME_PACKAGES, "python3-venv", "binutils")
+# The runtime base is "distroless-like": mmdebstrap's extract variant unpacks only python3's
+# dependency closure (+ libstdc++6, dash for /bin/sh, base-files, netbase) without the Essential
+# set (no perl, dpkg, coreutils...). Extract hooks then write the dpkg status database (so image
+# scanners still see every package), the users, and byte-compile the stdlib.
+RUNTIME_PACKAGES = ("python3", "libstdc++6", "dash", "base-files", "netbase")
+# The builder stage needs a normal system: pip (python3-venv) and strip (binutils).
+BUILDER_PACKAGES = ("python3", "libstdc++6", "python3-venv", "binutils")
 
 _EXCLUDES = (
     "/usr/share/man/*",
@@ -59,6 +64,32 @@ _EXCLUDES = (
     "/usr/share/locale/*",
     "/usr/share/lintian/*",
     "/usr/share/linda/*",
+)
+
+_PASSWD = (
+    "root:x:0:0:root:/root:/bin/sh\\n"
+    "kaizen:x:10001:10001:kaizen:/nonexistent:/nonexistent\\n"
+)
+_GROUP = "root:x:0:\\nkaizen:x:10001:\\n"
+
+# Extract hooks of the runtime base, run in order on the host with the rootfs as "$1".
+_RUNTIME_HOOKS = (
+    # dpkg status from the unpacked .debs, so scanners (trivy, grype) see what is inside.
+    'mkdir -p "$1/var/lib/dpkg" && for d in "$1"/var/cache/apt/archives/*.deb; do'
+    ' dpkg-deb -f "$d" | awk \'{print} /^Package:/{print "Status: install ok installed"}\';'
+    ' echo; done > "$1/var/lib/dpkg/status" && rm -f "$1/var/lib/dpkg/status-old"',
+    f'printf "{_PASSWD}" > "$1/etc/passwd" && printf "{_GROUP}" > "$1/etc/group"',
+    ': > "$1/etc/resolv.conf" && : > "$1/etc/hostname"',
+    # Never used by the runtime: glibc's iconv modules (Python has its own codecs), the stdlib's
+    # tests and pydoc topics, docs (but the copyright files), man pages, locales.
+    'rm -rf "$1"/usr/lib/x86_64-linux-gnu/gconv "$1"/usr/lib/python3.11/test'
+    ' "$1"/usr/lib/python3.11/pydoc_data "$1"/usr/share/man "$1"/usr/share/locale'
+    ' "$1"/usr/share/info "$1"/usr/share/lintian',
+    'find "$1/usr/share/doc" -type f ! -name copyright -delete 2>/dev/null; true',
+    'mkdir -p "$1/tmp" && chmod 1777 "$1/tmp"',
+    # Deterministic byte code of the stdlib (the read-only root cannot write it at run time).
+    'PYTHONHASHSEED=0 chroot "$1" /usr/bin/python3 -m compileall -q -j 0'
+    " --invalidation-mode unchecked-hash /usr/lib/python3.11 >/dev/null",
 )
 
 
@@ -71,17 +102,19 @@ class BaseSpec:
     kind: str  # "runtime" | "builder"
     image: str
     packages: tuple[str, ...]
+    variant: str
 
     def cache_key(self) -> str:
         text = "\n".join(
-            [SUITE, DEBIAN_MIRROR, DEBIAN_SECURITY, *self.packages, *_EXCLUDES, "v2"]
+            [SUITE, DEBIAN_MIRROR, DEBIAN_SECURITY, self.variant, *self.packages,
+             *mmdebstrap_options(self), "v3"]
         )
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 SPECS = {
-    "runtime": BaseSpec("runtime", RUNTIME_BASE, RUNTIME_PACKAGES),
-    "builder": BaseSpec("builder", BUILDER_BASE, BUILDER_PACKAGES),
+    "runtime": BaseSpec("runtime", RUNTIME_BASE, RUNTIME_PACKAGES, "extract"),
+    "builder": BaseSpec("builder", BUILDER_BASE, BUILDER_PACKAGES, "essential"),
 }
 
 
@@ -95,35 +128,39 @@ def rootfs_path(spec: BaseSpec) -> Path:
     return cache_dir() / f"bookworm-{spec.kind}-{spec.cache_key()}.tar.gz"
 
 
-def mmdebstrap_command(spec: BaseSpec, target: Path) -> list[str]:
-    """The mmdebstrap command line that builds `spec` into the tarball `target`."""
-    cmd = [
-        "mmdebstrap",
-        "--variant=essential",
-        "--hook-dir=/usr/share/mmdebstrap/hooks/merged-usr",
-        "--include=" + ",".join(spec.packages),
-        "--aptopt=Acquire::Retries \"3\"",
-    ]
-    for pattern in _EXCLUDES:
-        cmd.append(f"--dpkgopt=path-exclude={pattern}")
+def mmdebstrap_options(spec: BaseSpec) -> list[str]:
+    if spec.variant == "extract":
+        return [f"--extract-hook={hook}" for hook in _RUNTIME_HOOKS]
+    opts = [f"--dpkgopt=path-exclude={pattern}" for pattern in _EXCLUDES]
     # Keep the copyright files: licences travel with the image.
-    cmd.append("--dpkgopt=path-include=/usr/share/doc/*/copyright")
-    cmd += [
+    opts.append("--dpkgopt=path-include=/usr/share/doc/*/copyright")
+    opts += [
         # The host's resolver must not leak into images.
         '--customize-hook=: > "$1/etc/resolv.conf"',
         '--customize-hook=: > "$1/etc/hostname"',
         '--customize-hook=rm -rf "$1"/var/cache/apt/* "$1"/var/lib/apt/lists/* "$1"/var/log/*',
-        # Unprivileged user for the runtime (the Dockerfile uses the numeric id).
         "--customize-hook=echo 'kaizen:x:10001:10001:kaizen:/nonexistent:/usr/sbin/nologin'"
         ' >> "$1/etc/passwd"',
         "--customize-hook=echo 'kaizen:x:10001:' >> \"$1/etc/group\"",
+    ]
+    return opts
+
+
+def mmdebstrap_command(spec: BaseSpec, target: Path) -> list[str]:
+    """The mmdebstrap command line that builds `spec` into the tarball `target`."""
+    return [
+        "mmdebstrap",
+        f"--variant={spec.variant}",
+        "--hook-dir=/usr/share/mmdebstrap/hooks/merged-usr",
+        "--include=" + ",".join(spec.packages),
+        '--aptopt=Acquire::Retries "3"',
+        *mmdebstrap_options(spec),
         SUITE,
         str(target),
         f"deb {DEBIAN_MIRROR} {SUITE} main",
         f"deb {DEBIAN_MIRROR} {SUITE}-updates main",
         f"deb {DEBIAN_SECURITY} {SUITE}-security main",
     ]
-    return cmd
 
 
 def build_rootfs(spec: BaseSpec, *, force: bool = False, log: Callable[[str], None] = print) -> Path:

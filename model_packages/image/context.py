@@ -9,8 +9,12 @@ Context layout::
     Dockerfile
     requirements.lock      the image lock (hashed), see locks/
     wheels/*.whl           the locked wheels (from the offline wheel cache)
-    runtime/model_packages/...   only the runtime part of the package (no CLI, no image code)
-    model/<files>          the model package (kaizen.yaml + artifact)
+    runtime/opt/kaizen/lib/model_packages/...  only the runtime part of the package
+                                               (no CLI, no image code)
+    model/opt/kaizen/model/<files>             the model package (kaizen.yaml + artifact)
+
+`runtime/` and `model/` mirror the image's file system and are copied to "/" so that every
+directory of a layer, parents included, carries the fixed timestamp.
 
 Every entry of the tar stream has mtime SOURCE_DATE_EPOCH, uid/gid 0, normalised modes and a
 sorted order, so the same package + base + lock gives the same layers.
@@ -48,6 +52,21 @@ LABEL_PREFIX = "io.kaizen"
 RUNTIME_EXCLUDES = {"cli.py", "image", "__pycache__", "__main__.py"}
 
 TEMPLATE = Path(__file__).with_name("Dockerfile.tmpl")
+SITE_PACKAGES = f"{VENV}/lib/python3.11/site-packages"
+
+# Per-flavor parts of the locked wheels that serving never loads, removed in the builder stage.
+# onnxruntime: the C API library (the Python extension is self-contained: its ELF NEEDED list
+# has only libc/libstdc++), and the offline tool subpackages.
+FLAVOR_TRIM: dict[str, tuple[str, ...]] = {
+    "sklearn": (),
+    "onnx": (
+        f"{SITE_PACKAGES}/onnxruntime/capi/libonnxruntime.so*",
+        f"{SITE_PACKAGES}/onnxruntime/transformers",
+        f"{SITE_PACKAGES}/onnxruntime/quantization",
+        f"{SITE_PACKAGES}/onnxruntime/tools",
+        f"{SITE_PACKAGES}/onnxruntime/datasets",
+    ),
+}
 
 
 class ContextError(KaizenError):
@@ -167,7 +186,7 @@ def _quote(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ") + '"'
 
 
-def render_dockerfile(bases: Bases, labels: dict[str, str]) -> str:
+def render_dockerfile(bases: Bases, labels: dict[str, str], flavor: str = "sklearn") -> str:
     label_lines = " \\\n      ".join(f"{k}={_quote(v)}" for k, v in sorted(labels.items()))
     text = TEMPLATE.read_text()
     for key, value in {
@@ -180,6 +199,7 @@ def render_dockerfile(bases: Bases, labels: dict[str, str]) -> str:
         "USER_ID": str(USER_ID),
         "LABELS": label_lines,
         "ENTRYPOINT": "[" + ", ".join(_quote(p) for p in ENTRYPOINT) + "]",
+        "TRIM": " ".join(FLAVOR_TRIM.get(flavor, ())) or "/nonexistent",
     }.items():
         text = text.replace("{{" + key + "}}", value)
     if "{{" in text:
@@ -238,12 +258,14 @@ def generate_context(
     # Runtime code: only what the serving runtime needs.
     src_root = Path(model_packages.__file__).parent
     for path in _runtime_files(src_root):
-        dst = out / "runtime" / "model_packages" / path.relative_to(src_root)
+        dst = out / "runtime" / RUNTIME_LIB.lstrip("/") / "model_packages" / path.relative_to(
+            src_root
+        )
         dst.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, dst)
     # The model package: manifest and artifact only.
-    model_out = out / "model"
-    model_out.mkdir()
+    model_out = out / "model" / MODEL_DIR.lstrip("/")
+    model_out.mkdir(parents=True)
     for name in sorted({"kaizen.yaml", manifest.artifact}):
         src = package / name
         if not src.is_file():
@@ -257,7 +279,7 @@ def generate_context(
         source=source,
         revision=revision,
     )
-    (out / "Dockerfile").write_text(render_dockerfile(bases, labels))
+    (out / "Dockerfile").write_text(render_dockerfile(bases, labels, flavor))
     (out / ".dockerignore").write_text("")
     return BuildContext(
         directory=out,

@@ -161,7 +161,7 @@ def _v2_tensor(tensor: Any, k: int, binary: bytes, offset: int) -> tuple[np.ndar
     ):
         raise RequestError(f"{where}.shape must be a list of non-negative integers", field=f"{where}.shape")
     datatype = tensor["datatype"]
-    if datatype not in V2_NUMERIC and datatype != "BYTES":
+    if not isinstance(datatype, str) or (datatype not in V2_NUMERIC and datatype != "BYTES"):
         raise RequestError(f"{where}.datatype {datatype!r} is not a V2 datatype", field=f"{where}.datatype")
     count = math.prod(shape)
     if count == 0:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import re
 from typing import Any
 
 from model_packages import __version__
@@ -31,6 +33,31 @@ def _feature_schema(spec: FeatureSpec) -> dict[str, Any]:
     if spec.description:
         schema["description"] = spec.description
     return schema
+
+
+def _csv_value_pattern(spec: FeatureSpec) -> str:
+    """A regular expression whose every match is a valid CSV cell for the feature."""
+    if spec.dtype == "categorical":
+        return "(" + "|".join(re.escape(str(c)) for c in spec.categories or []) + ")"
+    if spec.dtype == "boolean":
+        return "(0|1|true|false)"
+    low = -math.inf if spec.minimum is None else spec.minimum
+    high = math.inf if spec.maximum is None else spec.maximum
+    if low > 0 or high < 1:
+        # The range excludes 0: only the literal bound is certain to be valid.
+        return re.escape(repr(low if low > -math.inf else high))
+    digits = 6 if high == math.inf else int(math.floor(math.log10(high)))
+    integer = "0" if digits == 0 else f"(0|[1-9]\\d{{0,{digits - 1}}})"
+    fraction = "" if spec.dtype == "integer" else "(\\.\\d{1,3})?"
+    sign = "-?" if low <= -(10**digits) else ""
+    return sign + integer + fraction
+
+
+def _csv_schema(manifest: Manifest) -> dict[str, Any]:
+    cells = [_csv_value_pattern(s) for s in manifest.inputs]
+    row = ",".join(cells)
+    return {"type": "string", "pattern": f"^{row}(\\n{row}){{0,3}}\\n?$",
+            "description": "CSV rows, features in order: " + ", ".join(manifest.feature_names)}
 
 
 def _errors(*statuses: int) -> dict[str, Any]:
@@ -99,7 +126,7 @@ def build_openapi(manifest: Manifest, settings: Settings) -> dict[str, Any]:
             "post": {
                 "summary": "SageMaker invocations (JSON or CSV)",
                 "requestBody": {"required": True, "content": {
-                    **json_body, "text/csv": {"schema": {"type": "string"}}}},
+                    **json_body, "text/csv": {"schema": _csv_schema(manifest)}}},
                 "responses": {**ok, **_errors(400, 413, 415, 503)},
             }
         },

@@ -188,9 +188,9 @@ class InputSchema:
                     )
         return array
 
-    def _value_error(self, field: str, row: int, col: int, value: float, problem: str) -> RequestError:
+    def _value_error(self, field: str, row: int, col: int, value: Any, problem: str) -> RequestError:
         name = f"{field}[{row}].{self.names[col]}"
-        return RequestError(f"{name}: {value:g} {problem}", field=name)
+        return RequestError(f"{name}: {float(value):g} {problem}", field=name)
 
 
 def _short(value: Any) -> str:

@@ -1,0 +1,214 @@
+"""Run a build: a generated build context -> a local image, through docker-py.
+
+The image is tagged only after the whole build succeeded, so a failed build never leaves a
+half-tagged image; intermediate containers are always removed (``forcerm``). Every build runs
+with ``network_mode="host"`` (no bridge network on these machines) and never reaches an index:
+the context already holds the locked wheels.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from model_packages.errors import KaizenError
+from model_packages.image.context import Bases, BuildContext, context_tar, generate_context
+
+_STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
+
+
+class BuildError(KaizenError):
+    """The image build failed; the message carries the failing step and its output."""
+
+
+@dataclass
+class BuildResult:
+    image_id: str
+    tag: str
+    layers: list[str]
+    size: int
+    seconds: float
+    labels: dict[str, str] = field(default_factory=dict)
+    steps_cached: int = 0
+    steps_total: int = 0
+
+
+def docker_client(timeout: int = 600) -> Any:
+    import docker
+
+    try:
+        client = docker.from_env(timeout=timeout)
+        client.ping()
+    except Exception as error:  # docker.errors.DockerException, requests errors
+        raise BuildError(
+            f"cannot reach the Docker engine ({error}); start it with scripts/start-docker.sh"
+        ) from None
+    return client
+
+
+class _Progress:
+    """Rich progress over build steps; plain lines when there is no terminal."""
+
+    def __init__(self, title: str, enabled: bool) -> None:
+        self.title = title
+        self.enabled = enabled
+        self._progress: Any = None
+        self._task: Any = None
+
+    def __enter__(self) -> _Progress:
+        if self.enabled:
+            from rich.progress import (
+                BarColumn,
+                Progress,
+                SpinnerColumn,
+                TextColumn,
+                TimeElapsedColumn,
+            )
+
+            self._progress = Progress(
+                SpinnerColumn(),
+                TextColumn("[bold]{task.fields[title]}"),
+                BarColumn(),
+                TextColumn("{task.completed}/{task.total}"),
+                TimeElapsedColumn(),
+                TextColumn("{task.description}"),
+                transient=False,
+            )
+            self._progress.__enter__()
+            self._task = self._progress.add_task("", total=None, title=self.title)
+        return self
+
+    def step(self, number: int, total: int, text: str) -> None:
+        if self._progress is not None:
+            short = text if len(text) <= 60 else text[:57] + "..."
+            self._progress.update(self._task, completed=number - 1, total=total, description=short)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            task = self._progress.tasks[0]
+            if exc[0] is None and task.total:
+                self._progress.update(self._task, completed=task.total, description="done")
+            self._progress.__exit__(*exc)
+
+
+def run_build(
+    ctx: BuildContext,
+    *,
+    client: Any = None,
+    nocache: bool = False,
+    progress: bool = False,
+    log: Callable[[str], None] = lambda _msg: None,
+) -> BuildResult:
+    """Build `ctx` with docker-py and tag it `ctx.tag` only when the build succeeded."""
+    client = client or docker_client()
+    started = time.monotonic()
+    lines: list[str] = []
+    image_id: str | None = None
+    cached = 0
+    total = 0
+    with _Progress(ctx.tag, progress) as bar:
+        stream: Iterable[dict[str, Any]] = client.api.build(
+            fileobj=context_tar(ctx.directory),
+            custom_context=True,
+            rm=True,
+            forcerm=True,
+            decode=True,
+            network_mode="host",
+            nocache=nocache,
+            pull=False,
+        )
+        for event in stream:
+            if "error" in event or "errorDetail" in event:
+                detail = event.get("errorDetail") or {}
+                message = str(event.get("error") or detail.get("message") or event)
+                tail = "\n".join(lines[-25:])
+                (ctx.directory / "build.log").write_text("\n".join(lines) + "\n" + message)
+                raise BuildError(f"building {ctx.tag} failed: {message.strip()}\n{tail}")
+            text = event.get("stream")
+            if isinstance(text, str):
+                for line in text.splitlines():
+                    if not line.strip():
+                        continue
+                    lines.append(line)
+                    m = _STEP.match(line)
+                    if m:
+                        total = int(m.group(2))
+                        bar.step(int(m.group(1)), total, m.group(3))
+                        log(line)
+                    elif "Using cache" in line:
+                        cached += 1
+            aux = event.get("aux")
+            if isinstance(aux, dict) and "ID" in aux:
+                image_id = str(aux["ID"])
+    (ctx.directory / "build.log").write_text("\n".join(lines) + "\n")
+    if image_id is None:
+        raise BuildError(f"building {ctx.tag} produced no image:\n" + "\n".join(lines[-25:]))
+    image = client.images.get(image_id)
+    repo, _, tag = ctx.tag.rpartition(":")
+    if not image.tag(repo, tag):
+        raise BuildError(f"could not tag {image_id} as {ctx.tag}")
+    attrs = image.attrs
+    return BuildResult(
+        image_id=image_id,
+        tag=ctx.tag,
+        layers=list(attrs["RootFS"]["Layers"]),
+        size=int(attrs["Size"]),
+        seconds=time.monotonic() - started,
+        labels=dict(attrs["Config"].get("Labels") or {}),
+        steps_cached=cached,
+        steps_total=total,
+    )
+
+
+def build_package(
+    package_dir: str | Path,
+    *,
+    bases: Bases,
+    tag: str | None = None,
+    context_dir: str | Path | None = None,
+    client: Any = None,
+    nocache: bool = False,
+    progress: bool = False,
+    source: str | None = None,
+    revision: str | None = None,
+    log: Callable[[str], None] = lambda _msg: None,
+) -> BuildResult:
+    """Validate the package, generate its context, build it. A bad package is never built."""
+    client = client or docker_client()
+    for ref in {bases.runtime, bases.builder}:
+        _require_image(client, ref)
+    if context_dir is not None:
+        ctx = generate_context(
+            package_dir, context_dir, bases=bases, tag=tag, source=source, revision=revision,
+            log=log,
+        )
+        return run_build(ctx, client=client, nocache=nocache, progress=progress, log=log)
+    with tempfile.TemporaryDirectory(prefix="kaizen-context-") as tmp:
+        ctx = generate_context(
+            package_dir, Path(tmp) / "context", bases=bases, tag=tag, source=source,
+            revision=revision, log=log,
+        )
+        return run_build(ctx, client=client, nocache=nocache, progress=progress, log=log)
+
+
+def _require_image(client: Any, ref: str) -> None:
+    import docker.errors
+
+    try:
+        client.images.get(ref)
+    except docker.errors.ImageNotFound:
+        if "@sha256:" in ref:
+            try:
+                client.images.pull(ref)
+                return
+            except docker.errors.APIError as error:
+                raise BuildError(f"base image {ref} is not available: {error}") from None
+        raise BuildError(
+            f"base image {ref} is not present locally (build local bases with `kaizen base`, "
+            "or pass --base with a digest-pinned image)"
+        ) from None

@@ -1,0 +1,156 @@
+"""`kaizen base`, `kaizen build`, `kaizen push`: registered on the main typer app."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from model_packages.errors import KaizenError
+
+err = Console(stderr=True)
+out = Console()
+
+
+def _fail(error: Exception) -> typer.Exit:
+    err.print(f"[red]error:[/red] {error}", highlight=False, soft_wrap=True)
+    return typer.Exit(1)
+
+
+def base_command(
+    kind: Annotated[
+        str, typer.Option(help="runtime, builder or all", show_default=True)
+    ] = "all",
+    force: Annotated[bool, typer.Option(help="rebuild the root file systems")] = False,
+) -> None:
+    """Build the local Debian base images with mmdebstrap (cached under ~/.cache/kaizen/base)."""
+    from model_packages.image import base
+    from model_packages.image.build import docker_client
+
+    kinds = ("runtime", "builder") if kind == "all" else (kind,)
+    if any(k not in base.SPECS for k in kinds):
+        raise _fail(ValueError(f"unknown base kind {kind!r}: runtime, builder or all"))
+    try:
+        with err.status("building base images (mmdebstrap, docker import)"):
+            images = base.ensure_bases(
+                docker_client(), kinds=kinds, force=force, log=lambda m: err.print(m)
+            )
+    except KaizenError as error:
+        raise _fail(error) from None
+    for k, ref in images.items():
+        out.print(f"{k}: {ref}")
+
+
+def build_command(
+    package: Annotated[Path, typer.Argument(help="model package directory")],
+    base: Annotated[
+        str | None,
+        typer.Option(help="runtime base image (default: upstream python:3.11-slim by digest)"),
+    ] = None,
+    builder_base: Annotated[
+        str | None, typer.Option(help="builder base image (default: same Python as --base)")
+    ] = None,
+    local_base: Annotated[
+        bool, typer.Option(help="use the local mmdebstrap bases (built when missing)")
+    ] = False,
+    tag: Annotated[str | None, typer.Option(help="image tag (default kaizen/NAME:VERSION)")] = None,
+    context_dir: Annotated[
+        Path | None, typer.Option(help="write the build context here and keep it")
+    ] = None,
+    context_only: Annotated[
+        bool, typer.Option(help="only generate the build context (for a cloud build service)")
+    ] = False,
+    no_cache: Annotated[bool, typer.Option(help="do not use the build cache")] = False,
+    source: Annotated[str | None, typer.Option(help="org.opencontainers.image.source")] = None,
+    revision: Annotated[
+        str | None, typer.Option(help="org.opencontainers.image.revision")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
+) -> None:
+    """Build the image of a model package: kaizen/NAME:VERSION."""
+    from model_packages.image import base as base_mod
+    from model_packages.image.build import build_package, docker_client
+    from model_packages.image.context import Bases, generate_context
+
+    try:
+        if local_base:
+            bases = Bases(base or base_mod.RUNTIME_BASE, builder_base or base_mod.BUILDER_BASE)
+        else:
+            bases = Bases.choose(base, builder_base)
+        if context_only:
+            target = context_dir or Path("build") / "kaizen-context"
+            ctx = generate_context(
+                package, target, bases=bases, tag=tag, source=source, revision=revision,
+                log=lambda m: err.print(m),
+            )
+            out.print(f"build context for {ctx.tag} in {ctx.directory}")
+            return
+        client = docker_client()
+        if local_base:
+            base_mod.ensure_bases(client, log=lambda m: err.print(m))
+        result = build_package(
+            package,
+            bases=bases,
+            tag=tag,
+            context_dir=context_dir,
+            client=client,
+            nocache=no_cache,
+            progress=not as_json and err.is_terminal,
+            source=source,
+            revision=revision,
+            log=lambda m: None if err.is_terminal or as_json else err.print(m, highlight=False),
+        )
+    except KaizenError as error:
+        raise _fail(error) from None
+    if as_json:
+        print(json.dumps(result.__dict__, indent=2))
+    else:
+        out.print(
+            f"built {result.tag} ({result.image_id[:19]}, {result.size / 1e6:.1f} MB, "
+            f"{result.seconds:.1f} s)"
+        )
+
+
+def push_command(
+    image: Annotated[str, typer.Argument(help="local image, e.g. kaizen/NAME:VERSION")],
+    registry: Annotated[
+        str, typer.Option(help="registry host[:port], e.g. 127.0.0.1:5000 or an ECR host")
+    ],
+    records: Annotated[
+        Path | None,
+        typer.Option(help="image records file (default ./kaizen-images.json, $KAIZEN_IMAGES_FILE)"),
+    ] = None,
+    retries: Annotated[int, typer.Option(help="retries of transient errors")] = 4,
+    backoff: Annotated[float, typer.Option(help="first retry delay in seconds (doubles)")] = 1.0,
+    as_json: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
+) -> None:
+    """Push an image and print its digest-pinned reference REGISTRY/kaizen/NAME@sha256:..."""
+    from model_packages.image import records as records_mod
+    from model_packages.image.registry import push_image
+
+    try:
+        with err.status(f"pushing {image} to {registry}"):
+            result = push_image(
+                image,
+                registry,
+                records_path=records_mod.records_path(records),
+                retries=retries,
+                backoff=backoff,
+                log=lambda m: err.print(m, highlight=False),
+            )
+    except KaizenError as error:
+        raise _fail(error) from None
+    if as_json:
+        print(json.dumps(result.__dict__, indent=2))
+    else:
+        print(result.reference)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the image commands to the `kaizen` app."""
+    app.command("base")(base_command)
+    app.command("build")(build_command)
+    app.command("push")(push_command)

@@ -1,0 +1,219 @@
+"""Model package format: creation, verification, safe loading and refusal of bad packages."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from sklearn.dummy import DummyClassifier
+from sklearn.linear_model import LinearRegression, LogisticRegression
+from typer.testing import CliRunner
+
+from model_packages.cli import app
+from model_packages.errors import PackageError
+from model_packages.loading import load_model
+from model_packages.manifest import FeatureSpec, read_manifest
+from model_packages.package import create_package, describe_package, sklearn_to_onnx, verify_package
+
+RNG = np.random.default_rng(0)
+X = RNG.normal(size=(200, 3))
+Y_CLASS = np.where(X[:, 0] + X[:, 1] > 0, "yes", "no")
+Y_REG = X @ np.array([1.0, -2.0, 0.5]) + 3.0
+
+
+def _rewrite(package: Path, **changes: object) -> None:
+    path = package / "kaizen.yaml"
+    data = yaml.safe_load(path.read_text())
+    data.update(changes)
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def test_classifier_package_roundtrip(tmp_path: Path) -> None:
+    model = LogisticRegression().fit(X, Y_CLASS)
+    package = create_package(model, X, Y_CLASS, out_dir=tmp_path / "clf", name="tiny-clf", version="0.1.0",
+                             feature_names=["a", "b", "c"], ranges={"a": (-10.0, 10.0)})
+    manifest = verify_package(package, load=True)
+    assert manifest.framework == "sklearn" and manifest.format == "skops"
+    assert manifest.output.labels == ["no", "yes"] and manifest.output.probabilities
+    assert manifest.inputs[0].minimum == -10.0 and manifest.inputs[1].minimum is None
+    base = manifest.baseline.features["a"]
+    assert base.count == 200 and len(base.bin_fractions) == len(base.bin_edges) + 1
+    assert abs(sum(base.bin_fractions) - 1.0) < 1e-9
+    assert abs(base.mean - float(X[:, 0].mean())) < 1e-12  # type: ignore[operator]
+    assert manifest.baseline.metrics["training_accuracy"] > 0.9
+    assert len(manifest.lineage.data_sha256) == 64 and manifest.lineage.parameters["C"] == 1.0
+    loaded = load_model(package)
+    assert loaded.predict(X[:5]).tolist() == model.predict(X[:5]).tolist()
+    proba = loaded.predict_proba(X[:5])
+    assert proba is not None and np.allclose(proba, model.predict_proba(X[:5]))
+
+
+def test_regressor_as_onnx_matches_sklearn(tmp_path: Path) -> None:
+    model = LinearRegression().fit(X, Y_REG)
+    package = create_package(sklearn_to_onnx(model, 3), X, Y_REG, out_dir=tmp_path / "reg", name="tiny-reg",
+                             version="1.0.0", task="regression")
+    manifest = read_manifest(package)
+    assert manifest.framework == "onnx" and manifest.output.task == "regression"
+    predictions = load_model(package).predict(X[:10])
+    assert predictions.shape == (10,)
+    assert np.allclose(predictions, model.predict(X[:10]), atol=1e-4)
+
+
+def test_examples_are_valid_packages() -> None:
+    root = Path(__file__).resolve().parents[2] / "examples"
+    iris = verify_package(root / "iris-classifier", load=True)
+    diabetes = verify_package(root / "diabetes-regressor", load=True)
+    assert (iris.framework, iris.output.task) == ("sklearn", "classification")
+    assert (diabetes.framework, diabetes.output.task) == ("onnx", "regression")
+
+
+def test_hash_mismatch_is_refused(iris_package: Path) -> None:
+    with open(iris_package / "model.skops", "ab") as handle:
+        handle.write(b"tampered")
+    with pytest.raises(PackageError, match="corrupt: sha256"):
+        verify_package(iris_package)
+    with pytest.raises(PackageError, match="corrupt"):
+        load_model(iris_package)
+
+
+def test_missing_artifact_is_refused(iris_package: Path) -> None:
+    (iris_package / "model.skops").unlink()
+    with pytest.raises(PackageError, match=r"artifact model.skops .* is missing"):
+        verify_package(iris_package)
+
+
+def test_missing_manifest_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(PackageError, match="kaizen.yaml is missing"):
+        verify_package(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("changes", "named"),
+    [
+        ({"framework": "tensorflow"}, "framework"),
+        ({"version": "one"}, "version"),
+        ({"name": "Bad Name"}, "name"),
+        ({"artifact_sha256": "xyz"}, "artifact_sha256"),
+        ({"format": "onnx"}, "does not belong to framework"),
+        ({"inputs": []}, "inputs"),
+        ({"surprise": 1}, "surprise"),
+    ],
+)
+def test_invalid_manifest_names_the_field(iris_package: Path, changes: dict[str, object], named: str) -> None:
+    _rewrite(iris_package, **changes)
+    with pytest.raises(PackageError, match=named):
+        verify_package(iris_package)
+
+
+def test_unparseable_manifest(iris_package: Path) -> None:
+    (iris_package / "kaizen.yaml").write_text("name: [unclosed")
+    with pytest.raises(PackageError, match="not valid YAML"):
+        verify_package(iris_package)
+
+
+def test_schema_artifact_disagreement(iris_package: Path) -> None:
+    data = yaml.safe_load((iris_package / "kaizen.yaml").read_text())
+    data["inputs"] = data["inputs"][:3]
+    data["baseline"]["features"].pop("petal_width")
+    (iris_package / "kaizen.yaml").write_text(yaml.safe_dump(data))
+    with pytest.raises(PackageError, match="schema/artifact disagreement: the model takes 4 features"):
+        load_model(iris_package)
+
+
+def test_label_disagreement(iris_package: Path) -> None:
+    data = yaml.safe_load((iris_package / "kaizen.yaml").read_text())
+    data["output"]["labels"] = ["a", "b", "c"]
+    (iris_package / "kaizen.yaml").write_text(yaml.safe_dump(data))
+    with pytest.raises(PackageError, match="classes"):
+        load_model(iris_package)
+
+
+def test_pickle_refused_unless_trusted(tmp_path: Path) -> None:
+    model = DummyClassifier().fit(X, Y_CLASS)
+    with pytest.raises(PackageError, match="trusted"):
+        create_package(model, X, Y_CLASS, out_dir=tmp_path / "p", name="p", version="1.0.0",
+                       artifact_format="pickle")
+    assert not (tmp_path / "p").exists()
+    package = create_package(model, X, Y_CLASS, out_dir=tmp_path / "p", name="p", version="1.0.0",
+                             artifact_format="pickle", trusted=True)
+    assert load_model(package).predict(X[:2]).shape == (2,)
+    _rewrite(package, trusted=False)
+    with pytest.raises(PackageError, match="refusing to load model.pkl"):
+        load_model(package)
+
+
+def test_pickle_never_loaded_without_trust(tmp_path: Path) -> None:
+    """A malicious pickle named in an untrusted package is refused before it is unpickled."""
+    marker = tmp_path / "pwned"
+
+    class Exploit:
+        def __reduce__(self) -> tuple[object, tuple[str]]:
+            return (Path.touch, (str(marker),))  # type: ignore[return-value]
+
+    package = create_package(DummyClassifier().fit(X, Y_CLASS), X, Y_CLASS, out_dir=tmp_path / "e", name="e",
+                             version="1.0.0", artifact_format="pickle", trusted=True)
+    artifact = package / "model.pkl"
+    artifact.write_bytes(pickle.dumps(Exploit()))
+    import hashlib
+
+    _rewrite(package, trusted=False, artifact_sha256=hashlib.sha256(artifact.read_bytes()).hexdigest())
+    with pytest.raises(PackageError, match="refusing"):
+        load_model(package)
+    assert not marker.exists()
+
+
+def test_corrupt_onnx_is_refused(diabetes_package: Path) -> None:
+    artifact = diabetes_package / "model.onnx"
+    artifact.write_bytes(b"not an onnx model")
+    import hashlib
+
+    _rewrite(diabetes_package, artifact_sha256=hashlib.sha256(artifact.read_bytes()).hexdigest())
+    with pytest.raises(PackageError, match="not a loadable ONNX model"):
+        load_model(diabetes_package)
+
+
+def test_create_refuses_to_clobber(tmp_path: Path) -> None:
+    model = LinearRegression().fit(X, Y_REG)
+    create_package(model, X, Y_REG, out_dir=tmp_path / "r", name="r", version="1.0.0")
+    with pytest.raises(PackageError, match="already exists"):
+        create_package(model, X, Y_REG, out_dir=tmp_path / "r", name="r", version="1.0.1")
+    assert read_manifest(tmp_path / "r").version == "1.0.0"
+
+
+def test_feature_spec_rules() -> None:
+    with pytest.raises(ValueError, match="minimum"):
+        FeatureSpec(name="x", minimum=2, maximum=1)
+    with pytest.raises(ValueError, match="categories"):
+        FeatureSpec(name="x", dtype="categorical")
+
+
+def test_describe_package(iris_package: Path) -> None:
+    summary = describe_package(iris_package)
+    assert summary["name"] == "iris-classifier" and summary["artifact_bytes"] > 1000
+    assert [f["name"] for f in summary["inputs"]][:2] == ["sepal_length", "sepal_width"]
+
+
+def test_cli_package_and_inspect(tmp_path: Path) -> None:
+    import skops.io
+
+    model = LogisticRegression().fit(X, Y_CLASS)
+    skops.io.dump(model, tmp_path / "model.skops")
+    rows = ["a,b,c,label"] + [f"{r[0]},{r[1]},{r[2]},{y}" for r, y in zip(X, Y_CLASS, strict=True)]
+    (tmp_path / "train.csv").write_text("\n".join(rows))
+    runner = CliRunner()
+    result = runner.invoke(app, ["package", str(tmp_path / "model.skops"), "--data", str(tmp_path / "train.csv"),
+                                 "--target", "label", "--name", "cli-model", "--version", "2.0.0",
+                                 "--out", str(tmp_path / "pkg")])
+    assert result.exit_code == 0, result.output
+    manifest = verify_package(tmp_path / "pkg", load=True)
+    assert manifest.feature_names == ["a", "b", "c"] and manifest.output.labels == ["no", "yes"]
+    shown = runner.invoke(app, ["inspect", str(tmp_path / "pkg"), "--json"])
+    assert shown.exit_code == 0 and '"cli-model"' in shown.output
+    bad = runner.invoke(app, ["package", str(tmp_path / "model.pkl"), "--data", str(tmp_path / "train.csv"),
+                              "--name", "x", "--version", "1.0.0", "--out", str(tmp_path / "x")])
+    assert bad.exit_code == 1 and "pickle" in bad.output
+    missing = runner.invoke(app, ["inspect", str(tmp_path / "nowhere")])
+    assert missing.exit_code == 1 and "kaizen.yaml is missing" in missing.output
