@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# One-time (and idempotent) set-up of everything Kaizen needs on a fresh Debian machine:
+# system packages, the project virtualenv, a Docker engine, the Pulumi engine and the local base images.
+# Each step is skipped when already done, so a second run takes seconds.
+#
+# Env: KAIZEN_SKIP_APT=1 skips apt-get (for machines where the packages are already there).
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+log() { echo "setup: $*" >&2; }
+
+APT_PACKAGES=(docker.io docker-registry skopeo prometheus prometheus-alertmanager mmdebstrap wrk)
+if [ "${KAIZEN_SKIP_APT:-0}" != 1 ]; then
+    missing=()
+    for pkg in "${APT_PACKAGES[@]}"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+    done
+    if [ ${#missing[@]} -gt 0 ]; then
+        log "installing ${missing[*]}"
+        SUDO=""
+        [ "$(id -u)" = 0 ] || SUDO=sudo
+        $SUDO apt-get update -q >&2
+        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q "${missing[@]}" >&2
+    fi
+fi
+
+PYTHON=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+    log "creating .venv"
+    "$PYTHON" -m venv .venv
+fi
+stamp=.venv/.kaizen-installed
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+    log "installing Python dependencies"
+    .venv/bin/pip install -q --upgrade pip >&2
+    .venv/bin/pip install -q -e ".[dev]" >&2
+    touch "$stamp"
+fi
+
+bash scripts/start-docker.sh >&2
+PULUMI_BIN=$(bash scripts/install-pulumi.sh | tail -1)
+log "pulumi engine in $PULUMI_BIN"
+.venv/bin/kaizen base >&2
+echo "$PULUMI_BIN"
