@@ -72,8 +72,22 @@ _PASSWD = (
 )
 _GROUP = "root:x:0:\\nkaizen:x:10001:\\n"
 
+# Dependencies that come with python3 but serve only stdlib modules a model server never imports
+# (dbm, sqlite3, readline, curses, nis) or package management (dpkg, tar...). Their files are
+# removed and they are left out of the dpkg status, so the status lists exactly what is there.
+RUNTIME_DROP = (
+    "libdb5.3", "libsqlite3-0", "libreadline8", "readline-common", "libncursesw6", "libtinfo6",
+    "libnsl2", "libtirpc3", "libtirpc-common", "libgssapi-krb5-2", "libkrb5-3", "libk5crypto3",
+    "libkrb5support0", "libkeyutils1", "libcom-err2", "dpkg", "tar", "mawk", "debianutils",
+    "libacl1", "libselinux1", "libpcre2-8-0", "libmd0", "libzstd1",
+)
+
 # Extract hooks of the runtime base, run in order on the host with the rootfs as "$1".
 _RUNTIME_HOOKS = (
+    f'drop=" {" ".join(RUNTIME_DROP)} "; for d in "$1"/var/cache/apt/archives/*.deb; do'
+    ' p=$(dpkg-deb -f "$d" Package); case "$drop" in *" $p "*)'
+    ' dpkg-deb --fsys-tarfile "$d" | tar -t | while read -r f; do'
+    ' if [ -L "$1/$f" ] || [ -f "$1/$f" ]; then rm -f "$1/$f"; fi; done; rm -f "$d";; esac; done',
     # dpkg status from the unpacked .debs, so scanners (trivy, grype) see what is inside.
     'mkdir -p "$1/var/lib/dpkg" && for d in "$1"/var/cache/apt/archives/*.deb; do'
     ' dpkg-deb -f "$d" | awk \'{print} /^Package:/{print "Status: install ok installed"}\';'
@@ -190,29 +204,32 @@ def build_rootfs(spec: BaseSpec, *, force: bool = False, log: Callable[[str], No
     return target
 
 
-def import_changes() -> list[str]:
+def import_changes(spec: BaseSpec) -> list[str]:
     return [
+        f"LABEL io.kaizen.base-key={spec.cache_key()} io.kaizen.base-kind={spec.kind}",
         "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
         "ENV LANG=C.UTF-8",
         'CMD ["/usr/bin/python3"]',
     ]
 
 
-def image_exists(client: object, ref: str) -> bool:
+def image_current(client: object, spec: BaseSpec) -> bool:
+    """The image exists and was imported from the rootfs this spec describes."""
     import docker.errors
 
     try:
-        client.images.get(ref)  # type: ignore[attr-defined]
+        image = client.images.get(spec.image)  # type: ignore[attr-defined]
     except docker.errors.ImageNotFound:
         return False
-    return True
+    labels = image.attrs.get("Config", {}).get("Labels") or {}
+    return labels.get("io.kaizen.base-key") == spec.cache_key()
 
 
 def import_base(client: object, spec: BaseSpec, tarball: Path) -> str:
     """`docker import` the tarball as `spec.image`; returns the image id."""
     repo, tag = spec.image.rsplit(":", 1)
     client.api.import_image_from_file(  # type: ignore[attr-defined]
-        str(tarball), repository=repo, tag=tag, changes=import_changes()
+        str(tarball), repository=repo, tag=tag, changes=import_changes(spec)
     )
     image = client.images.get(spec.image)  # type: ignore[attr-defined]
     return str(image.id)
@@ -233,7 +250,7 @@ def ensure_bases(
     out: dict[str, str] = {}
     for kind in kinds:
         spec = SPECS[kind]
-        if not force and image_exists(client, spec.image):
+        if not force and image_current(client, spec):
             out[kind] = spec.image
             continue
         tarball = build_rootfs(spec, force=force, log=log)

@@ -8,6 +8,7 @@ Context layout::
 
     Dockerfile
     requirements.lock      the image lock (hashed), see locks/
+    build/trim_venv.py     trims the venv in the builder stage
     wheels/*.whl           the locked wheels (from the offline wheel cache)
     runtime/opt/kaizen/lib/model_packages/...  only the runtime part of the package
                                                (no CLI, no image code)
@@ -49,7 +50,7 @@ ENTRYPOINT = (f"{VENV}/bin/python", "-m", "model_packages.serving")
 LABEL_PREFIX = "io.kaizen"
 
 # Parts of `model_packages` that the serving runtime does not need inside images.
-RUNTIME_EXCLUDES = {"cli.py", "image", "__pycache__", "__main__.py"}
+RUNTIME_EXCLUDES = {"cli.py", "image", "__pycache__"}
 
 TEMPLATE = Path(__file__).with_name("Dockerfile.tmpl")
 SITE_PACKAGES = f"{VENV}/lib/python3.11/site-packages"
@@ -60,12 +61,19 @@ SITE_PACKAGES = f"{VENV}/lib/python3.11/site-packages"
 FLAVOR_TRIM: dict[str, tuple[str, ...]] = {
     "sklearn": (),
     "onnx": (
-        f"{SITE_PACKAGES}/onnxruntime/capi/libonnxruntime.so*",
-        f"{SITE_PACKAGES}/onnxruntime/transformers",
-        f"{SITE_PACKAGES}/onnxruntime/quantization",
-        f"{SITE_PACKAGES}/onnxruntime/tools",
-        f"{SITE_PACKAGES}/onnxruntime/datasets",
+        "onnxruntime/capi/libonnxruntime.so*",
+        "onnxruntime/transformers",
+        "onnxruntime/quantization",
+        "onnxruntime/tools",
+        "onnxruntime/datasets",
+        "onnxruntime/backend",
     ),
+}
+_COMMON_SMOKE = ("numpy", "pydantic", "yaml", "httptools", "uvloop", "prometheus_client")
+# Imported in the builder stage after trimming: a trim that broke an import fails the build.
+FLAVOR_SMOKE: dict[str, tuple[str, ...]] = {
+    "sklearn": (*_COMMON_SMOKE, "scipy.sparse", "sklearn", "sklearn.ensemble", "skops.io"),
+    "onnx": (*_COMMON_SMOKE, "onnxruntime"),
 }
 
 
@@ -199,7 +207,8 @@ def render_dockerfile(bases: Bases, labels: dict[str, str], flavor: str = "sklea
         "USER_ID": str(USER_ID),
         "LABELS": label_lines,
         "ENTRYPOINT": "[" + ", ".join(_quote(p) for p in ENTRYPOINT) + "]",
-        "TRIM": " ".join(FLAVOR_TRIM.get(flavor, ())) or "/nonexistent",
+        "TRIM": " ".join(f"'{g}'" for g in FLAVOR_TRIM.get(flavor, ())),
+        "SMOKE": " ".join(FLAVOR_SMOKE.get(flavor, ())),
     }.items():
         text = text.replace("{{" + key + "}}", value)
     if "{{" in text:
@@ -255,6 +264,8 @@ def generate_context(
     for whl in wheels:
         _link_or_copy(whl, out / "wheels" / whl.name)
     shutil.copyfile(lock_file, out / "requirements.lock")
+    (out / "build").mkdir()
+    shutil.copyfile(Path(__file__).with_name("trim_venv.py"), out / "build" / "trim_venv.py")
     # Runtime code: only what the serving runtime needs.
     src_root = Path(model_packages.__file__).parent
     for path in _runtime_files(src_root):

@@ -53,9 +53,10 @@ FLAVORS: dict[str, tuple[str, ...]] = {
 # image; the builder installs the lock with --no-deps, so the lock is exactly what is installed.
 EXCLUDE: dict[str, frozenset[str]] = {
     "sklearn": frozenset({"prettytable", "wcwidth"}),
-    # protobuf/flatbuffers: only onnxruntime's tools/quantization/transformers use them, and
+    # protobuf/flatbuffers/packaging: only onnxruntime's tools/quantization/transformers/backend
+    # use them, and
     # those subpackages are not in images either (see context.FLAVOR_TRIM).
-    "onnx": frozenset({"protobuf", "flatbuffers"}),
+    "onnx": frozenset({"protobuf", "flatbuffers", "packaging"}),
 }
 # Which lock a model package needs, by its artifact file.
 ARTIFACT_FLAVOR = {

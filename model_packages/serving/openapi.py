@@ -46,7 +46,7 @@ def _csv_value_pattern(spec: FeatureSpec) -> str:
     if low > 0 or high < 1:
         # The range excludes 0: only the literal bound is certain to be valid.
         return re.escape(repr(low if low > -math.inf else high))
-    digits = 6 if high == math.inf else int(math.floor(math.log10(high)))
+    digits = 6 if high == math.inf else math.floor(math.log10(high))
     integer = "0" if digits == 0 else f"(0|[1-9]\\d{{0,{digits - 1}}})"
     fraction = "" if spec.dtype == "integer" else "(\\.\\d{1,3})?"
     sign = "-?" if low <= -(10**digits) else ""

@@ -86,7 +86,7 @@ def test_missing_artifact_is_refused(iris_package: Path) -> None:
 
 
 def test_missing_manifest_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(PackageError, match="kaizen.yaml is missing"):
+    with pytest.raises(PackageError, match=r"kaizen\.yaml is missing"):
         verify_package(tmp_path)
 
 
@@ -141,7 +141,7 @@ def test_pickle_refused_unless_trusted(tmp_path: Path) -> None:
                              artifact_format="pickle", trusted=True)
     assert load_model(package).predict(X[:2]).shape == (2,)
     _rewrite(package, trusted=False)
-    with pytest.raises(PackageError, match="refusing to load model.pkl"):
+    with pytest.raises(PackageError, match=r"refusing to load model\.pkl"):
         load_model(package)
 
 

@@ -22,7 +22,7 @@ def test_psi_of_identical_distributions_is_zero() -> None:
 def _training_like(n: int, rng: np.random.Generator) -> np.ndarray:
     from sklearn.datasets import load_iris
 
-    data = load_iris().data
+    data = np.asarray(load_iris(return_X_y=True)[0])
     return data[rng.integers(0, len(data), size=n)]
 
 

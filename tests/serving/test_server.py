@@ -38,8 +38,7 @@ def test_vertex_contract(server_factory: Callable[..., RunningServer]) -> None:
     assert server.url.endswith(f":{port}")
     assert requests.get(server.url + "/v1/health", timeout=5).status_code == 200
     answer = requests.post(server.url + "/v1/endpoints/e/deployedModels/m:predict",
-                           json={"instances": [ROW, {"sepal_length": 6.7, "sepal_width": 3.0, "petal_length": 5.2,
-                                                     "petal_width": 2.3}][:1], "parameters": {}}, timeout=5)
+                           json={"instances": [ROW], "parameters": {}}, timeout=5)
     assert answer.status_code == 200 and answer.json() == {"predictions": ["setosa"]}
 
 
@@ -148,6 +147,28 @@ def test_corrupt_package_exits_with_named_error(iris_package: Path, tmp_path: Pa
                                                         "PATH": "/usr/bin:/bin"}, check=False)
     assert result.returncode == 1
     assert "model_load_failed" in result.stdout and "corrupt: sha256" in result.stdout
+
+
+def test_kaizen_serve_command(tmp_path: Path) -> None:
+    port = free_port()
+    kaizen = Path(sys.executable).parent / "kaizen"
+    with open(tmp_path / "serve.log", "wb") as log:
+        process = subprocess.Popen([str(kaizen), "serve", str(IRIS), "--port", str(port)], stdout=log, stderr=log)
+    try:
+        deadline = time.monotonic() + 60
+        answer = None
+        while time.monotonic() < deadline and answer is None:
+            try:
+                answer = requests.post(f"http://127.0.0.1:{port}/invocations", json={"instances": [ROW]}, timeout=2)
+                if answer.status_code == 503:
+                    answer = None
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.05)
+        assert answer is not None and answer.json() == {"predictions": ["setosa"]}
+    finally:
+        process.terminate()
+        assert process.wait(timeout=15) == 0
 
 
 def test_bad_environment_is_named() -> None:
