@@ -105,14 +105,8 @@ class SageMakerExecutionRole(pulumi.ComponentResource):
             args.log_group_arn,
             args.capture_prefix_arn,
             args.capture_kms_key_arn,
-        ).apply(
-            lambda v: json.dumps(
-                execution_policy(v[0], v[1], v[2], v[3], args.allow_ecr_auth_token_wildcard)
-            )
-        )
-        policy = aws.iam.RolePolicy(
-            f"{name}-policy", aws.iam.RolePolicyArgs(role=role.id, policy=document), opts=child
-        )
+        ).apply(lambda v: json.dumps(execution_policy(v[0], v[1], v[2], v[3], args.allow_ecr_auth_token_wildcard)))
+        policy = aws.iam.RolePolicy(f"{name}-policy", aws.iam.RolePolicyArgs(role=role.id, policy=document), opts=child)
         # Consumers wait for the policy, so SageMaker never assumes a role without permissions.
         self.role_arn = pulumi.Output.all(role.arn, policy.id).apply(lambda v: v[0])
         self.role_name = role.name

@@ -42,9 +42,7 @@ class EndpointMonitoring(pulumi.ComponentResource):
     alarm_names: dict[str, pulumi.Output[str]]
     dashboard_name: pulumi.Output[str]
 
-    def __init__(
-        self, name: str, args: EndpointMonitoringArgs, opts: pulumi.ResourceOptions | None = None
-    ):
+    def __init__(self, name: str, args: EndpointMonitoringArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("kaizen:aws:EndpointMonitoring", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         ep = args.endpoint_name
@@ -52,9 +50,7 @@ class EndpointMonitoring(pulumi.ComponentResource):
         # SageMaker writes to this group; creating it first makes retention explicit.
         log_group = aws.cloudwatch.LogGroup(
             f"{name}-logs",
-            aws.cloudwatch.LogGroupArgs(
-                name=f"/aws/sagemaker/Endpoints/{ep}", retention_in_days=args.retention_days
-            ),
+            aws.cloudwatch.LogGroupArgs(name=f"/aws/sagemaker/Endpoints/{ep}", retention_in_days=args.retention_days),
             opts=child,
         )
         aws.cloudwatch.LogMetricFilter(
@@ -72,9 +68,7 @@ class EndpointMonitoring(pulumi.ComponentResource):
         if args.topic_arn is not None:
             topic_arn: pulumi.Output[str] = pulumi.Output.from_input(args.topic_arn)
         else:
-            topic = aws.sns.Topic(
-                f"{name}-alarms", aws.sns.TopicArgs(display_name=f"Kaizen {ep}"), opts=child
-            )
+            topic = aws.sns.Topic(f"{name}-alarms", aws.sns.TopicArgs(display_name=f"Kaizen {ep}"), opts=child)
             topic_arn = topic.arn
         for i, email in enumerate(args.emails):
             aws.sns.TopicSubscription(
@@ -87,9 +81,7 @@ class EndpointMonitoring(pulumi.ComponentResource):
 
         actions = [topic_arn]
 
-        def alarm(
-            key: str, alarm_args: aws.cloudwatch.MetricAlarmArgs
-        ) -> aws.cloudwatch.MetricAlarm:
+        def alarm(key: str, alarm_args: aws.cloudwatch.MetricAlarmArgs) -> aws.cloudwatch.MetricAlarm:
             return aws.cloudwatch.MetricAlarm(f"{name}-{key}", alarm_args, opts=child)
 
         latency = alarm(

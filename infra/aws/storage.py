@@ -36,9 +36,7 @@ class CaptureBucket(pulumi.ComponentResource):
             ),
             opts=child,
         )
-        bucket = aws.s3.Bucket(
-            f"{name}-bucket", aws.s3.BucketArgs(force_destroy=args.force_destroy), opts=child
-        )
+        bucket = aws.s3.Bucket(f"{name}-bucket", aws.s3.BucketArgs(force_destroy=args.force_destroy), opts=child)
         aws.s3.BucketPublicAccessBlock(
             f"{name}-public-access",
             aws.s3.BucketPublicAccessBlockArgs(
@@ -60,32 +58,28 @@ class CaptureBucket(pulumi.ComponentResource):
         )
         aws.s3.BucketServerSideEncryptionConfiguration(
             f"{name}-sse",
-            aws.s3.BucketServerSideEncryptionConfigurationArgs(
-                bucket=bucket.id,
-                rules=[
-                    aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
-                        apply_server_side_encryption_by_default=aws.s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
-                            sse_algorithm="aws:kms", kms_master_key_id=key.arn
-                        ),
-                        bucket_key_enabled=True,
-                    )
-                ],
-            ),
+            bucket=bucket.id,
+            rules=[
+                aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
+                    apply_server_side_encryption_by_default=aws.s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
+                        sse_algorithm="aws:kms", kms_master_key_id=key.arn
+                    ),
+                    bucket_key_enabled=True,
+                )
+            ],
             opts=child,
         )
         aws.s3.BucketLifecycleConfiguration(
             f"{name}-lifecycle",
-            aws.s3.BucketLifecycleConfigurationArgs(
-                bucket=bucket.id,
-                rules=[
-                    aws.s3.BucketLifecycleConfigurationRuleArgs(
-                        id="expire-captured-data",
-                        status="Enabled",
-                        filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=f"{CAPTURE_PREFIX}/"),
-                        expiration=aws.s3.BucketLifecycleConfigurationRuleExpirationArgs(days=args.retention_days),
-                    )
-                ],
-            ),
+            bucket=bucket.id,
+            rules=[
+                aws.s3.BucketLifecycleConfigurationRuleArgs(
+                    id="expire-captured-data",
+                    status="Enabled",
+                    filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=f"{CAPTURE_PREFIX}/"),
+                    expiration=aws.s3.BucketLifecycleConfigurationRuleExpirationArgs(days=args.retention_days),
+                )
+            ],
             opts=child,
         )
         aws.s3.BucketPolicy(

@@ -7,6 +7,7 @@ with one message that names the key (`kaizen:aws.minInstances: ...`).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -24,13 +25,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-try:  # owned by the `local` target; guarded so the clouds work before it lands
-    from infra.local.settings import LocalSettings
-except ImportError:  # pragma: no cover - only while infra/local is not there yet
-
-    class LocalSettings(BaseModel):  # type: ignore[no-redef]
-        model_config = ConfigDict(extra="allow")
-
+from infra.local.settings import LocalSettings  # owned by the `local` target
 
 NAMESPACE = "kaizen"
 Target = Literal["aws", "azure", "gcp", "local"]
@@ -43,8 +38,30 @@ _IMAGE_RE = re.compile(
     r"(?P<path>[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*))"
     r"@(?P<digest>sha256:[0-9a-f]{64})$"
 )
-_AWS_LOG_RETENTION = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827,
-                      2192, 2557, 2922, 3288, 3653)
+_AWS_LOG_RETENTION = (
+    1,
+    3,
+    5,
+    7,
+    14,
+    30,
+    60,
+    90,
+    120,
+    150,
+    180,
+    365,
+    400,
+    545,
+    731,
+    1096,
+    1827,
+    2192,
+    2557,
+    2922,
+    3288,
+    3653,
+)
 
 
 class ConfigError(pulumi.RunError):
@@ -52,9 +69,7 @@ class ConfigError(pulumi.RunError):
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid", alias_generator=to_camel, populate_by_name=True, frozen=True
-    )
+    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True, frozen=True)
 
 
 def _check_image(value: str) -> str:
@@ -65,9 +80,7 @@ def _check_image(value: str) -> str:
             f"{value!r} is referenced by tag; give the digest-pinned reference "
             "REGISTRY/PATH@sha256:<64 hex> that `kaizen push` prints"
         )
-    raise ValueError(
-        f"{value!r} is not a digest-pinned image reference REGISTRY/PATH@sha256:<64 hex>"
-    )
+    raise ValueError(f"{value!r} is not a digest-pinned image reference REGISTRY/PATH@sha256:<64 hex>")
 
 
 ImageStr = Annotated[str, AfterValidator(_check_image)]
@@ -107,7 +120,7 @@ class Alerts(_Model):
     """Alert thresholds (the same meaning on every cloud)."""
 
     latency_p99_ms: Annotated[float, Field(gt=0)] = 1000.0
-    errors_5xx_per_5min: Annotated[int, Field(ge=1)] = 5
+    errors_5xx_per_5min: Annotated[int, Field(ge=1, alias="errors5xxPer5min")] = 5
     saturation_percent: Annotated[float, Field(gt=0, le=100)] = 80.0
     drift_score: Annotated[float, Field(gt=0)] = 0.25
 
@@ -123,10 +136,7 @@ class _Serving(_Model):
     @model_validator(mode="after")
     def _bounds(self) -> _Serving:
         if self.min_instances > self.max_instances:
-            raise ValueError(
-                f"minInstances ({self.min_instances}) is larger than maxInstances "
-                f"({self.max_instances})"
-            )
+            raise ValueError(f"minInstances ({self.min_instances}) is larger than maxInstances ({self.max_instances})")
         return self
 
 
@@ -155,8 +165,7 @@ class AwsSettings(_Serving):
     def _aws(self) -> AwsSettings:
         if self.log_retention_days not in _AWS_LOG_RETENTION:
             raise ValueError(
-                f"logRetentionDays {self.log_retention_days} is not one CloudWatch accepts "
-                f"{_AWS_LOG_RETENTION}"
+                f"logRetentionDays {self.log_retention_days} is not one CloudWatch accepts {_AWS_LOG_RETENTION}"
             )
         if self.serverless is None and self.min_instances < 1:
             raise ValueError("minInstances must be >= 1 for an instance-backed SageMaker endpoint")
@@ -178,6 +187,9 @@ class AzureSettings(_Serving):
     concurrency: Annotated[int, Field(ge=1)] = 50
     stable_revision: str | None = None
     ml_traffic: dict[str, Annotated[int, Field(ge=0, le=100)]] | None = None
+    # Azure ML: workspace/endpoint/egress through private endpoints only (they, and the ACR's,
+    # must exist in your network; this stack does not create them). Off: Entra ID-authenticated.
+    ml_private_network: bool = False
     previous_image: ImageStr | None = None
     acr_sku: Literal["Basic", "Standard", "Premium"] = "Premium"
     notifications: AzureNotifications = AzureNotifications()
@@ -188,6 +200,8 @@ class AzureSettings(_Serving):
             raise ValueError("logRetentionDays must be between 30 and 730 on Log Analytics")
         if self.compute == "containerapp" and self.canary_percent and not self.stable_revision:
             raise ValueError("canaryPercent needs stableRevision (the revision keeping the rest)")
+        if self.compute == "ml" and self.min_instances < 1:
+            raise ValueError("minInstances must be >= 1 for an Azure ML managed online deployment")
         if self.ml_traffic is not None and sum(self.ml_traffic.values()) != 100:
             raise ValueError("mlTraffic percentages must add up to 100")
         return self
@@ -233,6 +247,7 @@ class StackConfig(_Model):
     cost_center: Annotated[str, Field(min_length=1, max_length=63, pattern=r"^[a-z0-9_-]+$")]
     platform_stack: Annotated[str, Field(pattern=r"^[\w.-]+/[\w.-]+/[\w.-]+$")] | None = None
     deletion_protection: bool | None = None
+    platform_models: list[Name] = []
     aws: AwsSettings | None = None
     azure: AzureSettings | None = None
     gcp: GcpSettings | None = None
@@ -257,6 +272,17 @@ class StackConfig(_Model):
                     "missing: serving stacks read the registry from the platform stack "
                     "(e.g. organization/kaizen/aws-platform)",
                 )
+        if self.stack_kind == "platform" and self.target == "aws" and not self.platform_models:
+            raise _KeyError("platformModels", "missing: the ECR repositories to create (model names)")
+        settings = section[self.target]
+        notifications = getattr(settings, "notifications", None)
+        if self.stack_kind in SERVING_KINDS and notifications is not None:
+            targets = [v for k, v in notifications.model_dump().items() if v]
+            if not targets:
+                raise _KeyError(
+                    f"{self.target}.notifications",
+                    "missing: alerts need a notification target (emails or an existing topic/group/channel)",
+                )
         if self.stack_kind == "preview" and self.deletion_protection:
             raise _KeyError("deletionProtection", "preview stacks are torn down: must be false")
         return self
@@ -270,7 +296,7 @@ class StackConfig(_Model):
     def protect(self) -> bool:
         if self.deletion_protection is not None:
             return self.deletion_protection
-        return self.stack_kind == "prod"
+        return self.stack_kind in ("prod", "platform")
 
     @property
     def image_ref(self) -> ImageRef:
@@ -314,13 +340,9 @@ def _raw_namespace() -> dict[str, Any]:
         key = key.removeprefix("config:")
         if isinstance(value, str):
             stripped = value.strip()
-            if stripped[:1] in "{[" or stripped in ("true", "false") or re.fullmatch(
-                r"-?\d+(\.\d+)?", stripped
-            ):
-                try:
+            if stripped[:1] in "{[" or stripped in ("true", "false") or re.fullmatch(r"-?\d+(\.\d+)?", stripped):
+                with contextlib.suppress(json.JSONDecodeError):
                     value = json.loads(stripped)
-                except json.JSONDecodeError:
-                    pass
         raw[key] = value
     return raw
 
@@ -339,9 +361,7 @@ def _format_errors(err: ValidationError) -> str:
             msg = "missing value"
         elif e["type"] in ("literal_error", "enum"):
             msg = f"{msg} (got {e.get('input')!r})"
-        elif e["type"] == "union_tag_invalid":
-            msg = f"{msg}"
-        elif "input" in e and not isinstance(e["input"], dict):
+        elif e["type"] != "value_error" and "input" in e and not isinstance(e["input"], dict | list):
             msg = f"{msg} (got {e['input']!r})"
         lines.append(f"{NAMESPACE}:{loc}: {msg}" if loc else f"{NAMESPACE}: {msg}")
     return "invalid stack configuration: " + "; ".join(dict.fromkeys(lines))

@@ -92,7 +92,8 @@ def make_tag_transform(tags: dict[str, str]) -> pulumi.ResourceTransform:
         if prop is None:
             return None
         wanted = gcp if args.type_.startswith("gcp:") else tags
-        existing = args.props.get(prop) or {}
+        raw: Any = args.props.get(prop)
+        existing: dict[str, Any] = dict(raw) if isinstance(raw, dict) else {}
         props = dict(args.props)
         props[prop] = {**wanted, **existing}
         return pulumi.ResourceTransformResult(props=props, opts=args.opts)

@@ -1,0 +1,172 @@
+"""The AWS stack: platform (ECR) or serving (SageMaker endpoint + monitoring + identity)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+
+from infra.aws.endpoint import SageMakerEndpoint, SageMakerEndpointArgs, ServerlessArgs
+from infra.aws.identity import SageMakerExecutionRole, SageMakerRoleArgs
+from infra.aws.monitoring import EndpointMonitoring, EndpointMonitoringArgs
+from infra.aws.registry import EcrRegistry, EcrRegistryArgs
+from infra.aws.storage import CaptureBucket, CaptureBucketArgs
+from infra.common.config import AwsSettings, ConfigError, StackConfig
+from infra.common.naming import physical_name
+
+
+def endpoint_name(cfg: StackConfig) -> str:
+    return physical_name("kaizen", cfg.model_ref.name, pulumi.get_stack(), max_len=63)
+
+
+def deploy(cfg: StackConfig) -> dict[str, Any]:
+    settings = cfg.aws
+    assert settings is not None
+    provider = aws.Provider("aws", aws.ProviderArgs(region=settings.region))
+    opts = pulumi.ResourceOptions(providers=[provider])
+    invoke = pulumi.InvokeOutputOptions(provider=provider)
+    account_id = aws.get_caller_identity_output(opts=invoke).account_id
+    if cfg.stack_kind == "platform":
+        return _platform(cfg, settings, account_id, opts)
+    return _serving(cfg, settings, account_id, invoke, opts)
+
+
+def _platform(
+    cfg: StackConfig, settings: AwsSettings, account_id: pulumi.Output[str], opts: pulumi.ResourceOptions
+) -> dict[str, Any]:
+    urls: dict[str, pulumi.Output[str]] = {}
+    arns: dict[str, pulumi.Output[str]] = {}
+    for model in cfg.platform_models:
+        registry = EcrRegistry(
+            f"registry-{model}",
+            EcrRegistryArgs(
+                repository_name=f"kaizen/{model}",
+                keep_images=settings.ecr_keep_images,
+                account_id=account_id,
+                protect=cfg.protect,
+            ),
+            opts=opts,
+        )
+        urls[model] = registry.repository_url
+        arns[model] = registry.repository_arn
+    return {"repositoryUrls": urls, "repositoryArns": arns}
+
+
+def _entry(mapping: Any, model: str, output: str) -> str:
+    if not isinstance(mapping, dict) or model not in mapping:
+        raise ConfigError(
+            f"kaizen:platformStack: output {output} has no repository for model {model!r} "
+            "(add it to kaizen:platformModels of the platform stack)"
+        )
+    return str(mapping[model])
+
+
+def _checked_image(image: str, repository_url: str) -> str:
+    repo = image.split("@", 1)[0]
+    if repo != repository_url:
+        raise ConfigError(f"kaizen:image: {repo!r} is not the platform stack's repository {repository_url!r}")
+    return image
+
+
+def _serving(
+    cfg: StackConfig,
+    settings: AwsSettings,
+    account_id: pulumi.Output[str],
+    invoke: pulumi.InvokeOutputOptions,
+    opts: pulumi.ResourceOptions,
+) -> dict[str, Any]:
+    assert cfg.platform_stack is not None
+    platform = pulumi.StackReference("platform", stack_name=cfg.platform_stack)
+    model = cfg.model_ref.name
+    repository_url = platform.require_output("repositoryUrls").apply(lambda m: _entry(m, model, "repositoryUrls"))
+    repository_arn = platform.require_output("repositoryArns").apply(lambda m: _entry(m, model, "repositoryArns"))
+    image = pulumi.Output.all(cfg.image_ref.ref, repository_url).apply(lambda v: _checked_image(v[0], v[1]))
+    name = endpoint_name(cfg)
+    serverless = settings.serverless is not None
+    partition = aws.get_partition_output(opts=invoke).partition
+
+    monitoring = EndpointMonitoring(
+        "monitoring",
+        EndpointMonitoringArgs(
+            endpoint_name=name,
+            region=settings.region,
+            retention_days=settings.log_retention_days,
+            latency_p99_ms=settings.alerts.latency_p99_ms,
+            errors_5xx_per_5min=settings.alerts.errors_5xx_per_5min,
+            saturation_percent=settings.alerts.saturation_percent,
+            drift_score=settings.alerts.drift_score,
+            serverless=serverless,
+            topic_arn=settings.notifications.topic_arn,
+            emails=list(settings.notifications.emails),
+        ),
+        opts=opts,
+    )
+
+    # Serverless endpoints support neither data capture nor a KMS volume key.
+    capture = None
+    if not serverless and settings.data_capture_percent > 0:
+        capture = CaptureBucket(
+            "capture",
+            CaptureBucketArgs(
+                retention_days=90 if cfg.stack_kind == "prod" else 30,
+                force_destroy=cfg.stack_kind in ("dev", "preview"),
+            ),
+            opts=opts,
+        )
+
+    log_group_arn = pulumi.Output.all(partition, account_id).apply(
+        lambda v: f"arn:{v[0]}:logs:{settings.region}:{v[1]}:log-group:/aws/sagemaker/Endpoints/{name}"
+    )
+    role = SageMakerExecutionRole(
+        "execution",
+        SageMakerRoleArgs(
+            account_id=account_id,
+            repository_arn=repository_arn,
+            log_group_arn=log_group_arn,
+            capture_prefix_arn=capture.prefix_arn if capture else None,
+            capture_kms_key_arn=capture.kms_key_arn if capture else None,
+            allow_ecr_auth_token_wildcard=settings.allow_ecr_auth_token_wildcard,
+        ),
+        opts=opts,
+    )
+
+    endpoint = SageMakerEndpoint(
+        "endpoint",
+        SageMakerEndpointArgs(
+            endpoint_name=name,
+            image=image,
+            execution_role_arn=role.role_arn,
+            instance_type=settings.instance_type,
+            min_instances=settings.min_instances,
+            max_instances=settings.max_instances,
+            target_invocations_per_instance=settings.target_invocations_per_instance,
+            serverless=ServerlessArgs(settings.serverless.memory_mb, settings.serverless.max_concurrency)
+            if settings.serverless
+            else None,
+            capture_destination_uri=capture.destination_uri if capture else None,
+            capture_percent=settings.data_capture_percent,
+            kms_key_arn=capture.kms_key_arn if capture else None,
+            canary_percent=settings.canary_percent,
+            rollback_alarm_names=[monitoring.alarm_names["latency"], monitoring.alarm_names["errors"]]
+            if not serverless
+            else [],
+            environment={"KAIZEN_DRIFT_LOG_INTERVAL": "60"},
+            protect=cfg.protect,
+        ),
+        opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[monitoring])),
+    )
+    outputs: dict[str, Any] = {
+        "endpointName": endpoint.endpoint_name,
+        "endpointArn": endpoint.endpoint_arn,
+        "endpointConfigName": endpoint.endpoint_config_name,
+        "image": image,
+        "executionRoleArn": role.role_arn,
+        "alarmTopicArn": monitoring.topic_arn,
+        "dashboardName": monitoring.dashboard_name,
+        "logGroupName": monitoring.log_group_name,
+    }
+    if capture is not None:
+        outputs["captureBucket"] = capture.bucket_name
+        outputs["captureUri"] = capture.destination_uri
+    return outputs

@@ -1,0 +1,1 @@
+"""Azure target: Container Registry, Container Apps or Azure ML online endpoint, Azure Monitor."""

@@ -1,0 +1,178 @@
+"""The Azure stack: platform (ACR) or serving (Container Apps | Azure ML + monitoring + identity)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pulumi
+import pulumi_azure_native as azure
+
+from infra.azure.containerapp import ContainerAppEndpoint, ContainerAppEndpointArgs
+from infra.azure.identity import PullIdentity, PullIdentityArgs
+from infra.azure.mlendpoint import MlEndpointArgs, MlOnlineEndpoint
+from infra.azure.monitoring import EndpointAlerts, EndpointAlertsArgs
+from infra.azure.observability import Observability, ObservabilityArgs
+from infra.azure.registry import ContainerRegistry, ContainerRegistryArgs
+from infra.common.config import AzureSettings, ConfigError, StackConfig
+from infra.common.naming import alnum_name, physical_name
+
+
+def deploy(cfg: StackConfig) -> dict[str, Any]:
+    settings = cfg.azure
+    assert settings is not None
+    provider = azure.Provider("azure", azure.ProviderArgs(location=settings.location))
+    opts = pulumi.ResourceOptions(providers=[provider])
+    stack = pulumi.get_stack()
+    group = azure.resources.ResourceGroup(
+        "rg",
+        azure.resources.ResourceGroupArgs(
+            location=settings.location, resource_group_name=physical_name("rg-kaizen", stack, max_len=90)
+        ),
+        opts=pulumi.ResourceOptions(providers=[provider], protect=cfg.protect),
+    )
+    if cfg.stack_kind == "platform":
+        registry = ContainerRegistry(
+            "registry",
+            ContainerRegistryArgs(
+                resource_group_name=group.name,
+                location=settings.location,
+                registry_name=alnum_name("kaizen", stack, max_len=50),
+                sku=settings.acr_sku,
+                protect=cfg.protect,
+            ),
+            opts=opts,
+        )
+        return {"registryId": registry.registry_id, "loginServer": registry.login_server, "resourceGroup": group.name}
+    return _serving(cfg, settings, group, opts, provider)
+
+
+def _checked_image(image: str, login_server: str) -> str:
+    if not image.startswith(login_server + "/"):
+        raise ConfigError(f"kaizen:image: {image!r} is not in the platform registry {login_server!r}")
+    return image
+
+
+def _serving(
+    cfg: StackConfig,
+    settings: AzureSettings,
+    group: azure.resources.ResourceGroup,
+    opts: pulumi.ResourceOptions,
+    provider: azure.Provider,
+) -> dict[str, Any]:
+    assert cfg.platform_stack is not None
+    platform = pulumi.StackReference("platform", stack_name=cfg.platform_stack)
+    registry_id = platform.require_output("registryId")
+    login_server = platform.require_output("loginServer")
+    image = pulumi.Output.all(cfg.image_ref.ref, login_server).apply(lambda v: _checked_image(str(v[0]), str(v[1])))
+    base = physical_name("kz", cfg.model_ref.name, pulumi.get_stack(), max_len=24)
+    client = azure.authorization.get_client_config_output(opts=pulumi.InvokeOutputOptions(provider=provider))
+
+    observability = Observability(
+        "observability",
+        ObservabilityArgs(
+            resource_group_name=group.name,
+            location=settings.location,
+            base_name=base,
+            retention_days=settings.log_retention_days,
+            action_group_id=settings.notifications.action_group_id,
+            emails=list(settings.notifications.emails),
+        ),
+        opts=opts,
+    )
+    identity = PullIdentity(
+        "identity",
+        PullIdentityArgs(
+            resource_group_name=group.name,
+            location=settings.location,
+            identity_name=f"{base}-pull",
+            registry_id=registry_id,
+            subscription_id=client.subscription_id,
+        ),
+        opts=opts,
+    )
+    # The identity must be able to pull before the first revision/deployment starts.
+    after_pull = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[identity]))
+    outputs: dict[str, Any] = {
+        "image": image,
+        "identityId": identity.identity_id,
+        "actionGroupId": observability.action_group_id,
+    }
+    if settings.compute == "containerapp":
+        app = ContainerAppEndpoint(
+            "endpoint",
+            ContainerAppEndpointArgs(
+                resource_group_name=group.name,
+                location=settings.location,
+                app_name=physical_name("kaizen", cfg.model_ref.name, pulumi.get_stack(), max_len=32),
+                image=image,
+                image_digest=cfg.image_ref.digest,
+                registry_server=login_server,
+                identity_id=identity.identity_id,
+                workspace_customer_id=observability.workspace_customer_id,
+                workspace_shared_key=observability.workspace_shared_key,
+                app_insights_connection_string=observability.app_insights_connection_string,
+                cpu=settings.cpu,
+                memory=settings.memory,
+                min_replicas=settings.min_instances,
+                max_replicas=settings.max_instances,
+                concurrency=settings.concurrency,
+                public=settings.public,
+                canary_percent=settings.canary_percent,
+                stable_revision=settings.stable_revision,
+                environment={"KAIZEN_DRIFT_LOG_INTERVAL": "60"},
+                protect=cfg.protect,
+            ),
+            opts=after_pull,
+        )
+        target_id, target_name = app.app_id, physical_name("kaizen", cfg.model_ref.name, pulumi.get_stack(), max_len=32)
+        outputs.update({"appId": app.app_id, "fqdn": app.fqdn, "revisionSuffix": app.revision_suffix})
+    else:
+        endpoint_name = physical_name("kz", cfg.model_ref.name, pulumi.get_stack(), max_len=32)
+        ml = MlOnlineEndpoint(
+            "endpoint",
+            MlEndpointArgs(
+                resource_group_name=group.name,
+                location=settings.location,
+                base_name=base,
+                endpoint_name=endpoint_name,
+                image=image,
+                image_digest=cfg.image_ref.digest,
+                identity_id=identity.identity_id,
+                registry_id=registry_id,
+                app_insights_id=observability.app_insights_id,
+                log_workspace_id=observability.workspace_id,
+                instance_type=settings.instance_type,
+                min_instances=settings.min_instances,
+                max_instances=settings.max_instances,
+                public=settings.public,
+                private_network=settings.ml_private_network,
+                previous_image=settings.previous_image,
+                traffic=settings.ml_traffic,
+                protect=cfg.protect,
+                environment={"KAIZEN_DRIFT_LOG_INTERVAL": "60"},
+            ),
+            opts=after_pull,
+        )
+        target_id, target_name = ml.endpoint_id, endpoint_name
+        outputs.update({"endpointId": ml.endpoint_id, "scoringUri": ml.scoring_uri, "deployments": ml.deployment_names})
+    alerts = EndpointAlerts(
+        "alerts",
+        EndpointAlertsArgs(
+            resource_group_name=group.name,
+            location=settings.location,
+            base_name=base,
+            compute=settings.compute,
+            target_name=target_name,
+            target_id=target_id,
+            workspace_id=observability.workspace_id,
+            action_group_id=observability.action_group_id,
+            latency_p99_ms=settings.alerts.latency_p99_ms,
+            errors_5xx_per_5min=settings.alerts.errors_5xx_per_5min,
+            saturation_percent=settings.alerts.saturation_percent,
+            max_instances=settings.max_instances,
+            drift_score=settings.alerts.drift_score,
+        ),
+        opts=opts,
+    )
+    outputs.update({"alertIds": alerts.alert_ids, "dashboardId": alerts.dashboard_id})
+    return outputs

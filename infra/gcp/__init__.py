@@ -1,0 +1,1 @@
+"""GCP target: Artifact Registry, Cloud Run v2 service, Cloud Monitoring."""

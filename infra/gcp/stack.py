@@ -1,0 +1,119 @@
+"""The GCP stack: platform (Artifact Registry) or serving (Cloud Run + monitoring + identity)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pulumi
+import pulumi_gcp as gcp
+
+from infra.common.config import ConfigError, GcpSettings, StackConfig
+from infra.common.naming import physical_name
+from infra.gcp.identity import RuntimeIdentity, RuntimeIdentityArgs
+from infra.gcp.monitoring import ServiceMonitoring, ServiceMonitoringArgs
+from infra.gcp.registry import ArtifactRegistry, ArtifactRegistryArgs
+from infra.gcp.service import CloudRunService, CloudRunServiceArgs
+
+
+def service_name(cfg: StackConfig) -> str:
+    return physical_name("kaizen", cfg.model_ref.name, pulumi.get_stack(), max_len=49)
+
+
+def deploy(cfg: StackConfig) -> dict[str, Any]:
+    settings = cfg.gcp
+    assert settings is not None
+    provider = gcp.Provider("gcp", gcp.ProviderArgs(project=settings.project, region=settings.region))
+    opts = pulumi.ResourceOptions(providers=[provider])
+    if cfg.stack_kind == "platform":
+        registry = ArtifactRegistry(
+            "registry",
+            ArtifactRegistryArgs(
+                project=settings.project,
+                location=settings.region,
+                repository_id="kaizen",
+                keep_images=settings.registry_keep_images,
+                protect=cfg.protect,
+            ),
+            opts=opts,
+        )
+        return {
+            "repositoryId": registry.repository_id,
+            "repositoryName": registry.repository_name,
+            "repositoryLocation": settings.region,
+            "repositoryProject": settings.project,
+            "repositoryUrl": registry.repository_url,
+        }
+    return _serving(cfg, settings, opts)
+
+
+def _checked_image(image: str, repository_url: str) -> str:
+    if not image.startswith(repository_url.rstrip("/") + "/"):
+        raise ConfigError(f"kaizen:image: {image!r} is not in the platform repository {repository_url!r}")
+    return image
+
+
+def _serving(cfg: StackConfig, settings: GcpSettings, opts: pulumi.ResourceOptions) -> dict[str, Any]:
+    assert cfg.platform_stack is not None
+    platform = pulumi.StackReference("platform", stack_name=cfg.platform_stack)
+    image = pulumi.Output.all(cfg.image_ref.ref, platform.require_output("repositoryUrl")).apply(
+        lambda v: _checked_image(str(v[0]), str(v[1]))
+    )
+    name = service_name(cfg)
+    identity = RuntimeIdentity(
+        "runtime",
+        RuntimeIdentityArgs(
+            project=settings.project,
+            account_id=physical_name("kz", cfg.model_ref.name, pulumi.get_stack(), max_len=30),
+            repository_project=platform.require_output("repositoryProject"),
+            repository_location=platform.require_output("repositoryLocation"),
+            repository_name=platform.require_output("repositoryName"),
+        ),
+        opts=opts,
+    )
+    monitoring = ServiceMonitoring(
+        "monitoring",
+        ServiceMonitoringArgs(
+            project=settings.project,
+            service_name=name,
+            retention_days=settings.log_retention_days,
+            latency_p99_ms=settings.alerts.latency_p99_ms,
+            errors_5xx_per_5min=settings.alerts.errors_5xx_per_5min,
+            saturation_percent=settings.alerts.saturation_percent,
+            drift_score=settings.alerts.drift_score,
+            channel_ids=list(settings.notifications.channel_ids),
+            emails=list(settings.notifications.emails),
+        ),
+        opts=opts,
+    )
+    service = CloudRunService(
+        "service",
+        CloudRunServiceArgs(
+            project=settings.project,
+            region=settings.region,
+            service_name=name,
+            image=image,
+            image_digest=cfg.image_ref.digest,
+            service_account_email=identity.email,
+            min_instances=settings.min_instances,
+            max_instances=settings.max_instances,
+            concurrency=settings.concurrency,
+            cpu=settings.cpu,
+            memory=settings.memory,
+            ingress=settings.ingress,
+            invokers=list(settings.invokers),
+            canary_percent=settings.canary_percent,
+            stable_revision=settings.stable_revision,
+            deletion_protection=cfg.protect,
+            environment={"KAIZEN_DRIFT_LOG_INTERVAL": "60"},
+        ),
+        opts=opts,
+    )
+    return {
+        "serviceName": service.service_name,
+        "serviceUri": service.uri,
+        "revision": service.revision,
+        "image": image,
+        "serviceAccount": identity.email,
+        "notificationChannels": monitoring.channels,
+        "alertPolicies": monitoring.alert_policy_names,
+    }

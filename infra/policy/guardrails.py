@@ -1,0 +1,313 @@
+"""Kaizen guardrails as a CrossGuard policy pack (the same rules the unit tests assert).
+
+Properties are engine names (camelCase). During `pulumi preview` some values are still unknown
+(not yet a str/dict): checks skip what they cannot see and run again on `pulumi up`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from pulumi_policy import (
+    EnforcementLevel,
+    Policy,
+    ReportViolation,
+    ResourceValidationArgs,
+    ResourceValidationPolicy,
+    StackValidationArgs,
+    StackValidationPolicy,
+)
+
+from infra.common.tags import tag_property
+
+DIGEST_IMAGE = re.compile(r"^[a-z0-9][a-z0-9.-]*(?::[0-9]+)?/[a-z0-9._/-]+@sha256:[0-9a-f]{64}$")
+REQUIRED_TAGS = ("kaizen-project", "kaizen-stack", "owner", "cost-center")
+REGISTRY_TYPES = (
+    "aws:ecr/repository:Repository",
+    "azure-native:containerregistry:Registry",
+    "gcp:artifactregistry/repository:Repository",
+)
+PUBLIC_MEMBERS = ("allUsers", "allAuthenticatedUsers")
+
+
+def stack_of(urn: str) -> str:
+    """`urn:pulumi:<stack>::<project>::...` -> stack name."""
+    parts = urn.split("::")
+    return parts[0].removeprefix("urn:pulumi:") if parts else ""
+
+
+def is_preview_stack(urn: str) -> bool:
+    return re.search(r"(^|-)pr-\d+$", stack_of(urn)) is not None
+
+
+def _get(props: Mapping[str, Any], *path: str | int) -> Any:
+    cur: Any = props
+    for key in path:
+        if isinstance(key, int):
+            if not isinstance(cur, list) or len(cur) <= key:
+                return None
+            cur = cur[key]
+        else:
+            if not isinstance(cur, Mapping):
+                return None
+            cur = cur.get(key)
+    return cur
+
+
+def _list(v: Any) -> list[Any]:
+    if v is None:
+        return []
+    return v if isinstance(v, list) else [v]
+
+
+# --- images -------------------------------------------------------------------------------------
+def _images(resource_type: str, props: Mapping[str, Any]) -> Iterable[Any]:
+    if resource_type == "aws:sagemaker/model:Model":
+        yield _get(props, "primaryContainer", "image")
+        for c in _list(props.get("containers")):
+            yield _get(c, "image")
+    elif resource_type == "gcp:cloudrunv2/service:Service" or resource_type == "azure-native:app:ContainerApp":
+        for c in _list(_get(props, "template", "containers")):
+            yield _get(c, "image")
+    elif resource_type == "azure-native:machinelearningservices:EnvironmentVersion":
+        yield _get(props, "properties", "image")
+
+
+def validate_image_digest(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    for image in _images(args.resource_type, args.props):
+        if isinstance(image, str) and not DIGEST_IMAGE.match(image):
+            report(f"image {image!r} is not pinned by digest (REGISTRY/PATH@sha256:<64 hex>)", None)
+
+
+# --- IAM ----------------------------------------------------------------------------------------
+def policy_violations(document: Any) -> list[str]:
+    """Allow statements with a `*` action, a `*` resource or principal, or a wildcard outside a
+    trailing object/stream suffix of a named bucket prefix / log group."""
+    if isinstance(document, str):
+        try:
+            document = json.loads(document)
+        except json.JSONDecodeError:
+            return ["policy is not valid JSON"]
+    if not isinstance(document, Mapping):
+        return []
+    out = []
+    for st in _list(document.get("Statement")):
+        if not isinstance(st, Mapping) or st.get("Effect") != "Allow":
+            continue
+        sid = st.get("Sid", "statement")
+        if "NotAction" in st or "NotResource" in st:
+            out.append(f"{sid}: NotAction/NotResource in an Allow statement")
+        for action in _list(st.get("Action")):
+            if isinstance(action, str) and "*" in action:
+                out.append(f"{sid}: wildcard action {action!r}")
+        for resource in _list(st.get("Resource")):
+            if not isinstance(resource, str):
+                continue
+            head = resource.removesuffix("/*").removesuffix(":log-stream:*")
+            if resource == "*" or "*" in head:
+                out.append(f"{sid}: wildcard resource {resource!r}")
+        principal = st.get("Principal")
+        if principal == "*" or (isinstance(principal, Mapping) and "*" in _list(principal.get("AWS"))):
+            out.append(f"{sid}: wildcard principal")
+    return out
+
+
+_POLICY_PROPS = {
+    "aws:iam/rolePolicy:RolePolicy": ("policy",),
+    "aws:iam/policy:Policy": ("policy",),
+    "aws:iam/role:Role": ("assumeRolePolicy",),
+    "aws:ecr/repositoryPolicy:RepositoryPolicy": ("policy",),
+    "aws:s3/bucketPolicy:BucketPolicy": ("policy",),
+    "aws:sns/topicPolicy:TopicPolicy": ("policy",),
+}
+
+
+def validate_no_wildcard_iam(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    for prop in _POLICY_PROPS.get(args.resource_type, ()):
+        for problem in policy_violations(args.props.get(prop)):
+            report(f"{prop}: {problem}", None)
+    if args.resource_type == "aws:iam/role:Role":
+        for inline in _list(args.props.get("inlinePolicies")):
+            for problem in policy_violations(_get(inline, "policy")):
+                report(f"inlinePolicies: {problem}", None)
+    if args.resource_type in ("gcp:projects/iAMMember:IAMMember", "gcp:projects/iAMBinding:IAMBinding"):
+        role = args.props.get("role")
+        if isinstance(role, str) and role in ("roles/owner", "roles/editor"):
+            report(f"primitive role {role} granted", None)
+
+
+# --- encryption ---------------------------------------------------------------------------------
+def validate_encryption(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    p, t = args.props, args.resource_type
+    if t == "aws:ecr/repository:Repository":
+        enc = _list(p.get("encryptionConfigurations"))
+        if not enc or _get(enc[0], "encryptionType") != "KMS":
+            report("ECR repository must use KMS encryption", None)
+        if p.get("imageTagMutability") != "IMMUTABLE":
+            report("ECR repository tags must be IMMUTABLE", None)
+        if _get(p, "imageScanningConfiguration", "scanOnPush") is not True:
+            report("ECR repository must scan on push", None)
+    elif t == "aws:sagemaker/endpointConfiguration:EndpointConfiguration":
+        capture = p.get("dataCaptureConfig")
+        if isinstance(capture, Mapping) and capture.get("enableCapture") and not capture.get("kmsKeyId"):
+            report("data capture must be encrypted with a KMS key (kmsKeyId)", None)
+        variants = _list(p.get("productionVariants"))
+        instance_backed = any(isinstance(v, Mapping) and not v.get("serverlessConfig") for v in variants)
+        if instance_backed and "kmsKeyArn" in p and p.get("kmsKeyArn") is None:
+            report("instance-backed endpoint volumes must be KMS-encrypted (kmsKeyArn)", None)
+        if instance_backed and "kmsKeyArn" not in p:
+            report("instance-backed endpoint volumes must be KMS-encrypted (kmsKeyArn)", None)
+    elif t == "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration":
+        algo = _get(p, "rules", 0, "applyServerSideEncryptionByDefault", "sseAlgorithm")
+        if isinstance(algo, str) and algo not in ("aws:kms", "aws:kms:dsse"):
+            report(f"S3 encryption must be SSE-KMS, not {algo}", None)
+    elif t == "azure-native:storage:StorageAccount" and p.get("enableHttpsTrafficOnly") is False:
+        report("storage account must accept HTTPS only", None)
+
+
+# --- public access -------------------------------------------------------------------------------
+def validate_no_public_access(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    p, t = args.props, args.resource_type
+    allow_public = bool(args.get_config().get("allowPublic", False))
+    if t == "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock":
+        for key in ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets"):
+            if p.get(key) is not True:
+                report(f"S3 public access block: {key} must be true", None)
+    elif t == "azure-native:containerregistry:Registry":
+        if p.get("adminUserEnabled") is not False:
+            report("container registry admin user must be disabled", None)
+        if p.get("anonymousPullEnabled") is True:
+            report("container registry anonymous pull must be disabled", None)
+    elif t == "azure-native:storage:StorageAccount" and p.get("allowBlobPublicAccess") is not False:
+        report("storage account must disallow public blob access", None)
+    elif allow_public:
+        return
+    elif t in (
+        "gcp:cloudrunv2/serviceIamMember:ServiceIamMember",
+        "gcp:cloudrunv2/serviceIamBinding:ServiceIamBinding",
+    ):
+        members = _list(p.get("member")) + _list(p.get("members"))
+        if any(m in PUBLIC_MEMBERS for m in members):
+            report("Cloud Run invoker granted to the public", None)
+    elif t == "gcp:cloudrunv2/service:Service" and p.get("ingress") in (None, "INGRESS_TRAFFIC_ALL"):
+        report("Cloud Run ingress must be internal (set public access only by explicit config)", None)
+    elif t == "azure-native:app:ContainerApp" and _get(p, "configuration", "ingress", "external") is True:
+        report("Container App ingress must be internal (external: false)", None)
+    elif (
+        t == "azure-native:machinelearningservices:OnlineEndpoint"
+        and _get(p, "properties", "publicNetworkAccess") != "Disabled"
+        and _get(p, "properties", "authMode") != "AADToken"
+    ):
+        report("Azure ML endpoint reachable publicly must require Entra ID tokens (authMode AADToken)", None)
+
+
+# --- logs, scaling, tags -------------------------------------------------------------------------
+def validate_log_retention(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    p, t = args.props, args.resource_type
+    key = {
+        "aws:cloudwatch/logGroup:LogGroup": "retentionInDays",
+        "azure-native:operationalinsights:Workspace": "retentionInDays",
+        "gcp:logging/projectBucketConfig:ProjectBucketConfig": "retentionDays",
+    }.get(t)
+    if key is not None and not p.get(key):
+        report(f"log retention must be explicit ({key})", None)
+
+
+def validate_autoscaling(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    if args.resource_type != "aws:appautoscaling/target:Target":
+        return
+    low, high = args.props.get("minCapacity"), args.props.get("maxCapacity")
+    limit = int(args.get_config().get("maxInstances", 20))
+    if isinstance(low, int | float) and isinstance(high, int | float):
+        if low < 1 or low > high:
+            report(f"autoscaling bounds invalid: min {low}, max {high}", None)
+        if high > limit:
+            report(f"autoscaling max {high} above the allowed {limit}", None)
+
+
+def validate_tags(args: ResourceValidationArgs, report: ReportViolation) -> None:
+    prop = tag_property(args.resource_type)
+    if prop is None:
+        return
+    tags = args.props.get(prop)
+    if tags is not None and not isinstance(tags, Mapping):
+        return  # unknown during preview
+    missing = [k for k in REQUIRED_TAGS if k not in (tags or {})]
+    if missing:
+        report(f"missing {prop}: {', '.join(missing)}", None)
+
+
+# --- stack-wide ----------------------------------------------------------------------------------
+def validate_preview_stack(args: StackValidationArgs, report: ReportViolation) -> None:
+    for r in args.resources:
+        if not is_preview_stack(r.urn):
+            return
+        if r.resource_type in REGISTRY_TYPES:
+            report("preview stacks must not own a registry (read it from the platform stack)", r.urn)
+        if r.opts.protect:
+            report("preview stacks must not protect resources", r.urn)
+        if r.resource_type == "gcp:cloudrunv2/service:Service" and r.props.get("deletionProtection") is True:
+            report("preview Cloud Run services must not have deletion protection", r.urn)
+
+
+def _alarm_targets(args: StackValidationArgs) -> list[str]:
+    problems: list[str] = []
+    types = {r.resource_type for r in args.resources}
+    if "aws:sagemaker/endpoint:Endpoint" in types:
+        alarms = [r for r in args.resources if r.resource_type == "aws:cloudwatch/metricAlarm:MetricAlarm"]
+        metrics = {r.props.get("metricName") for r in alarms}
+        for needed in ("ModelLatency", "Invocation5XXErrors", "DriftScore"):
+            if needed not in metrics:
+                problems.append(f"SageMaker endpoint without a {needed} alarm")
+        problems += [f"alarm {r.name} notifies nobody" for r in alarms if not r.props.get("alarmActions")]
+    if "gcp:cloudrunv2/service:Service" in types:
+        policies = [r for r in args.resources if r.resource_type == "gcp:monitoring/alertPolicy:AlertPolicy"]
+        text = json.dumps([r.props.get("conditions") for r in policies], default=str)
+        for needed in ("request_latencies", "5xx", "DriftScore"):
+            if needed not in text:
+                problems.append(f"Cloud Run service without a {needed} alert policy")
+        problems += [
+            f"alert policy {r.name} notifies nobody" for r in policies if not r.props.get("notificationChannels")
+        ]
+    if types & {"azure-native:app:ContainerApp", "azure-native:machinelearningservices:OnlineEndpoint"}:
+        alerts = [r for r in args.resources if r.resource_type == "azure-native:monitor:MetricAlert"]
+        drift = [r for r in args.resources if r.resource_type == "azure-native:monitor:ScheduledQueryRule"]
+        if len(alerts) < 3:
+            problems.append("Azure endpoint without latency/5xx/saturation metric alerts")
+        if not any("drift" in json.dumps(r.props.get("criteria"), default=str) for r in drift):
+            problems.append("Azure endpoint without a drift query alert")
+        problems += [f"alert {r.name} notifies nobody" for r in alerts if not r.props.get("actions")]
+    return problems
+
+
+def validate_alarms(args: StackValidationArgs, report: ReportViolation) -> None:
+    for problem in _alarm_targets(args):
+        report(problem, None)
+
+
+Validation = Callable[[ResourceValidationArgs, ReportViolation], None]
+
+POLICIES: list[Policy] = [
+    ResourceValidationPolicy("image-pinned-by-digest", "Model images are referenced by digest.", validate_image_digest),
+    ResourceValidationPolicy(
+        "no-wildcard-iam", "No wildcard action/resource/principal in Allow.", validate_no_wildcard_iam
+    ),
+    ResourceValidationPolicy(
+        "encryption-at-rest", "Registries, captured data and volumes are encrypted.", validate_encryption
+    ),
+    ResourceValidationPolicy(
+        "no-public-access", "Endpoints and storage are private unless configured.", validate_no_public_access
+    ),
+    ResourceValidationPolicy("explicit-log-retention", "Log retention is set explicitly.", validate_log_retention),
+    ResourceValidationPolicy("autoscaling-bounds", "Autoscaling bounds are sane and capped.", validate_autoscaling),
+    ResourceValidationPolicy("required-tags", "Taggable resources carry the Kaizen tags.", validate_tags),
+    StackValidationPolicy(
+        "preview-stacks-disposable", "Preview stacks own no registry, protect nothing.", validate_preview_stack
+    ),
+    StackValidationPolicy("endpoint-alarms", "Endpoints alert on latency, errors and drift.", validate_alarms),
+]
+
+ENFORCEMENT = EnforcementLevel.MANDATORY

@@ -1,0 +1,229 @@
+"""Pulumi mocks harness: run the real stack program against a stack file, record resources.
+
+The recording mocks apply the stack transforms the program registers (the mock monitor records
+but does not run them), so tag assertions see what the engine would send to the provider.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+STACKS = ROOT / "stacks"
+ACCOUNT = "123456789012"
+DIGEST = "sha256:" + "0" * 64
+
+
+@dataclass
+class Recorded:
+    typ: str
+    name: str
+    inputs: dict[str, Any]
+    custom: bool
+    provider: str | None
+    protect: bool = False
+    urn: str = ""
+    parent: str = ""
+
+
+@dataclass
+class Run:
+    stack: str
+    resources: list[Recorded] = field(default_factory=list)
+    outputs: dict[str, Any] = field(default_factory=dict)
+
+    def of_type(self, typ: str) -> list[Recorded]:
+        return [r for r in self.resources if r.typ == typ]
+
+    def one(self, typ: str) -> Recorded:
+        found = self.of_type(typ)
+        assert len(found) == 1, f"{typ}: {len(found)} resources in {self.stack}"
+        return found[0]
+
+    @property
+    def custom(self) -> list[Recorded]:
+        return [r for r in self.resources if r.custom and not r.typ.startswith("pulumi:")]
+
+
+def _fake_state(typ: str, name: str, inputs: dict[str, Any]) -> dict[str, Any]:
+    h = hashlib.sha1(f"{typ}{name}".encode()).hexdigest()[:7]
+    auto = f"{name}-{h}"
+    state: dict[str, Any] = {}
+    if typ.startswith("aws:"):
+        res_name = inputs.get("name") or auto
+        service = typ.split(":")[1].split("/")[0]
+        state["name"] = res_name
+        state["arn"] = f"arn:aws:{service}:eu-west-1:{ACCOUNT}:{res_name}"
+        if typ == "aws:s3/bucket:Bucket":
+            state["bucket"] = auto
+            state["arn"] = f"arn:aws:s3:::{auto}"
+        if typ == "aws:ecr/repository:Repository":
+            state["repositoryUrl"] = f"{ACCOUNT}.dkr.ecr.eu-west-1.amazonaws.com/{res_name}"
+        if typ == "aws:cloudwatch/dashboard:Dashboard":
+            state["dashboardName"] = inputs.get("dashboardName")
+    elif typ.startswith("azure-native:"):
+        state["name"] = auto
+        state["id"] = f"/subscriptions/0000/resourceGroups/rg/providers/{typ.split(':')[1]}/{auto}"
+        state["principalId"] = f"principal-{h}"
+        state["clientId"] = f"client-{h}"
+        state["loginServer"] = f"{auto}.azurecr.io"
+        state["customerId"] = f"workspace-{h}"
+        state["connectionString"] = f"InstrumentationKey={h}"
+        state["latestRevisionName"] = f"{auto}--rev"
+        identity = inputs.get("identity")
+        if isinstance(identity, dict) and isinstance(identity.get("userAssignedIdentities"), list):
+            # inputs take a list of identity ids, the API answers with a map
+            state["identity"] = {
+                **identity,
+                "userAssignedIdentities": {
+                    i: {"principalId": "p", "clientId": "c"} for i in identity["userAssignedIdentities"]
+                },
+            }
+    elif typ.startswith("gcp:"):
+        state["name"] = inputs.get("name") or auto
+        state["id"] = f"projects/kaizen-test/{auto}"
+        state["email"] = f"{inputs.get('accountId', auto)}@kaizen-test.iam.gserviceaccount.com"
+        state["uri"] = f"https://{auto}.a.run.app"
+        state["member"] = f"serviceAccount:{inputs.get('accountId', auto)}@kaizen-test.iam.gserviceaccount.com"
+    return state
+
+
+class RecordingMocks(pulumi.runtime.Mocks):
+    def __init__(self, stack_outputs: dict[str, dict[str, Any]]) -> None:
+        self.stack_outputs = stack_outputs
+        self.resources: list[Recorded] = []
+        self.transforms: list[Any] = []
+
+    def register_transform(self, transform: Any) -> None:
+        self.transforms.append(transform)
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict]:
+        if args.typ == "pulumi:pulumi:StackReference":
+            ref = args.inputs.get("name") or args.name
+            self.resources.append(Recorded(args.typ, args.name, dict(args.inputs), True, args.provider))
+            return (ref, {"outputs": self.stack_outputs.get(ref, {}), "name": ref})
+        inputs = dict(args.inputs)
+        for transform in self.transforms:
+            result = transform(
+                pulumi.ResourceTransformArgs(
+                    custom=bool(args.custom),
+                    type_=args.typ,
+                    name=args.name,
+                    props=inputs,
+                    opts=pulumi.ResourceOptions(),
+                )
+            )
+            if result is not None:
+                inputs = dict(result.props)
+        self.resources.append(Recorded(args.typ, args.name, inputs, bool(args.custom), args.provider))
+        state = {**inputs, **_fake_state(args.typ, args.name, inputs)}
+        return (f"{args.name}-id", state)
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> Any:
+        tok = args.token
+        if tok == "aws:index/getCallerIdentity:getCallerIdentity":
+            return {"accountId": ACCOUNT, "arn": f"arn:aws:iam::{ACCOUNT}:user/ci", "userId": "ci", "id": ACCOUNT}
+        if tok == "aws:index/getPartition:getPartition":
+            return {"partition": "aws", "dnsSuffix": "amazonaws.com", "reverseDnsPrefix": "com.amazonaws", "id": "aws"}
+        if tok == "azure-native:operationalinsights:getSharedKeys":
+            return {"primarySharedKey": "primary-key", "secondarySharedKey": "secondary-key"}
+        if tok == "azure-native:authorization:getClientConfig":
+            return {"subscriptionId": "0000", "tenantId": "tenant", "clientId": "client", "objectId": "object"}
+        if tok == "gcp:projects/getProject:getProject":
+            return {"number": "123456", "projectId": "kaizen-test"}
+        return {}
+
+
+class RecordingMonitor(pulumi.runtime.mocks.MockMonitor):
+    """Also records what the mocks API leaves out: URN, parent and the `protect` option."""
+
+    def __init__(self, mocks: RecordingMocks) -> None:
+        super().__init__(mocks)
+        self.recording = mocks
+
+    def RegisterResource(self, request: Any) -> Any:
+        response = super().RegisterResource(request)
+        for r in reversed(self.recording.resources):
+            if r.typ == request.type and r.name == request.name:
+                r.protect, r.urn, r.parent = bool(request.protect), response.urn, request.parent
+                break
+        return response
+
+
+PLATFORM_OUTPUTS: dict[str, dict[str, Any]] = {
+    "organization/kaizen/aws-platform": {
+        "repositoryUrls": {"iris": f"{ACCOUNT}.dkr.ecr.eu-west-1.amazonaws.com/kaizen/iris"},
+        "repositoryArns": {"iris": f"arn:aws:ecr:eu-west-1:{ACCOUNT}:repository/kaizen/iris"},
+    },
+    "organization/kaizen/azure-platform": {
+        "registryId": "/subscriptions/0000/resourceGroups/rg-kaizen-platform/providers/"
+        "Microsoft.ContainerRegistry/registries/kaizenplatform",
+        "loginServer": "kaizenplatform.azurecr.io",
+    },
+    "organization/kaizen/gcp-platform": {
+        "repositoryId": "projects/kaizen-test/locations/europe-west4/repositories/kaizen",
+        "repositoryName": "kaizen",
+        "repositoryLocation": "europe-west4",
+        "repositoryProject": "kaizen-test",
+        "repositoryUrl": "europe-west4-docker.pkg.dev/kaizen-test/kaizen",
+    },
+}
+
+
+def stack_file(stack: str) -> Path:
+    """`aws-dev` -> stacks/Pulumi.aws-dev.yaml; `aws-pr-7` -> the PR template for aws."""
+    if "-pr-" in stack:
+        return STACKS / "templates" / f"Pulumi.pr.{stack.split('-pr-')[0]}.yaml"
+    return STACKS / f"Pulumi.{stack}.yaml"
+
+
+def load_stack_config(stack: str) -> dict[str, Any]:
+    doc = yaml.safe_load(stack_file(stack).read_text())
+    return {k.split(":", 1)[1]: v for k, v in doc["config"].items() if k.startswith("kaizen:")}
+
+
+LAST_MOCKS: RecordingMocks | None = None
+
+
+def run_program(stack: str, config: dict[str, Any] | None = None) -> Run:
+    """Run infra.program.main() under mocks for `stack` (config from its stack file)."""
+    from infra import program
+
+    cfg = load_stack_config(stack) if config is None else config
+    mocks = RecordingMocks(PLATFORM_OUTPUTS)
+    pulumi.runtime.set_mocks(mocks, project="kaizen", stack=stack, preview=False, monitor=RecordingMonitor(mocks))
+    pulumi.runtime.set_all_config({f"kaizen:{k}": v if isinstance(v, str) else json.dumps(v) for k, v in cfg.items()})
+    run = Run(stack=stack, resources=mocks.resources)
+    global LAST_MOCKS
+    LAST_MOCKS = mocks
+
+    @pulumi.runtime.test
+    def _main() -> Any:
+        outputs = program.main()
+        return pulumi.Output.from_input(outputs).apply(run.outputs.update)
+
+    _main()
+    return run
+
+
+_RUNS: dict[str, Run] = {}
+
+
+@pytest.fixture(scope="session")
+def stack_run():
+    """Cached per stack name: each stack program runs once per session."""
+
+    def get(stack: str) -> Run:
+        if stack not in _RUNS:
+            _RUNS[stack] = run_program(stack)
+        return _RUNS[stack]
+
+    return get

@@ -1,0 +1,112 @@
+"""Stack variants set by config: canary traffic, blue/green, notification targets, local dispatch."""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import pytest
+
+from infra.common.config import parse_config
+
+from .conftest import ACCOUNT, load_stack_config, run_program
+
+OTHER_DIGEST = "sha256:" + "b" * 64
+
+
+def _with(stack: str, **changes: Any) -> dict[str, Any]:
+    cfg = copy.deepcopy(load_stack_config(stack))
+    cloud = stack.split("-")[0]
+    for key, value in changes.items():
+        if key in ("image",):
+            cfg[key] = value
+        else:
+            cfg[cloud][key] = value
+    return cfg
+
+
+def test_gcp_canary_splits_traffic_between_latest_and_stable() -> None:
+    run = run_program("gcp-prod", _with("gcp-prod", canaryPercent=10, stableRevision="kaizen-iris-gcp-prod-0123456789"))
+    svc = run.one("gcp:cloudrunv2/service:Service").inputs
+    assert svc["traffics"] == [
+        {"type": "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST", "percent": 10},
+        {
+            "type": "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION",
+            "revision": "kaizen-iris-gcp-prod-0123456789",
+            "percent": 90,
+        },
+    ]
+
+
+def test_gcp_new_digest_is_a_new_revision() -> None:
+    base = run_program("gcp-dev").one("gcp:cloudrunv2/service:Service").inputs
+    image = load_stack_config("gcp-dev")["image"].split("@")[0] + "@" + OTHER_DIGEST
+    moved = run_program("gcp-dev", _with("gcp-dev", image=image)).one("gcp:cloudrunv2/service:Service").inputs
+    assert moved["template"]["containers"][0]["image"] == image
+    assert moved["template"]["revision"] != base["template"]["revision"]
+    assert moved["name"] == base["name"]  # same service: Cloud Run shifts traffic to the new revision
+
+
+def test_azure_container_app_canary() -> None:
+    cfg = _with("azure-staging", canaryPercent=20, stableRevision="kaizen-iris-azure-staging--d000000000000")
+    app = run_program("azure-staging", cfg).one("azure-native:app:ContainerApp").inputs
+    assert app["configuration"]["activeRevisionsMode"] == "Multiple"
+    canary, stable = app["configuration"]["ingress"]["traffic"]
+    assert (canary["latestRevision"], canary["weight"], canary["label"]) == (True, 20, "canary")
+    assert (stable["revisionName"], stable["weight"], stable["label"]) == (
+        "kaizen-iris-azure-staging--d000000000000",
+        80,
+        "stable",
+    )
+    assert not stable.get("latestRevision")
+
+
+def test_azure_ml_blue_green_keeps_previous_deployment_and_splits_traffic() -> None:
+    previous = load_stack_config("azure-prod")["image"].split("@")[0] + "@" + OTHER_DIGEST
+    cfg = _with("azure-prod", previousImage=previous, mlTraffic={"d000000000000": 10, "dbbbbbbbbbbbb": 90})
+    run = run_program("azure-prod", cfg)
+    deployments = {
+        d.inputs["deploymentName"] for d in run.of_type("azure-native:machinelearningservices:OnlineDeployment")
+    }
+    assert deployments == {"d000000000000", "dbbbbbbbbbbbb"}
+    endpoint = run.one("azure-native:machinelearningservices:OnlineEndpoint").inputs
+    assert endpoint["properties"]["traffic"] == {"d000000000000": 10, "dbbbbbbbbbbbb": 90}
+    images = {
+        e.inputs["properties"]["image"] for e in run.of_type("azure-native:machinelearningservices:EnvironmentVersion")
+    }
+    assert previous in images and len(images) == 2
+
+
+def test_aws_existing_topic_and_ecr_token_escape_hatch() -> None:
+    topic = f"arn:aws:sns:eu-west-1:{ACCOUNT}:ml-oncall"
+    cfg = _with("aws-dev", notifications={"topicArn": topic}, allowEcrAuthTokenWildcard=True)
+    run = run_program("aws-dev", cfg)
+    assert not run.of_type("aws:sns/topic:Topic")
+    for alarm in run.of_type("aws:cloudwatch/metricAlarm:MetricAlarm"):
+        assert alarm.inputs["alarmActions"] == [topic]
+    policy = json.loads(run.one("aws:iam/rolePolicy:RolePolicy").inputs["policy"])
+    assert {
+        "Sid": "EcrAuthToken",
+        "Effect": "Allow",
+        "Action": ["ecr:GetAuthorizationToken"],
+        "Resource": "*",
+    } in policy["Statement"]
+
+
+def test_aws_image_outside_the_platform_repository_is_refused() -> None:
+    cfg = _with("aws-dev", image=f"{ACCOUNT}.dkr.ecr.eu-west-1.amazonaws.com/kaizen/other@{OTHER_DIGEST}")
+    with pytest.raises(Exception, match="not the platform stack's repository"):
+        run_program("aws-dev", cfg)
+
+
+def test_local_target_is_dispatched_to_infra_local(monkeypatch: pytest.MonkeyPatch) -> None:
+    import infra.local
+    from infra import program
+
+    raw = {"target": "local", "stackKind": "dev", "owner": "ml-platform", "costCenter": "ml-0001"}
+    cfg = parse_config(raw, "local")
+    seen = []
+    monkeypatch.setattr(infra.local, "deploy", lambda c: seen.append(c))
+    assert program.deploy(cfg) == {}
+    assert seen == [cfg]
