@@ -173,15 +173,22 @@ def build_package(
     context_dir: str | Path | None = None,
     client: Any = None,
     nocache: bool = False,
+    pull: bool = False,
     progress: bool = False,
     source: str | None = None,
     revision: str | None = None,
     log: Callable[[str], None] = lambda _msg: None,
 ) -> BuildResult:
-    """Validate the package, generate its context, build it. A bad package is never built."""
+    """Validate the package, generate its context, build it. A bad package is never built.
+
+    A base image missing locally is pulled only with `pull=True` (a digest-pinned reference is
+    required for that); otherwise the build stops and says how to get it."""
+    from model_packages.package import verify_package
+
+    verify_package(package_dir)  # before touching the engine: a bad package is never built
     client = client or docker_client()
-    for ref in {bases.runtime, bases.builder}:
-        _require_image(client, ref)
+    for ref in sorted({bases.runtime, bases.builder}):
+        _require_image(client, ref, pull)
     if context_dir is not None:
         ctx = generate_context(
             package_dir, context_dir, bases=bases, tag=tag, source=source, revision=revision,
@@ -196,19 +203,22 @@ def build_package(
         return run_build(ctx, client=client, nocache=nocache, progress=progress, log=log)
 
 
-def _require_image(client: Any, ref: str) -> None:
+def _require_image(client: Any, ref: str, pull: bool) -> None:
     import docker.errors
 
     try:
         client.images.get(ref)
+        return
     except docker.errors.ImageNotFound:
-        if "@sha256:" in ref:
-            try:
-                client.images.pull(ref)
-                return
-            except docker.errors.APIError as error:
-                raise BuildError(f"base image {ref} is not available: {error}") from None
-        raise BuildError(
-            f"base image {ref} is not present locally (build local bases with `kaizen base`, "
-            "or pass --base with a digest-pinned image)"
-        ) from None
+        pass
+    if pull and "@sha256:" in ref:
+        try:
+            client.images.pull(ref)
+            return
+        except docker.errors.APIError as error:
+            raise BuildError(f"base image {ref} could not be pulled: {error}") from None
+    how = "pass --pull" if "@sha256:" in ref else "pin it by digest and pass --pull"
+    raise BuildError(
+        f"base image {ref} is not present locally: {how}, `docker pull` it, or use the local "
+        "mmdebstrap bases (`kaizen base`, then `kaizen build --local-base`)"
+    )

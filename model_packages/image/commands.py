@@ -24,7 +24,7 @@ def base_command(
     kind: Annotated[
         str, typer.Option(help="runtime, builder or all", show_default=True)
     ] = "all",
-    force: Annotated[bool, typer.Option(help="rebuild the root file systems")] = False,
+    force: Annotated[bool, typer.Option("--force", help="rebuild the root file systems")] = False,
 ) -> None:
     """Build the local Debian base images with mmdebstrap (cached under ~/.cache/kaizen/base)."""
     from model_packages.image import base
@@ -54,16 +54,19 @@ def build_command(
         str | None, typer.Option(help="builder base image (default: same Python as --base)")
     ] = None,
     local_base: Annotated[
-        bool, typer.Option(help="use the local mmdebstrap bases (built when missing)")
+        bool, typer.Option("--local-base", help="use the local mmdebstrap bases (built when missing)")
     ] = False,
     tag: Annotated[str | None, typer.Option(help="image tag (default kaizen/NAME:VERSION)")] = None,
     context_dir: Annotated[
         Path | None, typer.Option(help="write the build context here and keep it")
     ] = None,
     context_only: Annotated[
-        bool, typer.Option(help="only generate the build context (for a cloud build service)")
+        bool, typer.Option("--context-only", help="only generate the build context (for a cloud build service)")
     ] = False,
-    no_cache: Annotated[bool, typer.Option(help="do not use the build cache")] = False,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="do not use the build cache")] = False,
+    pull: Annotated[
+        bool, typer.Option("--pull", help="pull a missing digest-pinned base image from its registry")
+    ] = False,
     source: Annotated[str | None, typer.Option(help="org.opencontainers.image.source")] = None,
     revision: Annotated[
         str | None, typer.Option(help="org.opencontainers.image.revision")
@@ -74,8 +77,10 @@ def build_command(
     from model_packages.image import base as base_mod
     from model_packages.image.build import build_package, docker_client
     from model_packages.image.context import Bases, generate_context
+    from model_packages.package import verify_package
 
     try:
+        verify_package(package)  # a package that fails validation is never built
         if local_base:
             bases = Bases(base or base_mod.RUNTIME_BASE, builder_base or base_mod.BUILDER_BASE)
         else:
@@ -98,6 +103,7 @@ def build_command(
             context_dir=context_dir,
             client=client,
             nocache=no_cache,
+            pull=pull,
             progress=not as_json and err.is_terminal,
             source=source,
             revision=revision,

@@ -158,7 +158,7 @@ def oci_labels(
     created: datetime | None = None,
 ) -> dict[str, str]:
     here = Path(model_packages.__file__).parent
-    created = created or _created()
+    created = created or _created(manifest)
     return {
         "org.opencontainers.image.title": manifest.name,
         "org.opencontainers.image.description": manifest.description or manifest.name,
@@ -183,11 +183,16 @@ def oci_labels(
     }
 
 
-def _created() -> datetime:
+def _created(manifest: Manifest) -> datetime:
+    """SOURCE_DATE_EPOCH when set, else the package's creation time: never the wall clock, so
+    the same package + base + lock gives the same image configuration too."""
     epoch = os.environ.get("SOURCE_DATE_EPOCH")
     if epoch and epoch.isdigit():
         return datetime.fromtimestamp(int(epoch), UTC)
-    return datetime.now(UTC).replace(microsecond=0)
+    created = manifest.lineage.created_at
+    if created.tzinfo is None:
+        created = created.replace(tzinfo=UTC)
+    return created.astimezone(UTC)
 
 
 def _quote(value: str) -> str:

@@ -176,6 +176,16 @@ class RegistryClient:
                 f"{resp.status_code})"
             )
 
+    def blob_json(self, repo: str, digest: str) -> dict[str, Any] | None:
+        resp = self._request("GET", f"/v2/{repo}/blobs/{digest}", allow_redirects=True)
+        if resp.status_code != 200:
+            return None
+        try:
+            data = json.loads(resp.content.decode())
+        except ValueError:
+            return None
+        return data if isinstance(data, dict) else None
+
     def manifest(self, repo: str, reference: str) -> tuple[str, dict[str, Any]] | None:
         """(digest, manifest) of repo:reference, or None when it does not exist."""
         resp = self._request(
@@ -201,6 +211,24 @@ class RegistryClient:
         return digest, json.loads(resp.content.decode())
 
 
+_RUNTIME_CONFIG = ("Env", "Entrypoint", "Cmd", "User", "Labels", "WorkingDir", "StopSignal")
+
+
+def _same_content(reg: RegistryClient, repo: str, config_digest: str | None, image: Any) -> bool:
+    """The remote image has the same layers and runtime configuration as the local one (a clean
+    rebuild differs only in the engine's timestamps): the tag already holds this image."""
+    if not config_digest:
+        return False
+    remote = reg.blob_json(repo, config_digest)
+    if remote is None:
+        return False
+    local = image.attrs
+    if (remote.get("rootfs") or {}).get("diff_ids") != list(local["RootFS"]["Layers"]):
+        return False
+    mine, theirs = local.get("Config") or {}, remote.get("config") or {}
+    return all((mine.get(k) or None) == (theirs.get(k) or None) for k in _RUNTIME_CONFIG)
+
+
 def _cause(error: BaseException) -> str:
     text = str(error)
     for needle in ("Connection refused", "Name or service not known", "timed out", "reset"):
@@ -223,15 +251,16 @@ def _local_image(client: Any, image_ref: str) -> Any:
 
 
 def _target(image: Any, image_ref: str) -> tuple[str, str, dict[str, str]]:
+    """(repository, tag, labels) in the registry: kaizen/<model name>:<model version>."""
     labels = dict(image.attrs["Config"].get("Labels") or {})
     name = labels.get("io.kaizen.model.name")
     version = labels.get("io.kaizen.model.version")
-    if name and version:
-        return f"kaizen/{name}", version.replace("+", "_"), labels
-    repo, _, tag = image_ref.rpartition(":")
-    if not repo or "/" in tag:
-        repo, tag = image_ref, "latest"
-    return repo.split("/", 1)[-1] if "." in repo.split("/", 1)[0] else repo, tag, labels
+    if not name or not version:
+        raise PushError(
+            f"image {image_ref} is not a Kaizen model image (no io.kaizen.model.* labels): "
+            "build it with `kaizen build`"
+        )
+    return f"kaizen/{name}", version.replace("+", "_"), labels
 
 
 def push_image(
@@ -239,7 +268,7 @@ def push_image(
     registry_url: str,
     *,
     client: Any = None,
-    records_path: str | Path | None = records.DEFAULT_PATH,
+    records_path: str | Path | None = "auto",
     credentials: Credentials | None = None,
     use_default_credentials: bool = True,
     retries: int = 4,
@@ -247,7 +276,10 @@ def push_image(
     log: Callable[[str], None] = lambda _msg: None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> PushResult:
-    """Push `image_ref` to `registry_url`; returns the digest-pinned reference."""
+    """Push `image_ref` to `registry_url`; returns the digest-pinned reference.
+
+    The result is recorded in `records_path` ("auto": $KAIZEN_IMAGES_FILE or
+    ./kaizen-images.json; None: not recorded)."""
     if client is None:
         from model_packages.image.build import docker_client
 
@@ -270,7 +302,7 @@ def push_image(
     if existing is not None:
         digest, manifest = existing
         config_digest = (manifest.get("config") or {}).get("digest")
-        if config_digest != image.id:
+        if config_digest != image.id and not _same_content(reg, repo, config_digest, image):
             raise ImmutableTagError(
                 f"registry {registry.host}: tag {repo}:{tag} already points to {digest} "
                 f"(image {config_digest}), not to {image.id}; tags are immutable: bump the "
@@ -314,8 +346,8 @@ def push_image(
             seconds=time.monotonic() - started, attempts=attempts,
         )
     entry = {
-        "model": labels.get("io.kaizen.model.name") or repo.rsplit("/", 1)[-1],
-        "version": labels.get("io.kaizen.model.version") or tag,
+        "model": labels["io.kaizen.model.name"],
+        "version": labels["io.kaizen.model.version"],
         "reference": result.reference,
         "registry": registry.host,
         "repository": repo,
@@ -323,12 +355,14 @@ def push_image(
         "digest": result.digest,
         "image_id": image.id,
         "artifact_sha256": labels.get("io.kaizen.model.artifact-sha256"),
-        "built_at": labels.get("org.opencontainers.image.created") or image.attrs.get("Created"),
+        "built_at": str(image.attrs.get("Created") or "")[:19] + "Z",
+        "created": labels.get("org.opencontainers.image.created"),
         "pushed_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
     result.record = entry
     if records_path is not None:
-        records.record_image(entry, records_path)
+        # "auto": $KAIZEN_IMAGES_FILE, else ./kaizen-images.json; None: do not record.
+        records.record_image(entry, None if records_path == "auto" else records_path)
     return result
 
 

@@ -217,3 +217,23 @@ def test_cli_package_and_inspect(tmp_path: Path) -> None:
     assert bad.exit_code == 1 and "pickle" in bad.output
     missing = runner.invoke(app, ["inspect", str(tmp_path / "nowhere")])
     assert missing.exit_code == 1 and "kaizen.yaml is missing" in missing.output
+
+
+def test_skops_allow_list(tmp_path: Path) -> None:
+    """Classes from sklearn/numpy/scipy and numpy ufuncs load; any other function needs trust."""
+    import operator
+
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    safe = make_pipeline(FunctionTransformer(np.abs), LinearRegression()).fit(X, Y_REG)
+    package = create_package(safe, X, Y_REG, out_dir=tmp_path / "safe", name="safe", version="1.0.0")
+    assert np.allclose(load_model(package).predict(X[:3]), safe.predict(X[:3]))
+
+    risky = make_pipeline(FunctionTransformer(operator.neg), LinearRegression()).fit(X, Y_REG)
+    with pytest.raises(PackageError, match=r"not scikit-learn, numpy or scipy classes: _operator\.neg"):
+        create_package(risky, X, Y_REG, out_dir=tmp_path / "risky", name="risky", version="1.0.0")
+    assert not (tmp_path / "risky").exists()
+    trusted = create_package(risky, X, Y_REG, out_dir=tmp_path / "risky", name="risky", version="1.0.0",
+                             trusted=True)
+    assert load_model(trusted).predict(X[:1]).shape == (1,)

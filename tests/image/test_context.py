@@ -1,0 +1,234 @@
+"""Build context, locks, records, registry parsing and auth: no Docker engine needed."""
+
+from __future__ import annotations
+
+import http.server
+import io
+import json
+import re
+import shutil
+import socketserver
+import tarfile
+import threading
+import urllib.parse
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+
+from model_packages.errors import PackageError
+from model_packages.image import auth, locks, records
+from model_packages.image.build import build_package
+from model_packages.image.context import Bases, context_tar, generate_context
+from model_packages.image.registry import PushError, Registry, is_transient
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "examples"
+FORBIDDEN_IN_IMAGES = {"typer", "rich", "docker", "boto3", "botocore", "click", "requests"}
+
+
+@pytest.mark.parametrize("flavor", ["sklearn", "onnx"])
+def test_locks_are_hashed_and_hold_only_runtime_dependencies(flavor: str) -> None:
+    pins = locks.read_lock(locks.lock_path(flavor))
+    names = {p.key for p in pins}
+    assert all(p.hashes and all(len(h) == 64 for h in p.hashes) for p in pins)
+    assert {"numpy", "pydantic", "pyyaml", "httptools", "uvloop", "prometheus-client"} <= names
+    assert not names & FORBIDDEN_IN_IMAGES
+    if flavor == "sklearn":
+        assert {"scikit-learn", "scipy", "skops"} <= names and "onnxruntime" not in names
+    else:
+        assert "onnxruntime" in names and not {"scikit-learn", "scipy"} & names
+
+
+def test_wheel_cache_serves_every_locked_wheel_by_hash() -> None:
+    pins = locks.read_lock(locks.lock_path("onnx"))
+    wheels = locks.ensure_wheels(pins)
+    for pin, wheel in zip(pins, wheels, strict=True):
+        assert locks.sha256_file(wheel) in pin.hashes
+        assert "cp311" in wheel.name or "py3" in wheel.name or "abi3" in wheel.name
+
+
+def _tar_bytes(directory: Path) -> bytes:
+    return context_tar(directory).getvalue()
+
+
+def test_context_is_deterministic_and_complete(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    one = generate_context(EXAMPLES / "iris-classifier", tmp_path / "a", bases=Bases.local())
+    two = generate_context(EXAMPLES / "iris-classifier", tmp_path / "b", bases=Bases.local())
+    assert _tar_bytes(one.directory) == _tar_bytes(two.directory)
+    with tarfile.open(fileobj=io.BytesIO(_tar_bytes(one.directory))) as tar:
+        members = tar.getmembers()
+    names = [m.name for m in members]
+    assert names == sorted(names)
+    assert {m.mtime for m in members} == {1700000000}
+    assert {(m.uid, m.gid) for m in members} == {(0, 0)}
+    assert "model/opt/kaizen/model/kaizen.yaml" in names
+    assert "model/opt/kaizen/model/model.skops" in names
+    assert "runtime/opt/kaizen/lib/model_packages/serving/server.py" in names
+    # Only what the runtime needs: no CLI, no image tooling.
+    assert not [n for n in names if n.startswith("runtime/") and ("/image/" in n or "cli.py" in n)]
+    assert one.tag == "kaizen/iris-classifier:1.0.0"
+
+
+def test_dockerfile_is_multistage_offline_nonroot_and_ordered(tmp_path: Path) -> None:
+    ctx = generate_context(EXAMPLES / "diabetes-regressor", tmp_path / "c", bases=Bases.local())
+    text = ctx.dockerfile.read_text()
+    assert "# syntax" not in text
+    assert text.count("FROM ") == 3
+    assert "--no-index" in text and "--require-hashes" in text
+    assert 'ENTRYPOINT ["/opt/venv/bin/python", "-m", "model_packages.serving"]' in text
+    assert 'CMD ["serve"]' in text
+    assert "USER 10001:10001" in text
+    order = [text.index(s) for s in ("COPY --from=deps", "COPY --from=runtime", "COPY model/ /")]
+    assert order == sorted(order)
+    for label in ("source", "revision", "version", "created"):
+        assert f"org.opencontainers.image.{label}=" in text
+    assert 'io.kaizen.model.name="diabetes-regressor"' in text
+    assert f'io.kaizen.model.artifact-sha256="{ctx.manifest.artifact_sha256}"' in text
+    assert "onnxruntime" in (ctx.directory / "requirements.lock").read_text()
+
+
+class _NoBuildClient:
+    """A Docker client that fails the test if a build is ever attempted."""
+
+    class images:
+        @staticmethod
+        def get(ref: str) -> object:
+            return object()
+
+    class api:
+        @staticmethod
+        def build(**_kwargs: Any) -> None:
+            raise AssertionError("a package that fails validation must never be built")
+
+
+def test_invalid_package_is_never_built(tmp_path: Path) -> None:
+    package = Path(shutil.copytree(EXAMPLES / "iris-classifier", tmp_path / "bad"))
+    (package / "model.skops").write_bytes(b"PK\x03\x04 tampered")
+    with pytest.raises(PackageError, match="corrupt"):
+        build_package(package, bases=Bases.local(), client=_NoBuildClient())
+    with pytest.raises(PackageError):
+        generate_context(package, tmp_path / "ctx", bases=Bases.local())
+    assert not (tmp_path / "ctx").exists()
+
+
+def test_registry_parsing() -> None:
+    assert Registry.parse("127.0.0.1:5000") == Registry("127.0.0.1:5000", "http")
+    assert Registry.parse("localhost:5000").scheme == "http"
+    ecr = "123456789012.dkr.ecr.eu-west-1.amazonaws.com"
+    assert Registry.parse(ecr) == Registry(ecr, "https")
+    assert Registry.parse("https://" + ecr + "/") == Registry(ecr, "https")
+    with pytest.raises(PushError):
+        Registry.parse("127.0.0.1:5000/some/path")
+
+
+def test_error_classification() -> None:
+    assert is_transient("dial tcp 127.0.0.1:5000: connect: connection refused")
+    assert is_transient("received unexpected HTTP status: 503 Service Unavailable")
+    assert is_transient("net/http: TLS handshake timeout")
+    assert not is_transient("unauthorized: authentication required")
+    assert not is_transient("denied: requested access to the resource is denied")
+
+
+def test_records_replace_and_refuse_tags(tmp_path: Path) -> None:
+    path = tmp_path / "kaizen-images.json"
+    entry = {
+        "model": "m", "version": "1.0.0", "registry": "r:5000",
+        "reference": "r:5000/kaizen/m@sha256:" + "a" * 64, "pushed_at": "2026-01-01T00:00:00Z",
+    }
+    records.record_image(entry, path)
+    records.record_image({**entry, "reference": "r:5000/kaizen/m@sha256:" + "b" * 64}, path)
+    data = json.loads(path.read_text())
+    assert len(data["images"]) == 1 and data["images"][0]["reference"].endswith("b" * 64)
+    assert records.find_image("m", "1.0.0", path=path)["reference"].endswith("b" * 64)
+    with pytest.raises(records.RecordsError):
+        records.record_image({**entry, "reference": "r:5000/kaizen/m:1.0.0"}, path)
+    with pytest.raises(records.RecordsError):
+        records.find_image("other", path=path)
+
+
+# --- registry authentication ---------------------------------------------------------------
+
+
+def test_registry_kinds() -> None:
+    assert auth.registry_kind("123456789012.dkr.ecr.us-east-1.amazonaws.com") == "ecr"
+    assert auth.registry_kind("kaizenprod.azurecr.io") == "acr"
+    assert auth.registry_kind("europe-west4-docker.pkg.dev") == "gar"
+    assert auth.registry_kind("gcr.io") == "gar"
+    assert auth.registry_kind("127.0.0.1:5000") == "generic"
+    assert auth.credentials_for("127.0.0.1:5000", env={}) is None
+
+
+class _ExchangeHandler(http.server.BaseHTTPRequestHandler):
+    seen: ClassVar[list[dict[str, list[str]]]] = []
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length", 0))
+        form = urllib.parse.parse_qs(self.rfile.read(length).decode())
+        self.seen.append(form)
+        ok = self.path == "/oauth2/exchange" and form.get("access_token") == ["entra-token"]
+        body = json.dumps({"refresh_token": "acr-refresh"} if ok else {"error": "bad"}).encode()
+        self.send_response(200 if ok else 401)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def exchange_server() -> Iterator[str]:
+    server = socketserver.TCPServer(("127.0.0.1", 0), _ExchangeHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_acr_token_exchange(exchange_server: str) -> None:
+    creds = auth.acr_credentials(
+        "kaizenprod.azurecr.io", env={"AZURE_ACCESS_TOKEN": "entra-token"}, base_url=exchange_server
+    )
+    assert creds.username == auth.ACR_NULL_USER and creds.password == "acr-refresh"
+    assert _ExchangeHandler.seen[-1]["service"] == ["kaizenprod.azurecr.io"]
+    assert _ExchangeHandler.seen[-1]["grant_type"] == ["access_token"]
+    assert "acr-refresh" not in repr(creds)
+    with pytest.raises(auth.RegistryAuthError, match=r"kaizenprod\.azurecr\.io.*refused"):
+        auth.acr_credentials(
+            "kaizenprod.azurecr.io", env={"AZURE_ACCESS_TOKEN": "wrong"}, base_url=exchange_server
+        )
+
+
+def test_artifact_registry_token_from_env() -> None:
+    creds = auth.credentials_for(
+        "europe-west4-docker.pkg.dev", env={"GOOGLE_OAUTH_ACCESS_TOKEN": "ya29.token"}
+    )
+    assert creds is not None
+    assert (creds.username, creds.password) == ("oauth2accesstoken", "ya29.token")
+
+
+def test_explicit_credentials_win() -> None:
+    creds = auth.credentials_for(
+        "registry.example:5000",
+        env={"KAIZEN_REGISTRY_USERNAME": "u", "KAIZEN_REGISTRY_PASSWORD": "p"},
+    )
+    assert creds is not None and creds.docker_auth_config() == {"username": "u", "password": "p"}
+
+
+def test_default_base_is_upstream_pinned_by_digest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("KAIZEN_BASE_IMAGE", raising=False)
+    monkeypatch.delenv("KAIZEN_BUILDER_IMAGE", raising=False)
+    bases = Bases.choose(None, None)
+    assert bases.runtime == bases.builder
+    assert re.fullmatch(r"docker\.io/library/python:3\.11-slim-bookworm@sha256:[0-9a-f]{64}", bases.runtime)
+    ctx = generate_context(EXAMPLES / "iris-classifier", tmp_path / "ctx", bases=bases)
+    froms = [line for line in ctx.dockerfile.read_text().splitlines() if line.startswith("FROM ")]
+    assert froms and all("@sha256:" in line for line in froms)
+    assert Bases.choose("kaizen-base/python:3.11-bookworm-runtime", None) == Bases.local()
