@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -179,13 +180,21 @@ def _load_pickle(path: Path, fmt: str) -> Any:
         raise PackageError(f"artifact {path.name} could not be unpickled: {error}") from None
 
 
-def load_model(package_dir: str | Path, *, verify: bool = True) -> LoadedModel:
-    """Load a package's model. Pickle formats load only when the manifest says `trusted: true`."""
+def load_model(package_dir: str | Path, *, verify: bool = True, serve_with: str | None = None) -> LoadedModel:
+    """Load a package's model. Pickle formats load only when the manifest says `trusted: true`.
+
+    A package with a compiled serving artifact is served from it (no scikit-learn import) unless
+    `serve_with="source"` (or `KAIZEN_SERVE_WITH=source`) asks for the source artifact."""
     from model_packages.manifest import read_manifest
     from model_packages.package import verify_package
 
     directory = Path(package_dir)
     manifest = verify_package(directory) if verify else read_manifest(directory)
+    choice = serve_with or os.environ.get("KAIZEN_SERVE_WITH") or "compiled"
+    if choice not in ("compiled", "source"):
+        raise PackageError(f"KAIZEN_SERVE_WITH={choice!r}: use compiled or source")
+    if manifest.serving is not None and choice == "compiled":
+        return OnnxModel(manifest, directory / manifest.serving.artifact)
     path = directory / manifest.artifact
     if manifest.format == "onnx":
         return OnnxModel(manifest, path)

@@ -127,6 +127,19 @@ class Lineage(_Model):
     kaizen_version: str
 
 
+class ServingArtifact(_Model):
+    """A compiled copy of the model that the runtime serves instead of the source artifact.
+
+    Written by `create_package` only when its predictions on every training row match the
+    source model's (labels exactly, numbers within `max_abs_diff`)."""
+
+    format: Literal["onnx"] = "onnx"
+    artifact: Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]+$")]
+    artifact_sha256: Sha256
+    parity_rows: int
+    max_abs_diff: float
+
+
 class Manifest(_Model):
     """The whole `kaizen.yaml`."""
 
@@ -139,6 +152,7 @@ class Manifest(_Model):
     artifact: Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]+$")]
     artifact_sha256: Sha256
     trusted: bool = False
+    serving: ServingArtifact | None = None
     inputs: Annotated[list[FeatureSpec], Field(min_length=1)]
     output: OutputSpec
     baseline: Baseline
@@ -146,6 +160,8 @@ class Manifest(_Model):
 
     @model_validator(mode="after")
     def _consistent(self) -> Manifest:
+        if self.serving is not None and self.serving.artifact == self.artifact:
+            raise ValueError("serving.artifact must differ from artifact")
         if self.format not in FRAMEWORK_FORMATS[self.framework]:
             raise ValueError(f"format {self.format!r} does not belong to framework {self.framework!r}")
         names = [f.name for f in self.inputs]

@@ -25,6 +25,7 @@ from model_packages.manifest import (
     Manifest,
     OutputSpec,
     Scalar,
+    ServingArtifact,
     read_manifest,
     write_manifest,
 )
@@ -128,16 +129,51 @@ def _write_artifact(model: Any, fmt: str, path: Path) -> None:
             pickle.dump(model, handle)
 
 
-def sklearn_to_onnx(model: Any, n_features: int) -> bytes:
-    """Convert a fitted scikit-learn estimator to ONNX (float inputs, plain probability tensor)."""
+def sklearn_to_onnx(model: Any, n_features: int, double: bool = False) -> bytes:
+    """Convert a fitted scikit-learn estimator to ONNX (plain probability tensor, no zipmap).
+
+    `double=True` keeps float64 inputs and arithmetic where the converters allow it, so linear
+    models and scalers compute exactly what scikit-learn computes."""
     from skl2onnx import to_onnx
-    from skl2onnx.common.data_types import FloatTensorType
+    from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType
 
     options = {id(model): {"zipmap": False}} if hasattr(model, "predict_proba") else None
-    initial_types: Any = [("input", FloatTensorType([None, n_features]))]
-    onx = to_onnx(model, initial_types=initial_types,
-                  options=options, target_opset=17)
+    tensor = DoubleTensorType if double else FloatTensorType
+    initial_types: Any = [("input", tensor([None, n_features]))]
+    onx = to_onnx(model, initial_types=initial_types, options=options,
+                  target_opset={"": 17, "ai.onnx.ml": 3})
     return onx.SerializeToString()  # type: ignore[union-attr]
+
+
+#: Largest difference allowed between the compiled model's numbers and scikit-learn's.
+PARITY_TOLERANCE = 1e-6
+
+
+def _compile_for_serving(model: Any, matrix: np.ndarray, task: str) -> tuple[bytes, float] | None:
+    """Compile a scikit-learn model to double-precision ONNX and check it on every training row.
+
+    Returns the ONNX bytes and the largest difference seen, or None when the model cannot be
+    converted or its predictions differ (then the runtime serves the skops artifact)."""
+    try:
+        import onnxruntime as ort
+
+        onnx_bytes = sklearn_to_onnx(model, matrix.shape[1], double=True)
+        session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
+        outputs = session.run(None, {session.get_inputs()[0].name: matrix})
+    except Exception:  # unsupported estimator or converter gap: serve the source artifact
+        return None
+    fitted: Any = model
+    if task == "classification":
+        labels = np.asarray(outputs[0]).reshape(-1)
+        if [str(v) for v in labels] != [str(v) for v in fitted.predict(matrix)]:
+            return None
+        if not hasattr(fitted, "predict_proba") or len(outputs) < 2:
+            return onnx_bytes, 0.0
+        diff = float(np.max(np.abs(np.asarray(outputs[1], dtype=np.float64) - fitted.predict_proba(matrix))))
+    else:
+        values = np.asarray(outputs[0], dtype=np.float64).reshape(-1)
+        diff = float(np.max(np.abs(values - np.asarray(fitted.predict(matrix), dtype=np.float64))))
+    return (onnx_bytes, diff) if diff <= PARITY_TOLERANCE else None
 
 
 def create_package(
@@ -159,12 +195,15 @@ def create_package(
     code_revision: str | None = None,
     description: str | None = None,
     trusted: bool = False,
+    compile_onnx: bool = True,
     overwrite: bool = False,
 ) -> Path:
     """Build a model package from a fitted estimator (or ONNX model) and its training data.
 
     The package is written to a temporary directory and moved into place only when complete,
-    then verified, so a failure never leaves a half-written package behind.
+    then verified, so a failure never leaves a half-written package behind. With `compile_onnx`,
+    a scikit-learn model also gets a double-precision ONNX serving artifact when its predictions
+    match on every training row (faster, and the image needs no scikit-learn).
     """
     out = Path(out_dir)
     if out.exists() and not overwrite:
@@ -223,6 +262,16 @@ def create_package(
                 kaizen_version=__version__,
             ),
         )
+        numeric = all(np.asarray(c).dtype.kind in "fiub" for c in columns.values())
+        if compile_onnx and fmt != "onnx" and numeric:
+            matrix = np.column_stack([np.asarray(c, dtype=np.float64) for c in columns.values()])
+            compiled = _compile_for_serving(model, matrix, task)
+            if compiled is not None:
+                serving_path = staging / "serving.onnx"
+                serving_path.write_bytes(compiled[0])
+                manifest = manifest.model_copy(update={"serving": ServingArtifact(
+                    artifact=serving_path.name, artifact_sha256=sha256_file(serving_path),
+                    parity_rows=int(matrix.shape[0]), max_abs_diff=compiled[1])})
         write_manifest(manifest, staging)
         verify_package(staging, load=True)
         if out.exists():
@@ -248,6 +297,15 @@ def verify_package(package_dir: str | Path, *, load: bool = False) -> Manifest:
             f"artifact {manifest.artifact} is corrupt: sha256 {actual} does not match "
             f"artifact_sha256 {manifest.artifact_sha256} in {MANIFEST_NAME}"
         )
+    if manifest.serving is not None:
+        serving = directory / manifest.serving.artifact
+        if not serving.is_file():
+            raise PackageError(f"serving artifact {manifest.serving.artifact} named in {MANIFEST_NAME} is missing")
+        if sha256_file(serving) != manifest.serving.artifact_sha256:
+            raise PackageError(
+                f"serving artifact {manifest.serving.artifact} is corrupt: its sha256 does not match "
+                f"serving.artifact_sha256 in {MANIFEST_NAME}"
+            )
     if manifest.format == "skops":
         with open(artifact, "rb") as handle:
             if handle.read(4) != _SKOPS_MAGIC:
@@ -256,6 +314,8 @@ def verify_package(package_dir: str | Path, *, load: bool = False) -> Manifest:
         from model_packages.loading import load_model
 
         load_model(directory, verify=False)
+        if manifest.serving is not None:
+            load_model(directory, verify=False, serve_with="source")
     return manifest
 
 

@@ -39,7 +39,7 @@ def save_bentoml(model: object, out: Path, name: str) -> None:
 
 
 def save_mlserver(model: object, out: Path, name: str, sample: np.ndarray) -> None:
-    target = out / "mlserver-model"
+    target = out / "mlserver-artifact"
     target.mkdir(parents=True, exist_ok=True)
     joblib.dump(model, target / "model.joblib")
     settings = {

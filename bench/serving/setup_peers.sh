@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Create one virtualenv per peer server for the serving benchmark, outside the checkout.
 #
-#   bench/serving/setup_peers.sh [mlflow|bentoml|mlserver ...]   (default: all three)
+#   bench/serving/setup_peers.sh [mlflow|bentoml|mlserver|tools ...]   (default: all of them)
 #
 # Venvs go to ${KAIZEN_BENCH_VENVS:-${XDG_CACHE_HOME:-$HOME/.cache}/kaizen/bench-venvs}/<peer>.
 # Every venv gets the scikit-learn/numpy versions of the project venv, so the one model
@@ -40,10 +40,13 @@ reqs[mlflow]="$(spec mlflow "$MLFLOW_VERSION") psutil"
 reqs[bentoml]="$(spec bentoml "$BENTOML_VERSION") psutil"
 # MLServer 1.7.1 does not start with uvloop >= 0.22.
 reqs[mlserver]="$(spec mlserver "$MLSERVER_VERSION") $(spec mlserver-sklearn "$MLSERVER_VERSION") uvloop==0.21.0 psutil"
+# Not a peer: the sampling profiler used by bench/serving/profile_kaizen.py.
+reqs[tools]="py-spy"
 
 setup_one() {
   local peer="$1" venv="$root/$1"
-  local want="${reqs[$peer]} ${sk_pin[*]}"
+  local want="${reqs[$peer]}"
+  if [[ "$peer" != tools ]]; then want="$want ${sk_pin[*]}"; fi
   if [[ -f "$venv/.kaizen-bench-stamp" && "$(cat "$venv/.kaizen-bench-stamp")" == "$want" ]]; then
     echo "[$peer] up to date: $venv"
     return 0
@@ -60,7 +63,7 @@ setup_one() {
 
 mkdir -p "$root"
 peers=("$@")
-if [[ ${#peers[@]} -eq 0 ]]; then peers=(mlflow bentoml mlserver); fi
+if [[ ${#peers[@]} -eq 0 ]]; then peers=(mlflow bentoml mlserver tools); fi
 pids=()
 for p in "${peers[@]}"; do
   [[ -n "${reqs[$p]:-}" ]] || { echo "unknown peer: $p" >&2; exit 2; }

@@ -135,7 +135,9 @@ def _tag_safe(version: str) -> str:
 
 
 def flavor_for(manifest: Manifest) -> str:
-    return "onnx" if manifest.framework == "onnx" else "sklearn"
+    """ONNX packages and scikit-learn packages with a compiled ONNX serving artifact need only
+    onnxruntime; the others need scikit-learn."""
+    return "onnx" if manifest.framework == "onnx" or manifest.serving is not None else "sklearn"
 
 
 def _git(*args: str, cwd: Path) -> str | None:

@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from model_packages.errors import PackageError
 from model_packages.loading import LoadedModel
 from model_packages.manifest import Manifest
 from model_packages.serving.codecs import to_json_values
@@ -56,5 +57,17 @@ class Runner:
             high = spec.maximum if spec.maximum is not None else np.inf
             row.append(float(np.clip(value, low, high)))
         matrix = self.schema.matrix([row])
-        self.model.predict(matrix)
-        self.model.predict_proba(matrix)
+        predicted = to_json_values(self.model.predict(matrix))
+        proba = self.model.predict_proba(matrix)
+        if self.manifest.output.task == "classification":
+            unknown = [p for p in predicted if str(p) not in self.labels]
+            if unknown:
+                raise PackageError(
+                    f"schema/artifact disagreement: the model predicts {str(unknown[0])!r}, "
+                    f"which is not in output.labels {self.labels}"
+                )
+            if proba is not None and proba.shape[1] != len(self.labels):
+                raise PackageError(
+                    f"schema/artifact disagreement: the model gives {proba.shape[1]} probabilities "
+                    f"for {len(self.labels)} output.labels"
+                )

@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 import requests
+import yaml
 
 from model_packages.image.build import BuildResult, build_package
 from model_packages.image.context import Bases
@@ -96,9 +97,32 @@ def _build(
     return result
 
 
+def source_only_copy(package: Path, target: Path) -> Path:
+    """A copy of a scikit-learn package without its compiled ONNX serving artifact."""
+    copy = Path(shutil.copytree(package, target))
+    manifest = yaml.safe_load((copy / "kaizen.yaml").read_text())
+    serving = manifest.pop("serving", None)
+    if serving:
+        (copy / serving["artifact"]).unlink()
+    (copy / "kaizen.yaml").write_text(yaml.safe_dump(manifest, sort_keys=False))
+    return copy
+
+
 @pytest.fixture(scope="session")
-def sklearn_image(docker_client: Any, bases: Bases, built_tags: list[str]) -> BuildResult:
-    return _build(docker_client, bases, EXAMPLES / "iris-classifier", "iris", built_tags)
+def sklearn_package(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The iris example served by scikit-learn itself (the sklearn image flavor)."""
+    return source_only_copy(EXAMPLES / "iris-classifier", tmp_path_factory.mktemp("sk") / "iris-classifier")
+
+
+@pytest.fixture(scope="session")
+def sklearn_image(docker_client: Any, bases: Bases, built_tags: list[str], sklearn_package: Path) -> BuildResult:
+    return _build(docker_client, bases, sklearn_package, "iris", built_tags)
+
+
+@pytest.fixture(scope="session")
+def compiled_image(docker_client: Any, bases: Bases, built_tags: list[str]) -> BuildResult:
+    """The iris example as shipped: scikit-learn source, compiled ONNX serving artifact."""
+    return _build(docker_client, bases, EXAMPLES / "iris-classifier", "iris-compiled", built_tags)
 
 
 @pytest.fixture(scope="session")

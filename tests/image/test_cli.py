@@ -21,7 +21,7 @@ pytestmark = pytest.mark.docker
 
 def test_build_and_push_commands(
     docker_client: Any,
-    sklearn_image: BuildResult,
+    compiled_image: BuildResult,
     registry: LocalRegistry,
     built_tags: list[str],
     tmp_path: Path,
@@ -34,7 +34,7 @@ def test_build_and_push_commands(
     assert built.exit_code == 0, built.output
     built_tags.append(tag)
     result = json.loads(built.stdout[built.stdout.index("{") :])
-    assert result["layers"] == sklearn_image.layers  # same inputs, same layers
+    assert result["layers"] == compiled_image.layers  # same inputs, same layers
     records = tmp_path / "kaizen-images.json"
     pushed = runner.invoke(app, ["push", tag, "--registry", registry.address, "--records", str(records)])
     assert pushed.exit_code == 0, pushed.output

@@ -141,3 +141,20 @@ def test_start_to_first_good_answer(sklearn_image: BuildResult, runner: Any) -> 
         assert resp.status_code == 200
         # Target 1.5 s (bench/bench_image.py measures it); generous here for loaded CI hosts.
         assert running.ready_after < 10.0, running.ready_after
+
+
+def test_compiled_sklearn_image_matches_source_image(
+    sklearn_image: BuildResult, compiled_image: BuildResult, runner: Any
+) -> None:
+    """The ONNX-compiled iris image answers exactly what the scikit-learn image answers."""
+    answers = []
+    for image in (sklearn_image, compiled_image):
+        with runner(image.tag, port_env="PORT") as running:
+            resp = requests.post(running.url + "/predict",
+                                 json={"instances": IRIS_ROWS, "parameters": {"probabilities": True}}, timeout=5)
+            assert resp.status_code == 200, resp.text
+            answers.append(resp.json()["predictions"])
+    assert [p["label"] for p in answers[0]] == [p["label"] for p in answers[1]]
+    for source, compiled in zip(answers[0], answers[1], strict=True):
+        for label, value in source["probabilities"].items():
+            assert abs(value - compiled["probabilities"][label]) < 1e-9

@@ -19,7 +19,7 @@ from model_packages.image.context import Bases
 from model_packages.image.localregistry import LocalRegistry
 from model_packages.image.registry import ImmutableTagError, PushError, push_image
 
-from .conftest import EXAMPLES, RUN_ID, free_port
+from .conftest import RUN_ID, free_port
 from .test_build import new_version
 
 pytestmark = pytest.mark.docker
@@ -90,13 +90,11 @@ def test_clean_rebuild_of_same_version_is_the_same_image(
 
 def test_tag_pointing_elsewhere_is_refused(
     docker_client: Any, bases: Bases, pushed: tuple[Any, Path], registry: LocalRegistry,
-    built_tags: list[str], tmp_path: Path,
+    built_tags: list[str], tmp_path: Path, sklearn_package: Path,
 ) -> None:
     first, _ = pushed
     # Same name and version, different content.
-    package = new_version(
-        EXAMPLES / "iris-classifier", tmp_path / "iris", "1.0.0", description="changed"
-    )
+    package = new_version(sklearn_package, tmp_path / "iris", "1.0.0", description="changed")
     tag = f"kaizen-test/iris:{RUN_ID}-changed"
     changed = build_package(package, bases=bases, tag=tag, client=docker_client)
     built_tags.append(tag)

@@ -31,6 +31,24 @@ def _rewrite(package: Path, **changes: object) -> None:
     path.write_text(yaml.safe_dump(data, sort_keys=False))
 
 
+def test_compiled_serving_artifact_matches_source(tmp_path: Path) -> None:
+    model = LogisticRegression().fit(X, Y_CLASS)
+    package = create_package(model, X, Y_CLASS, out_dir=tmp_path / "c", name="c", version="1.0.0")
+    manifest = read_manifest(package)
+    assert manifest.serving is not None and manifest.serving.parity_rows == 200
+    assert manifest.serving.max_abs_diff <= 1e-6
+    compiled, source = load_model(package), load_model(package, serve_with="source")
+    assert type(compiled).__name__ == "OnnxModel" and type(source).__name__ == "SklearnModel"
+    fresh = RNG.normal(size=(500, 3)) * 3
+    assert compiled.predict(fresh).tolist() == source.predict(fresh).tolist()
+    assert np.allclose(compiled.predict_proba(fresh), source.predict_proba(fresh), atol=1e-9)  # type: ignore[arg-type]
+    (package / "serving.onnx").write_bytes(b"x")
+    with pytest.raises(PackageError, match=r"serving artifact serving\.onnx is corrupt"):
+        verify_package(package)
+    plain = create_package(model, X, Y_CLASS, out_dir=tmp_path / "p", name="p", version="1.0.0", compile_onnx=False)
+    assert read_manifest(plain).serving is None
+
+
 def test_classifier_package_roundtrip(tmp_path: Path) -> None:
     model = LogisticRegression().fit(X, Y_CLASS)
     package = create_package(model, X, Y_CLASS, out_dir=tmp_path / "clf", name="tiny-clf", version="0.1.0",
@@ -119,8 +137,10 @@ def test_schema_artifact_disagreement(iris_package: Path) -> None:
     data["inputs"] = data["inputs"][:3]
     data["baseline"]["features"].pop("petal_width")
     (iris_package / "kaizen.yaml").write_text(yaml.safe_dump(data))
-    with pytest.raises(PackageError, match="schema/artifact disagreement: the model takes 4 features"):
+    with pytest.raises(PackageError, match="schema/artifact disagreement: the ONNX input takes 4 features"):
         load_model(iris_package)
+    with pytest.raises(PackageError, match="schema/artifact disagreement: the model takes 4 features"):
+        load_model(iris_package, serve_with="source")
 
 
 def test_label_disagreement(iris_package: Path) -> None:
@@ -128,7 +148,13 @@ def test_label_disagreement(iris_package: Path) -> None:
     data["output"]["labels"] = ["a", "b", "c"]
     (iris_package / "kaizen.yaml").write_text(yaml.safe_dump(data))
     with pytest.raises(PackageError, match="classes"):
-        load_model(iris_package)
+        load_model(iris_package, serve_with="source")
+    from model_packages.serving.drift import FeatureStats
+    from model_packages.serving.runner import Runner
+
+    compiled = load_model(iris_package)
+    with pytest.raises(PackageError, match=r"predicts '\w+', which is not in output\.labels"):
+        Runner(compiled, FeatureStats(compiled.manifest)).warm_up()
 
 
 def test_pickle_refused_unless_trusted(tmp_path: Path) -> None:
