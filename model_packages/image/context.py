@@ -12,7 +12,7 @@ Context layout::
     wheels/*.whl           the locked wheels (from the offline wheel cache)
     runtime/opt/kaizen/lib/model_packages/...  only the runtime part of the package
                                                (no CLI, no image code)
-    model/opt/kaizen/model/<files>             the model package (kaizen.yaml + artifact)
+    model/opt/kaizen/model/<files>             the model package (kaizen.yaml + artifacts)
 
 `runtime/` and `model/` mirror the image's file system and are copied to "/" so that every
 directory of a layer, parents included, carries the fixed timestamp.
@@ -281,10 +281,13 @@ def generate_context(
         )
         dst.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, dst)
-    # The model package: manifest and artifact only.
+    # The model package: manifest, artifact and compiled serving artifact only.
     model_out = out / "model" / MODEL_DIR.lstrip("/")
     model_out.mkdir(parents=True)
-    for name in sorted({"kaizen.yaml", manifest.artifact}):
+    files = {"kaizen.yaml", manifest.artifact}
+    if manifest.serving is not None:
+        files.add(manifest.serving.artifact)
+    for name in sorted(files):
         src = package / name
         if not src.is_file():
             raise PackageError(f"{src} is missing")

@@ -19,6 +19,13 @@ from .conftest import EXAMPLES, RUN_ID
 pytestmark = pytest.mark.docker
 
 
+@pytest.fixture
+def registry() -> Any:
+    """A registry of this test's own: the shared one holds the scikit-learn-served iris 1.0.0."""
+    with LocalRegistry() as reg:
+        yield reg
+
+
 def test_build_and_push_commands(
     docker_client: Any,
     compiled_image: BuildResult,
