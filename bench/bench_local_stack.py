@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
             result["destroy_s"] = round(seconds, 1)
         finally:
             stack.run("destroy", "--yes", "--skip-preview", check=False)
-            stack.run("stack", "rm", "--yes", "--force", "--preserve-config", check=False)
+            stack.run("stack", "rm", "--yes", "--force", check=False)
     result["meets_targets"] = all(
         isinstance(result.get(k), float) and result[k] <= v  # type: ignore[operator]
         for k, v in TARGETS.items()

@@ -2,8 +2,9 @@
 # Install the Pulumi engine (CLI + Python language host) without any download site.
 #
 # - If `pulumi` and `pulumi-language-python` are already on PATH (an official install), use them.
-# - Otherwise build the pinned release from the Go module proxy (module third_party/pulumi-engine,
-#   see its README) and cache it outside the checkout, keyed by version:
+# - Otherwise build the pinned CLI release and the Python language host from the Go module proxy
+#   (wrapper modules in scripts/pulumi-engine/, see its README) and cache them outside the
+#   checkout, keyed by version:
 #     ${XDG_CACHE_HOME:-$HOME/.cache}/kaizen/pulumi/<version>/bin
 #   A second run (or CI's fresh clone on the same machine) only checks the cache.
 #
@@ -17,11 +18,11 @@ set -euo pipefail
 
 VERSION=v3.274.1
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-MODULE_DIR="$HERE/../third_party/pulumi-engine"
+ENGINE_DIR="$HERE/pulumi-engine"
 CACHE_ROOT=${KAIZEN_PULUMI_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/kaizen/pulumi}
 BIN="$CACHE_ROOT/$VERSION/bin"
 # Bump when the build recipe changes so stale caches are rebuilt.
-RECIPE=1
+RECIPE=2
 
 log() { echo "install-pulumi: $*" >&2; }
 
@@ -33,7 +34,7 @@ if [ "${KAIZEN_PULUMI_FORCE_BUILD:-0}" != 1 ]; then
         dirname "$onpath"
         exit 0
     fi
-    if [ -x "$BIN/pulumi" ] && [ -x "$BIN/pulumi-language-python" ] \
+    if [ -x "$BIN/pulumi" ] && [ -x "$BIN/pulumi-language-python" ] && [ -x "$BIN/pulumi-language-python-host" ] \
         && [ -x "$BIN/pulumi-language-python-exec" ] && [ -x "$BIN/pulumi-resource-pulumi-python" ] \
         && [ "$(cat "$BIN/.recipe" 2>/dev/null)" = "$RECIPE" ]; then
         log "cached $BIN/pulumi ($("$BIN/pulumi" version))"
@@ -60,13 +61,16 @@ mkdir -p "$tmp/bin"
 ldflags="-s -w -X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=$VERSION"
 log "building pulumi $VERSION with $("$GO" version) (a few minutes on 2 cores)"
 (
-    cd "$MODULE_DIR"
     export GOFLAGS="-mod=readonly -buildvcs=false" CGO_ENABLED=0
-    "$GO" build -trimpath -ldflags "$ldflags" -o "$tmp/bin/" \
-        github.com/pulumi/pulumi/pkg/v3/cmd/pulumi ./pulumi-language-python
+    cd "$ENGINE_DIR/language-python"
+    "$GO" build -trimpath -ldflags "-s -w" -o "$tmp/bin/pulumi-language-python-host" \
+        github.com/pulumi/pulumi/sdk/v3/python/cmd/pulumi-language-python
+    cd "$ENGINE_DIR/cli"
+    "$GO" build -trimpath -ldflags "$ldflags" -o "$tmp/bin/" github.com/pulumi/pulumi/pkg/v3/cmd/pulumi
 ) >&2
+install -m 0755 "$ENGINE_DIR/pulumi-language-python" "$tmp/bin/pulumi-language-python"
 
-sdk_dir=$(cd "$MODULE_DIR" && "$GO" list -m -f '{{.Dir}}' github.com/pulumi/pulumi/sdk/v3)
+sdk_dir=$(cd "$ENGINE_DIR/cli" && "$GO" list -m -f '{{.Dir}}' github.com/pulumi/pulumi/sdk/v3)
 for f in python/cmd/pulumi-language-python-exec python/dist/pulumi-resource-pulumi-python; do
     install -m 0755 "$sdk_dir/$f" "$tmp/bin/$(basename "$f")"
 done

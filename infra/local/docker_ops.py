@@ -7,6 +7,7 @@ check that ``pulumi destroy`` left nothing behind.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import socket
@@ -51,11 +52,9 @@ def remove_container(name_or_id: str, *, stop_timeout: int = 30) -> None:
     container = get_container(name_or_id)
     if container is None:
         return
-    try:
-        # No restart by Docker while we stop it on purpose.
+    # No restart by Docker while we stop it on purpose.
+    with contextlib.suppress(Exception):
         container.update(restart_policy={"Name": "no"})
-    except Exception:
-        pass
     try:
         if container.status in ("running", "restarting"):
             container.stop(timeout=stop_timeout)
@@ -109,8 +108,7 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
     return True
 
 
-def http_get(url: str, *, timeout: float = 2.0, headers: Mapping[str, str] | None = None
-             ) -> tuple[int, bytes]:
+def http_get(url: str, *, timeout: float = 2.0, headers: Mapping[str, str] | None = None) -> tuple[int, bytes]:
     req = urllib.request.Request(url, headers=dict(headers or {}))
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
@@ -119,11 +117,14 @@ def http_get(url: str, *, timeout: float = 2.0, headers: Mapping[str, str] | Non
         return int(exc.code), exc.read()
 
 
-def http_post_json(url: str, doc: Any, *, timeout: float = 10.0,
-                   headers: Mapping[str, str] | None = None) -> tuple[int, Any]:
+def http_post_json(
+    url: str, doc: Any, *, timeout: float = 10.0, headers: Mapping[str, str] | None = None
+) -> tuple[int, Any]:
     data = json.dumps(doc).encode()
     req = urllib.request.Request(
-        url, data=data, method="POST",
+        url,
+        data=data,
+        method="POST",
         headers={"content-type": "application/json", **dict(headers or {})},
     )
     try:
@@ -157,15 +158,16 @@ def wait_ready(container: Any, url: str, *, timeout: float) -> None:
         except OSError as exc:
             last = str(exc)
         container.reload()
-        if container.status in ("exited", "dead"):
+        restarts = int(container.attrs.get("RestartCount") or 0)
+        if container.status in ("exited", "dead") or restarts >= 3:
             raise LocalResourceError(
                 f"container {container.name} exited before {url} was ready "
-                f"(exit code {container.attrs['State'].get('ExitCode')}):\n{logs_tail(container)}"
+                f"(exit code {container.attrs['State'].get('ExitCode')}, {restarts} restarts):\n"
+                f"{logs_tail(container)}"
             )
         time.sleep(0.1)
     raise LocalResourceError(
-        f"{url} not ready after {timeout:.0f}s ({last}); logs of {container.name}:\n"
-        f"{logs_tail(container)}"
+        f"{url} not ready after {timeout:.0f}s ({last}); logs of {container.name}:\n{logs_tail(container)}"
     )
 
 
@@ -216,12 +218,16 @@ def run_container(
     return container
 
 
-def run_once(image: str, command: Sequence[str], files: Mapping[str, str] | None = None,
-             *, timeout: float = 60) -> tuple[int, str]:
+def run_once(
+    image: str,
+    command: Sequence[str],
+    files: Mapping[str, str] | None = None,
+    *,
+    timeout: float = 60,
+) -> tuple[int, str]:
     """Run a throwaway container (files copied in first); returns (exit code, output)."""
     c = client()
-    container = c.containers.create(image, command=list(command), network_mode="host",
-                                    detach=True)
+    container = c.containers.create(image, command=list(command), network_mode="host", detach=True)
     try:
         if files:
             container.put_archive("/", files_tar(files))
@@ -242,3 +248,15 @@ def leftovers(scope: str) -> dict[str, list[str]]:
         "volumes": [v.name for v in c.volumes.list(filters=flt)],
         "images": [t for i in c.images.list(filters=flt) for t in (i.tags or [i.id])],
     }
+
+
+def purge(scope: str) -> dict[str, list[str]]:
+    """Last resort (tests, a lost state): remove everything labelled with `scope`."""
+    found = leftovers(scope)
+    for name in found["containers"]:
+        remove_container(name, stop_timeout=5)
+    for name in found["volumes"]:
+        remove_volume(name)
+    for ref in found["images"]:
+        remove_image(ref)
+    return found

@@ -12,7 +12,8 @@ RULES_PATH = "/etc/kaizen/rules.yml"
 
 def alert_rules(alerts: AlertSettings, *, model: str) -> str:
     """Alert rules for p99 latency, 5xx rate and drift (checked by `promtool check rules`)."""
-    w = alerts.window
+    w = "5m"
+    p99_seconds = alerts.latency_p99_ms / 1000.0
     labels = {"severity": "page", "model": model}
     groups = {
         "groups": [
@@ -24,26 +25,23 @@ def alert_rules(alerts: AlertSettings, *, model: str) -> str:
                         "expr": (
                             "histogram_quantile(0.99, sum by (le) "
                             f"(rate(kaizen_request_duration_seconds_bucket[{w}]))) "
-                            f"> {alerts.p99_latency_seconds}"
+                            f"> {p99_seconds:g}"
                         ),
                         "for": alerts.for_,
                         "labels": labels,
                         "annotations": {
-                            "summary": f"p99 latency of {model} above "
-                            f"{alerts.p99_latency_seconds}s over {w}",
+                            "summary": f"p99 latency of {model} above {alerts.latency_p99_ms:g} ms over {w}",
                         },
                     },
                     {
                         "alert": "KaizenHighErrorRate",
                         "expr": (
-                            f'sum(rate(kaizen_requests_total{{status=~"5.."}}[{w}])) '
-                            f"/ clamp_min(sum(rate(kaizen_requests_total[{w}])), 1e-9) "
-                            f"> {alerts.error_rate}"
+                            f'sum(increase(kaizen_requests_total{{status=~"5.."}}[{w}])) > {alerts.errors_5xx_per_5min}'
                         ),
                         "for": alerts.for_,
                         "labels": labels,
                         "annotations": {
-                            "summary": f"5xx rate of {model} above {alerts.error_rate:.0%}",
+                            "summary": f"more than {alerts.errors_5xx_per_5min} 5xx answers of {model} in {w}",
                         },
                     },
                     {
@@ -52,8 +50,7 @@ def alert_rules(alerts: AlertSettings, *, model: str) -> str:
                         "for": alerts.for_,
                         "labels": labels,
                         "annotations": {
-                            "summary": f"input drift of {model}: max PSI above "
-                            f"{alerts.drift_score}",
+                            "summary": f"input drift of {model}: max PSI above {alerts.drift_score}",
                         },
                     },
                     {

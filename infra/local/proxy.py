@@ -152,9 +152,7 @@ class Proxy:
         }
 
     async def admin(self, method: bytes, path: bytes, head: Head, body: bytes) -> tuple[int, dict]:
-        if self.token and not hmac.compare_digest(
-            head.get(b"x-kaizen-proxy-token") or b"", self.token.encode()
-        ):
+        if self.token and not hmac.compare_digest(head.get(b"x-kaizen-proxy-token") or b"", self.token.encode()):
             return 403, {"error": "bad or missing X-Kaizen-Proxy-Token"}
         if method == b"GET" and path == ADMIN_PREFIX:
             return 200, self.status()
@@ -295,8 +293,12 @@ class Proxy:
                     if head is None:
                         return
                     body = await read_body(reader, head)
-                except (BadRequest, ValueError, asyncio.IncompleteReadError,
-                        asyncio.LimitOverrunError):
+                except (
+                    BadRequest,
+                    ValueError,
+                    asyncio.IncompleteReadError,
+                    asyncio.LimitOverrunError,
+                ):
                     await respond(writer, 400, {"error": "bad request"}, keep=False)
                     return
                 parts = head.first.split(b" ")
@@ -304,9 +306,7 @@ class Proxy:
                     await respond(writer, 400, {"error": "bad request line"}, keep=False)
                     return
                 method, target, version = parts
-                client_keep = (head.get(b"connection") or b"").lower() != b"close" and (
-                    version == b"HTTP/1.1"
-                )
+                client_keep = (head.get(b"connection") or b"").lower() != b"close" and (version == b"HTTP/1.1")
                 path = target.split(b"?", 1)[0]
                 if path == ADMIN_PREFIX or path.startswith(ADMIN_PREFIX + b"/"):
                     code, doc = await self.admin(method, path, head, body)
@@ -338,8 +338,14 @@ def _probe(host: str, port: int, path: str) -> bool:
 
 
 async def respond(writer: asyncio.StreamWriter, code: int, doc: dict, *, keep: bool) -> None:
-    reasons = {200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found",
-               409: "Conflict", 502: "Bad Gateway"}
+    reasons = {
+        200: "OK",
+        400: "Bad Request",
+        403: "Forbidden",
+        404: "Not Found",
+        409: "Conflict",
+        502: "Bad Gateway",
+    }
     data = json.dumps(doc).encode()
     head = (
         f"HTTP/1.1 {code} {reasons.get(code, 'Error')}\r\n"

@@ -8,7 +8,7 @@ Everything runs on this machine through the Docker engine, bound to 127.0.0.1:
       endpointPort: 8080              # the endpoint's stable URL (a loopback reverse proxy)
       backendPorts: [8081, 8082]      # blue/green ports of the model containers behind it
       prometheusPort: 9090
-      alerts: {p99LatencySeconds: 0.5, errorRate: 0.05, driftScore: 0.25}
+      alerts: {latencyP99Ms: 1000, errors5xxPer5min: 5, driftScore: 0.25}  # as on the clouds
 
 Keys are accepted in camelCase (Pulumi's convention) or snake_case. Unknown keys are refused, so a
 typo fails before any resource is touched with a message naming the key.
@@ -25,37 +25,36 @@ Port = int
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid", alias_generator=to_camel, populate_by_name=True, frozen=True
-    )
+    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True, frozen=True)
 
 
 class AlertSettings(_Model):
     """Thresholds of the Prometheus alert rules."""
 
-    p99_latency_seconds: float = Field(0.5, gt=0, le=60)
-    error_rate: float = Field(0.05, gt=0, le=1)
-    drift_score: float = Field(0.25, gt=0, le=10)
-    window: str = Field("5m", pattern=r"^[0-9]+[smh]$")
-    for_: str = Field("2m", alias="for", pattern=r"^[0-9]+[smh]$")
+    latency_p99_ms: float = Field(default=1000.0, gt=0, le=600_000)
+    errors_5xx_per_5min: int = Field(default=5, ge=1, alias="errors5xxPer5min")
+    drift_score: float = Field(default=0.25, gt=0, le=10)
+    for_: str = Field(default="2m", alias="for", pattern=r"^[0-9]+[smh]$")
 
 
 class LocalSettings(_Model):
     """The `kaizen:local` stack config object."""
 
     package: str | None = Field(
-        None, description="Model package directory to build and push; relative to the project."
+        default=None,
+        description="Model package directory to build and push; relative to the project.",
     )
-    registry_port: Port = Field(5001, ge=1024, le=65535)
-    endpoint_port: Port = Field(8080, ge=1024, le=65535)
+    registry_port: Port = Field(default=5001, ge=1024, le=65535)
+    endpoint_port: Port = Field(default=8080, ge=1024, le=65535)
     backend_ports: tuple[Port, Port] | None = Field(
-        None, description="Blue/green ports of the model containers; default endpointPort+1, +2."
+        default=None,
+        description="Blue/green ports of the model containers; default endpointPort+1, +2.",
     )
-    prometheus_port: Port = Field(9090, ge=1024, le=65535)
-    scrape_interval: str = Field("5s", pattern=r"^[0-9]+[smh]$")
-    base_image: str | None = Field(None, description="Base image of the model image.")
+    prometheus_port: Port = Field(default=9090, ge=1024, le=65535)
+    scrape_interval: str = Field(default="5s", pattern=r"^[0-9]+[smh]$")
+    base_image: str | None = Field(default=None, description="Base image of the model image.")
     restart_policy: Literal["always", "unless-stopped", "on-failure"] = "unless-stopped"
-    ready_timeout_seconds: int = Field(120, ge=5, le=3600)
+    ready_timeout_seconds: int = Field(default=120, ge=5, le=3600)
     alerts: AlertSettings = AlertSettings()
 
     @model_validator(mode="after")

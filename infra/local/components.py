@@ -1,0 +1,326 @@
+"""Local ComponentResources: registry, model image, endpoint, monitoring.
+
+They mirror the cloud components: a registry, an image referenced by digest, an endpoint with a
+URL, monitoring with alert rules; each takes a typed Args dataclass, parents its children and
+registers its outputs.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pulumi
+from pulumi.dynamic import Resource
+
+from infra.local import monitoring
+from infra.local.providers import (
+    ModelContainerProvider,
+    ModelImageProvider,
+    RouterProvider,
+    ServiceProvider,
+    ToolsImageProvider,
+)
+from infra.local.settings import AlertSettings
+
+PKG = "kaizen:local"
+
+
+class ToolsImage(Resource, module="kaizen-local", name="ToolsImage"):
+    ref: pulumi.Output[str]
+
+
+class Service(Resource, module="kaizen-local", name="Service"):
+    container_id: pulumi.Output[str]
+
+
+class BuiltImage(Resource, module="kaizen-local", name="ModelImage"):
+    ref: pulumi.Output[str]
+    digest: pulumi.Output[str]
+
+
+class ModelContainer(Resource, module="kaizen-local", name="ModelContainer"):
+    port: pulumi.Output[int]
+    name: pulumi.Output[str]
+
+
+class Router(Resource, module="kaizen-local", name="Router"):
+    upstream_port: pulumi.Output[int]
+
+
+def tools_binaries() -> dict[str, str]:
+    """Host binaries copied into the tools image (Debian packages docker-registry, prometheus)."""
+    found: dict[str, str] = {}
+    for name, package in (
+        ("docker-registry", "docker-registry"),
+        ("prometheus", "prometheus"),
+        ("promtool", "prometheus"),
+    ):
+        path = shutil.which(name) or (f"/usr/bin/{name}" if Path(f"/usr/bin/{name}").exists() else None)
+        if path is None:
+            raise pulumi.RunError(f"`{name}` not found: apt-get install -y {package}")
+        found[name] = path
+    return found
+
+
+# ---- tools image --------------------------------------------------------------------------------
+@dataclass
+class ToolsArgs:
+    scope: str
+    base: str
+    binaries: dict[str, str]
+    proxy_source: str
+    tag: str
+
+
+class LocalTools(pulumi.ComponentResource):
+    """The image the registry, Prometheus and the endpoint's proxy run from."""
+
+    ref: pulumi.Output[str]
+
+    def __init__(self, name: str, args: ToolsArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__(f"{PKG}:Tools", name, None, opts)
+        image = ToolsImage(
+            ToolsImageProvider(),
+            f"{name}-image",
+            {
+                "scope": args.scope,
+                "base": args.base,
+                "binaries": args.binaries,
+                "proxy_source": args.proxy_source,
+                "tag": args.tag,
+                "image_id": None,
+            },
+            pulumi.ResourceOptions(parent=self),
+        )
+        self.ref = image.id
+        self.register_outputs({"ref": self.ref})
+
+
+# ---- registry -----------------------------------------------------------------------------------
+@dataclass
+class LocalRegistryArgs:
+    scope: str
+    port: int
+    tools_image: pulumi.Input[str]
+    restart_policy: str = "unless-stopped"
+
+
+class LocalRegistry(pulumi.ComponentResource):
+    """Debian's `docker-registry` (CNCF distribution) in a container bound to 127.0.0.1:port.
+    Its blobs live in a named volume that `pulumi destroy` removes."""
+
+    url: pulumi.Output[str]
+    host: pulumi.Output[str]
+    id_: pulumi.Output[str]
+
+    def __init__(self, name: str, args: LocalRegistryArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__(f"{PKG}:Registry", name, None, opts)
+        config = (
+            "version: 0.1\n"
+            "log:\n  level: warn\n  accesslog:\n    disabled: true\n"
+            "storage:\n  filesystem:\n    rootdirectory: /var/lib/registry\n"
+            "  delete:\n    enabled: true\n"
+            f"http:\n  addr: 127.0.0.1:{args.port}\n"
+        )
+        cname = f"{args.scope}-registry"
+        service = Service(
+            ServiceProvider(),
+            f"{name}-service",
+            {
+                "name": cname,
+                "scope": args.scope,
+                "role": "registry",
+                "image": args.tools_image,
+                "command": ["docker-registry", "serve", "/etc/kaizen/registry.yml"],
+                "env": {},
+                "files": {"/etc/kaizen/registry.yml": config},
+                "volumes": {f"{cname}-data": "/var/lib/registry"},
+                "ready_url": f"http://127.0.0.1:{args.port}/v2/",
+                "restart_policy": args.restart_policy,
+                "reload_url": None,
+                "check": None,
+                "container_id": None,
+            },
+            pulumi.ResourceOptions(parent=self),
+        )
+        self.host = pulumi.Output.from_input(f"127.0.0.1:{args.port}")
+        self.url = pulumi.Output.from_input(f"http://127.0.0.1:{args.port}")
+        self.id_ = service.id
+        self.register_outputs({"url": self.url, "host": self.host})
+
+
+# ---- model image --------------------------------------------------------------------------------
+@dataclass
+class ModelImageArgs:
+    scope: str
+    package_dir: str
+    package_hash: str
+    registry: pulumi.Input[str]
+    registry_id: pulumi.Input[str]
+    base: str | None = None
+
+
+class ModelImage(pulumi.ComponentResource):
+    """The model package's image, built and pushed by the packaging module.
+
+    `ref` is the digest-pinned reference."""
+
+    ref: pulumi.Output[str]
+    digest: pulumi.Output[str]
+
+    def __init__(self, name: str, args: ModelImageArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__(f"{PKG}:ModelImage", name, None, opts)
+        image = BuiltImage(
+            ModelImageProvider(),
+            f"{name}-build",
+            {
+                "scope": args.scope,
+                "package_dir": args.package_dir,
+                "package_hash": args.package_hash,
+                "registry": args.registry,
+                "registry_id": args.registry_id,
+                "base": args.base or "",
+                "ref": None,
+                "digest": None,
+                "local_tag": None,
+            },
+            pulumi.ResourceOptions(parent=self),
+        )
+        self.ref = image.ref
+        self.digest = image.digest
+        self.register_outputs({"ref": self.ref, "digest": self.digest})
+
+
+# ---- endpoint -----------------------------------------------------------------------------------
+@dataclass
+class LocalEndpointArgs:
+    scope: str
+    image: pulumi.Input[str]
+    port: int
+    backend_ports: tuple[int, int]
+    tools_image: pulumi.Input[str]
+    model: str
+    env: dict[str, str] = field(default_factory=dict)
+    restart_policy: str = "unless-stopped"
+    ready_timeout_seconds: int = 120
+    ready_path: str = "/health/ready"
+
+
+class LocalEndpoint(pulumi.ComponentResource):
+    """The model container (by digest, host network, restarted by Docker) behind a loopback proxy
+    on the stable endpoint port. A new image starts a new container on the spare backend port;
+    the proxy switches once it is ready; the old container drains and goes."""
+
+    url: pulumi.Output[str]
+    backend_port: pulumi.Output[int]
+    container_name: pulumi.Output[str]
+
+    def __init__(self, name: str, args: LocalEndpointArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__(f"{PKG}:Endpoint", name, None, opts)
+        backend = ModelContainer(
+            ModelContainerProvider(),
+            f"{name}-model",
+            {
+                "scope": args.scope,
+                "image": args.image,
+                "ports": list(args.backend_ports),
+                "env": args.env,
+                "restart_policy": args.restart_policy,
+                "ready_path": args.ready_path,
+                "model": args.model,
+                "ready_timeout": args.ready_timeout_seconds,
+                "port": None,
+                "name": None,
+                "container_id": None,
+            },
+            pulumi.ResourceOptions(parent=self),
+        )
+        router = Router(
+            RouterProvider(),
+            f"{name}-router",
+            {
+                "name": f"{args.scope}-endpoint",
+                "scope": args.scope,
+                "image": args.tools_image,
+                "port": args.port,
+                "upstream_port": backend.port,
+                "ready_path": args.ready_path,
+                "restart_policy": args.restart_policy,
+                "token": None,
+                "volume": None,
+                "container_id": None,
+            },
+            pulumi.ResourceOptions(parent=self, additional_secret_outputs=["token"]),
+        )
+        self.url = pulumi.Output.from_input(f"http://127.0.0.1:{args.port}")
+        self.backend_port = router.upstream_port
+        self.container_name = backend.name
+        self.register_outputs(
+            {
+                "url": self.url,
+                "backend_port": self.backend_port,
+                "container_name": self.container_name,
+            }
+        )
+
+
+# ---- monitoring ---------------------------------------------------------------------------------
+@dataclass
+class LocalMonitoringArgs:
+    scope: str
+    port: int
+    target: str  # host:port scraped at /metrics
+    model: str
+    tools_image: pulumi.Input[str]
+    alerts: AlertSettings = field(default_factory=AlertSettings)
+    scrape_interval: str = "5s"
+    restart_policy: str = "unless-stopped"
+
+
+class LocalMonitoring(pulumi.ComponentResource):
+    """Prometheus bound to 127.0.0.1:port scraping the endpoint, with the alert rules for p99
+    latency, 5xx errors and drift (`promtool check config` runs before it starts; a rules change
+    is an in-place reload)."""
+
+    url: pulumi.Output[str]
+    rules: str
+
+    def __init__(self, name: str, args: LocalMonitoringArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__(f"{PKG}:Monitoring", name, None, opts)
+        self.rules = monitoring.alert_rules(args.alerts, model=args.model)
+        config = monitoring.prometheus_config(
+            target=args.target, scrape_interval=args.scrape_interval, model=args.model
+        )
+        cname = f"{args.scope}-prometheus"
+        base = f"http://127.0.0.1:{args.port}"
+        Service(
+            ServiceProvider(),
+            f"{name}-prometheus",
+            {
+                "name": cname,
+                "scope": args.scope,
+                "role": "prometheus",
+                "image": args.tools_image,
+                "command": [
+                    "prometheus",
+                    f"--config.file={monitoring.CONFIG_PATH}",
+                    "--storage.tsdb.path=/prometheus",
+                    "--storage.tsdb.retention.time=7d",
+                    f"--web.listen-address=127.0.0.1:{args.port}",
+                    "--web.enable-lifecycle",
+                ],
+                "env": {},
+                "files": {monitoring.CONFIG_PATH: config, monitoring.RULES_PATH: self.rules},
+                "volumes": {f"{cname}-data": "/prometheus"},
+                "ready_url": f"{base}/-/ready",
+                "restart_policy": args.restart_policy,
+                "reload_url": f"{base}/-/reload",
+                "check": ["promtool", "check", "config", monitoring.CONFIG_PATH],
+                "container_id": None,
+            },
+            pulumi.ResourceOptions(parent=self),
+        )
+        self.url = pulumi.Output.from_input(base)
+        self.register_outputs({"url": self.url})

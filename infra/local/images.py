@@ -1,0 +1,83 @@
+"""Model image build + push for the local stack, through the packaging module.
+
+`build_and_push(package_dir, registry=..., base=...)` returns ``(digest-pinned ref, local tag)``.
+The packaging module builds (deterministic context, locked wheels, local base) and pushes;
+the local registry is plain HTTP on loopback.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import model_packages
+
+
+def _image_inputs() -> list[tuple[Path, Path]]:
+    """(root, file) of the Kaizen sources that go into a model image: the serving runtime files the
+    build context copies, and the image recipe (locks, Dockerfile template, build code)."""
+    src = Path(model_packages.__file__).parent
+    try:
+        from model_packages.image.context import _runtime_files  # pyright: ignore[reportPrivateUsage]
+
+        runtime = list(_runtime_files(src))
+    except ImportError:  # pragma: no cover - older packaging module
+        runtime = [p for p in src.rglob("*.py")]
+    recipe = [p for p in (src / "image").rglob("*") if p.is_file()]
+    return [(src, p) for p in sorted(set(runtime) | set(recipe))]
+
+
+def package_hash(package_dir: str | Path) -> str:
+    """Hash of everything that goes into the model image: the package, the runtime code and the
+    image recipe. The same hash means the same image, so `pulumi up` skips the build."""
+    h = hashlib.sha256()
+    pkg = Path(package_dir)
+    files = [(pkg, p) for p in sorted(pkg.rglob("*")) if p.is_file()] + _image_inputs()
+    for root, path in files:
+        rel = path.relative_to(root)
+        if "__pycache__" in rel.parts or path.suffix in (".pyc", ".whl"):
+            continue
+        h.update(str(rel).encode() + b"\0")
+        h.update(hashlib.sha256(path.read_bytes()).digest())
+    return h.hexdigest()
+
+
+def build_and_push(package_dir: str, *, registry: str, base: str | None) -> tuple[str, str]:
+    """Build with `model_packages.image.build.build_package`, push with
+    `model_packages.image.registry.push_image`; returns (digest-pinned ref, local tag).
+
+    Registry tags are immutable (model name + version). When a changed package or runtime keeps
+    its version (a developer iterating on the local stack), the image goes to the tag
+    ``<version>-<content hash>`` instead, so the local stack still converges."""
+    from model_packages.image.base import ensure_bases
+    from model_packages.image.build import build_package, docker_client
+    from model_packages.image.context import Bases
+    from model_packages.image.registry import ImmutableTagError, push_image
+
+    client = docker_client()
+    bases = Bases.choose(base, None) if base else Bases.local()
+    if bases.runtime.startswith("kaizen-base/") or bases.builder.startswith("kaizen-base/"):
+        ensure_bases(client, log=lambda _m: None)
+    built = build_package(package_dir, bases=bases, client=client)
+    try:
+        pushed = push_image(built.tag, registry, client=client, records_path=None)
+    except ImmutableTagError:
+        return _push_content_tag(client, built.tag, built.image_id, registry), built.tag
+    return pushed.reference, built.tag
+
+
+def _push_content_tag(client: Any, tag: str, image_id: str, registry: str) -> str:
+    repo, _, version = tag.rpartition(":")
+    content_tag = f"{version}-{image_id.split(':')[-1][:12]}"
+    remote = f"{registry}/{repo}"
+    client.images.get(image_id).tag(remote, content_tag)
+    digest = None
+    for event in client.images.push(remote, content_tag, stream=True, decode=True):
+        if "error" in event:
+            raise RuntimeError(f"push of {remote}:{content_tag} failed: {event['error']}")
+        digest = (event.get("aux") or {}).get("Digest") or digest
+    client.images.remove(f"{remote}:{content_tag}", noprune=True)
+    if not digest:
+        raise RuntimeError(f"push of {remote}:{content_tag} reported no digest")
+    return f"{remote}@{digest}"

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Preview stacks on the local target: the same mechanics a pull request uses, one command each.
+#
+#   scripts/preview-stack.sh up N        create stack pr-N from stacks/templates/Pulumi.pr.local.yaml
+#                                        (ports derived from N), `pulumi up`, print the outputs
+#   scripts/preview-stack.sh preview N   `pulumi preview --diff` of pr-N (creating it if needed)
+#   scripts/preview-stack.sh destroy N   `pulumi destroy`, `pulumi stack rm`, remove its config file
+#
+# Ports of pr-N: base = 20000 + (N mod 400) * 10; registry base+1, endpoint base+2,
+# backends base+3/base+4, Prometheus base+5 (so several previews can run side by side).
+# Env: PULUMI_BACKEND_URL (default file://$HOME/.kaizen/pulumi-state), PULUMI_CONFIG_PASSPHRASE
+# (default "kaizen-local"), KAIZEN_PREVIEW_TEMPLATE (another template file).
+set -euo pipefail
+
+usage() { echo "usage: $0 up|preview|destroy N" >&2; exit 2; }
+[ $# -eq 2 ] || usage
+action=$1
+n=$2
+[[ "$n" =~ ^[0-9]+$ ]] || { echo "N must be a number (the pull request), got '$n'" >&2; exit 2; }
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+stack="pr-$n"
+template=${KAIZEN_PREVIEW_TEMPLATE:-$ROOT/stacks/templates/Pulumi.pr.local.yaml}
+config="$ROOT/stacks/Pulumi.$stack.yaml"
+
+PATH="$(bash "$ROOT/scripts/install-pulumi.sh" | tail -1):$ROOT/.venv/bin:$PATH"
+export PATH
+export PULUMI_BACKEND_URL=${PULUMI_BACKEND_URL:-file://$HOME/.kaizen/pulumi-state}
+export PULUMI_CONFIG_PASSPHRASE=${PULUMI_CONFIG_PASSPHRASE:-kaizen-local}
+export PULUMI_SKIP_UPDATE_CHECK=true PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true
+case "$PULUMI_BACKEND_URL" in file://*) mkdir -p "${PULUMI_BACKEND_URL#file://}" ;; esac
+
+ensure_stack() {
+    if [ ! -f "$config" ]; then
+        base=$((20000 + (n % 400) * 10))
+        sed -e "s/__REGISTRY_PORT__/$((base + 1))/" -e "s/__ENDPOINT_PORT__/$((base + 2))/" \
+            -e "s/__BACKEND_PORT_A__/$((base + 3))/" -e "s/__BACKEND_PORT_B__/$((base + 4))/" \
+            -e "s/__PROMETHEUS_PORT__/$((base + 5))/" "$template" >"$config"
+        echo "wrote $config" >&2
+    fi
+    pulumi stack select --create "$stack" --non-interactive >/dev/null
+}
+
+case "$action" in
+up)
+    ensure_stack
+    pulumi up --yes --skip-preview --non-interactive --stack "$stack"
+    pulumi stack output --json --stack "$stack"
+    ;;
+preview)
+    ensure_stack
+    pulumi preview --diff --non-interactive --stack "$stack"
+    ;;
+destroy)
+    if pulumi stack ls --json --non-interactive | grep -q "\"name\": \"$stack\""; then
+        pulumi destroy --yes --skip-preview --non-interactive --stack "$stack"
+        pulumi stack rm --yes --non-interactive --stack "$stack"
+    fi
+    rm -f "$config"
+    ;;
+*) usage ;;
+esac

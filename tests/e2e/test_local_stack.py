@@ -1,0 +1,366 @@
+"""End-to-end: real Pulumi engine, real Docker, the `local` target of the real stack program.
+
+One stack for the module (tests run in file order and build on each other):
+bad config -> fresh up -> no-op up -> preview of a new version -> rollout under load ->
+interrupted up -> destroy + stack rm. Ports come from KAIZEN_E2E_PORT_BASE (default 15100).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NoReturn
+
+import pytest
+import requests
+
+from infra.local import scope_name
+from infra.local.docker_ops import leftovers, port_is_free, purge
+from infra.local.harness import ROOT, LocalStack, have_docker, write_config
+
+pytestmark = [pytest.mark.pulumi, pytest.mark.docker, pytest.mark.timeout(900)]
+
+EXAMPLE = ROOT / "examples" / "iris-classifier"
+ROW = [[5.1, 3.5, 1.4, 0.2]]
+TIMINGS: dict[str, float] = {}
+
+
+@dataclass
+class Ctx:
+    stack: LocalStack
+    scope: str
+    ports: dict[str, int]
+    config: dict[str, Any]
+    tmp: Path
+    packages: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.ports['endpointPort']}"
+
+    def set_package(self, version: str) -> None:
+        cfg = json.loads(json.dumps(self.config))
+        cfg["kaizen:local"]["package"] = str(self.packages[version])
+        write_config(self.stack.config_file or self.tmp / "cfg.yaml", cfg)
+
+
+
+def unavailable(reason: str) -> NoReturn:
+    """Skip on a developer machine without the service; fail in CI, where .ci/run provides it."""
+    if os.environ.get("CI"):
+        pytest.fail(f"CI must provide this: {reason}")
+    pytest.skip(reason)
+
+def _package(tmp: Path, version: str) -> Path:
+    """A copy of the iris example with another version (a new image, same artifact)."""
+    out = tmp / f"iris-{version}"
+    shutil.copytree(EXAMPLE, out)
+    manifest = out / "kaizen.yaml"
+    text = manifest.read_text()
+    manifest.write_text(text.replace("version: 1.0.0", f"version: {version}", 1))
+    return out
+
+
+def _predict(base: str) -> requests.Response:
+    return requests.post(f"{base}/predict", json={"instances": ROW}, timeout=10)
+
+
+def _served_version(base: str) -> str | None:
+    text = requests.get(f"{base}/metrics", timeout=5).text
+    for line in text.splitlines():
+        if line.startswith("kaizen_model_info{"):
+            labels = line.split("{", 1)[1].split("}", 1)[0]
+            for part in labels.split(","):
+                key, _, value = part.partition("=")
+                if key.strip() == "version":
+                    return value.strip().strip('"')
+    return None
+
+
+@pytest.fixture(scope="module")
+def ctx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ctx]:
+    if not have_docker():
+        unavailable("no Docker engine (scripts/start-docker.sh)")
+    if shutil.which("docker-registry") is None or shutil.which("prometheus") is None:
+        unavailable("apt-get install -y docker-registry prometheus")
+    base = int(os.environ.get("KAIZEN_E2E_PORT_BASE", "15100"))
+    ports = {
+        "registryPort": base + 1,
+        "endpointPort": base + 80,
+        "prometheusPort": base + 90,
+    }
+    backends = [base + 81, base + 82]
+    for port in [*ports.values(), *backends]:
+        if not port_is_free(port):
+            unavailable(f"port {port} is taken (set KAIZEN_E2E_PORT_BASE)")
+    tmp = tmp_path_factory.mktemp("local-stack")
+    name = f"e2e-{os.getpid()}"
+    stack = LocalStack(
+        name=name,
+        backend_dir=tmp / "state",
+        config_file=tmp / "Pulumi.e2e.yaml",
+        log_file=Path(os.environ.get("KAIZEN_E2E_LOG", tmp / "pulumi.log")),
+    )
+    config = {
+        "kaizen:target": "local",
+        "kaizen:stackKind": "dev",
+        "kaizen:owner": "ml-platform",
+        "kaizen:costCenter": "ml-0001",
+        "kaizen:local": {
+            **ports,
+            "backendPorts": backends,
+            "scrapeInterval": "1s",
+            "package": "",
+        },
+    }
+    c = Ctx(stack=stack, scope=scope_name("kaizen", name), ports=ports, config=config, tmp=tmp)
+    c.packages = {v: _package(tmp, v) for v in ("1.0.0", "1.1.0", "1.2.0")}
+    c.set_package("1.0.0")
+    stack.init()
+    try:
+        yield c
+    finally:
+        stack.kill_all()
+        if any(leftovers(c.scope).values()):
+            stack.recover()
+            stack.run("destroy", "--yes", "--skip-preview", check=False)
+            purge(c.scope)
+            import docker
+
+            client = docker.from_env()
+            repo = f"127.0.0.1:{ports['registryPort']}/kaizen/iris-classifier"
+            for image in client.images.list(name=repo):
+                for tag in image.tags:
+                    client.images.remove(tag, force=True)
+        stack.run("stack", "rm", "--yes", "--force", check=False)
+        if TIMINGS:
+            print("\nlocal stack timings (s):", json.dumps(TIMINGS))
+
+
+def test_bad_config_fails_before_any_resource(ctx: Ctx) -> None:
+    bad = json.loads(json.dumps(ctx.config))
+    bad["kaizen:local"]["package"] = str(ctx.packages["1.0.0"])
+    bad["kaizen:local"]["endpointPort"] = "eighty"
+    bad_file = ctx.tmp / "Pulumi.bad.yaml"
+    write_config(bad_file, bad)
+    bad_stack = LocalStack(
+        name=ctx.stack.name,
+        backend_dir=ctx.stack.backend_dir,
+        config_file=bad_file,
+        env=ctx.stack.env,
+    )
+    proc = bad_stack.run("up", "--yes", "--skip-preview", check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "kaizen:local.endpointPort" in out, out[-3000:]
+    assert not any(leftovers(ctx.scope).values())
+    assert [r for r in ctx.stack.resources() if r["type"] != "pulumi:pulumi:Stack"] == []
+
+
+def test_fresh_up_serves_and_is_scraped(ctx: Ctx) -> None:
+    seconds, _ = ctx.stack.up()
+    TIMINGS["first_up"] = round(seconds, 1)
+    out = ctx.stack.outputs()
+    assert out["endpoint_url"] == ctx.endpoint
+    assert out["model_name"] == "iris-classifier"
+    assert out["model_version"] == "1.0.0"
+    assert out["image"].startswith(f"127.0.0.1:{ctx.ports['registryPort']}/")
+    assert "@sha256:" in out["image"] and out["image_digest"].startswith("sha256:")
+    answer = _predict(ctx.endpoint)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["predictions"] == ["setosa"]
+    # Prometheus scrapes the endpoint.
+    prom = out["metrics_url"]
+    deadline = time.monotonic() + 60
+    value = None
+    while time.monotonic() < deadline:
+        r = requests.get(
+            f"{prom}/api/v1/query",
+            params={"query": 'kaizen_requests_total{route="predict"}'},
+            timeout=5,
+        )
+        result = r.json()["data"]["result"]
+        if result:
+            value = float(result[0]["value"][1])
+            break
+        time.sleep(1)
+    assert value is not None and value >= 1
+    rules = requests.get(f"{prom}/api/v1/rules", timeout=5).json()["data"]["groups"]
+    names = {rule["name"] for g in rules for rule in g["rules"]}
+    assert {"KaizenHighP99Latency", "KaizenHighErrorRate", "KaizenDrift"} <= names
+    # The container runs by digest with a restart policy and host networking.
+    import docker
+
+    client = docker.from_env()
+    models = client.containers.list(filters={"label": [f"kaizen.scope={ctx.scope}", "kaizen.role=model"]})
+    assert len(models) == 1
+    attrs = models[0].attrs
+    assert attrs["Config"]["Image"] == out["image"]
+    assert attrs["HostConfig"]["NetworkMode"] == "host"
+    assert attrs["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
+
+
+def test_alert_rules_pass_promtool(ctx: Ctx, tmp_path: Path) -> None:
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        unavailable("promtool not installed")
+    from infra.local.monitoring import alert_rules
+    from infra.local.settings import AlertSettings
+
+    rules = tmp_path / "rules.yml"
+    rules.write_text(alert_rules(AlertSettings(), model="iris-classifier"))
+    proc = subprocess.run([promtool, "check", "rules", str(rules)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_second_up_is_a_noop(ctx: Ctx) -> None:
+    seconds, proc = ctx.stack.up("--expect-no-changes")
+    TIMINGS["noop_up"] = round(seconds, 1)
+    assert proc.returncode == 0
+
+
+def test_preview_shows_the_diff_and_changes_nothing(ctx: Ctx) -> None:
+    import docker
+
+    client = docker.from_env()
+    before = sorted(str(c.id) for c in client.containers.list(filters={"label": f"kaizen.scope={ctx.scope}"}))
+    ctx.set_package("1.1.0")
+    proc = ctx.stack.preview()
+    assert "model-image" in proc.stdout and "update" in proc.stdout, proc.stdout[-3000:]
+    assert "endpoint-model" in proc.stdout
+    after = sorted(str(c.id) for c in client.containers.list(filters={"label": f"kaizen.scope={ctx.scope}"}))
+    assert before == after
+    assert _served_version(ctx.endpoint) == "1.0.0"
+
+
+def test_rollout_swaps_without_a_failed_request(ctx: Ctx) -> None:
+    ctx.set_package("1.1.0")
+    stop = threading.Event()
+    failures: list[str] = []
+    ok = [0]
+
+    def load() -> None:  # a small steady load: ~20 requests/s per worker, bounded by `stop`
+        session = requests.Session()
+        deadline = time.monotonic() + 600
+        while not stop.is_set() and time.monotonic() < deadline:
+            try:
+                r = session.post(f"{ctx.endpoint}/predict", json={"instances": ROW}, timeout=10)
+                if r.status_code == 200:
+                    ok[0] += 1
+                else:
+                    failures.append(f"HTTP {r.status_code}: {r.text[:200]}")
+            except requests.RequestException as exc:
+                failures.append(repr(exc))
+            time.sleep(0.05)
+
+    workers = [threading.Thread(target=load) for _ in range(2)]
+    for w in workers:
+        w.start()
+    try:
+        seconds, _ = ctx.stack.up()
+    finally:
+        stop.set()
+        for w in workers:
+            w.join()
+    TIMINGS["rollout_up"] = round(seconds, 1)
+    assert failures == [], failures[:5]
+    assert ok[0] > 20
+    assert _served_version(ctx.endpoint) == "1.1.0"
+    assert ctx.stack.outputs()["model_version"] == "1.1.0"
+    import docker
+
+    models = docker.from_env().containers.list(
+        all=True, filters={"label": [f"kaizen.scope={ctx.scope}", "kaizen.role=model"]}
+    )
+    assert len(models) == 1
+
+
+def test_interrupted_up_then_up_converges(ctx: Ctx) -> None:
+    import docker
+
+    client = docker.from_env()
+    ctx.set_package("1.2.0")
+    proc = ctx.stack.popen("up", "--yes", "--skip-preview")
+    # Kill the whole `pulumi up` (CLI, language host, providers) once the new image is pushed and
+    # the new model container is starting: the state then has a pending operation.
+    deadline = time.monotonic() + 300
+    killed = False
+    while time.monotonic() < deadline and proc.poll() is None:
+        models = client.containers.list(all=True, filters={"label": [f"kaizen.scope={ctx.scope}", "kaizen.role=model"]})
+        if len(models) >= 2:
+            killed = bool(ctx.stack.kill_all())
+            break
+        time.sleep(0.05)
+    proc.wait(timeout=30)
+    assert killed, "the up finished before it could be interrupted"
+    ctx.stack.recover()
+    seconds, _ = ctx.stack.up("--refresh")
+    TIMINGS["up_after_interrupt"] = round(seconds, 1)
+    assert _predict(ctx.endpoint).status_code == 200
+    assert _served_version(ctx.endpoint) == "1.2.0"
+    models = client.containers.list(all=True, filters={"label": [f"kaizen.scope={ctx.scope}", "kaizen.role=model"]})
+    assert len(models) == 1, [m.name for m in models]
+    ctx.stack.up("--expect-no-changes")
+
+
+def test_destroy_leaves_nothing_and_stack_rm_works(ctx: Ctx) -> None:
+    seconds, _ = ctx.stack.destroy()
+    TIMINGS["destroy"] = round(seconds, 1)
+    assert leftovers(ctx.scope) == {"containers": [], "volumes": [], "images": []}
+    import docker
+
+    pushed = docker.from_env().images.list(name=f"127.0.0.1:{ctx.ports['registryPort']}/kaizen/iris-classifier")
+    assert pushed == []
+    for key in ("endpointPort", "registryPort", "prometheusPort"):
+        assert port_is_free(ctx.ports[key]), f"{key} still bound after destroy"
+    assert ctx.stack.processes() == []
+    ctx.stack.remove()
+    names = json.loads(ctx.stack.run("stack", "ls", "--json", stack=False).stdout or "[]")
+    assert ctx.stack.name not in {s["name"] for s in names}
+
+
+def test_preview_stack_up_and_destroy(tmp_path: Path) -> None:
+    """`scripts/preview-stack.sh up|destroy N`: the pull-request mechanics on the local target."""
+    if not have_docker():
+        unavailable("no Docker engine")
+    n = int(os.environ.get("KAIZEN_E2E_PR", str(300 + os.getpid() % 90)))
+    base = 20000 + (n % 400) * 10
+    if not all(port_is_free(base + i) for i in range(1, 6)):
+        unavailable(f"ports of pr-{n} are taken (set KAIZEN_E2E_PR)")
+    env = {
+        **os.environ,
+        "PULUMI_BACKEND_URL": f"file://{tmp_path / 'state'}",
+        "PULUMI_CONFIG_PASSPHRASE": "e2e",
+        "PULUMI_HOME": str(tmp_path / "home"),
+    }
+    script = str(ROOT / "scripts" / "preview-stack.sh")
+    config = ROOT / "stacks" / f"Pulumi.pr-{n}.yaml"
+    scope = scope_name("kaizen", f"pr-{n}")
+    try:
+        up = subprocess.run(["bash", script, "up", str(n)], env=env, capture_output=True, text=True, timeout=900)
+        assert up.returncode == 0, (up.stdout + up.stderr)[-3000:]
+        assert config.is_file()
+        answer = _predict(f"http://127.0.0.1:{base + 2}")
+        assert answer.status_code == 200, answer.text
+        down = subprocess.run(
+            ["bash", script, "destroy", str(n)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert down.returncode == 0, (down.stdout + down.stderr)[-3000:]
+        assert not config.exists()
+        assert leftovers(scope) == {"containers": [], "volumes": [], "images": []}
+    finally:
+        if any(leftovers(scope).values()):
+            subprocess.run(["bash", script, "destroy", str(n)], env=env, capture_output=True)
+            purge(scope)
+        config.unlink(missing_ok=True)
