@@ -339,3 +339,14 @@ def describe_package(package_dir: str | Path) -> dict[str, Any]:
         "training_rows": manifest.baseline.rows,
         "lineage": manifest.lineage.model_dump(mode="json"),
     }
+
+
+def copy_without_serving_artifact(package_dir: str | Path, out_dir: str | Path) -> Path:
+    """Copy a package without its compiled serving artifact, so its source framework serves it."""
+    manifest = verify_package(package_dir)
+    out = Path(out_dir)
+    shutil.copytree(package_dir, out)
+    if manifest.serving is not None:
+        (out / manifest.serving.artifact).unlink()
+        write_manifest(manifest.model_copy(update={"serving": None}), out)
+    return out

@@ -21,11 +21,11 @@ from typing import Any
 
 import pytest
 import requests
-import yaml
 
 from model_packages.image.build import BuildResult, build_package
 from model_packages.image.context import Bases
 from model_packages.image.localregistry import LocalRegistry
+from model_packages.package import copy_without_serving_artifact
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
@@ -97,21 +97,10 @@ def _build(
     return result
 
 
-def source_only_copy(package: Path, target: Path) -> Path:
-    """A copy of a scikit-learn package without its compiled ONNX serving artifact."""
-    copy = Path(shutil.copytree(package, target))
-    manifest = yaml.safe_load((copy / "kaizen.yaml").read_text())
-    serving = manifest.pop("serving", None)
-    if serving:
-        (copy / serving["artifact"]).unlink()
-    (copy / "kaizen.yaml").write_text(yaml.safe_dump(manifest, sort_keys=False))
-    return copy
-
-
 @pytest.fixture(scope="session")
 def sklearn_package(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The iris example served by scikit-learn itself (the sklearn image flavor)."""
-    return source_only_copy(EXAMPLES / "iris-classifier", tmp_path_factory.mktemp("sk") / "iris-classifier")
+    return copy_without_serving_artifact(EXAMPLES / "iris-classifier", tmp_path_factory.mktemp("sk") / "iris")
 
 
 @pytest.fixture(scope="session")

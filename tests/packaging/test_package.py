@@ -263,3 +263,12 @@ def test_skops_allow_list(tmp_path: Path) -> None:
     trusted = create_package(risky, X, Y_REG, out_dir=tmp_path / "risky", name="risky", version="1.0.0",
                              trusted=True)
     assert load_model(trusted).predict(X[:1]).shape == (1,)
+
+
+def test_copy_without_serving_artifact(iris_package: Path, tmp_path: Path) -> None:
+    from model_packages.package import copy_without_serving_artifact
+
+    copy = copy_without_serving_artifact(iris_package, tmp_path / "source-only")
+    assert read_manifest(copy).serving is None and not (copy / "serving.onnx").exists()
+    assert type(load_model(copy)).__name__ == "SklearnModel"
+    assert read_manifest(iris_package).serving is not None
