@@ -14,7 +14,6 @@ import argparse
 import contextlib
 import json
 import shutil
-import socket
 import statistics
 import sys
 import tempfile
@@ -31,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 from model_packages.image.base import ensure_bases  # noqa: E402
 from model_packages.image.build import build_package, docker_client  # noqa: E402
 from model_packages.image.context import Bases  # noqa: E402
-from model_packages.image.localregistry import LocalRegistry  # noqa: E402
+from model_packages.image.localregistry import LocalRegistry, free_port  # noqa: E402
 from model_packages.image.registry import push_image  # noqa: E402
 from model_packages.manifest import read_manifest, write_manifest  # noqa: E402
 from model_packages.package import copy_without_serving_artifact  # noqa: E402
@@ -40,12 +39,6 @@ EXAMPLES = ROOT / "examples"
 IRIS_ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]
 DIABETES_ROW = [0.03, 0.05, 0.06, 0.02, -0.04, -0.03, -0.04, 0.0, 0.02, -0.02]
 MANIFEST_V2 = "application/vnd.docker.distribution.manifest.v2+json"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def bump(src: Path, dst: Path, version: str) -> Path:

@@ -278,8 +278,7 @@ class App:
         requested = _requested_outputs(payload)
         outputs: list[dict[str, Any]] = []
         if requested is None or "predict" in requested:
-            raw = runner.model.predict(rows)
-            runner.stats.observe(rows)
+            raw = runner.predict_array(rows)
             outputs.append({"name": "predict", "datatype": codecs.v2_datatype(raw), "shape": [int(rows.shape[0])],
                             "data": codecs.to_json_values(raw)})
         if requested is not None and "predict_proba" in requested:

@@ -37,9 +37,7 @@ def instances_of(payload: Any) -> tuple[Any, str, dict[str, Any]]:
     """Find the rows in a JSON payload: `instances` (Vertex, KServe V1, MLflow) or `data` (Azure ML)."""
     if not isinstance(payload, dict):
         raise RequestError('request body must be a JSON object like {"instances": [[...], ...]}')
-    parameters = payload.get("parameters") or {}
-    if not isinstance(parameters, dict):
-        raise RequestError("parameters must be an object", field="parameters")
+    parameters = _parameters(payload)
     for key in ("instances", "data", "inputs"):
         if key in payload:
             return payload[key], key, parameters

@@ -24,9 +24,13 @@ class Runner:
         self.stats = stats
         self.labels = [str(label) for label in model.manifest.output.labels or []]
 
-    def predict(self, rows: np.ndarray) -> list[Any]:
+    def predict_array(self, rows: np.ndarray) -> np.ndarray:
+        """Predict and feed the drift statistics (the one place both happen)."""
         self.stats.observe(rows)
-        return to_json_values(self.model.predict(rows))
+        return self.model.predict(rows)
+
+    def predict(self, rows: np.ndarray) -> list[Any]:
+        return to_json_values(self.predict_array(rows))
 
     def predict_proba(self, rows: np.ndarray) -> np.ndarray | None:
         return self.model.predict_proba(rows)

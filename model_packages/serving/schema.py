@@ -22,6 +22,8 @@ class InputSchema:
         self.names = [s.name for s in specs]
         self.index = {name: i for i, name in enumerate(self.names)}
         self.width = len(specs)
+        self.all_cols = list(range(self.width))
+        self.all_position = {c: c for c in self.all_cols}
         self.mins = np.array([-np.inf if s.minimum is None else s.minimum for s in specs])
         self.maxs = np.array([np.inf if s.maximum is None else s.maximum for s in specs])
         self.has_bounds = bool(np.isfinite(self.mins).any() or np.isfinite(self.maxs).any())
@@ -143,26 +145,28 @@ class InputSchema:
     # -- checks ---------------------------------------------------------------------------------
     def check(self, array: np.ndarray, field: str, columns: list[int] | None = None) -> np.ndarray:
         """Vectorised checks of a float matrix: finiteness, ranges, integers, booleans, categories."""
-        cols = columns if columns is not None else list(range(self.width))
+        if columns is None:  # the hot path: every column, no per-request index arrays
+            cols, mins, maxs, nan_ok, position = self.all_cols, self.mins, self.maxs, self.nan_ok, self.all_position
+        else:
+            cols, mins, maxs, nan_ok = columns, self.mins[columns], self.maxs[columns], self.nan_ok[columns]
+            position = {c: k for k, c in enumerate(columns)}
         finite = np.isfinite(array)
         if not finite.all():
-            nan_ok = self.nan_ok[cols]
             bad = ~finite & ~(np.isnan(array) & nan_ok)
             if bad.any():
                 i, j = np.argwhere(bad)[0]
                 raise self._value_error(field, int(i), cols[j], array[i, j], "is not allowed (not finite)")
         if self.has_bounds:
-            low = array < self.mins[cols]
+            low = array < mins
             if low.any():
                 i, j = np.argwhere(low)[0]
                 minimum = self.mins[cols[j]]
                 raise self._value_error(field, int(i), cols[j], array[i, j], f"is below the minimum {minimum:g}")
-            high = array > self.maxs[cols]
+            high = array > maxs
             if high.any():
                 i, j = np.argwhere(high)[0]
                 maximum = self.maxs[cols[j]]
                 raise self._value_error(field, int(i), cols[j], array[i, j], f"is above the maximum {maximum:g}")
-        position = {c: k for k, c in enumerate(cols)}
         for col in self.int_cols:
             if col in position:
                 values = array[:, position[col]]

@@ -11,6 +11,8 @@ import contextlib
 import os
 import shutil
 import socket
+import socketserver
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -24,18 +26,12 @@ import requests
 
 from model_packages.image.build import BuildResult, build_package
 from model_packages.image.context import Bases
-from model_packages.image.localregistry import LocalRegistry
+from model_packages.image.localregistry import LocalRegistry, free_port
 from model_packages.package import copy_without_serving_artifact
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 RUN_ID = uuid.uuid4().hex[:8]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def port_free(port: int) -> bool:
@@ -95,6 +91,19 @@ def _build(
     result = build_package(package, bases=bases, tag=tag, client=docker_client)
     tags.append(tag)
     return result
+
+
+@contextmanager
+def stub_http_server(handler: type[socketserver.BaseRequestHandler]) -> Iterator[int]:
+    """A throwaway HTTP server on 127.0.0.1 answering with `handler`; yields its port."""
+    server = socketserver.TCPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 @pytest.fixture(scope="session")

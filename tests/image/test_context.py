@@ -7,9 +7,7 @@ import io
 import json
 import re
 import shutil
-import socketserver
 import tarfile
-import threading
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +20,8 @@ from model_packages.image import auth, locks, records
 from model_packages.image.build import build_package
 from model_packages.image.context import Bases, context_tar, generate_context
 from model_packages.image.registry import PushError, Registry, is_transient
+
+from .conftest import stub_http_server
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
@@ -184,12 +184,8 @@ class _ExchangeHandler(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def exchange_server() -> Iterator[str]:
-    server = socketserver.TCPServer(("127.0.0.1", 0), _ExchangeHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with stub_http_server(_ExchangeHandler) as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 def test_acr_token_exchange(exchange_server: str) -> None:

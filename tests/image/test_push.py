@@ -5,8 +5,6 @@ from __future__ import annotations
 import http.server
 import json
 import re
-import socketserver
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +17,7 @@ from model_packages.image.context import Bases
 from model_packages.image.localregistry import LocalRegistry
 from model_packages.image.registry import ImmutableTagError, PushError, push_image
 
-from .conftest import RUN_ID, free_port
+from .conftest import RUN_ID, free_port, stub_http_server
 from .test_build import new_version
 
 pytestmark = pytest.mark.docker
@@ -172,12 +170,8 @@ class _Unauthorised(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def locked_registry() -> Iterator[str]:
-    server = socketserver.TCPServer(("127.0.0.1", 0), _Unauthorised)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with stub_http_server(_Unauthorised) as port:
+        yield f"127.0.0.1:{port}"
 
 
 def test_unauthorised_registry_fails_at_once(

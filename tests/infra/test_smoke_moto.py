@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -17,20 +16,15 @@ import boto3
 import pytest
 
 from infra.aws import smoke
+from model_packages.image.localregistry import free_port
 
 REGION = "eu-west-1"
 ACCOUNT = "123456789012"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def moto_server() -> Iterator[str]:
-    port = _free_port()
+    port = free_port()
     exe = Path(sys.executable).with_name("moto_server")
     proc = subprocess.Popen(
         [str(exe), "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
