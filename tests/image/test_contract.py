@@ -5,6 +5,7 @@ Every container: --network host, read-only root file system, tmpfs /tmp, non-roo
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
@@ -25,6 +26,8 @@ DIABETES_ROW = [0.03, 0.05, 0.06, 0.02, -0.04, -0.03, -0.04, 0.0, 0.02, -0.02]
 
 def test_sagemaker_serve_on_8080(sklearn_image: BuildResult, runner: Any) -> None:
     if not port_free(8080):
+        if os.environ.get("CI"):
+            pytest.fail("port 8080 must be free in CI (the SageMaker contract fixes it)")
         pytest.skip("port 8080 is busy on this host")
     # SageMaker: `docker run IMAGE serve`, no port variable, port 8080.
     with runner(sklearn_image.tag, port=8080, port_env=None, command=["serve"]) as running:
