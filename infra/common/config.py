@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import pulumi
@@ -26,6 +24,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from infra.local.settings import LocalSettings  # owned by the `local` target
+from model_packages.image import records
 
 NAMESPACE = "kaizen"
 Target = Literal["aws", "azure", "gcp", "local"]
@@ -394,30 +393,19 @@ def load_config() -> StackConfig:
 
 
 def _image_from_record(model: Any) -> str | None:
-    """The digest-pinned reference `kaizen push` recorded in kaizen-images.json, if any.
+    """The digest-pinned reference `kaizen push` recorded for this model and version, if any.
 
-    Path: $KAIZEN_IMAGES_FILE or ./kaizen-images.json. Accepted shapes: a list or a mapping
-    (optionally under "images") whose entries are reference strings or objects with a
-    "ref"/"reference"/"image" field; the entry for `kaizen/<model-name>` is used.
+    Read with :func:`model_packages.image.records.find_image`, the one reader of
+    `kaizen-images.json` ($KAIZEN_IMAGES_FILE or ./kaizen-images.json).
     """
     if not isinstance(model, dict) or not isinstance(model.get("name"), str):
         return None
-    path = Path(os.environ.get("KAIZEN_IMAGES_FILE", "kaizen-images.json"))
-    if not path.is_file():
+    version = model.get("version") if isinstance(model.get("version"), str) else None
+    if not records.records_path().is_file():
         return None
     try:
-        doc = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
+        return str(records.find_image(model["name"], version)["reference"])
+    except records.NoImageRecorded:
         return None
-    if isinstance(doc, dict) and "images" in doc:
-        doc = doc["images"]
-    entries = list(doc.values()) if isinstance(doc, dict) else doc if isinstance(doc, list) else []
-    needle = f"/kaizen/{model['name']}@"
-    found = None
-    for entry in entries:
-        ref = entry
-        if isinstance(entry, dict):
-            ref = entry.get("ref") or entry.get("reference") or entry.get("image")
-        if isinstance(ref, str) and needle in ref:
-            found = ref  # the last recorded push wins
-    return found
+    except records.RecordsError as err:
+        raise ConfigError(f"{NAMESPACE}:image: {err}") from None

@@ -31,6 +31,10 @@ class RecordsError(KaizenError):
     """The image records file is unreadable or has no matching image."""
 
 
+class NoImageRecorded(RecordsError):
+    """The records file holds no image for the model (and version/registry) asked for."""
+
+
 def records_path(path: str | Path | None = None) -> Path:
     if path is not None:
         return Path(path)
@@ -87,7 +91,7 @@ def find_image(
         and (registry is None or e.get("registry") == registry)
     ]
     if not matches:
-        raise RecordsError(
+        raise NoImageRecorded(
             f"no pushed image for model {model}"
             + (f" version {version}" if version else "")
             + (f" in {registry}" if registry else "")

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import copy
-import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from infra.common.config import ConfigError, ImageRef, infer_stack_kind, parse_config
+from model_packages.image import records
 
 from .conftest import DIGEST, STACKS, RecordingMocks, load_stack_config, run_program
 
@@ -166,14 +166,32 @@ def test_stack_kind_inference() -> None:
     assert "kaizen:stackKind" in _error(raw, "sandbox")
 
 
-def test_image_falls_back_to_kaizen_images_record(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    ref = f"123456789012.dkr.ecr.eu-west-1.amazonaws.com/kaizen/iris@sha256:{'a' * 64}"
-    record = tmp_path / "kaizen-images.json"
-    record.write_text(json.dumps({"images": [{"ref": ref}]}))
-    monkeypatch.setenv("KAIZEN_IMAGES_FILE", str(record))
+def test_image_falls_back_to_what_kaizen_push_records(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     raw = _cfg()
     del raw["image"]
-    assert parse_config(raw, "aws-dev").image == ref
+    name, version = raw["model"]["name"], raw["model"]["version"]
+    repo = f"123456789012.dkr.ecr.eu-west-1.amazonaws.com/kaizen/{name}"
+    path = tmp_path / "kaizen-images.json"
+    monkeypatch.setenv("KAIZEN_IMAGES_FILE", str(path))
+
+    def push(version: str, digit: str, pushed_at: str) -> str:
+        reference = f"{repo}@sha256:{digit * 64}"
+        records.record_image(
+            {"model": name, "version": version, "registry": repo.split("/")[0], "reference": reference,
+             "digest": f"sha256:{digit * 64}", "pushed_at": pushed_at},
+            path,
+        )
+        return reference
+
+    wanted = push(version, "a", "2026-01-01T00:00:00Z")
+    push("99.0.0", "b", "2026-06-01T00:00:00Z")  # newer, but another version of the model
+    assert parse_config(raw, "aws-dev").image == wanted
+
+    raw["model"]["version"] = "0.0.1"  # nothing pushed for it: the image key is then missing
+    assert "kaizen:image" in _error(raw)
+
+    path.write_text("{not json")
+    assert "kaizen-images.json is not valid JSON" in _error(raw)
 
 
 def test_program_stops_before_declaring_any_resource() -> None:
