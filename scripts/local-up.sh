@@ -9,20 +9,16 @@
 # PULUMI_CONFIG_PASSPHRASE (default "kaizen-local"). Config: stacks/Pulumi.local.yaml.
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+ROOT=$(kaizen_root)
 cd "$ROOT"
 STACK=${KAIZEN_LOCAL_STACK:-local}
 PY="$ROOT/.venv/bin/python"
 [ -x "$PY" ] || PY=python3
 
 t0=$(date +%s)
-PATH="$(bash "$ROOT/scripts/install-pulumi.sh" | tail -1):$ROOT/.venv/bin:$PATH"
-export PATH
+pulumi_env
 t1=$(date +%s)
-export PULUMI_BACKEND_URL=${PULUMI_BACKEND_URL:-file://$HOME/.kaizen/pulumi-state}
-export PULUMI_CONFIG_PASSPHRASE=${PULUMI_CONFIG_PASSPHRASE:-kaizen-local}
-export PULUMI_SKIP_UPDATE_CHECK=true PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true
-case "$PULUMI_BACKEND_URL" in file://*) mkdir -p "${PULUMI_BACKEND_URL#file://}" ;; esac
 
 if [ "${1:-up}" = destroy ]; then
     pulumi destroy --yes --skip-preview --non-interactive --stack "$STACK"

@@ -18,18 +18,14 @@ action=$1
 n=$2
 [[ "$n" =~ ^[0-9]+$ ]] || { echo "N must be a number (the pull request), got '$n'" >&2; exit 2; }
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+ROOT=$(kaizen_root)
 cd "$ROOT"
 stack="pr-$n"
 template=${KAIZEN_PREVIEW_TEMPLATE:-$ROOT/stacks/templates/Pulumi.pr.local.yaml}
 config="$ROOT/stacks/Pulumi.$stack.yaml"
 
-PATH="$(bash "$ROOT/scripts/install-pulumi.sh" | tail -1):$ROOT/.venv/bin:$PATH"
-export PATH
-export PULUMI_BACKEND_URL=${PULUMI_BACKEND_URL:-file://$HOME/.kaizen/pulumi-state}
-export PULUMI_CONFIG_PASSPHRASE=${PULUMI_CONFIG_PASSPHRASE:-kaizen-local}
-export PULUMI_SKIP_UPDATE_CHECK=true PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true
-case "$PULUMI_BACKEND_URL" in file://*) mkdir -p "${PULUMI_BACKEND_URL#file://}" ;; esac
+pulumi_env
 
 ensure_stack() {
     if [ ! -f "$config" ]; then
@@ -53,7 +49,7 @@ preview)
     pulumi preview --diff --non-interactive --stack "$stack"
     ;;
 destroy)
-    if pulumi stack ls --json --non-interactive | grep -q "\"name\": \"$stack\""; then
+    if pulumi stack select --stack "$stack" --non-interactive >/dev/null 2>&1; then
         pulumi destroy --yes --skip-preview --non-interactive --stack "$stack"
         pulumi stack rm --yes --non-interactive --stack "$stack"
     fi

@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# Start Debian's docker-registry on 127.0.0.1:PORT with its own config (never the package's
-# default config), storage under a temporary directory. Idempotent: returns when the
-# registry already answers on that port.
+# Start Debian's docker-registry on 127.0.0.1:PORT in the background with the project's one
+# registry config (model_packages/image/localregistry.py; never the package's default config),
+# storage under KAIZEN_REGISTRY_DIR. Idempotent: returns when a registry already answers there.
 # Usage: scripts/start-registry.sh [PORT]   (default 5000; env KAIZEN_REGISTRY_DIR, _PIDFILE)
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+ROOT=$(kaizen_root)
+PY="$ROOT/.venv/bin/python"
+[ -x "$PY" ] || PY=python3
 
 PORT=${1:-${KAIZEN_REGISTRY_PORT:-5000}}
 DIR=${KAIZEN_REGISTRY_DIR:-/tmp/kaizen-registry-$PORT}
@@ -15,37 +19,18 @@ if answers; then
     echo "registry already answering on 127.0.0.1:$PORT"
     exit 0
 fi
-command -v docker-registry >/dev/null || { echo "apt-get install -y docker-registry" >&2; exit 1; }
-
-mkdir -p "$DIR/storage"
-cat >"$DIR/config.yml" <<CONF
-version: 0.1
-log:
-  level: warn
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: $DIR/storage
-  delete:
-    enabled: true
-  cache:
-    blobdescriptor: inmemory
-http:
-  addr: 127.0.0.1:$PORT
-  headers:
-    X-Content-Type-Options: [nosniff]
-CONF
-
-nohup docker-registry serve "$DIR/config.yml" >"$DIR/registry.log" 2>&1 &
-echo $! >"$PIDFILE"
-for _ in $(seq 1 100); do
+mkdir -p "$DIR"
+cd "$ROOT"
+nohup "$PY" -m model_packages.image.localregistry --port "$PORT" --dir "$DIR" --pidfile "$PIDFILE" \
+    >"$DIR/supervisor.log" 2>&1 &
+supervisor=$!
+for _ in $(seq 1 200); do
     if answers; then
         echo "registry on 127.0.0.1:$PORT (pid $(cat "$PIDFILE"), storage $DIR/storage)"
         exit 0
     fi
-    kill -0 "$(cat "$PIDFILE")" 2>/dev/null || { tail -20 "$DIR/registry.log" >&2; exit 1; }
+    kill -0 "$supervisor" 2>/dev/null || { tail -20 "$DIR/supervisor.log" >&2; exit 1; }
     sleep 0.1
 done
-echo "registry did not answer on 127.0.0.1:$PORT; see $DIR/registry.log" >&2
+echo "registry did not answer on 127.0.0.1:$PORT; see $DIR/supervisor.log" >&2
 exit 1

@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
-# Set up everything (scripts/setup.sh), then run the whole test suite: ruff, pyright, pytest.
+# Set up everything (scripts/setup.sh), then lint (scripts/lint.sh: ruff, pyright) and the whole
+# pytest suite. What CI runs. Arguments go to pytest.
+#   scripts/test.sh --no-setup [ARGS]   skip set-up (already done on this machine)
 set -euo pipefail
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+ROOT=$(kaizen_root)
 cd "$ROOT"
-PULUMI_BIN=$(bash scripts/setup.sh | tail -1)
+if [ "${1:-}" = --no-setup ]; then
+    shift
+    PULUMI_BIN=$(bash scripts/install-pulumi.sh | tail -1)
+else
+    PULUMI_BIN=$(bash scripts/setup.sh | tail -1)
+fi
 export PATH="$PULUMI_BIN:$ROOT/.venv/bin:$PATH"
-echo "== ruff"
-.venv/bin/ruff check .
-echo "== pyright"
-.venv/bin/pyright
+bash scripts/lint.sh
 echo "== pytest"
 .venv/bin/python -m pytest -p no:cacheprovider "$@"

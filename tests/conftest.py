@@ -102,3 +102,14 @@ def iris_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSer
     package = Path(shutil.copytree(EXAMPLES / "iris-classifier", tmp / "pkg"))
     with running_server(package, tmp) as server:
         yield server
+
+
+_DOCKER_FIXTURES = {"docker_client", "bases", "registry"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that uses a Docker or registry fixture `docker`, so the fast loop
+    (scripts/test-fast.sh: `-m "not docker and not pulumi and not slow"`) never waits on one."""
+    for item in items:
+        if _DOCKER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.docker)

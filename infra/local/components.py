@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import shutil
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pulumi
 from pulumi.dynamic import Resource
@@ -23,6 +23,7 @@ from infra.local.providers import (
     ToolsImageProvider,
 )
 from infra.local.settings import AlertSettings
+from model_packages.image.localregistry import registry_config
 
 PKG = "kaizen:local"
 
@@ -117,13 +118,7 @@ class LocalRegistry(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: LocalRegistryArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__(f"{PKG}:Registry", name, None, opts)
-        config = (
-            "version: 0.1\n"
-            "log:\n  level: warn\n  accesslog:\n    disabled: true\n"
-            "storage:\n  filesystem:\n    rootdirectory: /var/lib/registry\n"
-            "  delete:\n    enabled: true\n"
-            f"http:\n  addr: 127.0.0.1:{args.port}\n"
-        )
+        config = registry_config(args.port, PurePosixPath("/var/lib/registry"))
         cname = f"{args.scope}-registry"
         service = Service(
             ServiceProvider(),

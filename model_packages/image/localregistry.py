@@ -20,7 +20,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
+from pathlib import Path, PurePath
 from types import TracebackType
 
 from model_packages.errors import KaizenError
@@ -36,7 +36,8 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def registry_config(port: int, root: Path, htpasswd: Path | None = None) -> str:
+def registry_config(port: int, root: PurePath, htpasswd: Path | None = None) -> str:
+    """The one docker-registry config: bound to 127.0.0.1:`port`, storage at `root`."""
     auth = ""
     if htpasswd is not None:
         auth = f"auth:\n  htpasswd:\n    realm: kaizen-test\n    path: {htpasswd}\n"

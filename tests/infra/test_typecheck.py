@@ -32,6 +32,7 @@ aws.sagemaker.EndpointConfigurationProductionVariantArgs(variant_name="AllTraffi
 INFRA = ["infra/common", "infra/aws", "infra/azure", "infra/gcp", "infra/policy", "infra/program.py", "__main__.py"]
 
 
+@pytest.mark.slow
 def test_pyright_catches_misspelled_provider_arguments(tmp_path: Path) -> None:
     pyright = Path(sys.executable).with_name("pyright")
     if not pyright.exists():

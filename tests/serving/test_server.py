@@ -180,6 +180,7 @@ def test_bad_environment_is_named() -> None:
 CHECKS = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("checks", "scope"),
     [
