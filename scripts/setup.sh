@@ -40,5 +40,12 @@ fi
 bash scripts/start-docker.sh >&2
 PULUMI_BIN=$(bash scripts/install-pulumi.sh | tail -1)
 log "pulumi engine in $PULUMI_BIN"
+# actionlint (the workflow linter the tests run) from the Go module proxy, pinned.
+ACTIONLINT_VERSION=v1.7.12
+TOOLS_BIN="$HOME/.cache/kaizen/bin"
+if [ "$("$TOOLS_BIN/actionlint" -version 2>/dev/null | head -1)" != "$ACTIONLINT_VERSION" ]; then
+    log "installing actionlint $ACTIONLINT_VERSION"
+    GOBIN="$TOOLS_BIN" GOFLAGS=-mod=mod go install "github.com/rhysd/actionlint/cmd/actionlint@$ACTIONLINT_VERSION" >&2
+fi
 .venv/bin/kaizen base >&2
 echo "$PULUMI_BIN"

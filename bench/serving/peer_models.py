@@ -19,7 +19,7 @@ import numpy as np
 
 
 def save_mlflow(model: object, sample: np.ndarray, out: Path) -> None:
-    import mlflow.sklearn
+    import mlflow.sklearn as mlflow_sklearn
     from mlflow.models import infer_signature
 
     target = out / "mlflow-model"
@@ -28,7 +28,7 @@ def save_mlflow(model: object, sample: np.ndarray, out: Path) -> None:
     # A tensor signature: MLflow validates the input shape/dtype, and `{"instances": [[...]]}`
     # is accepted as is.
     signature = infer_signature(sample, model.predict(sample))  # type: ignore[attr-defined]
-    mlflow.sklearn.save_model(model, str(target), signature=signature, serialization_format="cloudpickle")
+    mlflow_sklearn.save_model(model, str(target), signature=signature, serialization_format="cloudpickle")
 
 
 def save_bentoml(model: object, out: Path, name: str) -> None:

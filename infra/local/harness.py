@@ -1,4 +1,4 @@
-"""Drive the Pulumi CLI on a local stack: the e2e tests, the benchmark and `kaizen preview` use it.
+"""Drive the Pulumi CLI on a local stack: the e2e tests and the benchmark use it.
 
 Every run uses the local file backend, a passphrase secrets provider, and no update checks or
 plugin downloads. The engine comes from ``scripts/install-pulumi.sh`` (a `pulumi` on PATH, or the

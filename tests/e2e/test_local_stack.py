@@ -326,14 +326,9 @@ def test_destroy_leaves_nothing_and_stack_rm_works(ctx: Ctx) -> None:
     assert ctx.stack.name not in {s["name"] for s in names}
 
 
-def test_preview_stack_up_and_destroy(tmp_path: Path) -> None:
-    """`scripts/preview-stack.sh up|destroy N`: the pull-request mechanics on the local target."""
-    if not have_docker():
-        unavailable("no Docker engine")
-    n = int(os.environ.get("KAIZEN_E2E_PR", str(300 + os.getpid() % 90)))
-    base = 20000 + (n % 400) * 10
-    if not all(port_is_free(base + i) for i in range(1, 6)):
-        unavailable(f"ports of pr-{n} are taken (set KAIZEN_E2E_PR)")
+def test_preview_stack_script_destroys_idempotently(tmp_path: Path) -> None:
+    """`scripts/preview-stack.sh destroy N` (a wrapper of `kaizen ci preview destroy`, whose life cycle
+    tests/ci/test_ci_local.py drives) succeeds for a stack that does not exist."""
     env = {
         **os.environ,
         "PULUMI_BACKEND_URL": f"file://{tmp_path / 'state'}",
@@ -341,26 +336,9 @@ def test_preview_stack_up_and_destroy(tmp_path: Path) -> None:
         "PULUMI_HOME": str(tmp_path / "home"),
     }
     script = str(ROOT / "scripts" / "preview-stack.sh")
-    config = ROOT / "stacks" / f"Pulumi.pr-{n}.yaml"
-    scope = scope_name("kaizen", f"pr-{n}")
-    try:
-        up = subprocess.run(["bash", script, "up", str(n)], env=env, capture_output=True, text=True, timeout=900)
-        assert up.returncode == 0, (up.stdout + up.stderr)[-3000:]
-        assert config.is_file()
-        answer = _predict(f"http://127.0.0.1:{base + 2}")
-        assert answer.status_code == 200, answer.text
-        down = subprocess.run(
-            ["bash", script, "destroy", str(n)],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
+    for _ in range(2):
+        down = subprocess.run(["bash", script, "destroy", "399"], env=env, capture_output=True, text=True, timeout=300)
         assert down.returncode == 0, (down.stdout + down.stderr)[-3000:]
-        assert not config.exists()
-        assert leftovers(scope) == {"containers": [], "volumes": [], "images": []}
-    finally:
-        if any(leftovers(scope).values()):
-            subprocess.run(["bash", script, "destroy", str(n)], env=env, capture_output=True)
-            purge(scope)
-        config.unlink(missing_ok=True)
+        assert "nothing to do" in down.stderr
+    bad = subprocess.run(["bash", script, "up", "x"], env=env, capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "must be a number" in bad.stderr

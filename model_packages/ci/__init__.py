@@ -1,0 +1,1 @@
+"""Continuous deployment commands (`kaizen ci ...`): what the GitHub Actions workflows run."""

@@ -1,0 +1,313 @@
+"""`kaizen ci ...`: every step of the GitHub Actions workflows, runnable (and tested) anywhere.
+
+    kaizen ci changed --base origin/main        model packages changed since BASE (JSON list)
+    kaizen ci deploy STACK --image REF@sha256:…  set kaizen:image, `pulumi up`, record in the audit trail
+    kaizen ci promote --from staging --to prod  deploy exactly the digest staging runs
+    kaizen ci rollback STACK                    redeploy the digest deployed before the current one
+    kaizen ci preview up|destroy --pr N         the pull request's preview stack (destroy is idempotent)
+    kaizen ci cleanup --open 3,5 | --github     destroy preview stacks whose pull request is closed
+    kaizen ci smoke URL --package DIR           readiness + one prediction of a typical row
+    kaizen ci comment --pr N --outputs F        create or update the pull request's one Kaizen comment
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from model_packages.errors import KaizenError
+
+ci_app = typer.Typer(help="Continuous deployment steps (what the GitHub Actions workflows run).",
+                     no_args_is_help=True)
+preview_app = typer.Typer(help="Preview stacks of pull requests.", no_args_is_help=True)
+ci_app.add_typer(preview_app, name="preview")
+out = Console()
+err = Console(stderr=True)
+
+ProjectDir = Annotated[Path, typer.Option("--project-dir", help="Pulumi project directory")]
+Target = Annotated[str, typer.Option(help="local, aws, azure or gcp")]
+
+
+def _project(directory: Path) -> Any:
+    from model_packages.ci.stacks import Project
+
+    if not (directory / "Pulumi.yaml").is_file():
+        raise typer.BadParameter(f"{directory} has no Pulumi.yaml", param_hint="--project-dir")
+    return Project(directory.resolve(), echo=lambda line: err.print(line, end="", markup=False, highlight=False))
+
+
+def _fail(error: Exception) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {error}")
+    return typer.Exit(code=1)
+
+
+def _print_json(value: Any) -> None:
+    typer.echo(json.dumps(value, indent=2, sort_keys=True))
+
+
+@ci_app.command("changed")
+def changed(
+    base: Annotated[str, typer.Option(help="Git revision to compare HEAD with")] = "origin/main",
+    root: Annotated[Path, typer.Option(help="Repository root")] = Path("."),
+) -> None:
+    """Model package directories (holding a kaizen.yaml) with a file changed since BASE."""
+    proc = subprocess.run(["git", "-C", str(root), "diff", "--name-only", f"{base}...HEAD"],
+                          capture_output=True, text=True, check=False)
+    if proc.returncode:
+        raise _fail(KaizenError(f"git diff against {base} failed: {proc.stderr.strip()}"))
+    top = root.resolve()
+    found: set[str] = set()
+    for name in proc.stdout.split():
+        for parent in (top / name).parents:
+            if parent == top.parent or not str(parent).startswith(str(top)):
+                break
+            if (parent / "kaizen.yaml").is_file():
+                found.add(str(parent.relative_to(top)))
+                break
+    _print_json(sorted(found))
+
+
+@ci_app.command("check-packages")
+def check_packages(
+    packages: Annotated[str, typer.Argument(help="JSON list of package directories (`kaizen ci changed`)")],
+) -> None:
+    """Verify and load every package (hash, schema, artifact agreement); fail on the first bad one."""
+    from model_packages.package import verify_package
+
+    try:
+        names = json.loads(packages)
+    except ValueError:
+        raise typer.BadParameter(f"{packages!r} is not a JSON list") from None
+    for name in names:
+        try:
+            manifest = verify_package(Path(name), load=True)
+        except KaizenError as error:
+            raise _fail(KaizenError(f"{name}: {error}")) from None
+        err.print(f"{name}: {manifest.name} {manifest.version} ok")
+
+
+@ci_app.command("publish")
+def publish(
+    package: Annotated[Path, typer.Argument(help="Model package directory")],
+    registry: Annotated[str | None, typer.Option(help="Registry host[:port]")] = None,
+    target: Annotated[str | None, typer.Option(help="Target whose $KAIZEN_REGISTRY_<TARGET> to push to")] = None,
+    base: Annotated[str | None, typer.Option(help="Runtime base image (default: upstream, by digest)")] = None,
+    local_base: Annotated[bool, typer.Option("--local-base", help="Use the local mmdebstrap bases")] = False,
+) -> None:
+    """Build the package's image once and push it; print the digest-pinned reference (one line)."""
+    import os
+
+    from model_packages.image import base as base_mod
+    from model_packages.image.build import build_package, docker_client
+    from model_packages.image.context import Bases
+    from model_packages.image.registry import push_image
+    from model_packages.package import verify_package
+
+    if registry is None and target is not None:
+        registry = os.environ.get(f"KAIZEN_REGISTRY_{target.upper()}") or None
+    if registry is None:
+        raise typer.BadParameter("give --registry, or --target with $KAIZEN_REGISTRY_<TARGET> set")
+    try:
+        verify_package(package, load=True)
+        bases = (Bases(base or base_mod.RUNTIME_BASE, base_mod.BUILDER_BASE) if local_base
+                 else Bases.choose(base, None))
+        client = docker_client()
+        if local_base:
+            base_mod.ensure_bases(client, log=lambda m: err.print(m))
+        built = build_package(package, bases=bases, client=client, log=lambda m: err.print(m, highlight=False))
+        pushed = push_image(built.tag, registry, client=client, log=lambda m: err.print(m, highlight=False))
+    except KaizenError as error:
+        raise _fail(error) from None
+    typer.echo(pushed.reference)
+
+
+@ci_app.command("deploy")
+def deploy(
+    stack: Annotated[str, typer.Argument(help="Stack to deploy to (it must exist)")],
+    image: Annotated[str, typer.Option(help="Digest-pinned image reference")],
+    project_dir: ProjectDir = Path("."),
+) -> None:
+    """Deploy exactly `image` to an existing stack and record it in the audit trail."""
+    from model_packages.ci import stacks
+
+    try:
+        _print_json(stacks.deploy(_project(project_dir), stack, image))
+    except KaizenError as error:
+        raise _fail(error) from None
+
+
+@ci_app.command("promote")
+def promote(
+    source: Annotated[str, typer.Option("--from", help="Stack whose image is promoted")],
+    target: Annotated[str, typer.Option("--to", help="Stack to deploy it to")],
+    project_dir: ProjectDir = Path("."),
+) -> None:
+    """Deploy to --to exactly the digest --from runs (build once, promote by digest)."""
+    from model_packages.ci import stacks
+
+    try:
+        image, outputs = stacks.promote(_project(project_dir), source, target)
+    except KaizenError as error:
+        raise _fail(error) from None
+    err.print(f"promoted {image} from {source} to {target}")
+    _print_json(outputs)
+
+
+@ci_app.command("rollback")
+def rollback(
+    stack: Annotated[str, typer.Argument(help="Stack to roll back")],
+    project_dir: ProjectDir = Path("."),
+) -> None:
+    """Redeploy the image deployed before the current one (from the audit trail); record the rollback."""
+    from model_packages.ci import stacks
+
+    try:
+        image, outputs = stacks.rollback(_project(project_dir), stack)
+    except KaizenError as error:
+        raise _fail(error) from None
+    err.print(f"rolled {stack} back to {image}")
+    _print_json(outputs)
+
+
+@preview_app.command("up")
+def preview_up(
+    pr: Annotated[int, typer.Option(help="Pull request number")],
+    target: Target = "local",
+    image: Annotated[str | None, typer.Option(help="Digest-pinned image (else the template's package)")] = None,
+    package: Annotated[str | None, typer.Option(help="Model package to build (local target)")] = None,
+    project_dir: ProjectDir = Path("."),
+) -> None:
+    """Create or update the preview stack of pull request PR and `pulumi up` it; print its outputs."""
+    from model_packages.ci import stacks
+
+    try:
+        _print_json(stacks.preview_up(_project(project_dir), target, pr, image=image, package=package))
+    except KaizenError as error:
+        raise _fail(error) from None
+
+
+@preview_app.command("destroy")
+def preview_destroy(
+    pr: Annotated[int, typer.Option(help="Pull request number")],
+    target: Target = "local",
+    project_dir: ProjectDir = Path("."),
+) -> None:
+    """Destroy and remove the preview stack of PR; succeeds when there is none."""
+    from model_packages.ci import stacks
+
+    try:
+        existed = stacks.preview_destroy(_project(project_dir), target, pr)
+    except KaizenError as error:
+        raise _fail(error) from None
+    err.print(f"{stacks.preview_stack_name(target, pr)}: {'destroyed' if existed else 'no such stack, nothing to do'}")
+
+
+@ci_app.command("cleanup")
+def cleanup(
+    target: Target = "local",
+    open_prs: Annotated[str | None, typer.Option("--open", help="Comma-separated open pull requests")] = None,
+    github: Annotated[str | None, typer.Option(help="OWNER/NAME: ask GitHub which pull requests are open")] = None,
+    project_dir: ProjectDir = Path("."),
+) -> None:
+    """Destroy every preview stack whose pull request is not open."""
+    from model_packages.ci import stacks
+    from model_packages.ci.github import GitHub
+
+    if (open_prs is None) == (github is None):
+        raise typer.BadParameter("give exactly one of --open or --github")
+    try:
+        if github:
+            keep = GitHub(github).open_pull_requests()
+        else:
+            keep = [int(n) for n in (open_prs or "").split(",") if n.strip()]
+        _print_json({"destroyed": stacks.cleanup(_project(project_dir), target, keep)})
+    except ValueError:
+        raise typer.BadParameter(f"--open {open_prs!r} is not a comma-separated list of numbers") from None
+    except KaizenError as error:
+        raise _fail(error) from None
+
+
+@ci_app.command("smoke-stack")
+def smoke_stack(
+    stack: Annotated[str, typer.Argument(help="Deployed stack")],
+    package: Annotated[Path, typer.Option(help="The model package deployed there")],
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for readiness")] = 300.0,
+    project_dir: ProjectDir = Path("."),
+) -> None:
+    """Smoke-test a stack's endpoint from its outputs (HTTP targets; SageMaker through its API)."""
+    from model_packages.ci.smoke import smoke_outputs
+    from model_packages.ci.stacks import outputs_of
+
+    try:
+        _print_json(smoke_outputs(outputs_of(_project(project_dir), stack), package, timeout=timeout))
+    except KaizenError as error:
+        raise _fail(error) from None
+
+
+@ci_app.command("smoke")
+def smoke(
+    url: Annotated[str, typer.Argument(help="Endpoint base URL")],
+    package: Annotated[Path, typer.Option(help="The model package deployed there")],
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for readiness")] = 120.0,
+) -> None:
+    """Wait until the endpoint is ready and predict one typical row."""
+    from model_packages.ci.smoke import smoke as run_smoke
+
+    try:
+        _print_json(run_smoke(url, package, timeout=timeout))
+    except KaizenError as error:
+        raise _fail(error) from None
+
+
+@ci_app.command("comment")
+def comment(
+    pr: Annotated[int, typer.Option(help="Pull request number")],
+    repository: Annotated[str, typer.Option(envvar="GITHUB_REPOSITORY", help="OWNER/NAME")],
+    outputs: Annotated[Path | None, typer.Option(help="JSON file of the preview stack's outputs")] = None,
+    section: Annotated[list[str] | None, typer.Option(help="TITLE=FILE: a report to include (repeatable)")] = None,
+) -> None:
+    """Create or update the pull request's single Kaizen comment (trimmed to GitHub's limit)."""
+    from model_packages.ci.github import GitHub, render_comment
+
+    sections: dict[str, str] = {}
+    for item in section or []:
+        title, sep, file = item.partition("=")
+        if not sep:
+            raise typer.BadParameter(f"--section {item!r} is not TITLE=FILE")
+        path = Path(file)
+        if path.is_file():
+            sections[title] = path.read_text(errors="replace")
+    values = json.loads(outputs.read_text()) if outputs and outputs.is_file() else {}
+    try:
+        action, number = GitHub(repository).upsert_comment(pr, render_comment(pr, values, sections))
+    except KaizenError as error:
+        raise _fail(error) from None
+    err.print(f"comment {number} {action}")
+
+
+def init_ci(
+    directory: Annotated[Path, typer.Argument(help="Repository root")] = Path("."),
+    check: Annotated[bool, typer.Option(help="Only check that the workflows are present and current")] = False,
+    force: Annotated[bool, typer.Option(help="Overwrite workflows that differ")] = False,
+) -> None:
+    """Write Kaizen's GitHub Actions workflows into DIRECTORY/.github/workflows."""
+    from model_packages.ci.workflows import install
+
+    try:
+        changed_files = install(directory, check=check, force=force)
+    except KaizenError as error:
+        raise _fail(error) from None
+    for name in changed_files:
+        err.print(f"{'differs' if check else 'wrote'} {name}")
+    if check and changed_files:
+        raise typer.Exit(code=1)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(ci_app, name="ci")
+    app.command("init-ci")(init_ci)

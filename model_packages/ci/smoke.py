@@ -1,0 +1,111 @@
+"""Smoke test of a deployed HTTP endpoint: ready, then one prediction of a typical row."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from model_packages.errors import KaizenError
+from model_packages.manifest import Manifest, read_manifest
+
+
+class SmokeError(KaizenError):
+    """The endpoint is not ready or does not predict."""
+
+
+def typical_row(manifest: Manifest) -> dict[str, Any]:
+    """One row in the training distribution: medians of numeric features, first category of the rest."""
+    row: dict[str, Any] = {}
+    for spec in manifest.inputs:
+        if spec.categories:
+            row[spec.name] = spec.categories[0]
+            continue
+        base = manifest.baseline.features.get(spec.name)
+        value = base.quantiles.get("0.5") if base else None
+        if value is None:
+            value = spec.default if spec.default is not None else (spec.minimum or 0.0)
+        if spec.minimum is not None:
+            value = max(value, spec.minimum)
+        if spec.maximum is not None:
+            value = min(value, spec.maximum)
+        if spec.dtype == "integer":
+            value = round(value)
+        elif spec.dtype == "boolean":
+            value = bool(value)
+        row[spec.name] = value
+    return row
+
+
+def _request(url: str, body: Any = None, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method="GET" if body is None else "POST",
+                                     headers={"Content-Type": "application/json", **(headers or {})})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read()
+
+
+def smoke(url: str, package: Path, *, timeout: float = 120.0, headers: dict[str, str] | None = None,
+          predict_url: str | None = None) -> dict[str, Any]:
+    """Wait for readiness, then predict one typical row; the answer, or SmokeError naming what failed."""
+    manifest = read_manifest(package)
+    base = url.rstrip("/")
+    deadline = time.monotonic() + timeout
+    status, detail = 0, b""
+    while time.monotonic() < deadline:
+        try:
+            status, detail = _request(f"{base}/health/ready", headers=headers)
+        except OSError as err:
+            status, detail = 0, str(err).encode()
+        if status == 200:
+            break
+        time.sleep(1)
+    else:
+        raise SmokeError(f"{base}/health/ready did not answer 200 in {timeout:.0f}s (last: {status} {detail[:200]!r})")
+    target = predict_url or f"{base}/predict"
+    status, answer = _request(target, {"instances": [typical_row(manifest)]}, headers)
+    if status != 200:
+        raise SmokeError(f"{target} answered {status}: {answer[:500].decode(errors='replace')}")
+    try:
+        result = json.loads(answer)
+    except ValueError:
+        result = None
+    if not isinstance(result, dict) or len(result.get("predictions", [])) != 1:
+        raise SmokeError(f"{target} answered without one prediction: {answer[:500]!r}")
+    return {"model": manifest.name, "version": manifest.version, "predictions": result["predictions"]}
+
+
+def smoke_outputs(outputs: dict[str, Any], package: Path, *, timeout: float = 300.0) -> dict[str, Any]:
+    """Smoke-test the endpoint a stack's outputs name: the local target and Cloud Run/Container Apps
+    over HTTP (`$KAIZEN_SMOKE_TOKEN` as a bearer token where the endpoint needs one), SageMaker
+    through its runtime API (region from `$AWS_REGION`)."""
+    token = os.environ.get("KAIZEN_SMOKE_TOKEN")
+    headers = {"Authorization": f"Bearer {token}"} if token else None
+    if "endpoint_url" in outputs:
+        return smoke(str(outputs["endpoint_url"]), package, timeout=timeout)
+    if "serviceUri" in outputs:
+        return smoke(str(outputs["serviceUri"]), package, timeout=timeout, headers=headers)
+    if "fqdn" in outputs:
+        return smoke(f"https://{outputs['fqdn']}", package, timeout=timeout, headers=headers)
+    if "endpointName" in outputs:
+        from infra.aws.smoke import SmokeError as AwsSmokeError
+        from infra.aws.smoke import smoke as smoke_sagemaker
+
+        region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+        if not region:
+            raise SmokeError("AWS_REGION is not set: the SageMaker smoke test needs the endpoint's region")
+        manifest = read_manifest(package)
+        try:
+            result = smoke_sagemaker(str(outputs["endpointName"]), {"instances": [typical_row(manifest)]},
+                                     region=region, service_timeout_s=timeout)
+        except AwsSmokeError as err:
+            raise SmokeError(str(err)) from None
+        return {"model": manifest.name, "version": manifest.version, "predictions": result.predictions}
+    raise SmokeError(f"the stack's outputs name no endpoint to smoke-test (outputs: {', '.join(sorted(outputs))})")

@@ -1,0 +1,190 @@
+"""`kaizen ci` end to end on the local target: real Pulumi engine, real Docker, a real registry.
+
+Build once and promote (the same digest reaches a local staging and a local prod stack), roll prod
+back to the previous digest from its deploy history, and the preview life cycle of a pull request:
+create -> update -> cleanup of a closed pull request -> destroy twice -> destroy of a stack that
+never existed. One module-wide set of stacks; tests build on each other in file order.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import yaml
+from typer.testing import CliRunner
+
+from infra.local import scope_name
+from infra.local.docker_ops import leftovers, purge
+from infra.local.harness import ROOT, have_docker
+from model_packages.audit import trail
+from model_packages.ci import stacks
+from model_packages.cli import app
+from model_packages.image.localregistry import LocalRegistry, free_port
+
+pytestmark = [pytest.mark.pulumi, pytest.mark.docker, pytest.mark.timeout(1200)]
+
+STACKS_DIR = ROOT / "stacks"
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("CI"):
+        pytest.fail(f"CI must provide this: {reason}")
+    pytest.skip(reason)
+
+
+@dataclass
+class Ci:
+    tmp: Path
+    registry: LocalRegistry
+    env: dict[str, str]
+    stacks: list[str] = field(default_factory=list)
+    images: dict[str, str] = field(default_factory=dict)
+    pr: int = 0
+
+    def kaizen(self, *args: str) -> Any:
+        result = CliRunner().invoke(app, list(args), env=self.env, catch_exceptions=False)
+        assert result.exit_code == 0, f"kaizen {' '.join(args)} exited {result.exit_code}:\n{result.output[-4000:]}"
+        return result
+
+    def json(self, *args: str) -> Any:
+        out = self.kaizen(*args).stdout
+        return json.loads(out[out.index("{") :]) if "{" in out else json.loads(out)
+
+    def local_stack(self, name: str, kind: str) -> None:
+        """A serving stack's config file, as a user commits it: target, kind, model, ports; no image."""
+        ports = [free_port() for _ in range(5)]
+        config = {
+            "kaizen:target": "local",
+            "kaizen:stackKind": kind,
+            "kaizen:owner": "ml-platform",
+            "kaizen:costCenter": "ml-0001",
+            "kaizen:deletionProtection": False,
+            "kaizen:model": {"name": "iris-classifier", "version": "1.0.0"},
+            "kaizen:local": {"registryPort": ports[0], "endpointPort": ports[1], "backendPorts": ports[2:4],
+                             "prometheusPort": ports[4], "scrapeInterval": "5s", "restartPolicy": "on-failure"},
+        }
+        (STACKS_DIR / f"Pulumi.{name}.yaml").write_text(yaml.safe_dump({"config": config}))
+        self.stacks.append(name)
+
+
+def _package(tmp: Path, version: str) -> Path:
+    out = tmp / f"iris-{version}"
+    shutil.copytree(ROOT / "examples" / "iris-classifier", out)
+    manifest = out / "kaizen.yaml"
+    manifest.write_text(manifest.read_text().replace("version: 1.0.0", f"version: {version}", 1))
+    return out
+
+
+def _served(outputs: dict[str, Any]) -> tuple[str, Any]:
+    url = outputs["endpoint_url"]
+    answer = requests.post(f"{url}/predict", json={"instances": [[5.1, 3.5, 1.4, 0.2]]}, timeout=10)
+    assert answer.status_code == 200, answer.text
+    metrics = requests.get(f"{url}/metrics", timeout=10).text
+    info = next(line for line in metrics.splitlines() if line.startswith("kaizen_model_info{"))
+    return info.split('version="', 1)[1].split('"', 1)[0], answer.json()["predictions"]
+
+
+@pytest.fixture(scope="module")
+def ci(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ci]:
+    if not have_docker():
+        _unavailable("no Docker engine")
+    if shutil.which("docker-registry") is None:
+        _unavailable("docker-registry is not installed")
+    tmp = tmp_path_factory.mktemp("ci")
+    tag = os.getpid() % 1000
+    env = {
+        "PULUMI_BACKEND_URL": f"file://{tmp / 'state'}",
+        "PULUMI_CONFIG_PASSPHRASE": "ci-e2e",
+        "PULUMI_SKIP_UPDATE_CHECK": "true",
+        "KAIZEN_AUDIT_TRAIL": str(tmp / "audit.jsonl"),
+        "KAIZEN_IMAGES_FILE": str(tmp / "kaizen-images.json"),
+        "GITHUB_ACTOR": "e2e",
+    }
+    (tmp / "state").mkdir()
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)  # the Automation API reads the process environment
+    with LocalRegistry() as registry:
+        state = Ci(tmp, registry, env, pr=300 + tag % 90)
+        try:
+            yield state
+        finally:
+            project = stacks.Project(ROOT)
+            stacks.preview_destroy(project, "local", state.pr)
+            for stack in [*state.stacks, f"pr-{state.pr}"]:
+                if stack in project.stack_names():
+                    project.select(stack).destroy()
+                scope = scope_name("kaizen", stack)
+                if any(leftovers(scope).values()):
+                    purge(scope)
+                (STACKS_DIR / f"Pulumi.{stack}.yaml").unlink(missing_ok=True)
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+
+
+def test_publish_builds_once_and_prints_the_digest(ci: Ci) -> None:
+    for version in ("1.0.0", "1.0.1"):
+        out = ci.kaizen("ci", "publish", str(_package(ci.tmp, version)), "--registry", ci.registry.address,
+                        "--local-base").stdout.strip().splitlines()[-1]
+        assert out.startswith(f"{ci.registry.address}/kaizen/iris-classifier@sha256:"), out
+        ci.images[version] = out
+    assert ci.images["1.0.0"] != ci.images["1.0.1"]
+
+
+def test_the_same_digest_reaches_staging_then_prod(ci: Ci) -> None:
+    tag = os.getpid() % 1000
+    staging, prod = f"ci{tag}-staging", f"ci{tag}-prod"
+    ci.local_stack(staging, "staging")
+    ci.local_stack(prod, "prod")
+    project = ["--project-dir", str(ROOT)]
+    staged = ci.json("ci", "deploy", staging, "--image", ci.images["1.0.0"], *project)
+    assert staged["image"] == ci.images["1.0.0"]
+    promoted = ci.json("ci", "promote", "--from", staging, "--to", prod, *project)
+    assert promoted["image_digest"] == staged["image_digest"]
+    assert _served(promoted) == _served(staged)
+    smoke = ci.json("ci", "smoke-stack", prod, "--package", str(ROOT / "examples" / "iris-classifier"), *project)
+    assert smoke["version"] == "1.0.0" and len(smoke["predictions"]) == 1
+
+
+def test_rollback_redeploys_the_previous_digest_and_is_recorded(ci: Ci) -> None:
+    prod = ci.stacks[1]
+    project = ["--project-dir", str(ROOT)]
+    assert _served(ci.json("ci", "deploy", prod, "--image", ci.images["1.0.1"], *project))[0] == "1.0.1"
+    rolled = ci.json("ci", "rollback", prod, *project)
+    assert rolled["image"] == ci.images["1.0.0"]
+    assert _served(rolled)[0] == "1.0.0"
+    events = [(r["event"], r["stack"], r["image"]) for r in trail.read(ci.env["KAIZEN_AUDIT_TRAIL"])]
+    assert events[-1] == ("rollback", prod, ci.images["1.0.0"])
+    assert ("deploy", prod, ci.images["1.0.1"]) in events
+    # A stack with no config file and no state is refused, not created.
+    missing = CliRunner().invoke(app, ["ci", "deploy", "ci-nope-prod", "--image", ci.images["1.0.0"], *project],
+                                 env=ci.env)
+    assert missing.exit_code == 1 and "does not exist" in missing.output
+
+
+def test_preview_create_update_cleanup_and_idempotent_destroy(ci: Ci) -> None:
+    project = ["--project-dir", str(ROOT)]
+    pr = str(ci.pr)
+    package = str(ci.tmp / "iris-1.0.1")  # names the model; the image is the one already built
+    created = ci.json("ci", "preview", "up", "--pr", pr, "--target", "local", "--image", ci.images["1.0.1"],
+                      "--package", package, *project)
+    assert _served(created)[0] == "1.0.1"
+    updated = ci.json("ci", "preview", "up", "--pr", pr, "--target", "local", "--image", ci.images["1.0.1"],
+                      "--package", package, *project)
+    assert updated["image_digest"] == created["image_digest"]
+    assert ci.json("ci", "cleanup", "--target", "local", "--open", str(ci.pr + 1), *project) == {"destroyed": [ci.pr]}
+    assert not (STACKS_DIR / f"Pulumi.pr-{pr}.yaml").exists()
+    assert leftovers(scope_name("kaizen", f"pr-{pr}")) == {"containers": [], "volumes": [], "images": []}
+    for number in (pr, pr, str(ci.pr + 50)):  # closed twice, and one that never had a stack
+        assert "nothing to do" in ci.kaizen("ci", "preview", "destroy", "--pr", number, "--target", "local",
+                                            *project).output
