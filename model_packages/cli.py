@@ -174,7 +174,7 @@ def _register_optional() -> None:
     """Commands of the image builder and preview stacks live beside their code."""
     import importlib
 
-    for module in ("model_packages.image.commands", "model_packages.ci.commands"):
+    for module in ("model_packages.image.commands", "model_packages.ci.commands", "model_packages.audit.commands"):
         try:
             register = importlib.import_module(module).register
         except ModuleNotFoundError as error:

@@ -105,6 +105,7 @@ def ci(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ci]:
         "PULUMI_CONFIG_PASSPHRASE": "ci-e2e",
         "PULUMI_SKIP_UPDATE_CHECK": "true",
         "KAIZEN_AUDIT_TRAIL": str(tmp / "audit.jsonl"),
+        "KAIZEN_AUDIT_KEY": str(tmp / "audit-key.pem"),
         "KAIZEN_IMAGES_FILE": str(tmp / "kaizen-images.json"),
         "GITHUB_ACTOR": "e2e",
     }

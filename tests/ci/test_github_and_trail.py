@@ -1,5 +1,5 @@
-"""The GitHub comment client against a real HTTP server on loopback, the audit trail's chain,
-`kaizen ci changed` on a real git repository, and preview config rendering."""
+"""The GitHub comment client against a real HTTP server on loopback, `kaizen ci changed` on a real
+git repository, and preview config rendering."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from model_packages.audit import trail
 from model_packages.ci import github, stacks
 from model_packages.cli import app
 
@@ -123,24 +122,6 @@ def test_github_errors_name_the_call(fake_github: tuple[FakeGitHub, str]) -> Non
         github.GitHub("o/r", token="t0ken", api_url=url).upsert_comment(8, "hello")
     with pytest.raises(github.GitHubError, match="OWNER/NAME"):
         github.GitHub("just-a-name")
-
-
-def test_audit_trail_chain_catches_edit_reorder_and_deletion(tmp_path: Path) -> None:
-    path = tmp_path / "audit.jsonl"
-    for n in range(4):
-        trail.append("deploy", path, stack="prod", image=f"r/m@sha256:{str(n) * 64}")
-    records = trail.read(path)
-    assert [r["seq"] for r in records] == [1, 2, 3, 4] and records[0]["prev"] == trail.GENESIS
-    lines = path.read_text().splitlines()
-    tampered = {
-        "edited": [lines[0], lines[1].replace("1111", "9999"), *lines[2:]],
-        "reordered": [lines[0], lines[2], lines[1], lines[3]],
-        "deleted": [lines[0], *lines[2:]],
-    }
-    for content in tampered.values():
-        path.write_text("\n".join(content) + "\n")
-        with pytest.raises(trail.AuditError, match=r"chain is broken|out of sequence"):
-            trail.read(path)
 
 
 def test_changed_lists_the_packages_a_branch_touches(tmp_path: Path) -> None:

@@ -1,0 +1,1 @@
+"""Retraining: a content-versioned pipeline of plain Python steps and a statistical promotion gate."""
