@@ -174,7 +174,12 @@ def _register_optional() -> None:
     """Commands of the image builder and preview stacks live beside their code."""
     import importlib
 
-    for module in ("model_packages.image.commands", "model_packages.ci.commands", "model_packages.audit.commands"):
+    for module in (
+        "model_packages.image.commands",
+        "model_packages.ci.commands",
+        "model_packages.audit.commands",
+        "model_packages.retrain.commands",
+    ):
         try:
             register = importlib.import_module(module).register
         except ModuleNotFoundError as error:

@@ -1,0 +1,66 @@
+"""`kaizen retrain PIPELINE --data FILE`: train, gate against the deployed champion, package."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from model_packages.errors import KaizenError
+
+err = Console(stderr=True)
+
+
+def _params(items: list[str] | None) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise typer.BadParameter(f"--param {item!r} is not KEY=VALUE")
+        try:
+            params[key] = json.loads(value)
+        except ValueError:
+            params[key] = value
+    return params
+
+
+def retrain_command(
+    pipeline_file: Annotated[Path, typer.Argument(help="Python file defining `pipeline = Pipeline(...)`")],
+    data: Annotated[Path, typer.Option(help="New training data (CSV)")],
+    out: Annotated[Path, typer.Option(help="Package store: <out>/<name>/<version>, plus the gate report")],
+    champion: Annotated[Path | None, typer.Option(help="The champion package directory")] = None,
+    stack: Annotated[str | None, typer.Option(help="Gate against what this stack serves")] = None,
+    project_dir: Annotated[Path, typer.Option(help="Pulumi project (with --stack)")] = Path("."),
+    cache: Annotated[Path, typer.Option(help="Step cache")] = Path(".kaizen/cache"),
+    param: Annotated[list[str] | None, typer.Option(help="KEY=VALUE pipeline parameter (repeatable)")] = None,
+) -> None:
+    """Retrain; a candidate that passes the gate becomes the next package version (exit 0), one that
+    fails leaves a report and an audit record and no package (exit 3)."""
+    from model_packages.retrain.pipeline import load_pipeline
+    from model_packages.retrain.run import champion_from_stack, retrain
+
+    if (champion is None) == (stack is None):
+        raise typer.BadParameter("give exactly one of --champion or --stack")
+    try:
+        if stack is not None:
+            from model_packages.ci.stacks import Project, outputs_of
+
+            champion = champion_from_stack(outputs_of(Project(project_dir.resolve()), stack), out)
+        assert champion is not None
+        outcome = retrain(load_pipeline(pipeline_file), data, champion, out, cache_dir=cache, params=_params(param))
+    except KaizenError as error:
+        err.print(f"[bold red]error:[/] {error}")
+        raise typer.Exit(code=1) from None
+    err.print(outcome.report.read_text())
+    typer.echo(json.dumps({"promoted": outcome.promoted, "package": str(outcome.package) if outcome.package else None,
+                           "report": str(outcome.report), "executed": outcome.run.executed,
+                           "cached": outcome.run.cached}))
+    if not outcome.promoted:
+        raise typer.Exit(code=3)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("retrain")(retrain_command)

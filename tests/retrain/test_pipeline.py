@@ -1,0 +1,125 @@
+"""The retraining pipeline of the iris example: cached by content, gated against the champion,
+packaged only when the gate passes, every decision in the signed audit trail."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.datasets import load_iris
+from typer.testing import CliRunner
+
+from model_packages.audit import trail
+from model_packages.cli import app
+from model_packages.errors import KaizenError
+from model_packages.manifest import read_manifest
+from model_packages.retrain.pipeline import PipelineError, load_pipeline
+from model_packages.retrain.run import champion_from_stack, retrain
+from model_packages.retrain.steps import package_candidate
+
+ROOT = Path(__file__).resolve().parents[2]
+PIPELINE = ROOT / "examples" / "iris_pipeline.py"
+CHAMPION = ROOT / "examples" / "iris-classifier"
+FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+
+
+@pytest.fixture(autouse=True)
+def audit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("KAIZEN_AUDIT_TRAIL", str(tmp_path / "audit.jsonl"))
+    monkeypatch.setenv("KAIZEN_AUDIT_KEY", str(tmp_path / "key.pem"))
+    return tmp_path / "audit.jsonl"
+
+
+def _iris_csv(path: Path, *, noise: float = 0.0, seed: int = 0, rows: int = 3) -> Path:
+    """Iris repeated `rows` times with measurement noise: more data than the champion saw."""
+    data: Any = load_iris()
+    rng = np.random.default_rng(seed)
+    x = np.vstack([data.data] * rows)
+    x = np.clip(x + rng.normal(scale=noise, size=x.shape), 0, 100)
+    frame = pd.DataFrame(x, columns=FEATURES)
+    frame["species"] = np.tile(data.target_names[data.target], rows)
+    frame.to_csv(path, index=False)
+    return path
+
+
+def test_rerun_executes_no_step_and_a_parameter_change_reruns_only_its_dependents(tmp_path: Path) -> None:
+    pipeline = load_pipeline(PIPELINE)
+    data = _iris_csv(tmp_path / "new.csv", noise=0.1)
+    context = {"champion": CHAMPION, "work_dir": tmp_path / "work"}
+    first = pipeline.run(data, cache_dir=tmp_path / "cache", context=context, until="gate")
+    assert first.executed == ["load", "validate", "split", "train", "gate"]
+    again = pipeline.run(data, cache_dir=tmp_path / "cache", context={**context, "work_dir": tmp_path / "w2"},
+                         until="gate")
+    assert again.executed == [] and again.keys == first.keys
+    changed = pipeline.run(data, cache_dir=tmp_path / "cache", context=context, params={"C": 0.5}, until="gate")
+    assert changed.executed == ["train", "gate"] and changed.cached == ["load", "validate", "split"]
+    assert changed.version != first.version
+
+
+def test_a_worse_candidate_is_rejected_with_a_report_and_an_audit_record_and_no_package(
+    tmp_path: Path, audit: Path
+) -> None:
+    data = _iris_csv(tmp_path / "same.csv")  # the same data: the candidate cannot be shown to be better
+    out = tmp_path / "packages"
+    result = CliRunner().invoke(app, ["retrain", str(PIPELINE), "--data", str(data), "--champion", str(CHAMPION),
+                                      "--out", str(out), "--cache", str(tmp_path / "cache")])
+    assert result.exit_code == 3, result.output
+    assert json.loads(result.stdout)["promoted"] is False
+    assert (out / "gate-report.md").read_text().startswith("# Promotion gate: REJECT")
+    assert not (out / "iris-classifier").exists()
+    assert [r["event"] for r in trail.read(audit)] == ["gate"]
+
+
+def test_a_better_candidate_becomes_the_next_version_and_reruns_are_free(tmp_path: Path, audit: Path) -> None:
+    pipeline = load_pipeline(PIPELINE)
+    data = _iris_csv(tmp_path / "new.csv", noise=0.05, rows=8)
+    # A weak champion (heavily regularised), packaged as 1.0.1, so a normal candidate is genuinely better.
+    run = pipeline.run(data, cache_dir=tmp_path / "cache", params={"C": 1e-4},
+                       context={"champion": CHAMPION, "work_dir": tmp_path / "work"}, until="gate")
+    weak = package_candidate(run.outputs["train"], run.outputs["split"],
+                             {"promote": True, "metric": "accuracy", "challenger": 0.0},
+                             CHAMPION, tmp_path / "weak", {"C": 1e-4})
+    out = tmp_path / "packages"
+    strong = retrain(pipeline, data, weak, out, cache_dir=tmp_path / "cache")
+    assert strong.promoted, strong.report.read_text()
+    assert strong.package == out / "iris-classifier" / "1.0.2"
+    assert strong.package is not None
+    assert (out / "gate-report.md").read_text().startswith("# Promotion gate: PROMOTE")
+    artifact = read_manifest(strong.package).artifact_sha256
+    again = retrain(pipeline, data, weak, out, cache_dir=tmp_path / "cache")
+    assert again.run.executed == [] and read_manifest(out / "iris-classifier" / "1.0.2").artifact_sha256 == artifact
+    assert [r["event"] for r in trail.read(audit)] == ["gate", "package", "gate", "package"]
+    assert json.loads((out / "run.json").read_text())["cached"][-1] == "package"
+
+
+def test_the_champion_is_what_the_stack_serves_not_the_latest_package(tmp_path: Path) -> None:
+    store = tmp_path / "packages" / "iris-classifier"
+    for version in ("1.0.0", "1.0.1"):  # 1.0.1 was packaged but never deployed
+        (store / version).mkdir(parents=True)
+        (store / version / "kaizen.yaml").write_text("name: iris-classifier\n")
+    served = {"model_name": "iris-classifier", "model_version": "1.0.0"}
+    assert champion_from_stack(served, tmp_path / "packages") == store / "1.0.0"
+    with pytest.raises(KaizenError, match=r"1\.0\.7 is not in the package store"):
+        champion_from_stack({**served, "model_version": "1.0.7"}, tmp_path / "packages")
+    with pytest.raises(KaizenError, match="deploy a model first"):
+        champion_from_stack({}, tmp_path / "packages")
+
+
+def test_data_that_does_not_fit_the_schema_names_the_column(tmp_path: Path) -> None:
+    pipeline = load_pipeline(PIPELINE)
+    frame = pd.read_csv(_iris_csv(tmp_path / "bad.csv"))
+    frame.drop(columns=["petal_width"]).to_csv(tmp_path / "missing.csv", index=False)
+    with pytest.raises(Exception, match="lacks column 'petal_width'"):
+        pipeline.run(tmp_path / "missing.csv", cache_dir=tmp_path / "cache",
+                     context={"champion": CHAMPION, "work_dir": tmp_path / "w"}, until="gate")
+    frame.loc[5, "sepal_length"] = 1000.0
+    frame.to_csv(tmp_path / "range.csv", index=False)
+    with pytest.raises(Exception, match=r"'sepal_length': row 7 value 1000.0 is outside \[0.0, 100.0\]"):
+        pipeline.run(tmp_path / "range.csv", cache_dir=tmp_path / "cache",
+                     context={"champion": CHAMPION, "work_dir": tmp_path / "w"}, until="gate")
+    with pytest.raises(PipelineError, match="unknown pipeline parameter gamma"):
+        pipeline.run(tmp_path / "range.csv", cache_dir=tmp_path / "cache", params={"gamma": 1})
