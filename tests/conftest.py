@@ -104,6 +104,21 @@ def iris_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSer
         yield server
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_audit_trail(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Every test writes audit records and keys under a temporary directory, never the checkout or ~."""
+    where = tmp_path_factory.mktemp("audit")
+    saved = {k: os.environ.get(k) for k in ("KAIZEN_AUDIT_TRAIL", "KAIZEN_AUDIT_KEY", "KAIZEN_AUDIT_PUBKEYS")}
+    os.environ.update({"KAIZEN_AUDIT_TRAIL": str(where / "audit.jsonl"), "KAIZEN_AUDIT_KEY": str(where / "key.pem")})
+    os.environ.pop("KAIZEN_AUDIT_PUBKEYS", None)
+    yield
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
 _DOCKER_FIXTURES = {"docker_client", "bases", "registry"}
 
 

@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from model_packages.audit import trail
+from model_packages.audit import provenance, trail
 from model_packages.errors import KaizenError
 
 audit_app = typer.Typer(help="The signed, hash-chained audit trail.", no_args_is_help=True)
@@ -71,8 +71,11 @@ def verify(
     path: TrailOption = None,
     anchor_json: Annotated[str | None, typer.Option("--anchor", help='{"seq": n, "head": "…"} kept elsewhere')] = None,
     anchor_git: Annotated[Path | None, typer.Option(help="Read the anchor from the git note on HEAD here")] = None,
+    registry: Annotated[bool, typer.Option(help="Also ask each registry that it still serves every pushed digest")]
+    = True,
 ) -> None:
-    """Check the chain and every signature; with an anchor, that nothing was cut from the end."""
+    """Check the chain and every signature, each image push's SLSA provenance (and, with --registry,
+    that the registry serves that digest); with an anchor, that nothing was cut from the end."""
     try:
         anchored: dict[str, Any] | None = None
         if anchor_git is not None:
@@ -83,9 +86,10 @@ def verify(
             except ValueError:
                 raise KaizenError(f"anchor {anchor_json!r} is not JSON") from None
         records = trail.verify(path, anchored)
+        pushes = provenance.verify_pushes(records, path, registry_check=registry)
     except KaizenError as error:
         raise _fail(error) from None
-    err.print(f"[green]ok[/] {len(records)} records, chain and signatures verified"
+    err.print(f"[green]ok[/] {len(records)} records, chain and signatures verified, {pushes} image provenance"
               + (f", anchored at {anchored['seq']}" if anchored else ""))
 
 

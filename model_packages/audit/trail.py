@@ -108,12 +108,9 @@ def _pae(payload: bytes) -> bytes:
     return b"DSSEv1 %d %b %d %b" % (len(kind), kind, len(payload), payload)
 
 
-def _envelope(record: dict[str, Any], key: Ed25519PrivateKey) -> dict[str, Any]:
-    image = str(record.get("image", ""))
-    subject = ({"name": image.split("@", 1)[0], "digest": {"sha256": image.rsplit(":", 1)[1]}}
-               if "@sha256:" in image else {"name": f"kaizen-audit-record-{record['seq']}",
-                                            "digest": {"sha256": record_hash(record)}})
-    statement = {"_type": STATEMENT_TYPE, "subject": [subject], "predicateType": PREDICATE_TYPE, "predicate": record}
+def sign(statement: dict[str, Any], key: Ed25519PrivateKey | None = None) -> dict[str, Any]:
+    """A DSSE envelope of `statement`, signed with the audit key."""
+    key = key or _private_key()
     payload = json.dumps(statement, sort_keys=True, separators=(",", ":")).encode()
     return {
         "payloadType": PAYLOAD_TYPE,
@@ -122,9 +119,10 @@ def _envelope(record: dict[str, Any], key: Ed25519PrivateKey) -> dict[str, Any]:
     }
 
 
-def _open(envelope: Any, keys: dict[str, Ed25519PublicKey], where: str) -> dict[str, Any]:
+def open_envelope(envelope: Any, keys: dict[str, Ed25519PublicKey], where: str) -> dict[str, Any]:
+    """The statement inside a DSSE envelope, once a trusted key's signature over it checks out."""
     if not isinstance(envelope, dict) or envelope.get("payloadType") != PAYLOAD_TYPE:
-        raise AuditError(f"{where}: not a signed audit record")
+        raise AuditError(f"{where}: not a signed statement")
     try:
         payload = base64.b64decode(envelope["payload"], validate=True)
         statement = json.loads(payload)
@@ -145,11 +143,25 @@ def _open(envelope: Any, keys: dict[str, Ed25519PublicKey], where: str) -> dict[
             raise AuditError(f"{where}: the signature does not match the record (edited?)") from None
     if not verified:
         raise AuditError(f"{where}: signed by no trusted key")
-    if statement.get("_type") != STATEMENT_TYPE or statement.get("predicateType") != PREDICATE_TYPE:
-        raise AuditError(f"{where}: not a Kaizen audit statement")
+    if not isinstance(statement, dict) or statement.get("_type") != STATEMENT_TYPE:
+        raise AuditError(f"{where}: not an in-toto statement")
+    return statement
+
+
+def _envelope(record: dict[str, Any], key: Ed25519PrivateKey) -> dict[str, Any]:
+    image = str(record.get("image", ""))
+    subject = ({"name": image.split("@", 1)[0], "digest": {"sha256": image.rsplit(":", 1)[1]}}
+               if "@sha256:" in image else {"name": f"kaizen-audit-record-{record['seq']}",
+                                            "digest": {"sha256": record_hash(record)}})
+    return sign({"_type": STATEMENT_TYPE, "subject": [subject], "predicateType": PREDICATE_TYPE,
+                 "predicate": record}, key)
+
+
+def _open(envelope: Any, keys: dict[str, Ed25519PublicKey], where: str) -> dict[str, Any]:
+    statement = open_envelope(envelope, keys, where)
     record = statement.get("predicate")
-    if not isinstance(record, dict):
-        raise AuditError(f"{where}: statement without a record")
+    if statement.get("predicateType") != PREDICATE_TYPE or not isinstance(record, dict):
+        raise AuditError(f"{where}: not a Kaizen audit statement")
     return record
 
 

@@ -363,6 +363,10 @@ def push_image(
     if records_path is not None:
         # "auto": $KAIZEN_IMAGES_FILE, else ./kaizen-images.json; None: do not record.
         records.record_image(entry, None if records_path == "auto" else records_path)
+        # A recorded push is also audited: signed SLSA provenance plus an `image_push` record.
+        from model_packages.audit import provenance
+
+        provenance.record_push(result.reference, labels)
     return result
 
 

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import requests
 
+from model_packages.audit import provenance, trail
 from model_packages.image.build import BuildResult, build_package
 from model_packages.image.context import Bases
 from model_packages.image.localregistry import LocalRegistry
@@ -52,6 +53,23 @@ def test_push_returns_digest_reference_and_records_it(
     assert (entry["model"], entry["version"]) == ("iris-classifier", "1.0.0")
     assert entry["created"] == sklearn_image.labels["org.opencontainers.image.created"]
     assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$", entry["built_at"])
+
+
+def test_a_recorded_push_leaves_signed_provenance_the_registry_confirms(
+    pushed: tuple[Any, Path], sklearn_image: BuildResult
+) -> None:
+    result, _ = pushed
+    pushes = [r for r in trail.read() if r["event"] == "image_push" and r["image"] == result.reference]
+    assert len(pushes) == 1
+    assert provenance.verify_pushes(pushes) == 1  # signature, subject digest, and the registry serves it
+    envelope = json.loads((provenance.provenance_dir() / pushes[0]["provenance"]).read_text())
+    found = trail.open_envelope(envelope, trail.public_keys(), "provenance")
+    assert found["subject"][0]["digest"]["sha256"] == result.digest.split(":", 1)[1]
+    deps = {d["name"]: d["digest"]["sha256"] for d in found["predicate"]["buildDefinition"]["resolvedDependencies"]}
+    assert deps["model-artifact"] == sklearn_image.labels["io.kaizen.model.artifact-sha256"]
+    missing = {**pushes[0], "image": result.repository + "@sha256:" + "0" * 64}
+    with pytest.raises(trail.AuditError, match="provenance is not about"):
+        provenance.verify_pushes([missing])
 
 
 def test_pull_and_run_by_digest(
