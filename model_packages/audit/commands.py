@@ -93,5 +93,23 @@ def verify(
               + (f", anchored at {anchored['seq']}" if anchored else ""))
 
 
+def lineage(
+    image: Annotated[str, typer.Argument(help="REGISTRY/REPO@sha256:...")],
+    store: Annotated[Path | None, typer.Option(help="Package store (<store>/<name>/<version>)")] = None,
+    openlineage: Annotated[Path | None, typer.Option(help="Also write OpenLineage run events (JSON lines) here")]
+    = None,
+    path: TrailOption = None,
+) -> None:
+    """Walk image -> package -> training run -> data -> parent version, from the audit trail."""
+    from model_packages.audit.lineage import lineage_command
+
+    try:
+        nodes = lineage_command(image, store, openlineage, path)
+    except KaizenError as error:
+        raise _fail(error) from None
+    typer.echo(json.dumps(nodes, indent=2))
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(audit_app, name="audit")
+    app.command("lineage")(lineage)

@@ -59,7 +59,7 @@ class RunResult:
     version: str = ""
 
 
-def _sha256_file(path: Path) -> str:
+def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -116,7 +116,7 @@ class Pipeline:
             raise PipelineError(f"data file {data} does not exist")
         values: dict[str, Any] = {DATA: data, **(context or {})}
         # Where a step writes is not what it computes: `work_dir` is left out of the keys.
-        context_keys = {DATA: _sha256_file(data)} | {k: _context_key(v) for k, v in (context or {}).items()
+        context_keys = {DATA: sha256_file(data)} | {k: _context_key(v) for k, v in (context or {}).items()
                                                       if k != "work_dir"}
         result = RunResult({}, {}, version=self.version(params))
         for step in self.steps:
@@ -156,7 +156,7 @@ def _mkdir(path: Path) -> Path:
 
 def _context_key(value: Any) -> str:
     if isinstance(value, Path) and value.is_dir() and (value / "kaizen.yaml").is_file():
-        return _sha256_file(value / "kaizen.yaml")
+        return sha256_file(value / "kaizen.yaml")
     return json.dumps(value, sort_keys=True, default=str)
 
 

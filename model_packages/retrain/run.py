@@ -11,7 +11,8 @@ from typing import Any
 
 from model_packages.audit import trail
 from model_packages.errors import KaizenError
-from model_packages.retrain.pipeline import Pipeline, RunResult
+from model_packages.retrain.card import write_model_card
+from model_packages.retrain.pipeline import Pipeline, RunResult, sha256_file
 
 
 @dataclass
@@ -55,7 +56,8 @@ def retrain(pipeline: Pipeline, data: Path, champion: Path, out: Path, *, cache_
         raise KaizenError(f"pipeline {pipeline.name} has no `gate` step returning a gate result")
     report = out / "gate-report.md"
     report.write_text(str(gate["report"]))
-    record = {"pipeline": pipeline.name, "pipeline_version": gated.version, "data_sha256": gated.keys.get("load", ""),
+    data_sha256 = sha256_file(data)
+    record = {"pipeline": pipeline.name, "pipeline_version": gated.version, "data_sha256": data_sha256,
               "champion": f"{champion_manifest.name} {champion_manifest.version}", "metric": gate["metric"],
               "champion_score": gate["champion"], "challenger_score": gate["challenger"],
               "interval": list(gate["interval"]), "promote": bool(gate["promote"])}
@@ -75,6 +77,8 @@ def retrain(pipeline: Pipeline, data: Path, champion: Path, out: Path, *, cache_
                   **(params or {})}, "data": str(data), "step_keys": full.keys, "code_revision": _revision(),
                   "executed": full.executed, "cached": full.cached}
     (out / "run.json").write_text(json.dumps(run_record, indent=2, sort_keys=True))
+    write_model_card(target, gate=gate, run=run_record | {"data_sha256": data_sha256})
     trail.append("package", name=manifest.name, version=manifest.version, artifact_sha256=manifest.artifact_sha256,
-                 pipeline_version=full.version, champion=record["champion"])
+                 pipeline=pipeline.name, pipeline_version=full.version, data_sha256=data_sha256,
+                 parent=champion_manifest.version)
     return RetrainOutcome(True, report, target, full)

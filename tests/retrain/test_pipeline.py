@@ -123,3 +123,35 @@ def test_data_that_does_not_fit_the_schema_names_the_column(tmp_path: Path) -> N
                      context={"champion": CHAMPION, "work_dir": tmp_path / "w"}, until="gate")
     with pytest.raises(PipelineError, match="unknown pipeline parameter gamma"):
         pipeline.run(tmp_path / "range.csv", cache_dir=tmp_path / "cache", params={"gamma": 1})
+
+
+def test_lineage_walks_image_package_run_data_parent_and_exports_openlineage(tmp_path: Path, audit: Path) -> None:
+    from model_packages.audit import lineage, provenance
+
+    pipeline = load_pipeline(PIPELINE)
+    data = _iris_csv(tmp_path / "new.csv", noise=0.05, rows=8)
+    run = pipeline.run(data, cache_dir=tmp_path / "cache", params={"C": 1e-4},
+                       context={"champion": CHAMPION, "work_dir": tmp_path / "work"}, until="gate")
+    weak = package_candidate(run.outputs["train"], run.outputs["split"],
+                             {"promote": True, "metric": "accuracy", "challenger": 0.0},
+                             CHAMPION, tmp_path / "weak", {"C": 1e-4})
+    out = tmp_path / "packages"
+    strong = retrain(pipeline, data, weak, out, cache_dir=tmp_path / "cache")
+    assert strong.package is not None
+    card = json.loads((strong.package / "model-card.json").read_text())
+    assert card["gate"]["promote"] is True and card["version"] == "1.0.2"
+    assert "| petal_length | float |" in (strong.package / "model-card.md").read_text()
+    image = "127.0.0.1:5000/kaizen/iris-classifier@sha256:" + "a" * 64
+    provenance.record_push(image, {"io.kaizen.model.name": "iris-classifier", "io.kaizen.model.version": "1.0.2"})
+    nodes = lineage.lineage(image, trail.read(audit), out)
+    assert [n["kind"] for n in nodes] == ["image", "package", "training_run", "data", "package"]
+    assert nodes[1]["data_sha256"] == read_manifest(strong.package).lineage.data_sha256
+    assert nodes[3]["sha256"] == trail.read(audit)[0]["data_sha256"]
+    assert nodes[4]["version"] == "1.0.1"  # the champion it was gated against
+    events = lineage.openlineage_events(nodes)
+    assert [e["job"]["name"] for e in events] == ["image-push", "retrain/iris-classifier"]
+    assert events[1]["outputs"][0]["name"] == "package/iris-classifier/1.0.2"
+    assert {i["name"] for i in events[1]["inputs"]} == {f"data/sha256:{nodes[3]['sha256']}",
+                                                         "package/iris-classifier/1.0.1"}
+    with pytest.raises(KaizenError, match="records no push"):
+        lineage.lineage(image.replace("a" * 64, "b" * 64), trail.read(audit), out)
