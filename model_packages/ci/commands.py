@@ -180,13 +180,15 @@ def preview_up(
     target: Target = "local",
     image: Annotated[str | None, typer.Option(help="Digest-pinned image (else the template's package)")] = None,
     package: Annotated[str | None, typer.Option(help="Model package to build (local target)")] = None,
+    summary: Annotated[Path | None, typer.Option(help="Write the update's resource changes here")] = None,
     project_dir: ProjectDir = Path("."),
 ) -> None:
     """Create or update the preview stack of pull request PR and `pulumi up` it; print its outputs."""
     from model_packages.ci import stacks
 
     try:
-        _print_json(stacks.preview_up(_project(project_dir), target, pr, image=image, package=package))
+        _print_json(stacks.preview_up(_project(project_dir), target, pr, image=image, package=package,
+                                      summary=summary))
     except KaizenError as error:
         raise _fail(error) from None
 

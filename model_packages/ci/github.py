@@ -33,8 +33,9 @@ def trim(body: str, limit: int = COMMENT_LIMIT) -> str:
 
 def render_comment(pr: int, outputs: Mapping[str, Any], sections: Mapping[str, str]) -> str:
     """The preview comment: endpoint and image digest, then each report (gate, drift, `pulumi preview`)."""
-    lines = [MARKER, f"### Kaizen preview of #{pr}", "", "| | |", "| --- | --- |"]
-    for key in ("endpoint_url", "endpointUrl", "image", "image_digest", "imageDigest", "model_version"):
+    lines = [MARKER, f"### Kaizen preview of #{pr}", "", "| output | value |", "| --- | --- |"]
+    for key in ("endpoint_url", "endpointName", "serviceUri", "fqdn", "scoringUri", "image", "image_digest",
+                "model_version"):
         if key in outputs:
             lines.append(f"| {key} | `{outputs[key]}` |")
     for title, text in sections.items():

@@ -74,11 +74,15 @@ def _outputs(stack: auto.Stack) -> dict[str, Any]:
     return {k: v.value for k, v in stack.outputs().items()}
 
 
-def _up(stack: auto.Stack, project: Project, message: str) -> dict[str, Any]:
+def _up(stack: auto.Stack, project: Project, message: str, summary: Path | None = None) -> dict[str, Any]:
     try:
-        stack.up(on_output=project.echo, message=message, color="never")
+        result = stack.up(on_output=project.echo, message=message, color="never")
     except auto.CommandError as err:
         raise StackError(f"`pulumi up` of {stack.name} failed:\n{str(err)[-3000:]}") from None
+    if summary is not None:
+        changes = result.summary.resource_changes or {}
+        summary.write_text(f"pulumi up of {stack.name}: {result.summary.result}\n" + "".join(
+            f"    {count} {kind}\n" for kind, count in sorted(changes.items())))
     return _outputs(stack)
 
 
@@ -188,14 +192,14 @@ def write_preview_config(project: Project, target: str, pr: int, *, image: str |
 
 
 def preview_up(project: Project, target: str, pr: int, *, image: str | None = None,
-               package: str | None = None) -> dict[str, Any]:
+               package: str | None = None, summary: Path | None = None) -> dict[str, Any]:
     """Create or update the preview stack of pull request `pr` and `pulumi up` it."""
     stack_name = preview_stack_name(target, pr)
     write_preview_config(project, target, pr, image=image, package=package)
     stack = project.select(stack_name, create=True)
     if image is not None:
         stack.set_config("kaizen:image", auto.ConfigValue(check_digest_ref(image)))
-    outputs = _up(stack, project, f"kaizen: preview of pull request {pr}")
+    outputs = _up(stack, project, f"kaizen: preview of pull request {pr}", summary)
     trail.append("preview_up", stack=stack_name, image=str(outputs.get("image", image or "")), **_who())
     return outputs
 

@@ -181,8 +181,9 @@ def test_preview_create_update_cleanup_and_idempotent_destroy(ci: Ci) -> None:
                       "--package", package, *project)
     assert _served(created)[0] == "1.0.1"
     updated = ci.json("ci", "preview", "up", "--pr", pr, "--target", "local", "--image", ci.images["1.0.1"],
-                      "--package", package, *project)
+                      "--package", package, "--summary", str(ci.tmp / "up.txt"), *project)
     assert updated["image_digest"] == created["image_digest"]
+    assert "succeeded" in (ci.tmp / "up.txt").read_text()  # the comment's `pulumi up` section
     assert ci.json("ci", "cleanup", "--target", "local", "--open", str(ci.pr + 1), *project) == {"destroyed": [ci.pr]}
     assert not (STACKS_DIR / f"Pulumi.pr-{pr}.yaml").exists()
     assert leftovers(scope_name("kaizen", f"pr-{pr}")) == {"containers": [], "volumes": [], "images": []}
