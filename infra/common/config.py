@@ -125,7 +125,15 @@ class Alerts(_Model):
     drift_score: Annotated[float, Field(gt=0)] = 0.25
 
 
+class RuntimeSettings(_Model):
+    """Serving runtime knobs (defaults per target: infra/common/runtime.py)."""
+
+    workers: Annotated[int, Field(ge=1, le=64)] | None = None
+    keep_alive_timeout: Annotated[int, Field(ge=1, le=3600)] | None = None
+
+
 class _Serving(_Model):
+    runtime: RuntimeSettings = RuntimeSettings()
     min_instances: Annotated[int, Field(ge=0, le=100)] = 1
     max_instances: Annotated[int, Field(ge=1, le=100)] = 2
     canary_percent: Annotated[int, Field(ge=0, le=50)] = 0
@@ -159,7 +167,9 @@ class AwsSettings(_Serving):
     data_capture_percent: Annotated[int, Field(ge=0, le=100)] = 20
     notifications: AwsNotifications = AwsNotifications()
     ecr_keep_images: Annotated[int, Field(ge=1, le=1000)] = 30
-    allow_ecr_auth_token_wildcard: bool = False
+    # false for one `pulumi up` before an instanceType change (UpdateEndpoint refuses to change
+    # the instance type of an autoscaling target), then true again.
+    autoscaling: bool = True
 
     @model_validator(mode="after")
     def _aws(self) -> AwsSettings:

@@ -65,6 +65,8 @@ def _fake_state(typ: str, name: str, inputs: dict[str, Any]) -> dict[str, Any]:
         if typ == "aws:s3/bucket:Bucket":
             state["bucket"] = auto
             state["arn"] = f"arn:aws:s3:::{auto}"
+        if typ == "aws:cloudwatch/metricAlarm:MetricAlarm":
+            state["arn"] = f"arn:aws:cloudwatch:eu-west-1:{ACCOUNT}:alarm:{res_name}"
         if typ == "aws:ecr/repository:Repository":
             state["repositoryUrl"] = f"{ACCOUNT}.dkr.ecr.eu-west-1.amazonaws.com/{res_name}"
         if typ == "aws:cloudwatch/dashboard:Dashboard":

@@ -97,7 +97,20 @@ def test_image_by_tag_is_flagged() -> None:
     ("statement", "bad"),
     [
         ({"Effect": "Allow", "Action": "ecr:*", "Resource": "arn:aws:ecr:eu-west-1:1:repository/x"}, True),
-        ({"Effect": "Allow", "Action": ["ecr:GetAuthorizationToken"], "Resource": "*"}, True),
+        # documented: no resource-level permissions (infra/aws/rules.py), alone in its statement
+        ({"Effect": "Allow", "Action": ["ecr:GetAuthorizationToken"], "Resource": "*"}, False),
+        ({"Effect": "Allow", "Action": ["ecr:GetAuthorizationToken", "ecr:BatchGetImage"], "Resource": "*"}, True),
+        ({"Effect": "Allow", "Action": ["cloudwatch:PutMetricData"], "Resource": "*"}, True),
+        (
+            {
+                "Effect": "Allow",
+                "Action": ["cloudwatch:PutMetricData"],
+                "Resource": "*",
+                "Condition": {"StringEquals": {"cloudwatch:namespace": "/aws/sagemaker/Endpoints"}},
+            },
+            False,
+        ),
+        ({"Effect": "Allow", "Action": ["cloudwatch:DescribeAlarms"], "Resource": "*"}, True),
         ({"Effect": "Allow", "Action": ["s3:PutObject"], "Resource": ["arn:aws:s3:::*/datacapture/*"]}, True),
         ({"Effect": "Allow", "Principal": "*", "Action": ["s3:GetObject"], "Resource": ["arn:aws:s3:::b/p/*"]}, True),
         ({"Effect": "Allow", "NotAction": ["iam:*"], "Resource": ["arn:aws:s3:::b"]}, True),
@@ -119,17 +132,15 @@ def test_wildcards_in_allow_statements(statement: dict[str, Any], bad: bool) -> 
     assert bool(check_resource("no-wildcard-iam", "aws:iam/rolePolicy:RolePolicy", {"policy": doc})) is bad
 
 
-def test_ecr_auth_token_escape_hatch_is_flagged(stack_run) -> None:
+def test_execution_policy_passes_with_only_the_documented_wildcards() -> None:
     from infra.aws.identity import execution_policy
 
     doc = execution_policy(
-        "arn:aws:ecr:r:1:repository/kaizen/iris",
-        "arn:aws:logs:r:1:log-group:g",
-        None,
-        None,
-        allow_ecr_auth_token_wildcard=True,
+        "arn:aws:ecr:r:1:repository/kaizen/iris", "arn:aws:logs:r:1:log-group:g", None, None, ["arn:aws:cw:a"]
     )
-    assert any("GetAuthorizationToken" in v or "'*'" in v for v in policy_violations(doc))
+    assert policy_violations(doc) == []
+    star = [s["Action"] for s in doc["Statement"] if s["Resource"] == "*"]
+    assert sorted(star) == [["cloudwatch:PutMetricData"], ["ecr:GetAuthorizationToken"]]
 
 
 def test_encryption_and_public_access(stack_run) -> None:
