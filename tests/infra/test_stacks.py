@@ -14,7 +14,7 @@ from .conftest import ACCOUNT, DIGEST, Run, load_stack_config
 
 AWS_IMAGE = f"{ACCOUNT}.dkr.ecr.eu-west-1.amazonaws.com/kaizen/iris@{DIGEST}"
 GCP_IMAGE = f"europe-west4-docker.pkg.dev/kaizen-test/kaizen/kaizen/iris@{DIGEST}"
-AZURE_IMAGE = f"kaizenplatform.azurecr.io/kaizen/iris@{DIGEST}"
+AZURE_IMAGE = f"kaizenazureplatform.azurecr.io/kaizen/iris@{DIGEST}"
 SERVING = ["dev", "staging", "prod", "pr-7"]
 ALL = [f"{c}-{k}" for c in ("aws", "azure", "gcp") for k in [*SERVING, "platform"]]
 REGISTRY_TYPES = (
@@ -353,11 +353,20 @@ def test_azure_container_app(stack_run, stack: str, bounds: tuple[int, int]) -> 
     assert app["identity"]["type"] == "UserAssigned"
     registry = app["configuration"]["registries"][0]
     assert (
-        registry["server"] == "kaizenplatform.azurecr.io"
+        registry["server"] == "kaizenazureplatform.azurecr.io"
         and registry["identity"] == app["identity"]["userAssignedIdentities"][0]
     )
     assert uai.name in registry["identity"]
-    assert app["template"]["revisionSuffix"] == "d" + DIGEST.split(":")[1][:12]
+    # Azure names revisions (a digest-derived suffix made rollbacks and settings-only changes conflict)
+    assert "revisionSuffix" not in app["template"]
+    startup = next(p for p in container["probes"] if p["type"] == "Startup")
+    assert startup.get("initialDelaySeconds", 0) + startup["periodSeconds"] * startup["failureThreshold"] >= 240
+    env = {e["name"]: e for e in container["env"]}
+    assert env["APPLICATIONINSIGHTS_CONNECTION_STRING"] == {
+        "name": "APPLICATIONINSIGHTS_CONNECTION_STRING",
+        "secretRef": "appinsights-connection-string",
+    }
+    assert env["KAIZEN_KEEPALIVE_TIMEOUT"]["value"] == "255" and env["KAIZEN_WORKERS"]["value"] == "1"
     _azure_identity_and_alerts(run, stack, "containerapp")
 
 
@@ -376,7 +385,19 @@ def test_azure_ml_endpoint(stack_run) -> None:
     dep = run.one("azure-native:machinelearningservices:OnlineDeployment").inputs
     props = dep["properties"]
     assert props["instanceType"] == "Standard_DS3_v2" and props["endpointComputeType"] == "Managed"
-    assert props["scaleSettings"]["minInstances"] == 2 and props["scaleSettings"]["maxInstances"] == 6
+    assert props["scaleSettings"] == {"scaleType": "Default"}  # the only type managed deployments take
+    assert dep["sku"]["capacity"] == 2
+    assert props["requestSettings"]["maxConcurrentRequestsPerInstance"] == 50  # Azure's default: 1
+    assert props["environmentVariables"]["KAIZEN_WORKERS"] == "4"  # Standard_DS3_v2: 4 vCPUs
+    autoscale = run.one("azure-native:monitor:AutoscaleSetting").inputs
+    capacity = autoscale["profiles"][0]["capacity"]
+    assert (capacity["minimum"], capacity["maximum"]) == ("2", "6")
+    assert autoscale["targetResourceUri"].endswith("d000000000000") or autoscale["targetResourceUri"]
+    assert endpoint["properties"]["traffic"] == {"d000000000000": 100}
+    diagnostics = run.one("azure-native:monitor:DiagnosticSetting").inputs
+    assert diagnostics["resourceUri"] == run.outputs["endpointId"]  # the endpoint, not the workspace
+    vault = run.one("azure-native:keyvault:Vault").inputs["properties"]
+    assert vault["softDeleteRetentionInDays"] == 90 and vault["enablePurgeProtection"] is True
     assert props["environmentVariables"]["KAIZEN_SCORING_ROUTE"] == "/predict"
     assert props["egressPublicNetworkAccess"] == "Enabled"  # pulls from the platform ACR
     assert storage_ok(run)
@@ -389,16 +410,23 @@ def storage_ok(run: Run) -> bool:
     workspace = run.one("azure-native:machinelearningservices:Workspace").inputs
     vault = run.one("azure-native:keyvault:Vault").inputs["properties"]
     return (
-        workspace["systemDatastoresAuthMode"] == "identity"
+        workspace["systemDatastoresAuthMode"] == "Identity"
         and vault["enableRbacAuthorization"] is True
         and vault["networkAcls"] == {"bypass": "AzureServices", "defaultAction": "Deny"}
     )
 
 
 def _azure_identity_and_alerts(run: Run, stack: str, compute: str) -> None:
-    assignment = run.one("azure-native:authorization:RoleAssignment").inputs
-    assert assignment["roleDefinitionId"].endswith("/roleDefinitions/7f951dda-4ed3-4680-a7ca-43fe172d538d")
-    assert assignment["scope"].endswith("/registries/kaizenplatform")
+    assignments = {
+        a.inputs["roleDefinitionId"].rsplit("/", 1)[-1]: a.inputs
+        for a in run.of_type("azure-native:authorization:RoleAssignment")
+    }
+    if compute == "ml":  # Storage Blob Data Reader for the user-assigned endpoint identity
+        reader = assignments.pop("2a2b9908-6ea1-4ae2-8e65-a410df84e7d1")
+        assert "/storage/" in reader["scope"] and reader["principalType"] == "ServicePrincipal"
+    assignment = assignments.pop("7f951dda-4ed3-4680-a7ca-43fe172d538d")
+    assert not assignments
+    assert assignment["scope"].endswith("/registries/kaizenazureplatform")
     assert assignment["principalType"] == "ServicePrincipal"
     workspace = run.one("azure-native:operationalinsights:Workspace").inputs
     assert workspace["retentionInDays"] in (30, 365)

@@ -111,3 +111,15 @@ def test_local_target_is_dispatched_to_infra_local(monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(infra.local, "deploy", lambda c: seen.append(c))
     assert program.deploy(cfg) == {}
     assert seen == [cfg]
+
+
+def test_azure_ml_stack_without_traffic_or_with_unknown_deployment_is_refused() -> None:
+    cfg = load_stack_config("azure-prod")
+    del cfg["azure"]["mlTraffic"]
+    with pytest.raises(Exception, match=r"kaizen:azure\.mlTraffic: missing: the endpoint would route 0 %"):
+        parse_config(cfg, "azure-prod")
+    cfg["azure"]["mlTraffic"] = {"dffffffffffff": 100}
+    with pytest.raises(Exception, match=r"not a deployment of this stack \['d000000000000'\]"):
+        parse_config(cfg, "azure-prod")
+    cfg["azure"]["mlTraffic"] = {}  # the very first deploy: deliberately no traffic yet
+    assert parse_config(cfg, "azure-prod").azure is not None
