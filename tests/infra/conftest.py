@@ -99,6 +99,9 @@ def _fake_state(typ: str, name: str, inputs: dict[str, Any], region: str = "eu-w
                     i: {"principalId": "p", "clientId": "c"} for i in identity["userAssignedIdentities"]
                 },
             }
+    elif typ == "random:index/randomId:RandomId":
+        state["hex"] = h[: 2 * int(inputs.get("byteLength", 4))]
+        state["id"] = state["hex"]
     elif typ.startswith("gcp:"):
         state["name"] = inputs.get("name") or auto
         state["id"] = f"projects/kaizen-test/{auto}"
@@ -152,7 +155,7 @@ class RecordingMocks(pulumi.runtime.Mocks):
             return {"primarySharedKey": "primary-key", "secondarySharedKey": "secondary-key"}
         if tok == "azure-native:authorization:getClientConfig":
             return {"subscriptionId": "0000", "tenantId": "tenant", "clientId": "client", "objectId": "object"}
-        if tok == "gcp:projects/getProject:getProject":
+        if tok in ("gcp:projects/getProject:getProject", "gcp:organizations/getProject:getProject"):
             return {"number": "123456", "projectId": "kaizen-test"}
         return {}
 

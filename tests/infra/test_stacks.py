@@ -288,14 +288,19 @@ def test_gcp_cloud_run_service(stack_run, stack: str, bounds: tuple[int, int], p
     assert svc["invokerIamDisabled"] is False
     sa = run.one("gcp:serviceaccount/account:Account").inputs
     assert svc["template"]["serviceAccount"].startswith(sa["accountId"] + "@")
-    assert svc["template"]["revision"].startswith(svc["name"] + "-")
+    # Cloud Run names revisions: a fixed name is rejected (409) once it exists, e.g. on rollback
+    assert "revision" not in svc["template"]
+    assert container["resources"]["cpuIdle"] is (bounds[0] == 0)  # warm instances keep their timers running
+    env = {e["name"]: e["value"] for e in container["envs"]}
+    assert env["KAIZEN_WORKERS"] == "1" and int(env["KAIZEN_KEEPALIVE_TIMEOUT"]) > 600  # GFE keeps 600 s
     assert svc["traffics"] == [{"type": "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST", "percent": 100}]
     invokers = run.of_type("gcp:cloudrunv2/serviceIamMember:ServiceIamMember")
     assert invokers and all(i.inputs["role"] == "roles/run.invoker" for i in invokers)
     assert all(i.inputs["member"] not in ("allUsers", "allAuthenticatedUsers") for i in invokers)
     reader = run.one("gcp:artifactregistry/repositoryIamMember:RepositoryIamMember").inputs
     assert reader["role"] == "roles/artifactregistry.reader" and reader["repository"] == "kaizen"
-    assert reader["member"] == f"serviceAccount:{sa['accountId']}@kaizen-test.iam.gserviceaccount.com"
+    # Cloud Run pulls with its service agent (project number from getProject), not the runtime SA
+    assert reader["member"] == "serviceAccount:service-123456@serverless-robot-prod.iam.gserviceaccount.com"
 
 
 @pytest.mark.parametrize("stack", ["gcp-dev", "gcp-prod", "gcp-pr-7"])
@@ -324,7 +329,10 @@ def test_gcp_alerts_and_drift_metric(stack_run, stack: str) -> None:
         ]
     bucket = run.one("gcp:logging/projectBucketConfig:ProjectBucketConfig").inputs
     assert bucket["retentionDays"] in (7, 30, 365)
+    assert bucket["bucketId"].startswith(f"kaizen-{svc}-") and len(bucket["bucketId"]) > len(f"kaizen-{svc}-")
     sink = run.one("gcp:logging/projectSink:ProjectSink").inputs
+    sleep = run.one("time:index/sleep:Sleep")
+    assert sleep.inputs["createDuration"] == "300s" and sleep.urn  # the drift policy waits for the metric
     assert sink["destination"].endswith(f"/buckets/{bucket['bucketId']}")
     assert run.one("gcp:monitoring/dashboard:Dashboard")
 
