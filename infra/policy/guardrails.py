@@ -22,6 +22,7 @@ from pulumi_policy import (
 )
 
 from infra.aws.rules import ALLOWED_WILDCARD_RESOURCE_ACTIONS, has_instance_storage
+from infra.common.rules import Res, evaluate
 from infra.common.tags import tag_property
 
 DIGEST_IMAGE = re.compile(r"^[a-z0-9][a-z0-9.-]*(?::[0-9]+)?/[a-z0-9._/-]+@sha256:[0-9a-f]{64}$")
@@ -345,6 +346,25 @@ def validate_alarms(args: StackValidationArgs, report: ReportViolation) -> None:
         report(problem, None)
 
 
+# --- the clouds' documented rules (infra/<cloud>/rules.py) ---------------------------------------
+def _cloud_violations(args: StackValidationArgs, advisory: bool) -> list[tuple[str, str]]:
+    resources = [
+        Res(r.resource_type, r.name, r.props, r.urn, tuple(d.urn for d in (r.dependencies or [])))
+        for r in args.resources
+    ]
+    return [(str(v), v.res.urn) for v in evaluate(resources) if v.rule.advisory is advisory]
+
+
+def validate_cloud_rules(args: StackValidationArgs, report: ReportViolation) -> None:
+    for message, urn in _cloud_violations(args, advisory=False):
+        report(message, urn)
+
+
+def validate_cloud_rules_advisory(args: StackValidationArgs, report: ReportViolation) -> None:
+    for message, urn in _cloud_violations(args, advisory=True):
+        report(message, urn)
+
+
 Validation = Callable[[ResourceValidationArgs, ReportViolation], None]
 
 POLICIES: list[Policy] = [
@@ -368,6 +388,17 @@ POLICIES: list[Policy] = [
     ),
     StackValidationPolicy(
         "buckets-encrypted", "Every S3 bucket has a KMS encryption configuration.", validate_bucket_encryption
+    ),
+    StackValidationPolicy(
+        "cloud-rules",
+        "Ranges, enums and exclusions the clouds document (infra/<cloud>/rules.py).",
+        validate_cloud_rules,
+    ),
+    StackValidationPolicy(
+        "cloud-rules-advisory",
+        "Documented behaviour worth a look (infra/<cloud>/rules.py, advisory rules).",
+        validate_cloud_rules_advisory,
+        enforcement_level=EnforcementLevel.ADVISORY,
     ),
     StackValidationPolicy("endpoint-alarms", "Endpoints alert on latency, errors and drift.", validate_alarms),
 ]

@@ -32,6 +32,7 @@ class Recorded:
     protect: bool = False
     urn: str = ""
     parent: str = ""
+    deps: tuple[str, ...] = ()
 
 
 @dataclass
@@ -79,6 +80,18 @@ def _fake_state(typ: str, name: str, inputs: dict[str, Any], region: str = "eu-w
         state["id"] = f"/subscriptions/0000/resourceGroups/rg/providers/{typ.split(':')[1]}/{auto}"
         state["principalId"] = f"principal-{h}"
         state["clientId"] = f"client-{h}"
+        rg = inputs.get("resourceGroupName", "rg")
+        if typ == "azure-native:machinelearningservices:Workspace":
+            state["id"] = (
+                f"/subscriptions/0000/resourceGroups/{rg}/providers/Microsoft.MachineLearningServices/"
+                f"workspaces/{inputs['workspaceName']}"
+            )
+        if typ == "azure-native:machinelearningservices:OnlineEndpoint":
+            state["name"] = inputs["endpointName"]
+            state["id"] = (
+                f"/subscriptions/0000/resourceGroups/{rg}/providers/Microsoft.MachineLearningServices/"
+                f"workspaces/{inputs['workspaceName']}/onlineEndpoints/{inputs['endpointName']}"
+            )
         if typ == "azure-native:containerregistry:Registry":
             # ACR: the login server is the lower-cased registry name + .azurecr.io
             state["name"] = inputs["registryName"]
@@ -172,6 +185,7 @@ class RecordingMonitor(pulumi.runtime.mocks.MockMonitor):
         for r in reversed(self.recording.resources):
             if r.typ == request.type and r.name == request.name:
                 r.protect, r.urn, r.parent = bool(request.protect), response.urn, request.parent
+                r.deps = tuple(request.dependencies)
                 break
         return response
 
