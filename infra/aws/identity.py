@@ -20,6 +20,8 @@ import pulumi_aws as aws
 from infra.aws.registry import ECR_PULL_ACTIONS
 from infra.aws.rules import ENDPOINT_METRICS_NAMESPACE
 
+ROLE_PATH = "/kaizen/"
+
 
 @dataclass(frozen=True)
 class SageMakerRoleArgs:
@@ -111,6 +113,7 @@ class SageMakerExecutionRole(pulumi.ComponentResource):
             aws.iam.RoleArgs(
                 assume_role_policy=assume,
                 description="Kaizen SageMaker execution role (least privilege)",
+                path=ROLE_PATH,  # the deploy role may create/pass roles under this path only
                 max_session_duration=3600,
             ),
             opts=child,
