@@ -10,6 +10,15 @@ import pulumi
 import pulumi_azure_native as azure
 
 
+def latency_query(name: str) -> str:
+    """KQL: true p99 from the runtime's per-request line `{"event":"request","latency_ms":x}`."""
+    return (
+        f'ContainerAppConsoleLogs_CL | where ContainerAppName_s == "{name}" | extend d = parse_json(Log_s) '
+        '| where tostring(d.event) == "request" '
+        "| summarize P99 = percentile(todouble(d.latency_ms), 99) by bin(TimeGenerated, 5m)"
+    )
+
+
 def drift_query(compute: str, name: str) -> str:
     """KQL turning the runtime's `{"event":"drift","drift_score":x}` lines into DriftScore."""
     if compute == "containerapp":
@@ -161,41 +170,60 @@ class EndpointAlerts(pulumi.ComponentResource):
                 window="PT15M",
             )
 
-        drift = azure.monitor.ScheduledQueryRule(
-            f"{name}-drift",
-            azure.monitor.ScheduledQueryRuleArgs(
-                resource_group_name=args.resource_group_name,
-                location=args.location,
-                rule_name=f"{args.base_name}-drift",
-                display_name=f"{args.base_name}: DriftScore above {args.drift_score}",
-                description="Kaizen runtime drift score (max PSI across features), metric DriftScore",
-                kind="LogAlert",
-                severity=2,
-                enabled=True,
-                scopes=[args.workspace_id],
-                # The console-log tables exist only after the first log line; Azure validates the
-                # query at creation otherwise (infra/azure/rules.py).
-                skip_query_validation=True,
-                evaluation_frequency="PT5M",
-                window_size="PT15M",
-                criteria=azure.monitor.ScheduledQueryRuleCriteriaArgs(
-                    all_of=[
-                        azure.monitor.ConditionArgs(
-                            query=drift_query(args.compute, args.target_name),
-                            time_aggregation="Maximum",
-                            metric_measure_column="DriftScore",
-                            operator="GreaterThan",
-                            threshold=args.drift_score,
-                            failing_periods=azure.monitor.ConditionFailingPeriodsArgs(
-                                number_of_evaluation_periods=1, min_failing_periods_to_alert=1
-                            ),
-                        )
-                    ]
+        def log_alert(key: str, title: str, description: str, query: str, column: str, threshold: float):
+            return azure.monitor.ScheduledQueryRule(
+                f"{name}-{key}",
+                azure.monitor.ScheduledQueryRuleArgs(
+                    resource_group_name=args.resource_group_name,
+                    location=args.location,
+                    rule_name=f"{args.base_name}-{key}",
+                    display_name=f"{args.base_name}: {title}",
+                    description=description,
+                    kind="LogAlert",
+                    severity=2,
+                    enabled=True,
+                    scopes=[args.workspace_id],
+                    # The console-log tables exist only after the first log line; Azure validates
+                    # the query at creation otherwise (infra/azure/rules.py).
+                    skip_query_validation=True,
+                    evaluation_frequency="PT5M",
+                    window_size="PT15M",
+                    criteria=azure.monitor.ScheduledQueryRuleCriteriaArgs(
+                        all_of=[
+                            azure.monitor.ConditionArgs(
+                                query=query,
+                                time_aggregation="Maximum",
+                                metric_measure_column=column,
+                                operator="GreaterThan",
+                                threshold=threshold,
+                                failing_periods=azure.monitor.ConditionFailingPeriodsArgs(
+                                    number_of_evaluation_periods=1, min_failing_periods_to_alert=1
+                                ),
+                            )
+                        ]
+                    ),
+                    actions=azure.monitor.ActionsArgs(action_groups=[args.action_group_id]),
                 ),
-                actions=azure.monitor.ActionsArgs(action_groups=[args.action_group_id]),
-            ),
-            opts=child,
+                opts=child,
+            )
+
+        drift = log_alert(
+            "drift",
+            f"DriftScore above {args.drift_score}",
+            "Kaizen runtime drift score (max PSI across features), metric DriftScore",
+            drift_query(args.compute, args.target_name),
+            "DriftScore",
+            args.drift_score,
         )
+        if not ml:  # the platform's metrics have no percentile: a true p99 from the request log lines
+            log_alert(
+                "latency-p99-log",
+                f"p99 latency above {args.latency_p99_ms} ms",
+                "p99 of the runtime's per-request latency_ms over 5 minutes",
+                latency_query(args.target_name),
+                "P99",
+                args.latency_p99_ms,
+            )
 
         def chart(metric: str, aggregation: int) -> dict:
             return {

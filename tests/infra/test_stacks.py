@@ -447,7 +447,12 @@ def _azure_identity_and_alerts(run: Run, stack: str, compute: str) -> None:
         {"RequestLatency_P99", "RequestsPerMinute"} if compute == "ml" else {"ResponseTime", "Requests", "Replicas"}
     )
     assert metrics == wanted
-    drift = run.one("azure-native:monitor:ScheduledQueryRule").inputs
+    rules = {r.name: r.inputs for r in run.of_type("azure-native:monitor:ScheduledQueryRule")}
+    drift = rules.pop("alerts-drift")
+    if compute == "containerapp":  # a true p99 from the runtime's request log lines
+        p99 = rules.pop("alerts-latency-p99-log")["criteria"]["allOf"][0]
+        assert "percentile(todouble(d.latency_ms), 99)" in p99["query"] and p99["metricMeasureColumn"] == "P99"
+    assert not rules
     condition = drift["criteria"]["allOf"][0]
     assert '"drift"' in condition["query"] and condition["metricMeasureColumn"] == "DriftScore"
     assert condition["threshold"] == 0.25
