@@ -78,7 +78,7 @@ def _probes(res: Res, _: list[Res]) -> Iterable[str]:
             if is_num(failures):
                 limit = PROBE_FAILURE_MAX.get(str(kind), PROBE_FAILURE_SAFE_MAX)
                 if not 1 <= failures <= limit:
-                    yield f"{kind} probe failureThreshold {failures} outside [1, {limit}]"
+                    yield f"{kind} probe failureThreshold {failures:g} outside [1, {limit}]"
             yield from in_range(p.get("periodSeconds"), *PROBE_PERIOD, f"{kind} probe periodSeconds")
             yield from in_range(p.get("initialDelaySeconds"), *PROBE_INITIAL_DELAY, f"{kind} initialDelaySeconds")
 
@@ -88,7 +88,7 @@ def _probes_safe(res: Res, _: list[Res]) -> Iterable[str]:
         for p in as_list(get(c, "probes")):
             failures = get(p, "failureThreshold")
             if is_num(failures) and failures > PROBE_FAILURE_SAFE_MAX:
-                yield f"{get(p, 'type')} probe failureThreshold {failures} > {PROBE_FAILURE_SAFE_MAX}"
+                yield f"{get(p, 'type')} probe failureThreshold {failures:g} > {PROBE_FAILURE_SAFE_MAX}"
 
 
 def _revision_suffix(res: Res, _: list[Res]) -> Iterable[str]:
@@ -152,6 +152,20 @@ def _traffic(res: Res, all_: list[Res]) -> Iterable[str]:
                 yield f"traffic to {name!r}, which this stack does not deploy"
 
 
+UAI_STORAGE_DOC = "https://learn.microsoft.com/en-us/azure/machine-learning/concept-endpoints-online-auth"
+STORAGE_BLOB_DATA_READER = "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1"
+
+
+def _uai_storage(res: Res, all_: list[Res]) -> Iterable[str]:
+    if get(res.props, "identity", "type") != "UserAssigned":
+        return
+    roles = [
+        str(r.props.get("roleDefinitionId", "")) for r in all_ if r.typ == "azure-native:authorization:RoleAssignment"
+    ]
+    if not any(r.endswith(STORAGE_BLOB_DATA_READER) for r in roles):
+        yield "user-assigned endpoint identity without Storage Blob Data Reader (no automatic assignment for UAI)"
+
+
 def _vault(res: Res, _: list[Res]) -> Iterable[str]:
     yield from in_range(get(res.props, "properties", "softDeleteRetentionInDays"), 7, 90, "softDeleteRetentionInDays")
 
@@ -176,6 +190,7 @@ RULES = [
     Rule("azure-managed-deployment", (DEPLOYMENT,), _managed_scale, MANAGED_SCALE_DOC),
     Rule("azure-metric-aggregation", (METRIC_ALERT,), _metric_aggregation, ML_METRICS_DOC + " ; " + APP_METRICS_DOC),
     Rule("azure-endpoint-traffic", (ENDPOINT,), _traffic, TRAFFIC_DOC),
+    Rule("azure-endpoint-uai-storage", (ENDPOINT,), _uai_storage, UAI_STORAGE_DOC),
     Rule(
         "azure-keyvault-soft-delete",
         ("azure-native:keyvault:Vault",),

@@ -176,6 +176,12 @@ BAD: list[tuple[str, str, str, Mutation]] = [
         _set(("properties", "traffic"), _DROP),
     ),
     (
+        "azure-endpoint-uai-storage",
+        "azure-prod",
+        "azure-native:authorization:RoleAssignment#endpoint-blob-reader",
+        _set(("roleDefinitionId",), "/providers/Microsoft.Authorization/roleDefinitions/7f951dda"),
+    ),
+    (
         "azure-keyvault-soft-delete",
         "azure-prod",
         "azure-native:keyvault:Vault",
@@ -226,7 +232,8 @@ def test_rule_catches_a_bad_value(stack_run, rule_id: str, stack: str, typ: str,
     rule: Rule = RULES[rule_id]
     res = resources(stack_run(stack))
     assert not evaluate(res, [rule]), "precondition: the committed stack passes"
-    target = next(i for i, r in enumerate(res) if r.typ == typ)
+    typ, _, name = typ.partition("#")
+    target = next(i for i, r in enumerate(res) if r.typ == typ and (not name or r.name == name))
     props = copy.deepcopy(dict(res[target].props))
     mutate(props)
     res[target] = Res(res[target].typ, res[target].name, props, res[target].urn, res[target].deps)
