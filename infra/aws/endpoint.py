@@ -163,7 +163,7 @@ class SageMakerEndpoint(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(
                 parent=self,
                 protect=args.protect,
-                replace_on_changes=["tags.kaizen-endpoint-mode"],
+                replace_on_changes=['tags["kaizen-endpoint-mode"]'],  # property path: key has dashes
                 delete_before_replace=True,
             ),
         )

@@ -33,6 +33,7 @@ class Recorded:
     urn: str = ""
     parent: str = ""
     deps: tuple[str, ...] = ()
+    replace_on_changes: tuple[str, ...] = ()
 
 
 @dataclass
@@ -186,6 +187,7 @@ class RecordingMonitor(pulumi.runtime.mocks.MockMonitor):
             if r.typ == request.type and r.name == request.name:
                 r.protect, r.urn, r.parent = bool(request.protect), response.urn, request.parent
                 r.deps = tuple(request.dependencies)
+                r.replace_on_changes = tuple(request.replaceOnChanges)
                 break
         return response
 

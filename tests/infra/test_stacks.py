@@ -109,8 +109,13 @@ def test_aws_endpoint_uses_exactly_the_pinned_image(stack_run, stack: str) -> No
     config = run.one("aws:sagemaker/endpointConfiguration:EndpointConfiguration").inputs
     assert "name" not in config
     assert config["productionVariants"][0]["variantName"] == "AllTraffic"
-    endpoint = run.one("aws:sagemaker/endpoint:Endpoint").inputs
+    endpoint_res = run.one("aws:sagemaker/endpoint:Endpoint")
+    endpoint = endpoint_res.inputs
     assert endpoint["name"] == f"kaizen-iris-{stack}"
+    # serverless <-> instances cannot be converted in place: the mode tag forces a replacement
+    mode = "serverless" if stack == "aws-pr-7" else "instance"
+    assert endpoint["tags"]["kaizen-endpoint-mode"] == mode
+    assert endpoint_res.replace_on_changes == ('tags["kaizen-endpoint-mode"]',)
     assert run.outputs["image"] == AWS_IMAGE
 
 
