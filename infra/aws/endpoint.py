@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_aws as aws
 
+from infra.aws.rules import has_instance_storage
+
 VARIANT = "AllTraffic"
 SCALABLE_DIMENSION = "sagemaker:variant:DesiredInstanceCount"
 
@@ -39,6 +41,7 @@ class SageMakerEndpointArgs:
     canary_percent: int = 0
     rollback_alarm_names: list[pulumi.Input[str]] = field(default_factory=list)
     environment: dict[str, str] = field(default_factory=dict)
+    autoscaling: bool = True
     protect: bool = False
 
 
@@ -56,7 +59,8 @@ class SageMakerEndpoint(pulumi.ComponentResource):
             f"{name}-model",
             aws.sagemaker.ModelArgs(
                 execution_role_arn=args.execution_role_arn,
-                enable_network_isolation=True,
+                # Serverless Inference does not support network isolation (rules.SERVERLESS_DOC).
+                enable_network_isolation=args.serverless is None,
                 primary_container=aws.sagemaker.ModelPrimaryContainerArgs(
                     image=args.image, mode="SingleModel", environment=args.environment
                 ),
@@ -106,8 +110,11 @@ class SageMakerEndpoint(pulumi.ComponentResource):
             aws.sagemaker.EndpointConfigurationArgs(
                 production_variants=[variant],
                 data_capture_config=capture,
-                # Serverless variants have no ML storage volume to encrypt.
-                kms_key_arn=None if args.serverless is not None else args.kms_key_arn,
+                # Serverless variants have no ML storage volume to encrypt, and instance types with
+                # local NVMe storage refuse a volume key (rules.ENDPOINT_CONFIG_DOC).
+                kms_key_arn=None
+                if args.serverless is not None or has_instance_storage(args.instance_type)
+                else args.kms_key_arn,
             ),
             opts=pulumi.ResourceOptions(parent=self, delete_before_replace=False),
         )
@@ -149,11 +156,22 @@ class SageMakerEndpoint(pulumi.ComponentResource):
                 name=args.endpoint_name,
                 endpoint_config_name=config.name,
                 deployment_config=deployment,
+                # AWS cannot turn an instance-backed endpoint into a serverless one (or back):
+                # a mode change replaces the endpoint (same name, so delete first).
+                tags={"kaizen-endpoint-mode": "serverless" if args.serverless is not None else "instance"},
             ),
-            opts=pulumi.ResourceOptions(parent=self, protect=args.protect),
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                protect=args.protect,
+                replace_on_changes=['tags["kaizen-endpoint-mode"]'],  # property path: key has dashes
+                delete_before_replace=True,
+            ),
         )
 
-        if args.serverless is None:
+        # UpdateEndpoint fails when it changes the instance type of an autoscaling target
+        # (https://docs.aws.amazon.com/sagemaker/latest/dg/endpoint-scaling-update.html): set
+        # `autoscaling: false` for one `pulumi up`, change `instanceType` in the next, re-enable.
+        if args.serverless is None and args.autoscaling:
             resource_id = endpoint.name.apply(lambda n: f"endpoint/{n}/variant/{VARIANT}")
             target = aws.appautoscaling.Target(
                 f"{name}-scaling-target",

@@ -1,11 +1,11 @@
-"""Least-privilege SageMaker execution role.
+"""Least-privilege SageMaker execution role, as AWS documents it for CreateModel roles.
 
 Allowed: pull from exactly one ECR repository, write logs to exactly the endpoint's log group,
-write captured data under exactly one S3 prefix with exactly one KMS key. No `*` action and no
-`*` resource: `ecr:GetAuthorizationToken` (which AWS only accepts on Resource "*") is not
-granted; the platform stack's repository policy lets the SageMaker service principal of this
-account pull instead (docs/clouds.md, "ECR authorization"). `allowEcrAuthTokenWildcard: true`
-adds it back for accounts where that is not enough; the policy pack then flags the stack.
+read exactly the endpoint's auto-rollback alarms, write captured data under exactly one S3
+prefix with exactly one KMS key. Two statements need `Resource: "*"` because the actions have no
+resource-level permissions (infra/aws/rules.py): `ecr:GetAuthorizationToken` (a registry login
+token; repository access stays scoped by the pull statement) and `cloudwatch:PutMetricData`
+narrowed to the endpoint metrics namespace by condition.
 """
 
 from __future__ import annotations
@@ -18,6 +18,9 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.aws.registry import ECR_PULL_ACTIONS
+from infra.aws.rules import ENDPOINT_METRICS_NAMESPACE
+
+ROLE_PATH = "/kaizen/"
 
 
 @dataclass(frozen=True)
@@ -27,7 +30,7 @@ class SageMakerRoleArgs:
     log_group_arn: pulumi.Input[str]
     capture_prefix_arn: pulumi.Input[str] | None = None  # arn:aws:s3:::bucket/prefix
     capture_kms_key_arn: pulumi.Input[str] | None = None
-    allow_ecr_auth_token_wildcard: bool = False
+    alarm_arns: list[pulumi.Input[str]] | None = None  # auto-rollback alarms (DescribeAlarms)
 
 
 def execution_policy(
@@ -35,11 +38,19 @@ def execution_policy(
     log_group_arn: str,
     capture_prefix_arn: str | None,
     capture_kms_key_arn: str | None,
-    allow_ecr_auth_token_wildcard: bool = False,
+    alarm_arns: list[str] | None = None,
 ) -> dict[str, Any]:
     """The role's inline policy document (pure, so tests and the policy pack can reuse it)."""
     statements: list[dict[str, Any]] = [
+        {"Sid": "EcrAuthToken", "Effect": "Allow", "Action": ["ecr:GetAuthorizationToken"], "Resource": "*"},
         {"Sid": "PullModelImage", "Effect": "Allow", "Action": ECR_PULL_ACTIONS, "Resource": [repository_arn]},
+        {
+            "Sid": "EndpointMetrics",
+            "Effect": "Allow",
+            "Action": ["cloudwatch:PutMetricData"],
+            "Resource": "*",
+            "Condition": {"StringEquals": {"cloudwatch:namespace": ENDPOINT_METRICS_NAMESPACE}},
+        },
         {
             "Sid": "EndpointLogs",
             "Effect": "Allow",
@@ -62,9 +73,15 @@ def execution_policy(
                 "Resource": [capture_kms_key_arn],
             },
         ]
-    if allow_ecr_auth_token_wildcard:
+    if alarm_arns:
+        # Deployment guardrails read the auto-rollback alarms with the execution role (ROLES_DOC).
         statements.append(
-            {"Sid": "EcrAuthToken", "Effect": "Allow", "Action": ["ecr:GetAuthorizationToken"], "Resource": "*"}
+            {
+                "Sid": "ReadRollbackAlarms",
+                "Effect": "Allow",
+                "Action": ["cloudwatch:DescribeAlarms"],
+                "Resource": sorted(alarm_arns),
+            }
         )
     return {"Version": "2012-10-17", "Statement": statements}
 
@@ -96,6 +113,7 @@ class SageMakerExecutionRole(pulumi.ComponentResource):
             aws.iam.RoleArgs(
                 assume_role_policy=assume,
                 description="Kaizen SageMaker execution role (least privilege)",
+                path=ROLE_PATH,  # the deploy role may create/pass roles under this path only
                 max_session_duration=3600,
             ),
             opts=child,
@@ -105,7 +123,8 @@ class SageMakerExecutionRole(pulumi.ComponentResource):
             args.log_group_arn,
             args.capture_prefix_arn,
             args.capture_kms_key_arn,
-        ).apply(lambda v: json.dumps(execution_policy(v[0], v[1], v[2], v[3], args.allow_ecr_auth_token_wildcard)))
+            pulumi.Output.all(*(args.alarm_arns or [])),
+        ).apply(lambda v: json.dumps(execution_policy(v[0], v[1], v[2], v[3], list(v[4]))))
         policy = aws.iam.RolePolicy(f"{name}-policy", aws.iam.RolePolicyArgs(role=role.id, policy=document), opts=child)
         # Consumers wait for the policy, so SageMaker never assumes a role without permissions.
         self.role_arn = pulumi.Output.all(role.arn, policy.id).apply(lambda v: v[0])

@@ -31,6 +31,9 @@ class EndpointMonitoringArgs:
     saturation_percent: float
     drift_score: float
     serverless: bool
+    account_id: pulumi.Input[str]
+    partition: pulumi.Input[str]
+    vcpus: int = 1  # CPUUtilization is a sum over cores (0-100 % x vCPUs)
     topic_arn: str | None = None
     emails: list[str] = field(default_factory=list)
 
@@ -40,6 +43,7 @@ class EndpointMonitoring(pulumi.ComponentResource):
     log_group_arn: pulumi.Output[str]
     topic_arn: pulumi.Output[str]
     alarm_names: dict[str, pulumi.Output[str]]
+    alarm_arns: dict[str, pulumi.Output[str]]
     dashboard_name: pulumi.Output[str]
 
     def __init__(self, name: str, args: EndpointMonitoringArgs, opts: pulumi.ResourceOptions | None = None):
@@ -68,7 +72,25 @@ class EndpointMonitoring(pulumi.ComponentResource):
         if args.topic_arn is not None:
             topic_arn: pulumi.Output[str] = pulumi.Output.from_input(args.topic_arn)
         else:
-            topic = aws.sns.Topic(f"{name}-alarms", aws.sns.TopicArgs(display_name=f"Kaizen {ep}"), opts=child)
+            # CloudWatch cannot publish to a topic under the AWS-managed SNS key; a customer key
+            # whose policy lets CloudWatch use it works (rules.SNS_CW_DOC).
+            key = aws.kms.Key(
+                f"{name}-alarms-key",
+                aws.kms.KeyArgs(
+                    description=f"Kaizen alarm topic {ep}",
+                    enable_key_rotation=True,
+                    deletion_window_in_days=7,
+                    policy=pulumi.Output.all(args.partition, args.account_id).apply(
+                        lambda v: json.dumps(alarm_key_policy(v[0], v[1]))
+                    ),
+                ),
+                opts=child,
+            )
+            topic = aws.sns.Topic(
+                f"{name}-alarms",
+                aws.sns.TopicArgs(display_name=f"Kaizen {ep}", kms_master_key_id=key.arn),
+                opts=child,
+            )
             topic_arn = topic.arn
         for i, email in enumerate(args.emails):
             aws.sns.TopicSubscription(
@@ -147,7 +169,7 @@ class EndpointMonitoring(pulumi.ComponentResource):
                     name=f"{ep}-saturation",
                     alarm_actions=actions,
                     ok_actions=actions,
-                    alarm_description=f"CPU utilization above {args.saturation_percent}%",
+                    alarm_description=f"CPU utilization above {args.saturation_percent}% of {args.vcpus} vCPUs",
                     namespace="/aws/sagemaker/Endpoints",
                     metric_name="CPUUtilization",
                     dimensions=dims,
@@ -155,7 +177,8 @@ class EndpointMonitoring(pulumi.ComponentResource):
                     period=60,
                     evaluation_periods=10,
                     datapoints_to_alarm=8,
-                    threshold=args.saturation_percent,
+                    # CPUUtilization sums the cores: 0-400 % on 4 vCPUs (rules.METRICS_DOC).
+                    threshold=args.saturation_percent * args.vcpus,
                     comparison_operator="GreaterThanThreshold",
                     treat_missing_data="notBreaching",
                 ),
@@ -270,6 +293,7 @@ class EndpointMonitoring(pulumi.ComponentResource):
             "saturation": saturation.name,
             "drift": drift.name,
         }
+        self.alarm_arns = {"latency": latency.arn, "errors": errors.arn}
         self.dashboard_name = dashboard.dashboard_name
         self.register_outputs(
             {
@@ -279,6 +303,29 @@ class EndpointMonitoring(pulumi.ComponentResource):
                 "dashboard_name": self.dashboard_name,
             }
         )
+
+
+def alarm_key_policy(partition: str, account_id: str) -> dict:
+    """Key policy: the account administers the key; CloudWatch may encrypt alarm messages."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "AccountAdministers",
+                "Effect": "Allow",
+                "Principal": {"AWS": f"arn:{partition}:iam::{account_id}:root"},
+                "Action": "kms:*",
+                "Resource": "*",
+            },
+            {
+                "Sid": "CloudWatchAlarmsPublish",
+                "Effect": "Allow",
+                "Principal": {"Service": "cloudwatch.amazonaws.com"},
+                "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
+                "Resource": "*",
+            },
+        ],
+    }
 
 
 def _widget(i: int, title: str, metrics: list, region: str) -> dict:

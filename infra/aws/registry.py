@@ -8,8 +8,9 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-# Pull actions; the repository policy grants exactly these to the SageMaker service principal
-# of this account, so endpoints pull without an identity-policy wildcard (see docs/clouds.md).
+# Pull actions the execution role gets on exactly one repository (with ecr:GetAuthorizationToken,
+# which AWS only accepts on "*"; infra/aws/identity.py). SageMaker pulls with the execution role,
+# so the repository needs no resource policy.
 ECR_PULL_ACTIONS = ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"]
 
 
@@ -17,7 +18,6 @@ ECR_PULL_ACTIONS = ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr
 class EcrRegistryArgs:
     repository_name: str
     keep_images: int
-    account_id: pulumi.Input[str]
     protect: bool = True
 
 
@@ -75,29 +75,6 @@ class EcrRegistry(pulumi.ComponentResource):
                             }
                         ]
                     }
-                ),
-            ),
-            opts=child,
-        )
-        aws.ecr.RepositoryPolicy(
-            f"{name}-policy",
-            aws.ecr.RepositoryPolicyArgs(
-                repository=repo.name,
-                policy=pulumi.Output.from_input(args.account_id).apply(
-                    lambda account: json.dumps(
-                        {
-                            "Version": "2012-10-17",
-                            "Statement": [
-                                {
-                                    "Sid": "SageMakerPullFromThisAccount",
-                                    "Effect": "Allow",
-                                    "Principal": {"Service": "sagemaker.amazonaws.com"},
-                                    "Action": ECR_PULL_ACTIONS,
-                                    "Condition": {"StringEquals": {"aws:SourceAccount": account}},
-                                }
-                            ],
-                        }
-                    )
                 ),
             ),
             opts=child,

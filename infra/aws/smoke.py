@@ -51,7 +51,9 @@ def wait_in_service(sagemaker: Any, endpoint: str, timeout_s: float = 1800, poll
         status = desc["EndpointStatus"]
         if status == "InService":
             return status
-        if status in ("Failed", "OutOfService", "Deleting"):
+        # RollingBack/UpdateRollbackFailed: the new configuration failed its guardrails; waiting
+        # would end InService on the *old* configuration (or never).
+        if status in ("Failed", "OutOfService", "Deleting", "RollingBack", "UpdateRollbackFailed"):
             raise SmokeError(f"endpoint {endpoint} is {status}: {desc.get('FailureReason', 'no reason given')}")
         if time.monotonic() > deadline:
             raise SmokeError(f"endpoint {endpoint} still {status} after {timeout_s:.0f}s")

@@ -14,6 +14,7 @@ from infra.aws.registry import EcrRegistry, EcrRegistryArgs
 from infra.aws.storage import CaptureBucket, CaptureBucketArgs
 from infra.common.config import AwsSettings, ConfigError, StackConfig
 from infra.common.naming import physical_name
+from infra.common.runtime import aws_vcpus, runtime_env
 
 
 def endpoint_name(cfg: StackConfig) -> str:
@@ -43,7 +44,6 @@ def _platform(
             EcrRegistryArgs(
                 repository_name=f"kaizen/{model}",
                 keep_images=settings.ecr_keep_images,
-                account_id=account_id,
                 protect=cfg.protect,
             ),
             opts=opts,
@@ -85,6 +85,11 @@ def _serving(
     name = endpoint_name(cfg)
     serverless = settings.serverless is not None
     partition = aws.get_partition_output(opts=invoke).partition
+    vcpus = None if serverless else aws_vcpus(settings.instance_type)
+    if serverless:  # Serverless: vCPUs grow with memory (1 per 1-2 GB); one worker per 2 GB is safe.
+        assert settings.serverless is not None
+        vcpus = max(1, settings.serverless.memory_mb // 2048)
+    runtime = runtime_env("aws", "aws", vcpus, settings.runtime.workers, settings.runtime.keep_alive_timeout)
 
     monitoring = EndpointMonitoring(
         "monitoring",
@@ -97,6 +102,9 @@ def _serving(
             saturation_percent=settings.alerts.saturation_percent,
             drift_score=settings.alerts.drift_score,
             serverless=serverless,
+            account_id=account_id,
+            partition=partition,
+            vcpus=vcpus or runtime.workers,
             topic_arn=settings.notifications.topic_arn,
             emails=list(settings.notifications.emails),
         ),
@@ -110,7 +118,9 @@ def _serving(
             "capture",
             CaptureBucketArgs(
                 retention_days=90 if cfg.stack_kind == "prod" else 30,
-                force_destroy=cfg.stack_kind in ("dev", "preview"),
+                # Only prod keeps captured data on destroy (it is also protected); a staging
+                # teardown would otherwise stop at BucketNotEmpty.
+                force_destroy=cfg.stack_kind != "prod",
             ),
             opts=opts,
         )
@@ -126,7 +136,7 @@ def _serving(
             log_group_arn=log_group_arn,
             capture_prefix_arn=capture.prefix_arn if capture else None,
             capture_kms_key_arn=capture.kms_key_arn if capture else None,
-            allow_ecr_auth_token_wildcard=settings.allow_ecr_auth_token_wildcard,
+            alarm_arns=[monitoring.alarm_arns["latency"], monitoring.alarm_arns["errors"]] if not serverless else None,
         ),
         opts=opts,
     )
@@ -151,7 +161,8 @@ def _serving(
             rollback_alarm_names=[monitoring.alarm_names["latency"], monitoring.alarm_names["errors"]]
             if not serverless
             else [],
-            environment={"KAIZEN_DRIFT_LOG_INTERVAL": "60"},
+            environment={"KAIZEN_DRIFT_LOG_INTERVAL": "60", **runtime.as_env()},
+            autoscaling=settings.autoscaling,
             protect=cfg.protect,
         ),
         opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[monitoring])),

@@ -1,4 +1,10 @@
-"""Azure Container Apps endpoint: internal ingress by default, revision per digest, canary."""
+"""Azure Container Apps endpoint: internal ingress by default, a new revision per template change, canary.
+
+Revision names are left to Azure (`<app>--<random>`): a suffix derived from the digest made any
+template change without a new image, and every rollback to an earlier image, a conflict
+("revision with suffix already exists"). Roll back by setting the earlier image again (a new
+revision) or, in Multiple mode, by traffic to the existing revision (`stableRevision`).
+"""
 
 from __future__ import annotations
 
@@ -16,7 +22,6 @@ class ContainerAppEndpointArgs:
     location: str
     app_name: str
     image: pulumi.Input[str]
-    image_digest: str
     registry_server: pulumi.Input[str]
     identity_id: pulumi.Input[str]
     workspace_customer_id: pulumi.Input[str]
@@ -31,13 +36,14 @@ class ContainerAppEndpointArgs:
     canary_percent: int = 0
     stable_revision: str | None = None
     environment: dict[str, str] = field(default_factory=dict)
+    infrastructure_subnet_id: str | None = None  # VNet-integrated environment (internal load balancer)
     protect: bool = False
 
 
 class ContainerAppEndpoint(pulumi.ComponentResource):
     app_id: pulumi.Output[str]
     fqdn: pulumi.Output[str]
-    revision_suffix: str
+    latest_revision: pulumi.Output[str]
 
     def __init__(self, name: str, args: ContainerAppEndpointArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("kaizen:azure:ContainerAppEndpoint", name, None, opts)
@@ -54,10 +60,22 @@ class ContainerAppEndpoint(pulumi.ComponentResource):
                         customer_id=args.workspace_customer_id, shared_key=args.workspace_shared_key
                     ),
                 ),
+                # Without a VNet, internal ingress is reachable only from inside this environment
+                # (https://learn.microsoft.com/en-us/azure/container-apps/ingress-overview).
+                vnet_configuration=azure.app.VnetConfigurationArgs(
+                    infrastructure_subnet_id=args.infrastructure_subnet_id, internal=not args.public
+                )
+                if args.infrastructure_subnet_id
+                else None,
             ),
             opts=child,
         )
-        suffix = f"d{args.image_digest.split(':', 1)[1][:12]}"
+        if not args.public and not args.infrastructure_subnet_id:
+            pulumi.log.warn(
+                f"{args.app_name}: internal ingress without infrastructureSubnetId is reachable only from apps "
+                "in the same Container Apps environment; set kaizen:azure.infrastructureSubnetId to reach it "
+                "from your VNet"
+            )
         if args.canary_percent and args.stable_revision:
             traffic = [
                 azure.app.TrafficWeightArgs(latest_revision=True, weight=args.canary_percent, label="canary"),
@@ -83,6 +101,12 @@ class ContainerAppEndpoint(pulumi.ComponentResource):
                 ),
                 configuration=azure.app.ConfigurationArgs(
                     active_revisions_mode=mode,
+                    # Kept out of plain env vars: referenced by secretRef.
+                    secrets=[
+                        azure.app.SecretArgs(
+                            name="appinsights-connection-string", value=args.app_insights_connection_string
+                        )
+                    ],
                     registries=[
                         azure.app.RegistryCredentialsArgs(server=args.registry_server, identity=args.identity_id)
                     ],
@@ -95,7 +119,6 @@ class ContainerAppEndpoint(pulumi.ComponentResource):
                     ),
                 ),
                 template=azure.app.TemplateArgs(
-                    revision_suffix=suffix,
                     containers=[
                         azure.app.ContainerArgs(
                             name="model",
@@ -113,7 +136,7 @@ class ContainerAppEndpoint(pulumi.ComponentResource):
                             + [
                                 azure.app.EnvironmentVarArgs(
                                     name="APPLICATIONINSIGHTS_CONNECTION_STRING",
-                                    value=args.app_insights_connection_string,
+                                    secret_ref="appinsights-connection-string",
                                 )
                             ],
                             probes=[
@@ -129,11 +152,14 @@ class ContainerAppEndpoint(pulumi.ComponentResource):
                                     period_seconds=5,
                                     failure_threshold=3,
                                 ),
+                                # 10 s + 23 x 10 s = 240 s to start, within every documented
+                                # failureThreshold limit (infra/azure/rules.py).
                                 azure.app.ContainerAppProbeArgs(
                                     type="Startup",
                                     http_get=probe(path="/health/ready", port=PORT),
-                                    period_seconds=5,
-                                    failure_threshold=48,
+                                    initial_delay_seconds=10,
+                                    period_seconds=10,
+                                    failure_threshold=23,
                                 ),
                             ],
                         )
@@ -155,6 +181,7 @@ class ContainerAppEndpoint(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, protect=args.protect),
         )
         self.app_id = app.id
-        self.fqdn = app.latest_revision_fqdn
-        self.revision_suffix = suffix
-        self.register_outputs({"app_id": self.app_id, "fqdn": self.fqdn})
+        # The app's FQDN honours the traffic split; latest_revision_fqdn would bypass the canary.
+        self.fqdn = app.configuration.apply(lambda c: (c.ingress.fqdn or "") if c and c.ingress else "")
+        self.latest_revision = app.latest_revision_name
+        self.register_outputs({"app_id": self.app_id, "fqdn": self.fqdn, "latest_revision": self.latest_revision})

@@ -1,4 +1,10 @@
-"""User-assigned managed identity that pulls the model image (AcrPull on the registry only)."""
+"""User-assigned managed identity that pulls the model image (AcrPull on the registry only).
+
+Role assignments take a while to propagate ("up to 10 minutes",
+https://learn.microsoft.com/en-us/azure/role-based-access-control/troubleshooting#symptom---role-assignment-changes-are-not-being-detected):
+`identity_id` resolves only after a pause following the assignment, so the first revision or
+deployment does not start its image pull before AcrPull is effective.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +12,11 @@ from dataclasses import dataclass
 
 import pulumi
 import pulumi_azure_native as azure
+import pulumiverse_time as time
 
 from infra.azure.registry import ACR_PULL_ROLE
+
+RBAC_PROPAGATION = "90s"
 
 
 @dataclass(frozen=True)
@@ -50,7 +59,12 @@ class PullIdentity(pulumi.ComponentResource):
             ),
             opts=child,
         )
-        self.identity_id = identity.id
+        settle = time.Sleep(
+            f"{name}-acrpull-propagation",
+            time.SleepArgs(create_duration=RBAC_PROPAGATION, triggers={"assignment": assignment.id}),
+            opts=child,
+        )
+        self.identity_id = pulumi.Output.all(identity.id, settle.id).apply(lambda v: str(v[0]))
         self.principal_id = identity.principal_id
         self.client_id = identity.client_id
         self.role_assignment_id = assignment.id

@@ -13,13 +13,21 @@ from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_azure_native as azure
+import pulumiverse_time as time
+
+from infra.azure.identity import RBAC_PROPAGATION
+from infra.common.config import ml_deployment_name
 
 PORT = 8080
 LIVENESS, READINESS, SCORING = "/health/live", "/health/ready", "/predict"
+STORAGE_BLOB_DATA_READER = "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1"  # built-in role
+# Online-endpoint log categories live on workspaces/onlineEndpoints, not on the workspace
+# (https://learn.microsoft.com/en-us/azure/azure-monitor/reference/supported-logs/microsoft-machinelearningservices-workspaces-onlineendpoints-logs).
+ENDPOINT_LOG_CATEGORIES = ("AmlOnlineEndpointConsoleLog", "AmlOnlineEndpointTrafficLog", "AmlOnlineEndpointEventLog")
 
 
 def deployment_name(digest: str) -> str:
-    return f"d{digest.split(':', 1)[1][:12]}"
+    return ml_deployment_name(f"x@{digest}")
 
 
 @dataclass(frozen=True)
@@ -31,12 +39,17 @@ class MlEndpointArgs:
     image: pulumi.Input[str]
     image_digest: str
     identity_id: pulumi.Input[str]
+    identity_principal_id: pulumi.Input[str]
+    subscription_id: pulumi.Input[str]
+    tenant_id: pulumi.Input[str]
     registry_id: pulumi.Input[str]
     app_insights_id: pulumi.Input[str]
     log_workspace_id: pulumi.Input[str]
     instance_type: str
     min_instances: int
     max_instances: int
+    concurrency: int
+    production: bool = False  # purge protection and 90-day soft delete on the Key Vault
     public: bool = False
     private_network: bool = False
     previous_image: str | None = None
@@ -70,7 +83,7 @@ class MlOnlineEndpoint(pulumi.ComponentResource):
             ),
             opts=child,
         )
-        tenant = azure.authorization.get_client_config_output().tenant_id
+        tenant = args.tenant_id
         vault = azure.keyvault.Vault(
             f"{name}-vault",
             azure.keyvault.VaultArgs(
@@ -82,7 +95,11 @@ class MlOnlineEndpoint(pulumi.ComponentResource):
                     sku=azure.keyvault.SkuArgs(family="A", name=azure.keyvault.SkuName.STANDARD),
                     enable_rbac_authorization=True,
                     enable_soft_delete=True,
-                    enable_purge_protection=True if args.protect else None,
+                    # A soft-deleted vault keeps its name reserved: 7 days outside prod (the
+                    # minimum), 90 in prod. Purge protection is fixed per stack kind, never
+                    # toggled with deletionProtection (the API does not accept false).
+                    soft_delete_retention_in_days=90 if args.production else 7,
+                    enable_purge_protection=True if args.production else None,
                     # The workspace is a trusted Azure service: firewall closed, service bypass.
                     network_acls=azure.keyvault.NetworkRuleSetArgs(bypass="AzureServices", default_action="Deny"),
                 ),
@@ -100,21 +117,9 @@ class MlOnlineEndpoint(pulumi.ComponentResource):
                 key_vault=vault.id,
                 application_insights=args.app_insights_id,
                 container_registry=args.registry_id,
-                system_datastores_auth_mode="identity",  # the storage account allows no shared keys
+                # the storage account allows no shared keys
+                system_datastores_auth_mode=azure.machinelearningservices.SystemDatastoresAuthMode.IDENTITY,
                 public_network_access="Disabled" if args.private_network else "Enabled",
-            ),
-            opts=child,
-        )
-        azure.monitor.DiagnosticSetting(
-            f"{name}-diagnostics",
-            azure.monitor.DiagnosticSettingArgs(
-                resource_uri=workspace.id,
-                name="kaizen-endpoint-logs",
-                workspace_id=args.log_workspace_id,
-                logs=[
-                    azure.monitor.DiagnosticsLogSettingsArgs(category="AmlOnlineEndpointConsoleLog", enabled=True),
-                    azure.monitor.DiagnosticsLogSettingsArgs(category="AmlOnlineEndpointTrafficLog", enabled=True),
-                ],
             ),
             opts=child,
         )
@@ -136,6 +141,41 @@ class MlOnlineEndpoint(pulumi.ComponentResource):
                 ),
             ),
             opts=pulumi.ResourceOptions(parent=self, protect=args.protect),
+        )
+        azure.monitor.DiagnosticSetting(
+            f"{name}-diagnostics",
+            azure.monitor.DiagnosticSettingArgs(
+                resource_uri=endpoint.id,
+                name="kaizen-endpoint-logs",
+                workspace_id=args.log_workspace_id,
+                logs=[
+                    azure.monitor.DiagnosticsLogSettingsArgs(category=c, enabled=True) for c in ENDPOINT_LOG_CATEGORIES
+                ],
+            ),
+            opts=child,
+        )
+        # A user-assigned endpoint identity gets no automatic role assignments: it needs Storage
+        # Blob Data Reader on the workspace storage itself
+        # (https://learn.microsoft.com/en-us/azure/machine-learning/concept-endpoints-online-auth).
+        blob_reader = azure.authorization.RoleAssignment(
+            f"{name}-blob-reader",
+            azure.authorization.RoleAssignmentArgs(
+                scope=storage.id,
+                principal_id=args.identity_principal_id,
+                principal_type="ServicePrincipal",
+                role_definition_id=pulumi.Output.concat(
+                    "/subscriptions/",
+                    args.subscription_id,
+                    "/providers/Microsoft.Authorization/roleDefinitions/",
+                    STORAGE_BLOB_DATA_READER,
+                ),
+            ),
+            opts=child,
+        )
+        blob_reader_settled = time.Sleep(
+            f"{name}-blob-reader-propagation",
+            time.SleepArgs(create_duration=RBAC_PROPAGATION, triggers={"assignment": blob_reader.id}),
+            opts=child,
         )
         images: list[tuple[str, pulumi.Input[str]]] = [(args.image_digest, args.image)]
         if args.previous_image:
@@ -167,9 +207,11 @@ class MlOnlineEndpoint(pulumi.ComponentResource):
                         ),
                     ),
                 ),
-                opts=child,
+                # Azure ML assets are archive-only; deleting a version is refused. Versions are
+                # immutable metadata: leave them in the workspace.
+                opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True),
             )
-            azure.machinelearningservices.OnlineDeployment(
+            deployment = azure.machinelearningservices.OnlineDeployment(
                 f"{name}-deployment-{dname}",
                 azure.machinelearningservices.OnlineDeploymentArgs(
                     resource_group_name=args.resource_group_name,
@@ -185,12 +227,12 @@ class MlOnlineEndpoint(pulumi.ComponentResource):
                         app_insights_enabled=True,
                         egress_public_network_access="Disabled" if args.private_network else "Enabled",
                         environment_variables=env_vars,
-                        scale_settings=azure.machinelearningservices.TargetUtilizationScaleSettingsArgs(
-                            scale_type="TargetUtilization",
-                            min_instances=args.min_instances,
-                            max_instances=args.max_instances,
-                            target_utilization_percentage=70,
-                            polling_interval="PT1M",
+                        # Managed deployments accept only Default scale settings; autoscaling is
+                        # an Azure Monitor autoscale setting on the deployment (below).
+                        scale_settings=azure.machinelearningservices.DefaultScaleSettingsArgs(scale_type="Default"),
+                        # Azure's default is 1 concurrent request per instance (429 beyond it).
+                        request_settings=azure.machinelearningservices.OnlineRequestSettingsArgs(
+                            max_concurrent_requests_per_instance=args.concurrency,
                         ),
                         liveness_probe=azure.machinelearningservices.ProbeSettingsArgs(
                             initial_delay="PT10S", period="PT10S", timeout="PT2S", failure_threshold=30
@@ -200,9 +242,69 @@ class MlOnlineEndpoint(pulumi.ComponentResource):
                         ),
                     ),
                 ),
-                opts=child,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[blob_reader_settled]),
             )
+            if args.max_instances > args.min_instances:
+                _autoscale(f"{name}-autoscale-{dname}", args, deployment, dname, child)
         self.endpoint_id = endpoint.id
         self.scoring_uri = endpoint.properties.apply(lambda p: p.scoring_uri or "")
         self.deployment_names = names
         self.register_outputs({"endpoint_id": self.endpoint_id, "scoring_uri": self.scoring_uri})
+
+
+def _autoscale(
+    name: str,
+    args: MlEndpointArgs,
+    deployment: azure.machinelearningservices.OnlineDeployment,
+    dname: str,
+    opts: pulumi.ResourceOptions,
+) -> azure.monitor.AutoscaleSetting:
+    """CPU-based autoscale between min and max instances
+    (https://learn.microsoft.com/en-us/azure/machine-learning/how-to-autoscale-endpoints)."""
+
+    mon = azure.monitor
+
+    def rule(
+        direction: azure.monitor.ScaleDirection, operator: azure.monitor.ComparisonOperationType, threshold: float
+    ) -> azure.monitor.ScaleRuleArgs:
+        return azure.monitor.ScaleRuleArgs(
+            metric_trigger=azure.monitor.MetricTriggerArgs(
+                metric_name="CpuUtilizationPercentage",
+                metric_resource_uri=deployment.id,
+                time_grain="PT1M",
+                statistic=mon.MetricStatisticType.AVERAGE,
+                time_window="PT5M",
+                time_aggregation=mon.TimeAggregationType.AVERAGE,
+                operator=operator,
+                threshold=threshold,
+            ),
+            scale_action=azure.monitor.ScaleActionArgs(
+                direction=direction, type=mon.ScaleType.CHANGE_COUNT, value="1", cooldown="PT5M"
+            ),
+        )
+
+    return azure.monitor.AutoscaleSetting(
+        name,
+        azure.monitor.AutoscaleSettingArgs(
+            resource_group_name=args.resource_group_name,
+            location=args.location,
+            autoscale_setting_name=f"{args.base_name}-{dname}-autoscale",
+            enabled=True,
+            target_resource_uri=deployment.id,
+            profiles=[
+                azure.monitor.AutoscaleProfileArgs(
+                    name="cpu",
+                    capacity=azure.monitor.ScaleCapacityArgs(
+                        minimum=str(args.min_instances),
+                        maximum=str(args.max_instances),
+                        default=str(args.min_instances),
+                    ),
+                    rules=[
+                        rule(mon.ScaleDirection.INCREASE, mon.ComparisonOperationType.GREATER_THAN, 70.0),
+                        rule(mon.ScaleDirection.DECREASE, mon.ComparisonOperationType.LESS_THAN, 25.0),
+                    ],
+                )
+            ],
+        ),
+        opts=opts,
+    )

@@ -14,6 +14,7 @@ class ObservabilityArgs:
     location: str
     base_name: str
     retention_days: int
+    provider: azure.Provider | None = None  # invokes go to the stack's provider too
     action_group_id: str | None = None
     emails: list[str] = field(default_factory=list)
 
@@ -48,12 +49,13 @@ class Observability(pulumi.ComponentResource):
             kind="web",
             application_type="web",
             workspace_resource_id=workspace.id,
-            ingestion_mode="LogAnalytics",
-            retention_in_days=args.retention_days,
+            ingestion_mode="LogAnalytics",  # workspace-based: retention is the workspace's
             opts=child,
         )
         keys = azure.operationalinsights.get_shared_keys_output(
-            resource_group_name=args.resource_group_name, workspace_name=workspace.name
+            resource_group_name=args.resource_group_name,
+            workspace_name=workspace.name,
+            opts=pulumi.InvokeOutputOptions(provider=args.provider),
         )
         if args.action_group_id is not None:
             action_group_id: pulumi.Output[str] = pulumi.Output.from_input(args.action_group_id)

@@ -15,6 +15,12 @@ from infra.azure.observability import Observability, ObservabilityArgs
 from infra.azure.registry import ContainerRegistry, ContainerRegistryArgs
 from infra.common.config import AzureSettings, ConfigError, StackConfig
 from infra.common.naming import alnum_name, physical_name
+from infra.common.runtime import azure_vcpus, runtime_env, workers_for_cpu
+
+
+def registry_name(stack: str, settings: AzureSettings) -> str:
+    """Globally unique ACR name (5-50 alphanumerics): `kaizen<stack>[<nameSuffix>]`."""
+    return alnum_name("kaizen", stack, settings.name_suffix or "", max_len=50)
 
 
 def deploy(cfg: StackConfig) -> dict[str, Any]:
@@ -36,7 +42,7 @@ def deploy(cfg: StackConfig) -> dict[str, Any]:
             ContainerRegistryArgs(
                 resource_group_name=group.name,
                 location=settings.location,
-                registry_name=alnum_name("kaizen", stack, max_len=50),
+                registry_name=registry_name(stack, settings),
                 sku=settings.acr_sku,
                 protect=cfg.protect,
             ),
@@ -64,8 +70,15 @@ def _serving(
     registry_id = platform.require_output("registryId")
     login_server = platform.require_output("loginServer")
     image = pulumi.Output.all(cfg.image_ref.ref, login_server).apply(lambda v: _checked_image(str(v[0]), str(v[1])))
-    base = physical_name("kz", cfg.model_ref.name, pulumi.get_stack(), max_len=24)
+    suffix = settings.name_suffix or ""
+    base = physical_name("kz", cfg.model_ref.name, pulumi.get_stack(), suffix, max_len=24)
     client = azure.authorization.get_client_config_output(opts=pulumi.InvokeOutputOptions(provider=provider))
+    if settings.compute == "ml":
+        vcpus, front_end = azure_vcpus(settings.instance_type), "azure-ml"
+    else:
+        vcpus, front_end = workers_for_cpu(settings.cpu), "azure-containerapp"
+    runtime = runtime_env("azure", front_end, vcpus, settings.runtime.workers, settings.runtime.keep_alive_timeout)
+    environment = {"KAIZEN_DRIFT_LOG_INTERVAL": "60", **runtime.as_env()}
 
     observability = Observability(
         "observability",
@@ -74,6 +87,7 @@ def _serving(
             location=settings.location,
             base_name=base,
             retention_days=settings.log_retention_days,
+            provider=provider,
             action_group_id=settings.notifications.action_group_id,
             emails=list(settings.notifications.emails),
         ),
@@ -105,7 +119,6 @@ def _serving(
                 location=settings.location,
                 app_name=physical_name("kaizen", cfg.model_ref.name, pulumi.get_stack(), max_len=32),
                 image=image,
-                image_digest=cfg.image_ref.digest,
                 registry_server=login_server,
                 identity_id=identity.identity_id,
                 workspace_customer_id=observability.workspace_customer_id,
@@ -119,15 +132,16 @@ def _serving(
                 public=settings.public,
                 canary_percent=settings.canary_percent,
                 stable_revision=settings.stable_revision,
-                environment={"KAIZEN_DRIFT_LOG_INTERVAL": "60"},
+                environment=environment,
+                infrastructure_subnet_id=settings.infrastructure_subnet_id,
                 protect=cfg.protect,
             ),
             opts=after_pull,
         )
         target_id, target_name = app.app_id, physical_name("kaizen", cfg.model_ref.name, pulumi.get_stack(), max_len=32)
-        outputs.update({"appId": app.app_id, "fqdn": app.fqdn, "revisionSuffix": app.revision_suffix})
+        outputs.update({"appId": app.app_id, "fqdn": app.fqdn, "latestRevision": app.latest_revision})
     else:
-        endpoint_name = physical_name("kz", cfg.model_ref.name, pulumi.get_stack(), max_len=32)
+        endpoint_name = physical_name("kz", cfg.model_ref.name, pulumi.get_stack(), suffix, max_len=32)
         ml = MlOnlineEndpoint(
             "endpoint",
             MlEndpointArgs(
@@ -138,18 +152,23 @@ def _serving(
                 image=image,
                 image_digest=cfg.image_ref.digest,
                 identity_id=identity.identity_id,
+                identity_principal_id=identity.principal_id,
+                subscription_id=client.subscription_id,
+                tenant_id=client.tenant_id,
                 registry_id=registry_id,
                 app_insights_id=observability.app_insights_id,
                 log_workspace_id=observability.workspace_id,
                 instance_type=settings.instance_type,
                 min_instances=settings.min_instances,
                 max_instances=settings.max_instances,
+                concurrency=settings.concurrency,
+                production=cfg.stack_kind == "prod",
                 public=settings.public,
                 private_network=settings.ml_private_network,
                 previous_image=settings.previous_image,
                 traffic=settings.ml_traffic,
                 protect=cfg.protect,
-                environment={"KAIZEN_DRIFT_LOG_INTERVAL": "60"},
+                environment=environment,
             ),
             opts=after_pull,
         )

@@ -124,7 +124,15 @@ class Alerts(_Model):
     drift_score: Annotated[float, Field(gt=0)] = 0.25
 
 
+class RuntimeSettings(_Model):
+    """Serving runtime knobs (defaults per target: infra/common/runtime.py)."""
+
+    workers: Annotated[int, Field(ge=1, le=64)] | None = None
+    keep_alive_timeout: Annotated[int, Field(ge=1, le=3600)] | None = None
+
+
 class _Serving(_Model):
+    runtime: RuntimeSettings = RuntimeSettings()
     min_instances: Annotated[int, Field(ge=0, le=100)] = 1
     max_instances: Annotated[int, Field(ge=1, le=100)] = 2
     canary_percent: Annotated[int, Field(ge=0, le=50)] = 0
@@ -158,7 +166,9 @@ class AwsSettings(_Serving):
     data_capture_percent: Annotated[int, Field(ge=0, le=100)] = 20
     notifications: AwsNotifications = AwsNotifications()
     ecr_keep_images: Annotated[int, Field(ge=1, le=1000)] = 30
-    allow_ecr_auth_token_wildcard: bool = False
+    # false for one `pulumi up` before an instanceType change (UpdateEndpoint refuses to change
+    # the instance type of an autoscaling target), then true again.
+    autoscaling: bool = True
 
     @model_validator(mode="after")
     def _aws(self) -> AwsSettings:
@@ -191,6 +201,12 @@ class AzureSettings(_Serving):
     ml_private_network: bool = False
     previous_image: ImageStr | None = None
     acr_sku: Literal["Basic", "Standard", "Premium"] = "Premium"
+    # Appended to globally unique names (registry, storage account, Key Vault, ML endpoint), so a
+    # second copy of this project does not collide with the first. Same value on every stack.
+    name_suffix: Annotated[str, Field(pattern=r"^[a-z0-9]{1,8}$")] | None = None
+    # VNet-integrated Container Apps environment (dedicated subnet): internal ingress becomes
+    # reachable from the VNet instead of only from inside the environment.
+    infrastructure_subnet_id: Annotated[str, Field(pattern=r"^/subscriptions/.+/subnets/[^/]+$")] | None = None
     notifications: AzureNotifications = AzureNotifications()
 
     @model_validator(mode="after")
@@ -201,8 +217,8 @@ class AzureSettings(_Serving):
             raise ValueError("canaryPercent needs stableRevision (the revision keeping the rest)")
         if self.compute == "ml" and self.min_instances < 1:
             raise ValueError("minInstances must be >= 1 for an Azure ML managed online deployment")
-        if self.ml_traffic is not None and sum(self.ml_traffic.values()) != 100:
-            raise ValueError("mlTraffic percentages must add up to 100")
+        if self.ml_traffic and sum(self.ml_traffic.values()) != 100:
+            raise ValueError("mlTraffic percentages must add up to 100 ({} = deliberately no traffic)")
         return self
 
 
@@ -282,6 +298,8 @@ class StackConfig(_Model):
                     f"{self.target}.notifications",
                     "missing: alerts need a notification target (emails or an existing topic/group/channel)",
                 )
+        if self.target == "azure" and self.azure is not None and self.azure.compute == "ml" and self.image:
+            _check_ml_traffic(self.azure, self.image, self.stack_kind)
         if self.stack_kind == "preview" and self.deletion_protection:
             raise _KeyError("deletionProtection", "preview stacks are torn down: must be false")
         return self
@@ -308,6 +326,27 @@ class StackConfig(_Model):
         if self.model is None:
             raise ConfigError("kaizen:model: missing (object with name and version)")
         return self.model
+
+
+def ml_deployment_name(image: str) -> str:
+    """Azure ML deployment of a digest-pinned image: `d<first 12 hex of the digest>`."""
+    return "d" + image.rsplit("@sha256:", 1)[1][:12]
+
+
+def _check_ml_traffic(settings: AzureSettings, image: str, kind: StackKind) -> None:
+    """An online endpoint routes only per its traffic map: without mlTraffic it serves nothing."""
+    deployments = {ml_deployment_name(image)}
+    if settings.previous_image:
+        deployments.add(ml_deployment_name(settings.previous_image))
+    if settings.ml_traffic is None and kind != "preview":
+        raise _KeyError(
+            "azure.mlTraffic",
+            f"missing: the endpoint would route 0 % to {sorted(deployments)}. First deploy: mlTraffic {{}} "
+            f"(Azure refuses traffic to a deployment that does not exist yet), then {{{sorted(deployments)[0]}: 100}}",
+        )
+    unknown = sorted(set(settings.ml_traffic or {}) - deployments)
+    if unknown:
+        raise _KeyError("azure.mlTraffic", f"names {unknown}, not a deployment of this stack {sorted(deployments)}")
 
 
 class _KeyError(ValueError):

@@ -1,4 +1,10 @@
-"""The service's own runtime service account, with read access to the model repository only."""
+"""The service's own runtime service account, and read access to the model repository for the pull.
+
+Cloud Run pulls the image with its *service agent*
+(service-<project number>@serverless-robot-prod.iam.gserviceaccount.com), not with the runtime
+service account; a repository in another project must grant the agent Artifact Registry Reader
+(https://cloud.google.com/artifact-registry/docs/integrate-cloud-run#permissions).
+"""
 
 from __future__ import annotations
 
@@ -15,6 +21,7 @@ class RuntimeIdentityArgs:
     repository_project: pulumi.Input[str]
     repository_location: pulumi.Input[str]
     repository_name: pulumi.Input[str]
+    project_number: pulumi.Input[str]
 
 
 class RuntimeIdentity(pulumi.ComponentResource):
@@ -34,14 +41,17 @@ class RuntimeIdentity(pulumi.ComponentResource):
             opts=child,
         )
         member = account.email.apply(lambda e: f"serviceAccount:{e}")
+        agent = pulumi.Output.from_input(args.project_number).apply(
+            lambda n: f"serviceAccount:service-{n}@serverless-robot-prod.iam.gserviceaccount.com"
+        )
         gcp.artifactregistry.RepositoryIamMember(
-            f"{name}-reader",
+            f"{name}-agent-reader",
             gcp.artifactregistry.RepositoryIamMemberArgs(
                 project=args.repository_project,
                 location=args.repository_location,
                 repository=args.repository_name,
                 role="roles/artifactregistry.reader",
-                member=member,
+                member=agent,
             ),
             opts=child,
         )

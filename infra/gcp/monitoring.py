@@ -9,8 +9,13 @@ from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_gcp as gcp
+import pulumi_random as random
+import pulumiverse_time as time
 
 DRIFT_FILTER = 'jsonPayload.event="drift"'
+# A new log-based metric can take "up to 10 minutes" before alert policies may reference it
+# (hashicorp/terraform-provider-google#11102); depends_on alone cannot wait for that.
+METRIC_PROPAGATION = "300s"
 
 
 def drift_metric_name(service: str) -> str:
@@ -41,12 +46,15 @@ class ServiceMonitoring(pulumi.ComponentResource):
         svc = args.service_name
         resource = f'resource.type="cloud_run_revision" AND resource.labels.service_name="{svc}"'
 
+        # A deleted log bucket keeps its ID for 7 days (DELETE_REQUESTED): a random suffix, kept
+        # in state, lets a destroyed stack be re-created at once.
+        bucket_suffix = random.RandomId(f"{name}-log-bucket-suffix", random.RandomIdArgs(byte_length=3), opts=child)
         bucket = gcp.logging.ProjectBucketConfig(
             f"{name}-log-bucket",
             gcp.logging.ProjectBucketConfigArgs(
                 project=args.project,
                 location="global",
-                bucket_id=f"kaizen-{svc}"[:100],
+                bucket_id=bucket_suffix.hex.apply(lambda h: f"kaizen-{svc}"[:93] + f"-{h}"),
                 retention_days=args.retention_days,
                 description=f"Logs of Cloud Run service {svc}",
             ),
@@ -83,6 +91,12 @@ class ServiceMonitoring(pulumi.ComponentResource):
                     )
                 ),
             ),
+            opts=child,
+        )
+
+        metric_visible = time.Sleep(
+            f"{name}-drift-metric-propagation",
+            time.SleepArgs(create_duration=METRIC_PROPAGATION, triggers={"metric": drift_metric.id}),
             opts=child,
         )
 
@@ -209,7 +223,7 @@ class ServiceMonitoring(pulumi.ComponentResource):
                     duration="0s",
                 ),
             ],
-            depends=[drift_metric],
+            depends=[drift_metric, metric_visible],
         )
 
         def chart(title: str, flt: str, aligner: str) -> dict:

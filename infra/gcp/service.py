@@ -1,9 +1,13 @@
-"""Cloud Run v2 service for the model image: private by default, revisions per digest."""
+"""Cloud Run v2 service for the model image: private by default, a revision per template change.
+
+Revision names are Cloud Run's: a fixed name (even a hash of the settings) is rejected once a
+revision of that name exists (409, hashicorp/terraform-provider-google#13410), which made every
+rollback to an earlier digest fail. Roll back by setting the earlier image (a new revision) or
+by traffic to the existing revision (`stableRevision`, from the `revision` output).
+"""
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass, field
 
 import pulumi
@@ -25,7 +29,6 @@ class CloudRunServiceArgs:
     region: str
     service_name: str
     image: pulumi.Input[str]
-    image_digest: str
     service_account_email: pulumi.Input[str]
     min_instances: int
     max_instances: int
@@ -40,31 +43,14 @@ class CloudRunServiceArgs:
     environment: dict[str, str] = field(default_factory=dict)
 
 
-def revision_name(args: CloudRunServiceArgs) -> str:
-    """Unique per image digest *and* template settings (Cloud Run refuses reused names)."""
-    settings = json.dumps(
-        [
-            args.image_digest,
-            args.min_instances,
-            args.max_instances,
-            args.concurrency,
-            args.cpu,
-            args.memory,
-            sorted(args.environment.items()),
-        ]
-    )
-    return f"{args.service_name}-{hashlib.sha256(settings.encode()).hexdigest()[:10]}"
-
-
 class CloudRunService(pulumi.ComponentResource):
     service_name: pulumi.Output[str]
     uri: pulumi.Output[str]
-    revision: str
+    revision: pulumi.Output[str]
 
     def __init__(self, name: str, args: CloudRunServiceArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("kaizen:gcp:CloudRunService", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        revision = revision_name(args)
         if args.canary_percent and args.stable_revision:
             traffics = [
                 gcp.cloudrunv2.ServiceTrafficArgs(type=LATEST, percent=args.canary_percent),
@@ -85,7 +71,6 @@ class CloudRunService(pulumi.ComponentResource):
                 deletion_protection=args.deletion_protection,
                 invoker_iam_disabled=False,
                 template=gcp.cloudrunv2.ServiceTemplateArgs(
-                    revision=revision,
                     service_account=args.service_account_email,
                     max_instance_request_concurrency=args.concurrency,
                     scaling=gcp.cloudrunv2.ServiceTemplateScalingArgs(
@@ -98,7 +83,9 @@ class CloudRunService(pulumi.ComponentResource):
                             ports=gcp.cloudrunv2.ServiceTemplateContainerPortsArgs(container_port=PORT, name="http1"),
                             resources=gcp.cloudrunv2.ServiceTemplateContainerResourcesArgs(
                                 limits={"cpu": args.cpu, "memory": args.memory},
-                                cpu_idle=True,
+                                # Request-based CPU starves the runtime's drift/log timers between
+                                # requests; with warm instances keep CPU always allocated.
+                                cpu_idle=args.min_instances == 0,
                                 startup_cpu_boost=True,
                             ),
                             envs=[
@@ -142,5 +129,5 @@ class CloudRunService(pulumi.ComponentResource):
             )
         self.service_name = service.name
         self.uri = service.uri
-        self.revision = revision
+        self.revision = service.latest_ready_revision
         self.register_outputs({"service_name": self.service_name, "uri": self.uri})

@@ -9,6 +9,7 @@ import pulumi_gcp as gcp
 
 from infra.common.config import ConfigError, GcpSettings, StackConfig
 from infra.common.naming import physical_name
+from infra.common.runtime import runtime_env
 from infra.gcp.identity import RuntimeIdentity, RuntimeIdentityArgs
 from infra.gcp.monitoring import ServiceMonitoring, ServiceMonitoringArgs
 from infra.gcp.registry import ArtifactRegistry, ArtifactRegistryArgs
@@ -43,7 +44,7 @@ def deploy(cfg: StackConfig) -> dict[str, Any]:
             "repositoryProject": settings.project,
             "repositoryUrl": registry.repository_url,
         }
-    return _serving(cfg, settings, opts)
+    return _serving(cfg, settings, opts, provider)
 
 
 def _checked_image(image: str, repository_url: str) -> str:
@@ -52,7 +53,9 @@ def _checked_image(image: str, repository_url: str) -> str:
     return image
 
 
-def _serving(cfg: StackConfig, settings: GcpSettings, opts: pulumi.ResourceOptions) -> dict[str, Any]:
+def _serving(
+    cfg: StackConfig, settings: GcpSettings, opts: pulumi.ResourceOptions, provider: gcp.Provider
+) -> dict[str, Any]:
     assert cfg.platform_stack is not None
     platform = pulumi.StackReference("platform", stack_name=cfg.platform_stack)
     image = pulumi.Output.all(cfg.image_ref.ref, platform.require_output("repositoryUrl")).apply(
@@ -67,6 +70,9 @@ def _serving(cfg: StackConfig, settings: GcpSettings, opts: pulumi.ResourceOptio
             repository_project=platform.require_output("repositoryProject"),
             repository_location=platform.require_output("repositoryLocation"),
             repository_name=platform.require_output("repositoryName"),
+            project_number=gcp.organizations.get_project_output(
+                project_id=settings.project, opts=pulumi.InvokeOutputOptions(provider=provider)
+            ).number,
         ),
         opts=opts,
     )
@@ -92,7 +98,6 @@ def _serving(cfg: StackConfig, settings: GcpSettings, opts: pulumi.ResourceOptio
             region=settings.region,
             service_name=name,
             image=image,
-            image_digest=cfg.image_ref.digest,
             service_account_email=identity.email,
             min_instances=settings.min_instances,
             max_instances=settings.max_instances,
@@ -104,7 +109,12 @@ def _serving(cfg: StackConfig, settings: GcpSettings, opts: pulumi.ResourceOptio
             canary_percent=settings.canary_percent,
             stable_revision=settings.stable_revision,
             deletion_protection=cfg.protect,
-            environment={"KAIZEN_DRIFT_LOG_INTERVAL": "60"},
+            environment={
+                "KAIZEN_DRIFT_LOG_INTERVAL": "60",
+                **runtime_env(
+                    "gcp", "gcp", int(settings.cpu), settings.runtime.workers, settings.runtime.keep_alive_timeout
+                ).as_env(),
+            },
         ),
         opts=opts,
     )

@@ -21,6 +21,8 @@ from pulumi_policy import (
     StackValidationPolicy,
 )
 
+from infra.aws.rules import ALLOWED_WILDCARD_RESOURCE_ACTIONS, has_instance_storage
+from infra.common.rules import Res, evaluate
 from infra.common.tags import tag_property
 
 DIGEST_IMAGE = re.compile(r"^[a-z0-9][a-z0-9.-]*(?::[0-9]+)?/[a-z0-9._/-]+@sha256:[0-9a-f]{64}$")
@@ -98,6 +100,8 @@ def policy_violations(document: Any) -> list[str]:
         if not isinstance(st, Mapping) or st.get("Effect") != "Allow":
             continue
         sid = st.get("Sid", "statement")
+        if _documented_wildcard(st):
+            continue
         if "NotAction" in st or "NotResource" in st:
             out.append(f"{sid}: NotAction/NotResource in an Allow statement")
         for action in _list(st.get("Action")):
@@ -113,6 +117,21 @@ def policy_violations(document: Any) -> list[str]:
         if principal == "*" or (isinstance(principal, Mapping) and "*" in _list(principal.get("AWS"))):
             out.append(f"{sid}: wildcard principal")
     return out
+
+
+def _documented_wildcard(st: Mapping[str, Any]) -> bool:
+    """One action AWS accepts only on `*` (ecr:GetAuthorizationToken; cloudwatch:PutMetricData with
+    its namespace condition), alone in its statement, with no principal (infra/aws/rules.py)."""
+    actions = _list(st.get("Action"))
+    if len(actions) != 1 or actions[0] not in ALLOWED_WILDCARD_RESOURCE_ACTIONS or "Principal" in st:
+        return False
+    if _list(st.get("Resource")) != ["*"]:
+        return False
+    needed = ALLOWED_WILDCARD_RESOURCE_ACTIONS[actions[0]]
+    if needed is None:
+        return True
+    conditions = st.get("Condition")
+    return isinstance(conditions, Mapping) and any(isinstance(c, Mapping) and needed in c for c in conditions.values())
 
 
 _POLICY_PROPS = {
@@ -155,7 +174,13 @@ def validate_encryption(args: ResourceValidationArgs, report: ReportViolation) -
         if isinstance(capture, Mapping) and capture.get("enableCapture") and not capture.get("kmsKeyId"):
             report("data capture must be encrypted with a KMS key (kmsKeyId)", None)
         variants = _list(p.get("productionVariants"))
-        instance_backed = any(isinstance(v, Mapping) and not v.get("serverlessConfig") for v in variants)
+        # Instance types with local NVMe storage refuse a volume key (infra/aws/rules.py).
+        instance_backed = any(
+            isinstance(v, Mapping)
+            and not v.get("serverlessConfig")
+            and not (isinstance(v.get("instanceType"), str) and has_instance_storage(v["instanceType"]))
+            for v in variants
+        )
         if instance_backed and "kmsKeyArn" in p and p.get("kmsKeyArn") is None:
             report("instance-backed endpoint volumes must be KMS-encrypted (kmsKeyArn)", None)
         if instance_backed and "kmsKeyArn" not in p:
@@ -166,6 +191,10 @@ def validate_encryption(args: ResourceValidationArgs, report: ReportViolation) -
             report(f"S3 encryption must be SSE-KMS, not {algo}", None)
     elif t == "azure-native:storage:StorageAccount" and p.get("enableHttpsTrafficOnly") is False:
         report("storage account must accept HTTPS only", None)
+    elif t == "aws:sns/topic:Topic" and not p.get("kmsMasterKeyId"):
+        report("SNS topic must be encrypted with a customer-managed KMS key (kmsMasterKeyId)", None)
+    elif t == "gcp:pubsub/topic:Topic" and "kmsKeyName" in p and not p.get("kmsKeyName"):
+        report("Pub/Sub topic must name its KMS key (kmsKeyName)", None)
 
 
 # --- public access -------------------------------------------------------------------------------
@@ -249,8 +278,37 @@ def validate_preview_stack(args: StackValidationArgs, report: ReportViolation) -
             report("preview stacks must not own a registry (read it from the platform stack)", r.urn)
         if r.opts.protect:
             report("preview stacks must not protect resources", r.urn)
-        if r.resource_type == "gcp:cloudrunv2/service:Service" and r.props.get("deletionProtection") is True:
-            report("preview Cloud Run services must not have deletion protection", r.urn)
+        # Deletion protection of any kind blocks `pulumi destroy` of a preview.
+        t, p = r.resource_type, r.props
+        if t == "gcp:cloudrunv2/service:Service" and p.get("deletionProtection") is not False:
+            report("preview Cloud Run services must set deletionProtection false (provider default: true)", r.urn)
+        if t == "aws:s3/bucket:Bucket" and p.get("forceDestroy") is not True:
+            report("preview S3 buckets must be force-destroyable (forceDestroy true)", r.urn)
+        if t == "aws:ecr/repository:Repository" and p.get("forceDelete") is not True:
+            report("preview ECR repositories must be force-deletable", r.urn)
+        if t == "azure-native:keyvault:Vault" and _get(p, "properties", "enablePurgeProtection") is True:
+            report("preview Key Vaults must not enable purge protection (the name stays reserved)", r.urn)
+
+
+def _bucket_encryption(args: StackValidationArgs) -> list[str]:
+    """Every S3 bucket has a KMS server-side encryption configuration of its own."""
+    buckets = [r for r in args.resources if r.resource_type == "aws:s3/bucket:Bucket"]
+    sse = [
+        r
+        for r in args.resources
+        if r.resource_type == "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration"
+        and _get(r.props, "rules", 0, "applyServerSideEncryptionByDefault", "sseAlgorithm")
+        in ("aws:kms", "aws:kms:dsse")
+    ]
+    targets = {json.dumps(r.props.get("bucket"), default=str) for r in sse}
+    if len(buckets) > len(targets):
+        return [f"{len(buckets) - len(targets)} S3 bucket(s) without a KMS server-side encryption configuration"]
+    return []
+
+
+def validate_bucket_encryption(args: StackValidationArgs, report: ReportViolation) -> None:
+    for problem in _bucket_encryption(args):
+        report(problem, None)
 
 
 def _alarm_targets(args: StackValidationArgs) -> list[str]:
@@ -288,6 +346,25 @@ def validate_alarms(args: StackValidationArgs, report: ReportViolation) -> None:
         report(problem, None)
 
 
+# --- the clouds' documented rules (infra/<cloud>/rules.py) ---------------------------------------
+def _cloud_violations(args: StackValidationArgs, advisory: bool) -> list[tuple[str, str]]:
+    resources = [
+        Res(r.resource_type, r.name, r.props, r.urn, tuple(d.urn for d in (r.dependencies or [])))
+        for r in args.resources
+    ]
+    return [(str(v), v.res.urn) for v in evaluate(resources) if v.rule.advisory is advisory]
+
+
+def validate_cloud_rules(args: StackValidationArgs, report: ReportViolation) -> None:
+    for message, urn in _cloud_violations(args, advisory=False):
+        report(message, urn)
+
+
+def validate_cloud_rules_advisory(args: StackValidationArgs, report: ReportViolation) -> None:
+    for message, urn in _cloud_violations(args, advisory=True):
+        report(message, urn)
+
+
 Validation = Callable[[ResourceValidationArgs, ReportViolation], None]
 
 POLICIES: list[Policy] = [
@@ -305,7 +382,23 @@ POLICIES: list[Policy] = [
     ResourceValidationPolicy("autoscaling-bounds", "Autoscaling bounds are sane and capped.", validate_autoscaling),
     ResourceValidationPolicy("required-tags", "Taggable resources carry the Kaizen tags.", validate_tags),
     StackValidationPolicy(
-        "preview-stacks-disposable", "Preview stacks own no registry, protect nothing.", validate_preview_stack
+        "preview-stacks-disposable",
+        "Preview stacks own no registry, protect nothing, have deletion protection off.",
+        validate_preview_stack,
+    ),
+    StackValidationPolicy(
+        "buckets-encrypted", "Every S3 bucket has a KMS encryption configuration.", validate_bucket_encryption
+    ),
+    StackValidationPolicy(
+        "cloud-rules",
+        "Ranges, enums and exclusions the clouds document (infra/<cloud>/rules.py).",
+        validate_cloud_rules,
+    ),
+    StackValidationPolicy(
+        "cloud-rules-advisory",
+        "Documented behaviour worth a look (infra/<cloud>/rules.py, advisory rules).",
+        validate_cloud_rules_advisory,
+        enforcement_level=EnforcementLevel.ADVISORY,
     ),
     StackValidationPolicy("endpoint-alarms", "Endpoints alert on latency, errors and drift.", validate_alarms),
 ]

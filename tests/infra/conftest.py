@@ -32,6 +32,8 @@ class Recorded:
     protect: bool = False
     urn: str = ""
     parent: str = ""
+    deps: tuple[str, ...] = ()
+    replace_on_changes: tuple[str, ...] = ()
 
 
 @dataclass
@@ -53,7 +55,9 @@ class Run:
         return [r for r in self.resources if r.custom and not r.typ.startswith("pulumi:")]
 
 
-def _fake_state(typ: str, name: str, inputs: dict[str, Any]) -> dict[str, Any]:
+def _fake_state(typ: str, name: str, inputs: dict[str, Any], region: str = "eu-west-1") -> dict[str, Any]:
+    """What the provider would answer, as far as other stacks and resources read it: physical
+    names from the inputs, ids/ARNs/URLs in the cloud's formats (e.g. ECR URL, ACR login server)."""
     h = hashlib.sha1(f"{typ}{name}".encode()).hexdigest()[:7]
     auto = f"{name}-{h}"
     state: dict[str, Any] = {}
@@ -61,12 +65,15 @@ def _fake_state(typ: str, name: str, inputs: dict[str, Any]) -> dict[str, Any]:
         res_name = inputs.get("name") or auto
         service = typ.split(":")[1].split("/")[0]
         state["name"] = res_name
-        state["arn"] = f"arn:aws:{service}:eu-west-1:{ACCOUNT}:{res_name}"
+        state["arn"] = f"arn:aws:{service}:{region}:{ACCOUNT}:{res_name}"
         if typ == "aws:s3/bucket:Bucket":
             state["bucket"] = auto
             state["arn"] = f"arn:aws:s3:::{auto}"
+        if typ == "aws:cloudwatch/metricAlarm:MetricAlarm":
+            state["arn"] = f"arn:aws:cloudwatch:{region}:{ACCOUNT}:alarm:{res_name}"
         if typ == "aws:ecr/repository:Repository":
-            state["repositoryUrl"] = f"{ACCOUNT}.dkr.ecr.eu-west-1.amazonaws.com/{res_name}"
+            state["repositoryUrl"] = f"{ACCOUNT}.dkr.ecr.{region}.amazonaws.com/{res_name}"
+            state["arn"] = f"arn:aws:ecr:{region}:{ACCOUNT}:repository/{res_name}"
         if typ == "aws:cloudwatch/dashboard:Dashboard":
             state["dashboardName"] = inputs.get("dashboardName")
     elif typ.startswith("azure-native:"):
@@ -74,7 +81,26 @@ def _fake_state(typ: str, name: str, inputs: dict[str, Any]) -> dict[str, Any]:
         state["id"] = f"/subscriptions/0000/resourceGroups/rg/providers/{typ.split(':')[1]}/{auto}"
         state["principalId"] = f"principal-{h}"
         state["clientId"] = f"client-{h}"
-        state["loginServer"] = f"{auto}.azurecr.io"
+        rg = inputs.get("resourceGroupName", "rg")
+        if typ == "azure-native:machinelearningservices:Workspace":
+            state["id"] = (
+                f"/subscriptions/0000/resourceGroups/{rg}/providers/Microsoft.MachineLearningServices/"
+                f"workspaces/{inputs['workspaceName']}"
+            )
+        if typ == "azure-native:machinelearningservices:OnlineEndpoint":
+            state["name"] = inputs["endpointName"]
+            state["id"] = (
+                f"/subscriptions/0000/resourceGroups/{rg}/providers/Microsoft.MachineLearningServices/"
+                f"workspaces/{inputs['workspaceName']}/onlineEndpoints/{inputs['endpointName']}"
+            )
+        if typ == "azure-native:containerregistry:Registry":
+            # ACR: the login server is the lower-cased registry name + .azurecr.io
+            state["name"] = inputs["registryName"]
+            state["loginServer"] = f"{inputs['registryName'].lower()}.azurecr.io"
+            state["id"] = (
+                f"/subscriptions/0000/resourceGroups/{inputs['resourceGroupName']}/providers/"
+                f"Microsoft.ContainerRegistry/registries/{inputs['registryName']}"
+            )
         state["customerId"] = f"workspace-{h}"
         state["connectionString"] = f"InstrumentationKey={h}"
         state["latestRevisionName"] = f"{auto}--rev"
@@ -87,6 +113,9 @@ def _fake_state(typ: str, name: str, inputs: dict[str, Any]) -> dict[str, Any]:
                     i: {"principalId": "p", "clientId": "c"} for i in identity["userAssignedIdentities"]
                 },
             }
+    elif typ == "random:index/randomId:RandomId":
+        state["hex"] = h[: 2 * int(inputs.get("byteLength", 4))]
+        state["id"] = state["hex"]
     elif typ.startswith("gcp:"):
         state["name"] = inputs.get("name") or auto
         state["id"] = f"projects/kaizen-test/{auto}"
@@ -101,6 +130,7 @@ class RecordingMocks(pulumi.runtime.Mocks):
         self.stack_outputs = stack_outputs
         self.resources: list[Recorded] = []
         self.transforms: list[Any] = []
+        self.region = "eu-west-1"
 
     def register_transform(self, transform: Any) -> None:
         self.transforms.append(transform)
@@ -111,6 +141,8 @@ class RecordingMocks(pulumi.runtime.Mocks):
             self.resources.append(Recorded(args.typ, args.name, dict(args.inputs), True, args.provider))
             return (ref, {"outputs": self.stack_outputs.get(ref, {}), "name": ref})
         inputs = dict(args.inputs)
+        if args.typ == "pulumi:providers:aws" and inputs.get("region"):
+            self.region = str(inputs["region"])
         for transform in self.transforms:
             result = transform(
                 pulumi.ResourceTransformArgs(
@@ -124,8 +156,8 @@ class RecordingMocks(pulumi.runtime.Mocks):
             if result is not None:
                 inputs = dict(result.props)
         self.resources.append(Recorded(args.typ, args.name, inputs, bool(args.custom), args.provider))
-        state = {**inputs, **_fake_state(args.typ, args.name, inputs)}
-        return (f"{args.name}-id", state)
+        state = {**inputs, **_fake_state(args.typ, args.name, inputs, self.region)}
+        return (state.get("id") or f"{args.name}-id", state)
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> Any:
         tok = args.token
@@ -137,7 +169,7 @@ class RecordingMocks(pulumi.runtime.Mocks):
             return {"primarySharedKey": "primary-key", "secondarySharedKey": "secondary-key"}
         if tok == "azure-native:authorization:getClientConfig":
             return {"subscriptionId": "0000", "tenantId": "tenant", "clientId": "client", "objectId": "object"}
-        if tok == "gcp:projects/getProject:getProject":
+        if tok in ("gcp:projects/getProject:getProject", "gcp:organizations/getProject:getProject"):
             return {"number": "123456", "projectId": "kaizen-test"}
         return {}
 
@@ -154,28 +186,22 @@ class RecordingMonitor(pulumi.runtime.mocks.MockMonitor):
         for r in reversed(self.recording.resources):
             if r.typ == request.type and r.name == request.name:
                 r.protect, r.urn, r.parent = bool(request.protect), response.urn, request.parent
+                r.deps = tuple(request.dependencies)
+                r.replace_on_changes = tuple(request.replaceOnChanges)
                 break
         return response
 
 
-PLATFORM_OUTPUTS: dict[str, dict[str, Any]] = {
-    "organization/kaizen/aws-platform": {
-        "repositoryUrls": {"iris": f"{ACCOUNT}.dkr.ecr.eu-west-1.amazonaws.com/kaizen/iris"},
-        "repositoryArns": {"iris": f"arn:aws:ecr:eu-west-1:{ACCOUNT}:repository/kaizen/iris"},
-    },
-    "organization/kaizen/azure-platform": {
-        "registryId": "/subscriptions/0000/resourceGroups/rg-kaizen-platform/providers/"
-        "Microsoft.ContainerRegistry/registries/kaizenplatform",
-        "loginServer": "kaizenplatform.azurecr.io",
-    },
-    "organization/kaizen/gcp-platform": {
-        "repositoryId": "projects/kaizen-test/locations/europe-west4/repositories/kaizen",
-        "repositoryName": "kaizen",
-        "repositoryLocation": "europe-west4",
-        "repositoryProject": "kaizen-test",
-        "repositoryUrl": "europe-west4-docker.pkg.dev/kaizen-test/kaizen",
-    },
-}
+_PLATFORM_OUTPUTS: dict[str, dict[str, Any]] = {}
+
+
+def platform_outputs() -> dict[str, dict[str, Any]]:
+    """Outputs of the three committed platform stacks, from their own program under these mocks
+    (what a serving stack's StackReference reads), computed once per session."""
+    if not _PLATFORM_OUTPUTS:
+        for cloud in ("aws", "azure", "gcp"):
+            _PLATFORM_OUTPUTS[f"organization/kaizen/{cloud}-platform"] = run_program(f"{cloud}-platform").outputs
+    return _PLATFORM_OUTPUTS
 
 
 def stack_file(stack: str) -> Path:
@@ -198,7 +224,8 @@ def run_program(stack: str, config: dict[str, Any] | None = None) -> Run:
     from infra import program
 
     cfg = load_stack_config(stack) if config is None else config
-    mocks = RecordingMocks(PLATFORM_OUTPUTS)
+    outputs = {} if stack.endswith("-platform") else platform_outputs()
+    mocks = RecordingMocks(outputs)
     pulumi.runtime.set_mocks(mocks, project="kaizen", stack=stack, preview=False, monitor=RecordingMonitor(mocks))
     pulumi.runtime.set_all_config({f"kaizen:{k}": v if isinstance(v, str) else json.dumps(v) for k, v in cfg.items()})
     run = Run(stack=stack, resources=mocks.resources)

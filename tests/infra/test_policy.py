@@ -47,12 +47,16 @@ def check_resource(
 
 
 def _policy_resources(run: Run) -> list[PolicyResource]:
-    return [
+    out = [
         PolicyResource(
             r.typ, r.inputs, r.urn or _urn(run.stack, r.typ, r.name), r.name, _opts(r.protect), None, None, [], {}
         )
         for r in run.custom
     ]
+    by_urn = {p.urn: p for p in out}
+    for p, r in zip(out, run.custom, strict=True):
+        p.dependencies = [by_urn[u] for u in r.deps if u in by_urn]
+    return out
 
 
 def violations(run: Run, resources: list[Recorded] | None = None) -> list[str]:
@@ -97,7 +101,20 @@ def test_image_by_tag_is_flagged() -> None:
     ("statement", "bad"),
     [
         ({"Effect": "Allow", "Action": "ecr:*", "Resource": "arn:aws:ecr:eu-west-1:1:repository/x"}, True),
-        ({"Effect": "Allow", "Action": ["ecr:GetAuthorizationToken"], "Resource": "*"}, True),
+        # documented: no resource-level permissions (infra/aws/rules.py), alone in its statement
+        ({"Effect": "Allow", "Action": ["ecr:GetAuthorizationToken"], "Resource": "*"}, False),
+        ({"Effect": "Allow", "Action": ["ecr:GetAuthorizationToken", "ecr:BatchGetImage"], "Resource": "*"}, True),
+        ({"Effect": "Allow", "Action": ["cloudwatch:PutMetricData"], "Resource": "*"}, True),
+        (
+            {
+                "Effect": "Allow",
+                "Action": ["cloudwatch:PutMetricData"],
+                "Resource": "*",
+                "Condition": {"StringEquals": {"cloudwatch:namespace": "/aws/sagemaker/Endpoints"}},
+            },
+            False,
+        ),
+        ({"Effect": "Allow", "Action": ["cloudwatch:DescribeAlarms"], "Resource": "*"}, True),
         ({"Effect": "Allow", "Action": ["s3:PutObject"], "Resource": ["arn:aws:s3:::*/datacapture/*"]}, True),
         ({"Effect": "Allow", "Principal": "*", "Action": ["s3:GetObject"], "Resource": ["arn:aws:s3:::b/p/*"]}, True),
         ({"Effect": "Allow", "NotAction": ["iam:*"], "Resource": ["arn:aws:s3:::b"]}, True),
@@ -119,17 +136,15 @@ def test_wildcards_in_allow_statements(statement: dict[str, Any], bad: bool) -> 
     assert bool(check_resource("no-wildcard-iam", "aws:iam/rolePolicy:RolePolicy", {"policy": doc})) is bad
 
 
-def test_ecr_auth_token_escape_hatch_is_flagged(stack_run) -> None:
+def test_execution_policy_passes_with_only_the_documented_wildcards() -> None:
     from infra.aws.identity import execution_policy
 
     doc = execution_policy(
-        "arn:aws:ecr:r:1:repository/kaizen/iris",
-        "arn:aws:logs:r:1:log-group:g",
-        None,
-        None,
-        allow_ecr_auth_token_wildcard=True,
+        "arn:aws:ecr:r:1:repository/kaizen/iris", "arn:aws:logs:r:1:log-group:g", None, None, ["arn:aws:cw:a"]
     )
-    assert any("GetAuthorizationToken" in v or "'*'" in v for v in policy_violations(doc))
+    assert policy_violations(doc) == []
+    star = [s["Action"] for s in doc["Statement"] if s["Resource"] == "*"]
+    assert sorted(star) == [["cloudwatch:PutMetricData"], ["ecr:GetAuthorizationToken"]]
 
 
 def test_encryption_and_public_access(stack_run) -> None:
@@ -230,3 +245,57 @@ def test_pack_module_builds_a_policy_pack() -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def _stack_policy(name: str, resources: list[PolicyResource]) -> list[str]:
+    policy = BY_NAME[name]
+    assert isinstance(policy, StackValidationPolicy)
+    found: list[str] = []
+    policy.validate(StackValidationArgs(resources, None), lambda msg, urn=None: found.append(msg))
+    return found
+
+
+def test_unencrypted_topic_is_flagged(stack_run) -> None:
+    topic = stack_run("aws-dev").one("aws:sns/topic:Topic").inputs
+    assert not check_resource("encryption-at-rest", "aws:sns/topic:Topic", topic)
+    bare = {k: v for k, v in topic.items() if k != "kmsMasterKeyId"}
+    assert check_resource("encryption-at-rest", "aws:sns/topic:Topic", bare)
+
+
+def test_bucket_without_kms_encryption_is_flagged(stack_run) -> None:
+    resources = _policy_resources(stack_run("aws-dev"))
+    assert not _stack_policy("buckets-encrypted", resources)
+    sse = "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration"
+    assert _stack_policy("buckets-encrypted", [r for r in resources if r.resource_type != sse])
+
+
+@pytest.mark.parametrize(
+    ("stack", "typ", "change"),
+    [
+        ("gcp-pr-7", "gcp:cloudrunv2/service:Service", {"deletionProtection": None}),  # provider default: true
+        ("aws-pr-7", "aws:sns/topic:Topic", {}),  # control: nothing to flag
+    ],
+)
+def test_preview_deletion_protection_is_flagged(stack_run, stack: str, typ: str, change: dict[str, Any]) -> None:
+    resources = _policy_resources(stack_run(stack))
+    assert not _stack_policy("preview-stacks-disposable", resources)
+    for r in resources:
+        if r.resource_type == typ:
+            r.props = {**r.props, **change}
+    found = _stack_policy("preview-stacks-disposable", resources)
+    assert bool(found) is bool(change)
+
+
+def test_preview_bucket_must_be_force_destroyable() -> None:
+    bucket = PolicyResource(
+        "aws:s3/bucket:Bucket", {"forceDestroy": False}, _urn("aws-pr-9", "b", "b"), "b", _opts(), None, None, [], {}
+    )
+    assert any("forceDestroy" in f for f in _stack_policy("preview-stacks-disposable", [bucket]))
+
+
+def test_cloud_rules_are_enforced_by_the_pack(stack_run) -> None:
+    resources = _policy_resources(stack_run("azure-dev"))
+    for r in resources:
+        if r.resource_type == "azure-native:monitor:ScheduledQueryRule":
+            r.props = {**r.props, "skipQueryValidation": False}
+    assert any("azure-log-query" in f for f in _stack_policy("cloud-rules", resources))

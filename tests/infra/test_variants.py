@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import json
 from typing import Any
 
 import pytest
@@ -44,7 +43,7 @@ def test_gcp_new_digest_is_a_new_revision() -> None:
     image = load_stack_config("gcp-dev")["image"].split("@")[0] + "@" + OTHER_DIGEST
     moved = run_program("gcp-dev", _with("gcp-dev", image=image)).one("gcp:cloudrunv2/service:Service").inputs
     assert moved["template"]["containers"][0]["image"] == image
-    assert moved["template"]["revision"] != base["template"]["revision"]
+    assert moved["template"] != base["template"]  # any template change is a new (Cloud Run-named) revision
     assert moved["name"] == base["name"]  # same service: Cloud Run shifts traffic to the new revision
 
 
@@ -78,20 +77,22 @@ def test_azure_ml_blue_green_keeps_previous_deployment_and_splits_traffic() -> N
     assert previous in images and len(images) == 2
 
 
-def test_aws_existing_topic_and_ecr_token_escape_hatch() -> None:
+def test_aws_existing_topic() -> None:
     topic = f"arn:aws:sns:eu-west-1:{ACCOUNT}:ml-oncall"
-    cfg = _with("aws-dev", notifications={"topicArn": topic}, allowEcrAuthTokenWildcard=True)
-    run = run_program("aws-dev", cfg)
+    run = run_program("aws-dev", _with("aws-dev", notifications={"topicArn": topic}))
     assert not run.of_type("aws:sns/topic:Topic")
     for alarm in run.of_type("aws:cloudwatch/metricAlarm:MetricAlarm"):
         assert alarm.inputs["alarmActions"] == [topic]
-    policy = json.loads(run.one("aws:iam/rolePolicy:RolePolicy").inputs["policy"])
-    assert {
-        "Sid": "EcrAuthToken",
-        "Effect": "Allow",
-        "Action": ["ecr:GetAuthorizationToken"],
-        "Resource": "*",
-    } in policy["Statement"]
+
+
+def test_aws_autoscaling_switch_for_instance_type_changes() -> None:
+    run = run_program("aws-dev", _with("aws-dev", autoscaling=False, instanceType="ml.g5.xlarge"))
+    assert not run.of_type("aws:appautoscaling/target:Target")
+    config = run.one("aws:sagemaker/endpointConfiguration:EndpointConfiguration").inputs
+    assert config["productionVariants"][0]["instanceType"] == "ml.g5.xlarge"
+    assert "kmsKeyArn" not in config  # local NVMe: CreateEndpointConfig refuses a volume key
+    env = run.one("aws:sagemaker/model:Model").inputs["primaryContainer"]["environment"]
+    assert env["KAIZEN_WORKERS"] == "4"
 
 
 def test_aws_image_outside_the_platform_repository_is_refused() -> None:
@@ -110,3 +111,15 @@ def test_local_target_is_dispatched_to_infra_local(monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(infra.local, "deploy", lambda c: seen.append(c))
     assert program.deploy(cfg) == {}
     assert seen == [cfg]
+
+
+def test_azure_ml_stack_without_traffic_or_with_unknown_deployment_is_refused() -> None:
+    cfg = load_stack_config("azure-prod")
+    del cfg["azure"]["mlTraffic"]
+    with pytest.raises(Exception, match=r"kaizen:azure\.mlTraffic: missing: the endpoint would route 0 %"):
+        parse_config(cfg, "azure-prod")
+    cfg["azure"]["mlTraffic"] = {"dffffffffffff": 100}
+    with pytest.raises(Exception, match=r"not a deployment of this stack \['d000000000000'\]"):
+        parse_config(cfg, "azure-prod")
+    cfg["azure"]["mlTraffic"] = {}  # the very first deploy: deliberately no traffic yet
+    assert parse_config(cfg, "azure-prod").azure is not None
