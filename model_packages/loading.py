@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import os
 import sys
 import warnings
@@ -13,9 +12,6 @@ import numpy as np
 
 from model_packages.errors import PackageError
 from model_packages.manifest import Manifest
-
-#: Packages whose classes a skops file may contain without `trusted: true`.
-SAFE_SKOPS_PACKAGES = ("sklearn", "numpy", "scipy")
 
 
 class LoadedModel(Protocol):
@@ -80,11 +76,16 @@ class OnnxModel:
     def __init__(self, manifest: Manifest, path: Path) -> None:
         import onnxruntime as ort
 
+        from model_packages.onnx_check import refuse_external_data
+
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1
         options.inter_op_num_threads = 1
+        # Load the very bytes that were checked: a self-contained model, nothing read beside it.
+        data = path.read_bytes()
+        refuse_external_data(data, path.name)
         try:
-            self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            self._session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
         except Exception as error:  # onnxruntime raises its own untyped errors for corrupt files
             raise PackageError(f"artifact {path.name} is not a loadable ONNX model: {error}") from None
         self.manifest = manifest
@@ -120,7 +121,7 @@ class OnnxModel:
 
 def _import_skops_io() -> Any:
     """Import skops.io without its default allow-list, which imports every scikit-learn module
-    (about 0.45 s of start-up). Kaizen applies its own allow-list instead: `_is_safe_type`."""
+    (about 0.45 s of start-up). Kaizen's own allow-list (`skops_trust`) names estimators instead."""
     if "skops.io" in sys.modules:
         return sys.modules["skops.io"]
     import sklearn.utils
@@ -134,36 +135,31 @@ def _import_skops_io() -> Any:
     return skops.io
 
 
-def _is_safe_type(name: str) -> bool:
-    """A class defined in scikit-learn, numpy or scipy, or a numpy ufunc; never a plain function."""
-    module_name, _, attribute = name.rpartition(".")
-    if module_name.split(".", 1)[0] not in SAFE_SKOPS_PACKAGES:
-        return False
-    try:
-        obj = getattr(importlib.import_module(module_name), attribute)
-    except (ImportError, AttributeError):
-        return False
-    if isinstance(obj, np.ufunc):
-        return True
-    return isinstance(obj, type) and obj.__module__.split(".", 1)[0] in SAFE_SKOPS_PACKAGES
-
-
 def _load_skops(path: Path, trusted: bool) -> Any:
+    """Load a skops file. Untrusted files may hold only the types `skops_trust` allows, checked by
+    name before anything is imported or constructed."""
+    from model_packages import skops_trust
+
     skops_io = _import_skops_io()
     try:
         untrusted = skops_io.get_untrusted_types(file=path)
     except Exception as error:  # corrupt zip or schema
         raise PackageError(f"artifact {path.name} is not a readable skops file: {error}") from None
-    unsafe = [t for t in untrusted if not _is_safe_type(t)]
+    unsafe = [t for t in untrusted if not skops_trust.is_trusted(t)]
     if unsafe and not trusted:
         raise PackageError(
-            f"artifact {path.name} contains types that are not scikit-learn, numpy or scipy classes: "
-            f"{', '.join(unsafe)}; set `trusted: true` in kaizen.yaml only if you trust its origin"
+            f"artifact {path.name} contains types outside Kaizen's skops allow-list (scikit-learn "
+            f"estimators and reviewed helpers): {', '.join(unsafe)}; set `trusted: true` in kaizen.yaml "
+            "only if you trust its origin"
         )
     try:
-        return skops_io.load(path, trusted=list(untrusted))
+        model = skops_io.load(path, trusted=list(untrusted))
     except Exception as error:
         raise PackageError(f"artifact {path.name} could not be loaded by skops: {error}") from None
+    problem = None if trusted else skops_trust.check_loaded(model)
+    if problem:
+        raise PackageError(f"artifact {path.name} is malformed: {problem}")
+    return model
 
 
 def _load_pickle(path: Path, fmt: str) -> Any:

@@ -283,29 +283,47 @@ def create_package(
     return out
 
 
+def _package_file(directory: Path, name: str, what: str) -> Path:
+    """The path of a file the manifest names: a regular file inside the package, never a symlink."""
+    path = directory / name
+    if path.is_symlink():
+        raise PackageError(f"{what} {name} is a symlink; a package must hold its files, not links to them")
+    if not path.is_file():
+        raise PackageError(f"{what} {name} named in {MANIFEST_NAME} is missing")
+    if path.resolve().parent != directory.resolve():
+        raise PackageError(f"{what} {name} resolves outside the package directory")
+    return path
+
+
 def verify_package(package_dir: str | Path, *, load: bool = False) -> Manifest:
     """Check a package: manifest schema, artifact presence, hash and format; with `load`, also
-    load the model and check that it agrees with the manifest's schema."""
+    load the model and check that it agrees with the manifest's schema.
+
+    Every file the model reads is covered by a hash: symlinks are refused, and so are ONNX models
+    that keep tensor data in side files (external data)."""
+    from model_packages.onnx_check import refuse_external_data
+
     directory = Path(package_dir)
+    if (directory / MANIFEST_NAME).is_symlink():
+        raise PackageError(f"{MANIFEST_NAME} in {directory} is a symlink; a package must hold its files")
     manifest = read_manifest(directory)
-    artifact = directory / manifest.artifact
-    if not artifact.is_file():
-        raise PackageError(f"artifact {manifest.artifact} named in {MANIFEST_NAME} is missing")
+    artifact = _package_file(directory, manifest.artifact, "artifact")
     actual = sha256_file(artifact)
     if actual != manifest.artifact_sha256:
         raise PackageError(
             f"artifact {manifest.artifact} is corrupt: sha256 {actual} does not match "
             f"artifact_sha256 {manifest.artifact_sha256} in {MANIFEST_NAME}"
         )
+    if manifest.format == "onnx":
+        refuse_external_data(artifact.read_bytes(), manifest.artifact)
     if manifest.serving is not None:
-        serving = directory / manifest.serving.artifact
-        if not serving.is_file():
-            raise PackageError(f"serving artifact {manifest.serving.artifact} named in {MANIFEST_NAME} is missing")
+        serving = _package_file(directory, manifest.serving.artifact, "serving artifact")
         if sha256_file(serving) != manifest.serving.artifact_sha256:
             raise PackageError(
                 f"serving artifact {manifest.serving.artifact} is corrupt: its sha256 does not match "
                 f"serving.artifact_sha256 in {MANIFEST_NAME}"
             )
+        refuse_external_data(serving.read_bytes(), manifest.serving.artifact)
     if manifest.format == "skops":
         with open(artifact, "rb") as handle:
             if handle.read(4) != _SKOPS_MAGIC:
