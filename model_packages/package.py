@@ -328,12 +328,12 @@ def verify_package(package_dir: str | Path, *, load: bool = False) -> Manifest:
         with open(artifact, "rb") as handle:
             if handle.read(4) != _SKOPS_MAGIC:
                 raise PackageError(f"artifact {manifest.artifact} is not a skops file")
-    if load:
-        from model_packages.loading import load_model
+    if load:  # the serving runtime's own load path, warm-up prediction included
+        from model_packages.serving.runner import load_runner
 
-        load_model(directory, verify=False)
+        load_runner(directory, verify=False)
         if manifest.serving is not None:
-            load_model(directory, verify=False, serve_with="source")
+            load_runner(directory, verify=False, serve_with="source")
     return manifest
 
 
