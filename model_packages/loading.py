@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 import sys
 import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
 from model_packages.errors import PackageError
-from model_packages.manifest import Manifest
+from model_packages.manifest import FeatureSpec, Manifest
 
 
 class LoadedModel(Protocol):
@@ -30,13 +31,15 @@ class SklearnModel:
     def __init__(self, manifest: Manifest, estimator: Any) -> None:
         import sklearn
 
-        # The runtime validates inputs itself: skip sklearn's per-call checks.
+        # The runtime validates inputs itself: skip sklearn's per-call checks. Missing values
+        # reach the model only for features the schema marks nullable (the model takes them).
         sklearn.set_config(assume_finite=True, skip_parameter_validation=True)
         warnings.filterwarnings("ignore", message="X does not have valid feature names")
         self.manifest = manifest
         self._estimator = estimator
         self._has_proba = hasattr(estimator, "predict_proba")
         self._check(estimator)
+        self._input = frame_builder(manifest.inputs) if manifest.model_input == "dataframe" else np.asarray
 
     def _check(self, estimator: Any) -> None:
         manifest = self.manifest
@@ -64,10 +67,48 @@ class SklearnModel:
                 )
 
     def predict(self, rows: np.ndarray) -> np.ndarray:
-        return np.asarray(self._estimator.predict(rows))
+        return np.asarray(self._estimator.predict(self._input(rows)))
 
     def predict_proba(self, rows: np.ndarray) -> np.ndarray | None:
-        return np.asarray(self._estimator.predict_proba(rows)) if self._has_proba else None
+        return np.asarray(self._estimator.predict_proba(self._input(rows))) if self._has_proba else None
+
+
+def frame_builder(specs: Sequence[FeatureSpec]) -> Callable[[np.ndarray], Any]:
+    """A function turning validated rows into the DataFrame the model was fitted on: the
+    features as columns in order, with the training dtypes; string categoricals as str objects
+    (missing values NaN), pandas `category` columns with the training categories."""
+    import pandas as pd
+
+    names = [s.name for s in specs]
+    converters: list[Callable[[np.ndarray], Any]] = []
+    for spec in specs:
+        dtype = spec.pandas_dtype or ""
+        if spec.dtype == "categorical" and not spec.numeric_categories:
+            if dtype == "category":
+                categories = [str(c) for c in spec.categories or []]
+                converters.append(lambda c, cats=categories: pd.Categorical(c, categories=cats))
+            else:
+                converters.append(lambda c: c.astype(object, copy=False))
+        elif dtype.startswith(("int", "uint", "Int", "UInt")) or dtype == "bool":
+            # Whole numbers/booleans keep their dtype; with a missing value, they become float64,
+            # as pandas itself makes them when reading data with gaps.
+            target = np.dtype(dtype.lower())
+
+            def convert(c: np.ndarray, target: np.dtype = target) -> np.ndarray:
+                values = c.astype(np.float64, copy=False)
+                return values if np.isnan(values).any() else values.astype(target)
+
+            converters.append(convert)
+        elif dtype == "float32":
+            converters.append(lambda c: c.astype(np.float32))
+        else:
+            converters.append(lambda c: c.astype(np.float64, copy=False))
+
+    def build(rows: np.ndarray) -> Any:
+        return pd.DataFrame({name: convert(rows[:, j]) for j, (name, convert) in
+                             enumerate(zip(names, converters, strict=True))}, columns=names)
+
+    return build
 
 
 class OnnxModel:

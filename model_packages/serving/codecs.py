@@ -189,6 +189,10 @@ def _v2_tensor(tensor: Any, k: int, binary: bytes, offset: int) -> tuple[np.ndar
     if array.size != count:
         raise RequestError(f"{where}.data has {array.size} values; shape {shape} needs {count}",
                            field=f"{where}.data")
+    if datatype.startswith("FP") and array.dtype.kind == "O":  # null: a missing value, NaN
+        values = array.reshape(-1).tolist()
+        if all(v is None or (isinstance(v, int | float) and not isinstance(v, bool)) for v in values):
+            array = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
     if datatype != "BYTES" and array.dtype.kind not in "fiub":
         raise RequestError(f"{where}.data holds non-numeric values for datatype {datatype}",
                            field=f"{where}.data")

@@ -59,6 +59,8 @@ class Runner:
             value = base.quantiles.get("0.5") if base else None
             if value is None:
                 value = spec.default if spec.default is not None else (spec.minimum or 0.0)
+            if spec.dtype in ("integer", "boolean"):
+                value = float(round(value))
             low = spec.minimum if spec.minimum is not None else -np.inf
             high = spec.maximum if spec.maximum is not None else np.inf
             row.append(float(np.clip(value, low, high)))
