@@ -69,17 +69,17 @@ def _load_estimator(path: Path, trusted: bool) -> tuple[Any, str]:
     if suffix == ".onnx":
         return path, "onnx"
     if suffix == ".skops":
-        from model_packages.loading import _load_skops
+        from model_packages.loading import load_estimator
 
-        return _load_skops(path, trusted), "skops"
+        return load_estimator(path, "skops", trusted), "skops"
     if suffix in (".pkl", ".pickle", ".joblib"):
         if not trusted:
             raise PackageError(f"{path.name} is a pickle: it can run arbitrary code when loaded; "
                                "pass --trusted only for a model you trust, or save it with skops/ONNX")
-        from model_packages.loading import _load_pickle
+        from model_packages.loading import load_estimator
 
         fmt = "joblib" if suffix == ".joblib" else "pickle"
-        return _load_pickle(path, fmt), fmt
+        return load_estimator(path, fmt, trusted), fmt
     raise PackageError(f"unknown model file type {suffix!r}: use .skops, .onnx, or .pkl/.joblib with --trusted")
 
 

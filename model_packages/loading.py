@@ -12,7 +12,8 @@ from typing import Any, Protocol
 import numpy as np
 
 from model_packages.errors import PackageError
-from model_packages.manifest import FeatureSpec, Manifest
+from model_packages.manifest import FeatureSpec, Manifest, read_manifest
+from model_packages.verify import verify_files
 
 
 class LoadedModel(Protocol):
@@ -217,16 +218,23 @@ def _load_pickle(path: Path, fmt: str) -> Any:
         raise PackageError(f"artifact {path.name} could not be unpickled: {error}") from None
 
 
+def load_estimator(path: Path, fmt: str, trusted: bool) -> Any:
+    """Load a scikit-learn artifact file (skops, or pickle/joblib only when `trusted`)."""
+    if fmt in ("pickle", "joblib"):
+        if not trusted:
+            raise PackageError(f"refusing to load {path.name}: {fmt} can run arbitrary code; "
+                               "use skops or ONNX, or trust the file explicitly")
+        return _load_pickle(path, fmt)
+    return _load_skops(path, trusted)
+
+
 def load_model(package_dir: str | Path, *, verify: bool = True, serve_with: str | None = None) -> LoadedModel:
     """Load a package's model. Pickle formats load only when the manifest says `trusted: true`.
 
     A package with a compiled serving artifact is served from it (no scikit-learn import) unless
     `serve_with="source"` (or `KAIZEN_SERVE_WITH=source`) asks for the source artifact."""
-    from model_packages.manifest import read_manifest
-    from model_packages.package import verify_package
-
     directory = Path(package_dir)
-    manifest = verify_package(directory) if verify else read_manifest(directory)
+    manifest = verify_files(directory) if verify else read_manifest(directory)
     choice = serve_with or os.environ.get("KAIZEN_SERVE_WITH") or "compiled"
     if choice not in ("compiled", "source"):
         raise PackageError(f"KAIZEN_SERVE_WITH={choice!r}: use compiled or source")

@@ -73,7 +73,7 @@ FLAVOR_TRIM: dict[str, tuple[str, ...]] = {
 _COMMON_SMOKE = ("numpy", "pydantic", "yaml", "httptools", "uvloop", "prometheus_client")
 # Imported in the builder stage after trimming: a trim that broke an import fails the build.
 FLAVOR_SMOKE: dict[str, tuple[str, ...]] = {
-    "sklearn": (*_COMMON_SMOKE, "scipy.sparse", "sklearn", "sklearn.ensemble", "skops.io"),
+    "sklearn": (*_COMMON_SMOKE, "scipy.sparse", "sklearn", "sklearn.ensemble", "skops.io", "pandas"),
     "onnx": (*_COMMON_SMOKE, "onnxruntime"),
 }
 
