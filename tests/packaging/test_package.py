@@ -84,6 +84,8 @@ def test_examples_are_valid_packages() -> None:
     root = Path(__file__).resolve().parents[2] / "examples"
     iris = verify_package(root / "iris-classifier", load=True)
     diabetes = verify_package(root / "diabetes-regressor", load=True)
+    churn = verify_package(root / "churn-classifier", load=True)
+    assert (churn.model_input, churn.serving) == ("dataframe", None)
     assert (iris.framework, iris.output.task) == ("sklearn", "classification")
     assert (diabetes.framework, diabetes.output.task) == ("onnx", "regression")
 

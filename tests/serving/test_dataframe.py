@@ -9,11 +9,14 @@ from __future__ import annotations
 import csv
 import io
 import struct
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
+import requests
 from sklearn.compose import ColumnTransformer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
@@ -23,6 +26,7 @@ from examples.train import churn_frame, churn_pipeline
 from model_packages.manifest import read_manifest
 from model_packages.package import create_package
 from model_packages.serving.app import App
+from tests.conftest import RunningServer
 from tests.serving.test_app import call, make_app
 
 #: Rows with a gap in each numeric column, a null plan and a plan training never saw.
@@ -202,3 +206,55 @@ def test_array_fitted_model_still_gets_an_array(tmp_path: Path) -> None:
                              version="1.0.0", compile_onnx=False)
     assert read_manifest(package).model_input == "array"
     assert load_model(package)._input is np.asarray  # type: ignore[attr-defined]
+
+
+def test_churn_package_inspect_serve_predict_over_http(tmp_path: Path,
+                                                       server_factory: Callable[..., RunningServer]) -> None:
+    """The real-world path: `kaizen package` on CSV -> `kaizen inspect --load` -> a served process ->
+    every contract over HTTP, with the pipeline's own predictions on the same rows."""
+    import skops.io as sio
+    from typer.testing import CliRunner
+
+    from model_packages.cli import app as cli
+
+    frame, churned = churn_frame()
+    model = churn_pipeline().fit(frame, churned)
+    sio.dump(model, tmp_path / "model.skops")
+    frame.assign(churned=churned).to_csv(tmp_path / "train.csv", index=False)
+    runner = CliRunner()
+    packaged = runner.invoke(cli, ["package", str(tmp_path / "model.skops"), "--data", str(tmp_path / "train.csv"),
+                                   "--target", "churned", "--name", "churn", "--version", "1.0.0",
+                                   "--out", str(tmp_path / "pkg")])
+    assert packaged.exit_code == 0, packaged.output
+    inspected = runner.invoke(cli, ["inspect", str(tmp_path / "pkg"), "--load"])
+    assert inspected.exit_code == 0 and "plan" in inspected.output
+    labels, proba = _expected(model)
+    as_lists = [[r[c] for c in COLUMNS] for r in ROWS]
+    server = server_factory(tmp_path / "pkg")
+    url = server.url
+
+    def post(path: str, **kwargs: Any) -> Any:
+        reply = requests.post(url + path, timeout=10, **kwargs)
+        assert reply.status_code == 200, reply.text
+        return reply
+
+    assert post("/predict", json={"instances": as_lists}).json() == {"predictions": labels}
+    assert post("/predict", json={"instances": ROWS}).json() == {"predictions": labels}
+    vertex = post("/predict", json={"instances": ROWS, "parameters": {"probabilities": True}}).json()
+    assert np.allclose([[p["probabilities"][k] for k in ("no", "yes")] for p in vertex["predictions"]], proba)
+    assert post("/invocations", json={"instances": ROWS}).json() == {"predictions": labels}
+    csv_body = "\n".join(",".join("" if v is None else str(v) for v in row) for row in as_lists) + "\n"
+    assert post("/invocations", data=csv_body, headers={"Content-Type": "text/csv"}).json() == {"predictions": labels}
+    assert post("/invocations", data=csv_body, headers={"Content-Type": "text/csv", "Accept": "text/csv"}
+                ).text.split() == labels
+    per_column = {"inputs": [
+        {"name": "tenure_months", "shape": [5], "datatype": "FP64", "data": [r["tenure_months"] for r in ROWS]},
+        {"name": "monthly_charges", "shape": [5], "datatype": "FP64", "data": [r["monthly_charges"] for r in ROWS]},
+        {"name": "plan", "shape": [5], "datatype": "BYTES", "data": [r["plan"] for r in ROWS]},
+    ]}
+    assert post("/v2/models/churn/infer", json=per_column).json()["outputs"][0]["data"] == labels
+    matrix = {"inputs": [{"name": "input", "shape": [5, 3], "datatype": "BYTES",
+                          "data": [v for row in as_lists for v in row]}]}
+    assert post("/v2/models/churn/infer", json=matrix).json()["outputs"][0]["data"] == labels
+    bad = requests.post(url + "/predict", json={"instances": [[1.0, "x", "basic"]]}, timeout=10)
+    assert bad.status_code == 400 and "instances[0].monthly_charges" in bad.json()["error"]
