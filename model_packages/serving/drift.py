@@ -130,16 +130,20 @@ class FeatureStats:
             values = psi(self.expected, actual)
         return {name: float(v) for name, v in zip(self.names, values, strict=True)}
 
-    def unseen_fraction(self, name: str) -> float:
-        """Share of the window's values of categorical feature `name` that training never saw."""
+    def unseen_fractions(self) -> dict[str, float]:
+        """Per categorical feature, the share of the window's values that training never saw."""
         self.flush()
-        k = self.names.index(name) - len(self.columns)
-        if k < 0:
-            raise KeyError(f"{name} is not a categorical feature with a drift baseline")
-        row = self._counts[len(self.columns) + k]
+        offset = len(self.columns)
         with self._lock:
-            total = row.sum()
-            return float(row[len(self.cat_bins[k])] / total) if total else 0.0
+            out: dict[str, float] = {}
+            for k, index in enumerate(self.cat_bins):
+                row = self._counts[offset + k]
+                total = row.sum()
+                out[self.names[offset + k]] = float(row[len(index)] / total) if total else 0.0
+        return out
+
+    def unseen_fraction(self, name: str) -> float:
+        return self.unseen_fractions()[name]
 
     @property
     def window_rows_seen(self) -> int:

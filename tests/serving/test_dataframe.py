@@ -25,7 +25,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from examples.train import churn_frame, churn_pipeline
 from model_packages.manifest import read_manifest
 from model_packages.package import create_package
-from model_packages.serving.app import App
+from model_packages.serving.app import App, Request
 from tests.conftest import RunningServer
 from tests.serving.test_app import call, make_app
 
@@ -139,6 +139,9 @@ def test_unseen_categories_are_counted_for_drift(churn: tuple[Pipeline, Path]) -
     assert call(app, "POST", "/predict", {"instances": unseen})[0] == 200
     assert runner.stats.unseen_fraction("plan") == pytest.approx(0.5)
     assert runner.stats.scores()["plan"] > 1.0
+    metrics = app.handle(Request("GET", "/metrics")).body.decode()
+    assert 'kaizen_feature_unseen_fraction{feature="plan"} 0.5' in metrics
+    assert 'kaizen_feature_drift_psi{feature="plan"}' in metrics
 
 
 def test_model_that_cannot_take_nulls_or_unseen_gets_400s(tmp_path: Path) -> None:
