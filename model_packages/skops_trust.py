@@ -30,11 +30,13 @@ SKLEARN_PUBLIC = (
     "neural_network", "pipeline", "preprocessing", "random_projection", "semi_supervised", "svm", "tree",
 )
 
-#: Non-estimator types of fitted models, reviewed one by one (tree structures, column-transformer
-#: bookkeeping, dtypes). Neighbour indexes (KDTree, BallTree) are not here: their arrays are
+#: Non-estimator types of fitted models, reviewed one by one (dtypes, sparse containers, tree
+#: structures, column-transformer bookkeeping). Neighbour indexes (KDTree, BallTree) are not here: their arrays are
 #: indexed unchecked and Kaizen does not validate them, so such models need `trusted: true`.
 EXTRA_TRUSTED = frozenset({
     "numpy.dtype",
+    # scipy sparse containers: skops stores them as .npz data (no pickle) and rebuilds them from it.
+    *(f"scipy.sparse._{fmt}.{fmt}_{kind}" for fmt in ("csr", "csc", "coo") for kind in ("matrix", "array")),
     "sklearn.tree._tree.Tree",
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
     "sklearn.ensemble._hist_gradient_boosting.binning._BinMapper",

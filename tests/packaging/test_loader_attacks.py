@@ -134,6 +134,7 @@ def test_allow_list_names_estimators_not_module_trees() -> None:
     assert is_trusted("sklearn.linear_model._logistic.LogisticRegression")
     assert is_trusted("sklearn.compose._column_transformer.ColumnTransformer")
     assert is_trusted("sklearn.feature_extraction.text.TfidfVectorizer")
+    assert is_trusted("scipy.sparse._csr.csr_matrix") and is_trusted("numpy.dtype")
     for name in ("numpy.lib._datasource.DataSource", "numpy.memmap", "scipy.io.FortranFile",
                  "sklearn.utils._mocking.CheckingClassifier", "sklearn.conftest.X",
                  "sklearn.linear_model._logistic.LogisticRegressionX", "sklearn.linear_model.os.system",
@@ -275,3 +276,25 @@ def test_image_source_label_has_no_credentials(monkeypatch: pytest.MonkeyPatch, 
                                 source=None, revision=None)
     assert labels["org.opencontainers.image.source"] == expected
     assert "SECRET" not in json.dumps(labels)
+
+
+def test_crafted_hist_gradient_boosting_predictor_is_refused(tmp_path: Path) -> None:
+    """skops itself leaves TreePredictor untrusted (unchecked node indices); Kaizen checks them."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    from model_packages.loading import load_estimator
+
+    X, y = load_iris(return_X_y=True)
+    model = HistGradientBoostingClassifier(max_iter=3, random_state=0).fit(X, y)
+    sio.dump(model, tmp_path / "good.skops")
+    assert load_estimator(tmp_path / "good.skops", "skops", trusted=False).predict(X[:3]).tolist() == \
+        model.predict(X[:3]).tolist()
+    nodes = model._predictors[0][0].nodes
+    nodes["left"][0] = 10**6  # the root's left child, far outside the tree
+    sio.dump(model, tmp_path / "bad.skops")
+    with pytest.raises(PackageError, match="child indices outside the tree"):
+        load_estimator(tmp_path / "bad.skops", "skops", trusted=False)
+    nodes["left"][0], nodes["feature_idx"][0] = 1, 99
+    sio.dump(model, tmp_path / "bad2.skops")
+    with pytest.raises(PackageError, match="splits on a feature the model does not have"):
+        load_estimator(tmp_path / "bad2.skops", "skops", trusted=False)
