@@ -136,11 +136,16 @@ def inspect_command(
                   f"{summary['framework']}/{summary['format']}  {summary['task']}")
     console.print(f"artifact {summary['artifact']} ({summary['artifact_bytes']} bytes) "
                   f"sha256 {summary['artifact_sha256']}")
-    table = Table("feature", "type", "required", "range / categories")
+    table = Table("feature", "type", "required", "range / categories", "missing ok", "unseen ok")
     for feature in summary["inputs"]:
         span = feature.get("categories") or f"{feature.get('minimum', '-inf')} .. {feature.get('maximum', 'inf')}"
-        table.add_row(feature["name"], feature["dtype"], str(feature.get("required", True)), str(span))
+        kind = feature["dtype"] + (f" ({feature['pandas_dtype']})" if feature.get("pandas_dtype") else "")
+        table.add_row(feature["name"], kind,
+                      str(feature.get("required", True)), str(span), str(feature.get("nullable", False)),
+                      str(feature.get("allow_unknown", False)) if feature["dtype"] == "categorical" else "")
     console.print(table)
+    if summary.get("model_input") == "dataframe":
+        console.print("model input: a pandas DataFrame with these columns, in this order")
     if summary["labels"]:
         console.print(f"labels: {', '.join(str(x) for x in summary['labels'])}")
     console.print(f"metrics: {summary['metrics']}  training rows: {summary['training_rows']}")

@@ -443,6 +443,7 @@ def describe_package(package_dir: str | Path) -> dict[str, Any]:
         "artifact_bytes": size,
         "artifact_sha256": manifest.artifact_sha256,
         "trusted": manifest.trusted,
+        "model_input": manifest.model_input,
         "task": manifest.output.task,
         "labels": manifest.output.labels,
         "inputs": [f.model_dump(exclude_none=True) for f in manifest.inputs],

@@ -230,7 +230,7 @@ def test_churn_package_inspect_serve_predict_over_http(tmp_path: Path,
                                    "--out", str(tmp_path / "pkg")])
     assert packaged.exit_code == 0, packaged.output
     inspected = runner.invoke(cli, ["inspect", str(tmp_path / "pkg"), "--load"])
-    assert inspected.exit_code == 0 and "plan" in inspected.output
+    assert inspected.exit_code == 0 and "plan" in inspected.output and "DataFrame" in inspected.output
     labels, proba = _expected(model)
     as_lists = [[r[c] for c in COLUMNS] for r in ROWS]
     server = server_factory(tmp_path / "pkg")
