@@ -101,6 +101,8 @@ def test_every_contract_answers_like_the_pipeline(churn: tuple[Pipeline, Path], 
                                                                                       {"name": "predict_proba"}]})
     assert status == 200 and body["outputs"][0]["data"] == labels
     assert np.allclose(np.array(body["outputs"][1]["data"]).reshape(5, 2), proba, atol=1e-12)
+    meta = call(churn_app, "GET", "/v2/models/churn")[1]["inputs"][0]
+    assert meta["datatype"] == "BYTES" and meta["parameters"]["features"] == COLUMNS
     matrix = {"name": "input", "shape": [5, 3], "datatype": "BYTES", "data": [v for row in as_lists for v in row]}
     status, body = call(churn_app, "POST", url, {"inputs": [matrix]})
     assert status == 200 and body["outputs"][0]["data"] == labels
