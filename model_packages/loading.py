@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -68,10 +69,25 @@ class SklearnModel:
                 )
 
     def predict(self, rows: np.ndarray) -> np.ndarray:
+        _fast_sklearn_config()
         return np.asarray(self._estimator.predict(self._input(rows)))
 
     def predict_proba(self, rows: np.ndarray) -> np.ndarray | None:
+        _fast_sklearn_config()
         return np.asarray(self._estimator.predict_proba(self._input(rows))) if self._has_proba else None
+
+
+_THREAD = threading.local()
+
+
+def _fast_sklearn_config() -> None:
+    """scikit-learn's configuration is per thread: the server loads the model in a worker thread
+    and predicts on the event loop, so the fast settings are applied in each predicting thread."""
+    if not getattr(_THREAD, "configured", False):
+        import sklearn
+
+        sklearn.set_config(assume_finite=True, skip_parameter_validation=True)
+        _THREAD.configured = True
 
 
 def frame_builder(specs: Sequence[FeatureSpec]) -> Callable[[np.ndarray], Any]:

@@ -263,3 +263,28 @@ def test_churn_package_inspect_serve_predict_over_http(tmp_path: Path,
     assert post("/v2/models/churn/infer", json=matrix).json()["outputs"][0]["data"] == labels
     bad = requests.post(url + "/predict", json={"instances": [[1.0, "x", "basic"]]}, timeout=10)
     assert bad.status_code == 400 and "instances[0].monthly_charges" in bad.json()["error"]
+
+
+def test_fast_sklearn_settings_reach_the_predicting_thread(churn: tuple[Pipeline, Path]) -> None:
+    """scikit-learn's config is per thread; the server loads in a worker thread and predicts elsewhere."""
+    import threading
+
+    import sklearn
+
+    from model_packages.loading import load_model
+
+    seen: dict[str, object] = {}
+    loaded = load_model(churn[1])
+    estimator = loaded._estimator  # type: ignore[attr-defined]
+
+    class Probe:
+        def predict(self, x: object) -> np.ndarray:
+            seen.update(sklearn.get_config())
+            return estimator.predict(x)
+
+    loaded._estimator = Probe()  # type: ignore[attr-defined]
+    rows = np.array([[12.0, 80.5, "basic"]], dtype=object)
+    worker = threading.Thread(target=lambda: loaded.predict(rows))
+    worker.start()
+    worker.join()
+    assert seen["assume_finite"] is True and seen["skip_parameter_validation"] is True
