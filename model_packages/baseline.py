@@ -35,7 +35,7 @@ def _numeric_baseline(values: np.ndarray) -> FeatureBaseline:
 
 
 def _categorical_baseline(values: Sequence[object]) -> FeatureBaseline:
-    present = [v for v in values if v is not None]
+    present = [v for v in values if v is not None and not (isinstance(v, float) and v != v)]
     total = len(present)
     fractions: dict[str, float] = {}
     for value in present:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 from pathlib import Path
 from typing import Annotated, Any
 
-import numpy as np
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -31,34 +29,39 @@ def _fail(error: Exception) -> typer.Exit:
     return typer.Exit(code=1)
 
 
-def read_training_csv(path: Path, target: str | None) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
-    """Columns of a CSV with a header row; numeric columns become floats, others stay strings."""
+def read_training_data(
+    path: Path,
+    target: str | None,
+    categorical: list[str] | None = None,
+    drop: list[str] | None = None,
+) -> tuple[Any, Any]:
+    """Training data as a pandas DataFrame (CSV with a header row, or Parquet), dtypes inferred as
+    pandas infers them; `categorical` columns are read as strings, `drop` columns left out, the
+    `target` column returned apart."""
+    import pandas as pd
+
+    categorical, drop = list(categorical or []), list(drop or [])
     try:
-        with open(path, newline="", encoding="utf-8") as handle:
-            reader = csv.reader(handle)
-            header = next(reader, None)
-            records = [r for r in reader if r]
-    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        if path.suffix.lower() in (".parquet", ".pq"):
+            frame = pd.read_parquet(path)
+            for name in categorical:
+                if name in frame.columns:
+                    frame[name] = frame[name].map(lambda v: v if pd.isna(v) else str(v)).astype(object)
+        else:
+            frame = pd.read_csv(path, dtype=dict.fromkeys(categorical, str), skipinitialspace=True)
+    except (OSError, UnicodeDecodeError, ValueError, ImportError) as error:
         raise PackageError(f"cannot read training data {path}: {error}") from None
-    if not header or not records:
+    frame.columns = [str(c).strip() for c in frame.columns]
+    if frame.empty:
         raise PackageError(f"training data {path} needs a header row and at least one data row")
-    bad = [i for i, r in enumerate(records) if len(r) != len(header)]
-    if bad:
-        raise PackageError(f"training data {path}: row {bad[0] + 1} has {len(records[bad[0]])} values, "
-                           f"the header has {len(header)}")
-    columns: dict[str, np.ndarray] = {}
-    for j, name in enumerate(header):
-        raw = [r[j].strip() for r in records]
-        try:
-            columns[name] = np.array([float(v) if v != "" else np.nan for v in raw])
-        except ValueError:
-            columns[name] = np.array(raw, dtype=object)
-    y = None
-    if target is not None:
-        if target not in columns:
-            raise PackageError(f"target column {target!r} is not in {path} (columns: {', '.join(header)})")
-        y = columns.pop(target)
-    return columns, y
+    for option, names in (("--categorical", categorical), ("--drop", drop), ("--target", [target] if target else [])):
+        unknown = [n for n in names if n not in frame.columns]
+        if unknown:
+            raise PackageError(f"{option} {unknown[0]!r}: no such column in {path} "
+                               f"(columns: {', '.join(frame.columns)})")
+    frame = frame.drop(columns=drop)
+    y = frame.pop(target).to_numpy() if target is not None else None
+    return frame, y
 
 
 def _load_estimator(path: Path, trusted: bool) -> tuple[Any, str]:
@@ -66,28 +69,30 @@ def _load_estimator(path: Path, trusted: bool) -> tuple[Any, str]:
     if suffix == ".onnx":
         return path, "onnx"
     if suffix == ".skops":
-        from model_packages.loading import _load_skops
+        from model_packages.loading import load_estimator
 
-        return _load_skops(path, trusted), "skops"
+        return load_estimator(path, "skops", trusted), "skops"
     if suffix in (".pkl", ".pickle", ".joblib"):
         if not trusted:
             raise PackageError(f"{path.name} is a pickle: it can run arbitrary code when loaded; "
                                "pass --trusted only for a model you trust, or save it with skops/ONNX")
-        from model_packages.loading import _load_pickle
+        from model_packages.loading import load_estimator
 
         fmt = "joblib" if suffix == ".joblib" else "pickle"
-        return _load_pickle(path, fmt), fmt
+        return load_estimator(path, fmt, trusted), fmt
     raise PackageError(f"unknown model file type {suffix!r}: use .skops, .onnx, or .pkl/.joblib with --trusted")
 
 
 @app.command("package")
 def package_command(
     model: Annotated[Path, typer.Argument(help="Fitted model: .skops, .onnx, or .pkl/.joblib with --trusted")],
-    data: Annotated[Path, typer.Option(help="Training data CSV with a header row")],
+    data: Annotated[Path, typer.Option(help="Training data: CSV with a header row, or Parquet")],
     name: Annotated[str, typer.Option(help="Package name (lowercase, digits, dashes)")],
     version: Annotated[str, typer.Option(help="Semantic version, e.g. 1.2.0")],
     out: Annotated[Path, typer.Option(help="Directory to write the package to")],
     target: Annotated[str | None, typer.Option(help="Target column in the training data")] = None,
+    categorical: Annotated[list[str] | None, typer.Option(help="Read this column as strings (repeatable)")] = None,
+    drop: Annotated[list[str] | None, typer.Option(help="Leave this column out (repeatable)")] = None,
     task: Annotated[str | None, typer.Option(help="classification or regression (inferred)")] = None,
     labels: Annotated[str | None, typer.Option(help="Comma-separated class labels (ONNX classifiers)")] = None,
     trusted: Annotated[bool, typer.Option(help="Allow pickle formats (only for models you trust)")] = False,
@@ -98,7 +103,7 @@ def package_command(
 
     try:
         estimator, fmt = _load_estimator(model, trusted)
-        columns, y = read_training_csv(data, target)
+        columns, y = read_training_data(data, target, categorical, drop)
         label_list = [x.strip() for x in labels.split(",")] if labels else None
         path = create_package(
             estimator, columns, y, out_dir=out, name=name, version=version, artifact_format=fmt,
@@ -131,11 +136,16 @@ def inspect_command(
                   f"{summary['framework']}/{summary['format']}  {summary['task']}")
     console.print(f"artifact {summary['artifact']} ({summary['artifact_bytes']} bytes) "
                   f"sha256 {summary['artifact_sha256']}")
-    table = Table("feature", "type", "required", "range / categories")
+    table = Table("feature", "type", "required", "range / categories", "missing ok", "unseen ok")
     for feature in summary["inputs"]:
         span = feature.get("categories") or f"{feature.get('minimum', '-inf')} .. {feature.get('maximum', 'inf')}"
-        table.add_row(feature["name"], feature["dtype"], str(feature.get("required", True)), str(span))
+        kind = feature["dtype"] + (f" ({feature['pandas_dtype']})" if feature.get("pandas_dtype") else "")
+        table.add_row(feature["name"], kind,
+                      str(feature.get("required", True)), str(span), str(feature.get("nullable", False)),
+                      str(feature.get("allow_unknown", False)) if feature["dtype"] == "categorical" else "")
     console.print(table)
+    if summary.get("model_input") == "dataframe":
+        console.print("model input: a pandas DataFrame with these columns, in this order")
     if summary["labels"]:
         console.print(f"labels: {', '.join(str(x) for x in summary['labels'])}")
     console.print(f"metrics: {summary['metrics']}  training rows: {summary['training_rows']}")

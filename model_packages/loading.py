@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import importlib
 import os
 import sys
+import threading
 import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
 from model_packages.errors import PackageError
-from model_packages.manifest import Manifest
-
-#: Packages whose classes a skops file may contain without `trusted: true`.
-SAFE_SKOPS_PACKAGES = ("sklearn", "numpy", "scipy")
+from model_packages.manifest import FeatureSpec, Manifest, read_manifest
+from model_packages.verify import verify_files
 
 
 class LoadedModel(Protocol):
@@ -34,13 +33,15 @@ class SklearnModel:
     def __init__(self, manifest: Manifest, estimator: Any) -> None:
         import sklearn
 
-        # The runtime validates inputs itself: skip sklearn's per-call checks.
+        # The runtime validates inputs itself: skip sklearn's per-call checks. Missing values
+        # reach the model only for features the schema marks nullable (the model takes them).
         sklearn.set_config(assume_finite=True, skip_parameter_validation=True)
         warnings.filterwarnings("ignore", message="X does not have valid feature names")
         self.manifest = manifest
         self._estimator = estimator
         self._has_proba = hasattr(estimator, "predict_proba")
         self._check(estimator)
+        self._input = frame_builder(manifest.inputs) if manifest.model_input == "dataframe" else np.asarray
 
     def _check(self, estimator: Any) -> None:
         manifest = self.manifest
@@ -68,10 +69,63 @@ class SklearnModel:
                 )
 
     def predict(self, rows: np.ndarray) -> np.ndarray:
-        return np.asarray(self._estimator.predict(rows))
+        _fast_sklearn_config()
+        return np.asarray(self._estimator.predict(self._input(rows)))
 
     def predict_proba(self, rows: np.ndarray) -> np.ndarray | None:
-        return np.asarray(self._estimator.predict_proba(rows)) if self._has_proba else None
+        _fast_sklearn_config()
+        return np.asarray(self._estimator.predict_proba(self._input(rows))) if self._has_proba else None
+
+
+_THREAD = threading.local()
+
+
+def _fast_sklearn_config() -> None:
+    """scikit-learn's configuration is per thread: the server loads the model in a worker thread
+    and predicts on the event loop, so the fast settings are applied in each predicting thread."""
+    if not getattr(_THREAD, "configured", False):
+        import sklearn
+
+        sklearn.set_config(assume_finite=True, skip_parameter_validation=True)
+        _THREAD.configured = True
+
+
+def frame_builder(specs: Sequence[FeatureSpec]) -> Callable[[np.ndarray], Any]:
+    """A function turning validated rows into the DataFrame the model was fitted on: the
+    features as columns in order, with the training dtypes; string categoricals as str objects
+    (missing values NaN), pandas `category` columns with the training categories."""
+    import pandas as pd
+
+    names = [s.name for s in specs]
+    converters: list[Callable[[np.ndarray], Any]] = []
+    for spec in specs:
+        dtype = spec.pandas_dtype or ""
+        if spec.dtype == "categorical" and not spec.numeric_categories:
+            if dtype == "category":
+                categories = [str(c) for c in spec.categories or []]
+                converters.append(lambda c, cats=categories: pd.Categorical(c, categories=cats))
+            else:
+                converters.append(lambda c: c.astype(object, copy=False))
+        elif dtype.startswith(("int", "uint", "Int", "UInt")) or dtype == "bool":
+            # Whole numbers/booleans keep their dtype; with a missing value, they become float64,
+            # as pandas itself makes them when reading data with gaps.
+            target = np.dtype(dtype.lower())
+
+            def convert(c: np.ndarray, target: np.dtype = target) -> np.ndarray:
+                values = c.astype(np.float64, copy=False)
+                return values if np.isnan(values).any() else values.astype(target)
+
+            converters.append(convert)
+        elif dtype == "float32":
+            converters.append(lambda c: c.astype(np.float32))
+        else:
+            converters.append(lambda c: c.astype(np.float64, copy=False))
+
+    def build(rows: np.ndarray) -> Any:
+        return pd.DataFrame({name: convert(rows[:, j]) for j, (name, convert) in
+                             enumerate(zip(names, converters, strict=True))}, columns=names)
+
+    return build
 
 
 class OnnxModel:
@@ -80,11 +134,16 @@ class OnnxModel:
     def __init__(self, manifest: Manifest, path: Path) -> None:
         import onnxruntime as ort
 
+        from model_packages.onnx_check import refuse_external_data
+
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1
         options.inter_op_num_threads = 1
+        # Load the very bytes that were checked: a self-contained model, nothing read beside it.
+        data = path.read_bytes()
+        refuse_external_data(data, path.name)
         try:
-            self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            self._session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
         except Exception as error:  # onnxruntime raises its own untyped errors for corrupt files
             raise PackageError(f"artifact {path.name} is not a loadable ONNX model: {error}") from None
         self.manifest = manifest
@@ -120,7 +179,7 @@ class OnnxModel:
 
 def _import_skops_io() -> Any:
     """Import skops.io without its default allow-list, which imports every scikit-learn module
-    (about 0.45 s of start-up). Kaizen applies its own allow-list instead: `_is_safe_type`."""
+    (about 0.45 s of start-up). Kaizen's own allow-list (`skops_trust`) names estimators instead."""
     if "skops.io" in sys.modules:
         return sys.modules["skops.io"]
     import sklearn.utils
@@ -134,36 +193,31 @@ def _import_skops_io() -> Any:
     return skops.io
 
 
-def _is_safe_type(name: str) -> bool:
-    """A class defined in scikit-learn, numpy or scipy, or a numpy ufunc; never a plain function."""
-    module_name, _, attribute = name.rpartition(".")
-    if module_name.split(".", 1)[0] not in SAFE_SKOPS_PACKAGES:
-        return False
-    try:
-        obj = getattr(importlib.import_module(module_name), attribute)
-    except (ImportError, AttributeError):
-        return False
-    if isinstance(obj, np.ufunc):
-        return True
-    return isinstance(obj, type) and obj.__module__.split(".", 1)[0] in SAFE_SKOPS_PACKAGES
-
-
 def _load_skops(path: Path, trusted: bool) -> Any:
+    """Load a skops file. Untrusted files may hold only the types `skops_trust` allows, checked by
+    name before anything is imported or constructed."""
+    from model_packages import skops_trust
+
     skops_io = _import_skops_io()
     try:
         untrusted = skops_io.get_untrusted_types(file=path)
     except Exception as error:  # corrupt zip or schema
         raise PackageError(f"artifact {path.name} is not a readable skops file: {error}") from None
-    unsafe = [t for t in untrusted if not _is_safe_type(t)]
+    unsafe = [t for t in untrusted if not skops_trust.is_trusted(t)]
     if unsafe and not trusted:
         raise PackageError(
-            f"artifact {path.name} contains types that are not scikit-learn, numpy or scipy classes: "
-            f"{', '.join(unsafe)}; set `trusted: true` in kaizen.yaml only if you trust its origin"
+            f"artifact {path.name} contains types outside Kaizen's skops allow-list (scikit-learn "
+            f"estimators and reviewed helpers): {', '.join(unsafe)}; set `trusted: true` in kaizen.yaml "
+            "only if you trust its origin"
         )
     try:
-        return skops_io.load(path, trusted=list(untrusted))
+        model = skops_io.load(path, trusted=list(untrusted))
     except Exception as error:
         raise PackageError(f"artifact {path.name} could not be loaded by skops: {error}") from None
+    problem = None if trusted else skops_trust.check_loaded(model)
+    if problem:
+        raise PackageError(f"artifact {path.name} is malformed: {problem}")
+    return model
 
 
 def _load_pickle(path: Path, fmt: str) -> Any:
@@ -180,16 +234,23 @@ def _load_pickle(path: Path, fmt: str) -> Any:
         raise PackageError(f"artifact {path.name} could not be unpickled: {error}") from None
 
 
+def load_estimator(path: Path, fmt: str, trusted: bool) -> Any:
+    """Load a scikit-learn artifact file (skops, or pickle/joblib only when `trusted`)."""
+    if fmt in ("pickle", "joblib"):
+        if not trusted:
+            raise PackageError(f"refusing to load {path.name}: {fmt} can run arbitrary code; "
+                               "use skops or ONNX, or trust the file explicitly")
+        return _load_pickle(path, fmt)
+    return _load_skops(path, trusted)
+
+
 def load_model(package_dir: str | Path, *, verify: bool = True, serve_with: str | None = None) -> LoadedModel:
     """Load a package's model. Pickle formats load only when the manifest says `trusted: true`.
 
     A package with a compiled serving artifact is served from it (no scikit-learn import) unless
     `serve_with="source"` (or `KAIZEN_SERVE_WITH=source`) asks for the source artifact."""
-    from model_packages.manifest import read_manifest
-    from model_packages.package import verify_package
-
     directory = Path(package_dir)
-    manifest = verify_package(directory) if verify else read_manifest(directory)
+    manifest = verify_files(directory) if verify else read_manifest(directory)
     choice = serve_with or os.environ.get("KAIZEN_SERVE_WITH") or "compiled"
     if choice not in ("compiled", "source"):
         raise PackageError(f"KAIZEN_SERVE_WITH={choice!r}: use compiled or source")

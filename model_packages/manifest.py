@@ -19,6 +19,7 @@ Framework = Literal["sklearn", "onnx"]
 ArtifactFormat = Literal["skops", "onnx", "pickle", "joblib"]
 FeatureType = Literal["float", "integer", "boolean", "categorical"]
 Task = Literal["classification", "regression"]
+ModelInput = Literal["array", "dataframe"]
 Scalar = str | int | float
 
 FRAMEWORK_FORMATS: dict[str, set[str]] = {
@@ -51,6 +52,14 @@ class FeatureSpec(_Model):
     allow_nan: bool = False
     default: float | None = None
     description: str | None = None
+    #: null (a missing value) is accepted and given to the model as missing (NaN): the model
+    #: handles it (an imputer in the pipeline, or missing values in the training data).
+    nullable: bool = False
+    #: a categorical value outside `categories` is accepted (the model ignores unseen categories,
+    #: e.g. OneHotEncoder(handle_unknown="ignore")) and counted as "unseen" for drift.
+    allow_unknown: bool = False
+    #: the pandas dtype of the training column, for models fitted on a DataFrame.
+    pandas_dtype: Annotated[str, Field(max_length=64)] | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> FeatureSpec:
@@ -62,7 +71,13 @@ class FeatureSpec(_Model):
             raise ValueError(f"feature {self.name!r}: only categorical features take `categories`")
         if self.default is not None and not math.isfinite(self.default):
             raise ValueError(f"feature {self.name!r}: default must be finite")
+        if self.allow_unknown and self.dtype != "categorical":
+            raise ValueError(f"feature {self.name!r}: only categorical features take `allow_unknown`")
         return self
+
+    @property
+    def accepts_null(self) -> bool:
+        return self.nullable or not self.required
 
     @property
     def numeric_categories(self) -> bool:
@@ -153,6 +168,10 @@ class Manifest(_Model):
     artifact_sha256: Sha256
     trusted: bool = False
     serving: ServingArtifact | None = None
+    #: what the model is given: a 2-D array in `inputs` order, or (for a model fitted on a
+    #: pandas DataFrame, i.e. with `feature_names_in_`) a DataFrame with `inputs` as columns,
+    #: in order, each with its `pandas_dtype` (categoricals as strings).
+    model_input: ModelInput = "array"
     inputs: Annotated[list[FeatureSpec], Field(min_length=1)]
     output: OutputSpec
     baseline: Baseline

@@ -18,7 +18,6 @@ from model_packages import __version__
 from model_packages.baseline import compute_baseline
 from model_packages.errors import PackageError
 from model_packages.manifest import (
-    MANIFEST_NAME,
     UNSAFE_FORMATS,
     FeatureSpec,
     Lineage,
@@ -26,51 +25,153 @@ from model_packages.manifest import (
     OutputSpec,
     Scalar,
     ServingArtifact,
-    read_manifest,
     write_manifest,
 )
+from model_packages.verify import sha256_file, verify_files
+
+__all__ = ["copy_without_serving_artifact", "create_package", "describe_package", "sha256_file",
+           "sklearn_to_onnx", "verify_package"]
 
 ARTIFACT_NAMES = {"skops": "model.skops", "onnx": "model.onnx", "pickle": "model.pkl", "joblib": "model.joblib"}
-_SKOPS_MAGIC = b"PK\x03\x04"
 
 
-def sha256_file(path: str | Path) -> str:
-    """Hex SHA-256 of a file, streamed."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+def _is_frame(x: Any) -> bool:
+    return hasattr(x, "columns") and hasattr(x, "dtypes") and hasattr(x, "to_numpy")
 
 
-def _columns(x: Any, feature_names: Sequence[str] | None) -> dict[str, np.ndarray]:
-    """Split training data (DataFrame, mapping of columns, 2-D array or rows) into named columns."""
+def _columns(x: Any, feature_names: Sequence[str] | None) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Split training data (DataFrame, mapping of columns, 2-D array or rows) into named columns,
+    with the pandas dtype of each column when it came from a DataFrame."""
     if isinstance(x, Mapping):
-        return {str(name): np.asarray(column) for name, column in x.items()}
-    if hasattr(x, "columns") and hasattr(x, "to_numpy"):
+        return {str(name): np.asarray(column) for name, column in x.items()}, {}
+    if _is_frame(x):
         names = [str(c) for c in x.columns]
-        return {name: x[col].to_numpy() for name, col in zip(names, x.columns, strict=True)}
+        if len(set(names)) != len(names):
+            raise PackageError(f"training data has duplicate column names: {names}")
+        columns = {name: x[col].to_numpy() for name, col in zip(names, x.columns, strict=True)}
+        return columns, {name: str(x[col].dtype) for name, col in zip(names, x.columns, strict=True)}
     array = np.asarray(x)
     if array.ndim != 2:
         raise PackageError(f"training data must be 2-D (rows x features), got shape {array.shape}")
     names = list(feature_names) if feature_names else [f"f{i}" for i in range(array.shape[1])]
     if len(names) != array.shape[1]:
         raise PackageError(f"{len(names)} feature names given for {array.shape[1]} columns of training data")
-    return {name: array[:, i] for i, name in enumerate(names)}
+    return {name: array[:, i] for i, name in enumerate(names)}, {}
 
 
-def _infer_feature(name: str, column: np.ndarray, ranges: Mapping[str, tuple[float, float]]) -> FeatureSpec:
+def _align(model: Any, columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Check the data's columns against what the model was fitted on; order them like the model.
+
+    Raises one PackageError naming the first column the model and the data disagree on."""
+    fitted = getattr(model, "feature_names_in_", None)
+    if fitted is not None:
+        names = [str(n) for n in fitted]
+        missing = [n for n in names if n not in columns]
+        if missing:
+            raise PackageError(f"the model was fitted on column {missing[0]!r}, which the training data lacks "
+                               f"(data columns: {', '.join(columns)})")
+        extra = [n for n in columns if n not in names]
+        if extra:
+            raise PackageError(f"column {extra[0]!r} is in the training data but the model was not fitted on it; "
+                               f"drop it (kaizen package --drop {extra[0]}) or name it as the --target")
+        return {n: columns[n] for n in names}
+    width = getattr(model, "n_features_in_", None)
+    if isinstance(width, int) and width != len(columns):
+        raise PackageError(f"the model takes {width} features but the training data has {len(columns)} columns "
+                           f"({', '.join(columns)})")
+    return columns
+
+
+def _missing(value: object) -> bool:
+    return value is None or (isinstance(value, float) and value != value)
+
+
+def _infer_feature(name: str, column: np.ndarray, ranges: Mapping[str, tuple[float, float]],
+                   pandas_dtype: str | None = None) -> FeatureSpec:
     low, high = ranges.get(name, (None, None))
     if column.dtype.kind == "b":
-        return FeatureSpec(name=name, dtype="boolean")
+        return FeatureSpec(name=name, dtype="boolean", pandas_dtype=pandas_dtype)
     if column.dtype.kind in "iu":
-        return FeatureSpec(name=name, dtype="integer", minimum=low, maximum=high)
+        return FeatureSpec(name=name, dtype="integer", minimum=low, maximum=high, pandas_dtype=pandas_dtype)
     if column.dtype.kind == "f":
-        return FeatureSpec(
-            name=name, dtype="float", minimum=low, maximum=high, allow_nan=bool(np.isnan(column).any())
-        )
-    categories: list[Scalar] = sorted({str(v) for v in column if v is not None})
-    return FeatureSpec(name=name, dtype="categorical", categories=categories)
+        gaps = bool(np.isnan(column).any())
+        return FeatureSpec(name=name, dtype="float", minimum=low, maximum=high, allow_nan=gaps, nullable=gaps,
+                           pandas_dtype=pandas_dtype)
+    present = [v for v in column.tolist() if not _missing(v)]
+    if not present:
+        raise PackageError(f"column {name!r} has no values in the training data")
+    categories: list[Scalar] = sorted({str(v) for v in present})
+    return FeatureSpec(name=name, dtype="categorical", categories=categories,
+                       nullable=len(present) < len(column), pandas_dtype=pandas_dtype)
+
+
+def _model_rows(columns: Mapping[str, np.ndarray], specs: Sequence[FeatureSpec]) -> np.ndarray:
+    """Training data as the runtime's validated matrix: floats, or objects when a column holds strings."""
+    strings = any(s.dtype == "categorical" and not s.numeric_categories for s in specs)
+    if not strings:
+        return np.column_stack([np.asarray(columns[s.name], dtype=np.float64) for s in specs])
+    rows = np.empty((len(columns[specs[0].name]), len(specs)), dtype=object)
+    for j, spec in enumerate(specs):
+        column = columns[spec.name]
+        if spec.dtype == "categorical" and not spec.numeric_categories:
+            rows[:, j] = [np.nan if _missing(v) else str(v) for v in column.tolist()]
+        else:
+            rows[:, j] = np.asarray(column, dtype=np.float64)
+    return rows
+
+
+def _diagnose(model: Any, frame: Any) -> str:
+    """Name the columns whose transformer fails, for a pipeline starting with a ColumnTransformer."""
+    steps = getattr(model, "steps", None)
+    first = steps[0][1] if steps else model
+    if frame is None or not _is_frame(frame) or not hasattr(first, "transformers_"):
+        return ""
+    for name, transformer, cols in first.transformers_:
+        if transformer in ("drop", "passthrough") or not isinstance(cols, list) or not cols:
+            continue
+        try:
+            transformer.transform(frame[cols])
+        except Exception:  # this transformer is the one that disagrees with the data
+            return f" (column {', '.join(map(repr, cols))}, transformer {name!r} {type(transformer).__name__})"
+    return ""
+
+
+#: A category no training data has, used to probe whether the model accepts unseen categories.
+_PROBE_CATEGORY = "__kaizen_unseen_probe__"
+
+
+def _probe(model: Any, rows: np.ndarray, specs: list[FeatureSpec], to_input: Any) -> list[FeatureSpec]:
+    """Ask the model itself which features may be missing or hold unseen categories: change one
+    value of a training row and see whether it still predicts a finite answer."""
+    import warnings
+
+    import sklearn
+
+    def accepts(row: np.ndarray) -> bool:
+        try:
+            with sklearn.config_context(assume_finite=False), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                out = np.asarray(model.predict(to_input(row)))
+        except Exception:  # the model refuses the value: the schema will too
+            return False
+        return out.dtype.kind not in "fc" or bool(np.isfinite(out).all())
+
+    probed: list[FeatureSpec] = []
+    for j, spec in enumerate(specs):
+        update: dict[str, Any] = {}
+        string = spec.dtype == "categorical" and not spec.numeric_categories
+        row = rows[:1].copy()
+        if not spec.nullable:
+            row[0, j] = np.nan
+            if accepts(row):
+                update["nullable"] = True
+                if not string:
+                    update["allow_nan"] = True
+        if string and not spec.allow_unknown:
+            row[0, j] = _PROBE_CATEGORY
+            update["allow_unknown"] = accepts(row)
+        probed.append(spec.model_copy(update=update) if update else spec)
+    return probed
 
 
 def _data_hash(columns: Mapping[str, np.ndarray], y: Any) -> str:
@@ -149,11 +250,16 @@ def sklearn_to_onnx(model: Any, n_features: int, double: bool = False) -> bytes:
 PARITY_TOLERANCE = 1e-6
 
 
-def _compile_for_serving(model: Any, matrix: np.ndarray, task: str) -> tuple[bytes, float] | None:
+def _compile_for_serving(
+    model: Any, matrix: np.ndarray, task: str, reference: Any = None
+) -> tuple[bytes, float] | None:
     """Compile a scikit-learn model to double-precision ONNX and check it on every training row.
 
-    Returns the ONNX bytes and the largest difference seen, or None when the model cannot be
-    converted or its predictions differ (then the runtime serves the skops artifact)."""
+    `reference` is the training data as the model takes it (a DataFrame for DataFrame-fitted
+    models); the ONNX model takes `matrix`. Returns the ONNX bytes and the largest difference
+    seen, or None when the model cannot be converted or its predictions differ (then the
+    runtime serves the skops artifact)."""
+    reference = matrix if reference is None else reference
     try:
         import onnxruntime as ort
 
@@ -165,14 +271,14 @@ def _compile_for_serving(model: Any, matrix: np.ndarray, task: str) -> tuple[byt
     fitted: Any = model
     if task == "classification":
         labels = np.asarray(outputs[0]).reshape(-1)
-        if [str(v) for v in labels] != [str(v) for v in fitted.predict(matrix)]:
+        if [str(v) for v in labels] != [str(v) for v in fitted.predict(reference)]:
             return None
         if not hasattr(fitted, "predict_proba") or len(outputs) < 2:
             return onnx_bytes, 0.0
-        diff = float(np.max(np.abs(np.asarray(outputs[1], dtype=np.float64) - fitted.predict_proba(matrix))))
+        diff = float(np.max(np.abs(np.asarray(outputs[1], dtype=np.float64) - fitted.predict_proba(reference))))
     else:
         values = np.asarray(outputs[0], dtype=np.float64).reshape(-1)
-        diff = float(np.max(np.abs(values - np.asarray(fitted.predict(matrix), dtype=np.float64))))
+        diff = float(np.max(np.abs(values - np.asarray(fitted.predict(reference), dtype=np.float64))))
     return (onnx_bytes, diff) if diff <= PARITY_TOLERANCE else None
 
 
@@ -213,10 +319,38 @@ def create_package(
         raise PackageError(f"unknown artifact format {fmt!r}; use one of {', '.join(ARTIFACT_NAMES)}")
     if fmt in UNSAFE_FORMATS and not trusted:
         raise PackageError(f"format {fmt!r} loads with pickle: pass trusted=True only for a model you trust")
-    columns = _columns(x, feature_names)
-    specs = list(features) if features else [_infer_feature(n, c, ranges or {}) for n, c in columns.items()]
+    columns, dtypes = _columns(x, feature_names)
+    is_estimator = fmt != "onnx"
+    if is_estimator:
+        columns = _align(model, columns)
+    model_input = "dataframe" if is_estimator and hasattr(model, "feature_names_in_") else "array"
+    if model_input == "dataframe" and not dtypes:
+        dtypes = {n: "object" if c.dtype.kind in "OUS" else str(c.dtype) for n, c in columns.items()}
+    if features:
+        specs = [s if s.pandas_dtype or s.name not in dtypes else s.model_copy(update={"pandas_dtype": dtypes[s.name]})
+                 for s in features]
+    else:
+        specs = [_infer_feature(n, c, ranges or {}, dtypes.get(n)) for n, c in columns.items()]
+    if model_input == "array":
+        specs = [s.model_copy(update={"pandas_dtype": None}) for s in specs]
     if [s.name for s in specs] != list(columns):
         raise PackageError("feature specs must name the training data's columns in order")
+    train_input: Any = None
+    if is_estimator:
+        from model_packages.loading import frame_builder
+
+        rows = _model_rows(columns, specs)
+        to_input = frame_builder(specs) if model_input == "dataframe" else (lambda r: r)
+        estimator: Any = model
+        try:
+            train_input = to_input(rows)
+            np.asarray(estimator.predict(train_input[:1] if model_input == "array" else train_input.iloc[:1]))
+        except Exception as error:  # the model and the data disagree: name it once
+            where = _diagnose(estimator, train_input)
+            raise PackageError(f"the model cannot predict on the training data as Kaizen will serve it"
+                               f"{where}: {type(error).__name__}: {error}") from None
+        if not features:
+            specs = _probe(estimator, rows, specs, to_input)
     if task is None:
         task = "classification" if hasattr(model, "classes_") or labels else "regression"
     if task == "classification" and labels is None:
@@ -229,11 +363,10 @@ def create_package(
         labels=list(labels) if task == "classification" and labels is not None else None,
         probabilities=task == "classification" and (fmt == "onnx" or hasattr(model, "predict_proba")),
     )
-    if metrics is None and y is not None and hasattr(model, "score"):
-        matrix = x if hasattr(x, "columns") else np.column_stack([np.asarray(c) for c in columns.values()])
+    if metrics is None and y is not None and hasattr(model, "score") and train_input is not None:
         key = "training_accuracy" if task == "classification" else "training_r2"
         scorer: Any = model
-        metrics = {key: float(scorer.score(matrix, y))}
+        metrics = {key: float(scorer.score(train_input, y))}
     baseline = compute_baseline(columns, specs, dict(metrics or {}))
 
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -251,6 +384,7 @@ def create_package(
             artifact=artifact.name,
             artifact_sha256=sha256_file(artifact),
             trusted=trusted,
+            model_input=model_input,  # type: ignore[arg-type]
             inputs=specs,
             output=output,
             baseline=baseline,
@@ -265,7 +399,7 @@ def create_package(
         numeric = all(np.asarray(c).dtype.kind in "fiub" for c in columns.values())
         if compile_onnx and fmt != "onnx" and numeric:
             matrix = np.column_stack([np.asarray(c, dtype=np.float64) for c in columns.values()])
-            compiled = _compile_for_serving(model, matrix, task)
+            compiled = _compile_for_serving(model, matrix, task, train_input)
             if compiled is not None:
                 serving_path = staging / "serving.onnx"
                 serving_path.write_bytes(compiled[0])
@@ -284,38 +418,15 @@ def create_package(
 
 
 def verify_package(package_dir: str | Path, *, load: bool = False) -> Manifest:
-    """Check a package: manifest schema, artifact presence, hash and format; with `load`, also
-    load the model and check that it agrees with the manifest's schema."""
-    directory = Path(package_dir)
-    manifest = read_manifest(directory)
-    artifact = directory / manifest.artifact
-    if not artifact.is_file():
-        raise PackageError(f"artifact {manifest.artifact} named in {MANIFEST_NAME} is missing")
-    actual = sha256_file(artifact)
-    if actual != manifest.artifact_sha256:
-        raise PackageError(
-            f"artifact {manifest.artifact} is corrupt: sha256 {actual} does not match "
-            f"artifact_sha256 {manifest.artifact_sha256} in {MANIFEST_NAME}"
-        )
-    if manifest.serving is not None:
-        serving = directory / manifest.serving.artifact
-        if not serving.is_file():
-            raise PackageError(f"serving artifact {manifest.serving.artifact} named in {MANIFEST_NAME} is missing")
-        if sha256_file(serving) != manifest.serving.artifact_sha256:
-            raise PackageError(
-                f"serving artifact {manifest.serving.artifact} is corrupt: its sha256 does not match "
-                f"serving.artifact_sha256 in {MANIFEST_NAME}"
-            )
-    if manifest.format == "skops":
-        with open(artifact, "rb") as handle:
-            if handle.read(4) != _SKOPS_MAGIC:
-                raise PackageError(f"artifact {manifest.artifact} is not a skops file")
+    """Check a package's files (`verify.verify_files`); with `load`, also load it the way the
+    serving runtime does, warm-up prediction included, from both artifacts when it has two."""
+    manifest = verify_files(package_dir)
     if load:
-        from model_packages.loading import load_model
+        from model_packages.serving.runner import load_runner
 
-        load_model(directory, verify=False)
+        load_runner(package_dir, verify=False)
         if manifest.serving is not None:
-            load_model(directory, verify=False, serve_with="source")
+            load_runner(package_dir, verify=False, serve_with="source")
     return manifest
 
 
@@ -332,6 +443,7 @@ def describe_package(package_dir: str | Path) -> dict[str, Any]:
         "artifact_bytes": size,
         "artifact_sha256": manifest.artifact_sha256,
         "trusted": manifest.trusted,
+        "model_input": manifest.model_input,
         "task": manifest.output.task,
         "labels": manifest.output.labels,
         "inputs": [f.model_dump(exclude_none=True) for f in manifest.inputs],

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
+from urllib.parse import urlsplit, urlunsplit
 
 import model_packages
 from model_packages.errors import KaizenError, PackageError
@@ -72,7 +73,7 @@ FLAVOR_TRIM: dict[str, tuple[str, ...]] = {
 _COMMON_SMOKE = ("numpy", "pydantic", "yaml", "httptools", "uvloop", "prometheus_client")
 # Imported in the builder stage after trimming: a trim that broke an import fails the build.
 FLAVOR_SMOKE: dict[str, tuple[str, ...]] = {
-    "sklearn": (*_COMMON_SMOKE, "scipy.sparse", "sklearn", "sklearn.ensemble", "skops.io"),
+    "sklearn": (*_COMMON_SMOKE, "scipy.sparse", "sklearn", "sklearn.ensemble", "skops.io", "pandas"),
     "onnx": (*_COMMON_SMOKE, "onnxruntime"),
 }
 
@@ -150,6 +151,25 @@ def _git(*args: str, cwd: Path) -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
+def public_url(url: str | None) -> str:
+    """A repository URL without credentials: no user or password, query or fragment (CI checkouts
+    embed tokens, e.g. `https://ci-user:glpat-…@gitlab…`, and labels end up in pushed images)."""
+    if not url:
+        return "unknown"
+    url = url.strip()
+    if "://" in url:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        try:
+            port = parts.port
+        except ValueError:
+            port = None
+        netloc = f"{host}:{port}" if port else host
+        return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+    # scp-like `user@host:path`: drop the user.
+    return url.rsplit("@", 1)[-1] if "@" in url.split(":", 1)[0] else url
+
+
 def oci_labels(
     manifest: Manifest,
     *,
@@ -166,10 +186,9 @@ def oci_labels(
         "org.opencontainers.image.description": manifest.description or manifest.name,
         "org.opencontainers.image.version": manifest.version,
         "org.opencontainers.image.created": created.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "org.opencontainers.image.source": source
-        or os.environ.get("KAIZEN_IMAGE_SOURCE")
-        or _git("remote", "get-url", "origin", cwd=here)
-        or "unknown",
+        "org.opencontainers.image.source": public_url(
+            source or os.environ.get("KAIZEN_IMAGE_SOURCE") or _git("remote", "get-url", "origin", cwd=here)
+        ),
         "org.opencontainers.image.revision": revision
         or manifest.lineage.code_revision
         or _git("rev-parse", "HEAD", cwd=here)

@@ -46,7 +46,8 @@ COMMON = (
     "prometheus-client==0.26.0",
 )
 FLAVORS: dict[str, tuple[str, ...]] = {
-    "sklearn": (*COMMON, "scikit-learn==1.9.1", "scipy==1.17.1", "skops==0.16.0"),
+    # pandas: DataFrame-fitted models are given a DataFrame (loading.frame_builder).
+    "sklearn": (*COMMON, "scikit-learn==1.9.1", "scipy==1.17.1", "skops==0.16.0", "pandas==3.1.1"),
     "onnx": (*COMMON, "onnxruntime==1.32.0"),
 }
 # Dependencies of the above that the runtime never imports (skops.card only...), left out of the

@@ -251,8 +251,8 @@ class App:
             "name": manifest.name,
             "versions": [manifest.version],
             "platform": f"kaizen-{manifest.framework}",
-            "inputs": [{"name": "input", "datatype": "FP64", "shape": [-1, len(manifest.inputs)],
-                        "parameters": {"features": manifest.feature_names}}],
+            "inputs": [{"name": "input", "datatype": "BYTES" if runner.schema.string_cols else "FP64",
+                        "shape": [-1, len(manifest.inputs)], "parameters": {"features": manifest.feature_names}}],
             "outputs": outputs,
         })
 

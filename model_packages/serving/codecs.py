@@ -19,6 +19,8 @@ V2_NUMERIC = {
 V2_DTYPES = {"FP32": np.float32, "FP64": np.float64, "INT32": np.int32, "INT64": np.int64, "BOOL": np.bool_,
              "UINT8": np.uint8, "UINT16": np.uint16, "UINT32": np.uint32, "UINT64": np.uint64,
              "INT8": np.int8, "INT16": np.int16, "FP16": np.float16}
+#: Most dimensions a V2 tensor may have (numpy's limit is 64; tabular inputs use 1 or 2).
+MAX_V2_DIMS = 16
 
 
 def parse_json(body: bytes) -> Any:
@@ -134,7 +136,7 @@ def rows_from_v2(payload: Any, schema: InputSchema, binary: bytes = b"") -> tupl
         if len({c.shape[0] for c in columns}) != 1:
             raise RequestError("per-feature input tensors must all have the same number of rows", field="inputs")
         matrix = np.column_stack(columns)
-    if matrix.dtype.kind == "O":
+    if matrix.dtype.kind == "O" or schema.string_cols:  # string categories: checked value by value
         return schema.matrix(matrix.tolist(), field="inputs"), _parameters(payload)
     return schema.check(matrix.astype(np.float64), "inputs"), _parameters(payload)
 
@@ -158,6 +160,9 @@ def _v2_tensor(tensor: Any, k: int, binary: bytes, offset: int) -> tuple[np.ndar
         isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
     ):
         raise RequestError(f"{where}.shape must be a list of non-negative integers", field=f"{where}.shape")
+    if len(shape) > MAX_V2_DIMS:
+        raise RequestError(f"{where}.shape has {len(shape)} dimensions; at most {MAX_V2_DIMS} are supported",
+                           field=f"{where}.shape")
     datatype = tensor["datatype"]
     if not isinstance(datatype, str) or (datatype not in V2_NUMERIC and datatype != "BYTES"):
         raise RequestError(f"{where}.datatype {datatype!r} is not a V2 datatype", field=f"{where}.datatype")
@@ -184,6 +189,10 @@ def _v2_tensor(tensor: Any, k: int, binary: bytes, offset: int) -> tuple[np.ndar
     if array.size != count:
         raise RequestError(f"{where}.data has {array.size} values; shape {shape} needs {count}",
                            field=f"{where}.data")
+    if datatype.startswith("FP") and array.dtype.kind == "O":  # null: a missing value, NaN
+        values = array.reshape(-1).tolist()
+        if all(v is None or (isinstance(v, int | float) and not isinstance(v, bool)) for v in values):
+            array = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
     if datatype != "BYTES" and array.dtype.kind not in "fiub":
         raise RequestError(f"{where}.data holds non-numeric values for datatype {datatype}",
                            field=f"{where}.data")

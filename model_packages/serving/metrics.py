@@ -43,6 +43,14 @@ class DriftCollector(Collector):
             "Largest feature PSI over the live window (-1 until enough rows have been seen)",
             value=max(scores.values()) if scores else -1.0,
         )
+        unseen = GaugeMetricFamily(
+            "kaizen_feature_unseen_fraction",
+            "Share of a categorical feature's values in the live window that the training data never had",
+            labels=["feature"],
+        )
+        for name, value in self.stats.unseen_fractions().items():
+            unseen.add_metric([name], value)
+        yield unseen
         yield GaugeMetricFamily(
             "kaizen_drift_window_rows", "Rows in the live drift window", value=self.stats.window_rows_seen
         )

@@ -15,7 +15,9 @@ ERROR = {"$ref": "#/components/schemas/Error"}
 
 def _feature_schema(spec: FeatureSpec) -> dict[str, Any]:
     schema: dict[str, Any]
-    if spec.dtype == "categorical":
+    if spec.dtype == "categorical" and spec.allow_unknown and not spec.numeric_categories:
+        schema = {"type": "string", "example": (spec.categories or [""])[0]}
+    elif spec.dtype == "categorical":
         schema = {"enum": list(spec.categories or [])}
     elif spec.dtype == "integer":
         schema = {"type": "integer"}
@@ -28,7 +30,7 @@ def _feature_schema(spec: FeatureSpec) -> dict[str, Any]:
             schema["minimum"] = spec.minimum
         if spec.maximum is not None:
             schema["maximum"] = spec.maximum
-    if not spec.required:
+    if spec.accepts_null:
         schema["nullable"] = True
     if spec.description:
         schema["description"] = spec.description

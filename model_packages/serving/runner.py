@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from model_packages.errors import PackageError
-from model_packages.loading import LoadedModel
+from model_packages.errors import PackageError, RequestError
+from model_packages.loading import LoadedModel, load_model
 from model_packages.manifest import Manifest
 from model_packages.serving.codecs import to_json_values
 from model_packages.serving.drift import FeatureStats
@@ -27,13 +28,14 @@ class Runner:
     def predict_array(self, rows: np.ndarray) -> np.ndarray:
         """Predict and feed the drift statistics (the one place both happen)."""
         self.stats.observe(rows)
-        return self.model.predict(rows)
+        return _finite(self.model.predict(rows), "prediction")
 
     def predict(self, rows: np.ndarray) -> list[Any]:
         return to_json_values(self.predict_array(rows))
 
     def predict_proba(self, rows: np.ndarray) -> np.ndarray | None:
-        return self.model.predict_proba(rows)
+        proba = self.model.predict_proba(rows)
+        return None if proba is None else _finite(proba, "probability")
 
     def predictions_with_probabilities(self, rows: np.ndarray) -> list[dict[str, Any]]:
         """Vertex-style rich predictions: the label and the probability of every label."""
@@ -57,6 +59,8 @@ class Runner:
             value = base.quantiles.get("0.5") if base else None
             if value is None:
                 value = spec.default if spec.default is not None else (spec.minimum or 0.0)
+            if spec.dtype in ("integer", "boolean"):
+                value = float(round(value))
             low = spec.minimum if spec.minimum is not None else -np.inf
             high = spec.maximum if spec.maximum is not None else np.inf
             row.append(float(np.clip(value, low, high)))
@@ -75,3 +79,46 @@ class Runner:
                     f"schema/artifact disagreement: the model gives {proba.shape[1]} probabilities "
                     f"for {len(self.labels)} output.labels"
                 )
+
+
+def _finite(values: np.ndarray, what: str) -> np.ndarray:
+    """Refuse a non-finite model output (e.g. 1e308 into a regressor gives inf): the input is
+    outside what the model can answer, so it is the client's error, on every content type."""
+    if values.dtype.kind in "fc":
+        finite = np.isfinite(values)
+        if not finite.all():
+            where = tuple(int(i) for i in np.argwhere(~finite)[0])
+            row = where[0]
+            raise RequestError(
+                f"row {row}: the model's {what} is {values[where]!s} for this input (not finite); "
+                "send values within the range the model was trained on",
+                status=400, field=f"row[{row}]",
+            )
+    return values
+
+
+def load_runner(
+    package_dir: str | Path,
+    *,
+    verify: bool = True,
+    serve_with: str | None = None,
+    window_rows: int = 5000,
+    min_rows: int = 100,
+) -> Runner:
+    """Load, check and warm up a package: every failure is one PackageError naming the problem.
+
+    The model's own errors (a scikit-learn ValueError at warm-up, an import that calls sys.exit)
+    become PackageError too, so `kaizen serve`, the image and `kaizen inspect --load` report one
+    line and exit non-zero instead of printing a traceback."""
+    try:
+        model = load_model(package_dir, verify=verify, serve_with=serve_with)
+        runner = Runner(model, FeatureStats(model.manifest, window_rows, min_rows))
+        runner.warm_up()
+    except PackageError:
+        raise
+    except (Exception, SystemExit) as error:
+        detail = str(error) or "no message"
+        kind = "tried to exit the process" if isinstance(error, SystemExit) else type(error).__name__
+        raise PackageError(f"the model in {package_dir} failed to load or predict one warm-up row: "
+                           f"{kind}: {detail}") from None
+    return runner

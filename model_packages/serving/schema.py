@@ -27,7 +27,7 @@ class InputSchema:
         self.mins = np.array([-np.inf if s.minimum is None else s.minimum for s in specs])
         self.maxs = np.array([np.inf if s.maximum is None else s.maximum for s in specs])
         self.has_bounds = bool(np.isfinite(self.mins).any() or np.isfinite(self.maxs).any())
-        self.nan_ok = np.array([s.allow_nan or not s.required for s in specs])
+        self.nan_ok = np.array([s.allow_nan or s.accepts_null for s in specs])
         self.any_nan_ok = bool(self.nan_ok.any())
         self.int_cols = [i for i, s in enumerate(specs) if s.dtype == "integer"]
         self.bool_cols = [i for i, s in enumerate(specs) if s.dtype == "boolean"]
@@ -41,8 +41,12 @@ class InputSchema:
             for i, s in enumerate(specs)
             if s.dtype == "categorical" and not s.numeric_categories
         }
+        #: string columns whose unseen categories the model accepts
+        self.open_cols = {i for i in self.string_cols if specs[i].allow_unknown}
+        # What a null becomes: the default of an optional feature, else missing (NaN).
         self.fill = [
-            (s.default if s.default is not None else math.nan) if not s.required else None for s in specs
+            (s.default if s.default is not None and not s.required else math.nan) if s.accepts_null else None
+            for s in specs
         ]
 
     # -- rows to matrix -------------------------------------------------------------------------
@@ -111,11 +115,14 @@ class InputSchema:
                 spec = self.specs[j]
                 name = f"{where}.{spec.name}"
                 if value is None:
-                    if spec.required:
+                    if self.fill[j] is None:
                         raise RequestError(f"{name}: missing required feature (null)", field=name)
                     values.append(self.fill[j])
                 elif j in self.string_cols:
-                    if str(value) not in self.string_cols[j]:
+                    if isinstance(value, list | dict):
+                        raise RequestError(f"{name}: expected a category (string), got {type(value).__name__}",
+                                           field=name)
+                    if j not in self.open_cols and str(value) not in self.string_cols[j]:
                         raise RequestError(
                             f"{name}: {value!r} is not one of the categories "
                             f"{sorted(self.string_cols[j])}",

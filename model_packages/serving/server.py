@@ -17,7 +17,6 @@ import httptools
 
 from model_packages.errors import PackageError
 from model_packages.serving.app import App, Request, Response, error_response
-from model_packages.serving.drift import FeatureStats
 from model_packages.serving.logs import JsonLog
 from model_packages.serving.settings import Settings
 
@@ -178,14 +177,10 @@ class Server:
         return self.exit_code
 
     def _load(self) -> Any:
-        from model_packages.loading import load_model
-        from model_packages.serving.runner import Runner
+        from model_packages.serving.runner import load_runner  # every failure is one PackageError
 
-        model = load_model(self.settings.model_dir)
-        stats = FeatureStats(model.manifest, self.settings.drift_window_rows, self.settings.drift_min_rows)
-        runner = Runner(model, stats)
-        runner.warm_up()
-        return runner
+        return load_runner(self.settings.model_dir, window_rows=self.settings.drift_window_rows,
+                           min_rows=self.settings.drift_min_rows)
 
     def stop(self) -> None:
         """SIGTERM: stop accepting, let requests in flight finish, close idle keep-alive connections."""

@@ -84,6 +84,8 @@ def test_examples_are_valid_packages() -> None:
     root = Path(__file__).resolve().parents[2] / "examples"
     iris = verify_package(root / "iris-classifier", load=True)
     diabetes = verify_package(root / "diabetes-regressor", load=True)
+    churn = verify_package(root / "churn-classifier", load=True)
+    assert (churn.model_input, churn.serving) == ("dataframe", None)
     assert (iris.framework, iris.output.task) == ("sklearn", "classification")
     assert (diabetes.framework, diabetes.output.task) == ("onnx", "regression")
 
@@ -246,7 +248,7 @@ def test_cli_package_and_inspect(tmp_path: Path) -> None:
 
 
 def test_skops_allow_list(tmp_path: Path) -> None:
-    """Classes from sklearn/numpy/scipy and numpy ufuncs load; any other function needs trust."""
+    """scikit-learn estimators and numpy ufuncs load; any other function needs trust."""
     import operator
 
     from sklearn.pipeline import make_pipeline
@@ -257,7 +259,7 @@ def test_skops_allow_list(tmp_path: Path) -> None:
     assert np.allclose(load_model(package).predict(X[:3]), safe.predict(X[:3]))
 
     risky = make_pipeline(FunctionTransformer(operator.neg), LinearRegression()).fit(X, Y_REG)
-    with pytest.raises(PackageError, match=r"not scikit-learn, numpy or scipy classes: _operator\.neg"):
+    with pytest.raises(PackageError, match=r"outside Kaizen.s skops allow-list .*: _operator\.neg"):
         create_package(risky, X, Y_REG, out_dir=tmp_path / "risky", name="risky", version="1.0.0")
     assert not (tmp_path / "risky").exists()
     trusted = create_package(risky, X, Y_REG, out_dir=tmp_path / "risky", name="risky", version="1.0.0",

@@ -249,6 +249,58 @@ def test_categorical_and_integer_features(tmp_path: Path) -> None:
     assert status == 400 and "instances[0].size: 2.5 is not an integer" in body["error"]
 
 
+def test_v2_tensor_with_too_many_dimensions_is_a_400(iris_app: App) -> None:
+    """Finding 13: a 65-dimension tensor made numpy's reshape raise (500)."""
+    for dims in (17, 65):
+        tensor = {"name": "input", "shape": [1] * dims, "datatype": "FP64", "data": [1]}
+        status, body = call(iris_app, "POST", "/v2/models/iris-classifier/infer", {"inputs": [tensor]})
+        assert status == 400 and f"has {dims} dimensions" in body["error"]
+
+
+def test_numeric_v2_tensor_for_string_categorical_is_checked(tmp_path: Path) -> None:
+    """Finding 14: numbers sent as a V2 tensor bypassed the category check and reached the model (500)."""
+    app, _ = make_app(_categorical_package(tmp_path))
+    url = "/v2/models/cat/infer"
+    for tensor in ({"name": "input", "shape": [1, 2], "datatype": "FP64", "data": [0, 6]},
+                   {"name": "input", "shape": [1, 2], "datatype": "INT32", "data": [1, 6]}):
+        status, body = call(app, "POST", url, {"inputs": [tensor]})
+        assert status == 400 and "inputs[0].color" in body["error"] and "categories" in body["error"], body
+    per_feature = [{"name": "color", "shape": [1], "datatype": "FP64", "data": [2]},
+                   {"name": "size", "shape": [1], "datatype": "INT64", "data": [6]}]
+    status, body = call(app, "POST", url, {"inputs": per_feature})
+    assert status == 400 and "inputs[0].color" in body["error"]
+    per_feature[0] = {"name": "color", "shape": [1], "datatype": "BYTES", "data": ["red"]}
+    status, body = call(app, "POST", url, {"inputs": per_feature})
+    assert status == 200 and body["outputs"][0]["data"] == [1]
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered")
+@pytest.mark.parametrize("compile_onnx", [True, False])
+def test_non_finite_prediction_is_a_client_error_on_every_contract(tmp_path: Path, compile_onnx: bool) -> None:
+    """Finding 15: 1e308 into an unbounded regressor gives inf: a 400 on JSON, CSV (any Accept) and V2."""
+    from sklearn.linear_model import LinearRegression
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(50, 3))
+    y = x @ np.array([1.0, 2.0, 3.0])
+    package = create_package(LinearRegression().fit(x, y), x, y, out_dir=tmp_path / "reg", name="reg",
+                             version="1.0.0", compile_onnx=compile_onnx)
+    app, _ = make_app(package)
+    big = [1e308, 1e308, 1e308]
+    answers = [
+        call(app, "POST", "/predict", {"instances": [[0, 0, 0], big]}),
+        call(app, "POST", "/invocations", b"1e308,1e308,1e308\n", ctype="text/csv"),
+        call(app, "POST", "/invocations", b"1e308,1e308,1e308\n", ctype="text/csv",
+             headers={b"accept": b"text/csv"}),
+        call(app, "POST", "/v2/models/reg/infer",
+             {"inputs": [{"name": "input", "shape": [1, 3], "datatype": "FP64", "data": big}]}),
+    ]
+    for status, body in answers:
+        assert status == 400 and "not finite" in body["error"], body
+    assert "row 1" in answers[0][1]["error"]
+    assert call(app, "POST", "/predict", {"instances": [[0, 0, 0]]})[0] == 200
+
+
 JSON_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
     lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=12), inner, max_size=5),

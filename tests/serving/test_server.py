@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import socket
@@ -203,3 +204,45 @@ def test_schemathesis_finds_no_contract_violation(
     )
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
     assert "generated" in result.stdout and "failure" not in result.stdout.split("SUMMARY")[-1].lower()
+
+
+def _broken_package(iris_package: Path) -> Path:
+    """A package that verifies but whose model raises a ValueError on its first prediction."""
+    import hashlib
+
+    import skops.io as sio
+    import yaml
+
+    from model_packages.loading import load_model
+
+    model = load_model(iris_package, serve_with="source")._estimator  # type: ignore[attr-defined]
+    model[-1].coef_ = np.zeros((3, 7))  # the matrix product fails at warm-up
+    sio.dump(model, iris_package / "model.skops")
+    data = yaml.safe_load((iris_package / "kaizen.yaml").read_text())
+    data.pop("serving")
+    data["artifact_sha256"] = hashlib.sha256((iris_package / "model.skops").read_bytes()).hexdigest()
+    (iris_package / "kaizen.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    (iris_package / "serving.onnx").unlink()
+    return iris_package
+
+
+def test_load_failure_is_one_json_line_not_a_traceback(iris_package: Path) -> None:
+    package = _broken_package(iris_package)
+    result = subprocess.run([sys.executable, "-m", "model_packages.serving", "serve"], capture_output=True,
+                            text=True, timeout=60, env={"KAIZEN_MODEL_DIR": str(package),
+                                                        "KAIZEN_HOST": "127.0.0.1", "KAIZEN_PORT": str(free_port()),
+                                                        "PATH": "/usr/bin:/bin",
+                                                        "PYTHONPATH": os.environ.get("PYTHONPATH", "")}, check=False)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stdout + result.stderr
+    failures = [json.loads(line) for line in result.stdout.splitlines() if "model_load_failed" in line]
+    assert len(failures) == 1 and "ValueError" in failures[0]["error"] and "warm-up" in failures[0]["error"]
+    kaizen = Path(sys.executable).parent / "kaizen"
+    serve = subprocess.run([str(kaizen), "serve", str(package), "--port", str(free_port())], capture_output=True,
+                           text=True, timeout=60, check=False)
+    assert serve.returncode == 1 and "Traceback" not in serve.stdout + serve.stderr
+    assert sum("model_load_failed" in line for line in serve.stdout.splitlines()) == 1
+    inspect = subprocess.run([str(kaizen), "inspect", str(package), "--load"], capture_output=True, text=True,
+                             timeout=60, check=False)
+    assert inspect.returncode == 1 and "Traceback" not in inspect.stdout + inspect.stderr
+    assert "ValueError" in inspect.stderr
