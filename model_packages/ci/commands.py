@@ -8,6 +8,7 @@
     kaizen ci cleanup --open 3,5 | --github     destroy preview stacks whose pull request is closed
     kaizen ci smoke URL --package DIR           readiness + one prediction of a typical row
     kaizen ci comment --pr N --outputs F        create or update the pull request's one Kaizen comment
+    kaizen ci propose CANDIDATE --package DIR   a pull request with a retrained package version
 """
 
 from __future__ import annotations
@@ -290,6 +291,44 @@ def comment(
     except KaizenError as error:
         raise _fail(error) from None
     err.print(f"comment {number} {action}")
+
+
+@ci_app.command("propose")
+def propose(
+    candidate: Annotated[Path | None, typer.Argument(help="The retrained package")] = None,
+    from_retrain: Annotated[Path | None, typer.Option(help="`kaizen retrain`'s JSON output, naming the package")]
+    = None,
+    *,
+    package: Annotated[Path, typer.Option(help="The package directory in the repository it replaces")],
+    repository: Annotated[str, typer.Option(envvar="GITHUB_REPOSITORY", help="OWNER/NAME")],
+    base: Annotated[str, typer.Option(help="Branch the pull request targets")] = "main",
+    report: Annotated[list[str] | None, typer.Option(help="TITLE=FILE for the body (repeatable)")] = None,
+    repo: Annotated[Path, typer.Option(help="Repository checkout")] = Path("."),
+) -> None:
+    """Open a pull request that replaces PACKAGE with CANDIDATE (same preview and review path)."""
+    from model_packages.ci.github import GitHub
+    from model_packages.ci.propose import propose as run_propose
+
+    if from_retrain is not None:
+        outcome = json.loads(from_retrain.read_text())
+        if not outcome.get("promoted"):
+            _print_json({"proposed": False, "reason": "the gate rejected the candidate"})
+            return
+        candidate = Path(outcome["package"])
+    if candidate is None:
+        raise typer.BadParameter("give the candidate package, or --from-retrain naming one")
+    reports: dict[str, Path] = {}
+    for item in report or []:
+        title, sep, file = item.partition("=")
+        if not sep:
+            raise typer.BadParameter(f"--report {item!r} is not TITLE=FILE")
+        reports[title] = Path(file)
+    try:
+        branch, number = run_propose(repo.resolve(), candidate, package, GitHub(repository), base=base,
+                                     reports=reports)
+    except KaizenError as error:
+        raise _fail(error) from None
+    _print_json({"proposed": True, "branch": branch, "pull_request": number})
 
 
 def init_ci(

@@ -96,5 +96,16 @@ class GitHub:
         created = self._call("POST", f"/repos/{self.repository}/issues/{pr}/comments", {"body": body})
         return "created", int(created["id"])
 
+    def open_pull_request(self, head: str, base: str, title: str, body: str) -> int:
+        """Open a pull request of branch `head` into `base`, or return the one already open for `head`."""
+        owner = self.repository.split("/")[0]
+        existing = self._call("GET", f"/repos/{self.repository}/pulls?state=open&head={owner}:{head}")
+        if isinstance(existing, list) and existing:
+            return int(existing[0]["number"])
+        created = self._call("POST", f"/repos/{self.repository}/pulls",
+                             {"head": head, "base": base, "title": title, "body": trim(body)})
+        return int(created["number"])
+
     def open_pull_requests(self) -> list[int]:
         return sorted(int(p["number"]) for p in self._pages(f"/repos/{self.repository}/pulls?state=open"))
+

@@ -36,6 +36,7 @@ def retrain_command(
     project_dir: Annotated[Path, typer.Option(help="Pulumi project (with --stack)")] = Path("."),
     cache: Annotated[Path, typer.Option(help="Step cache")] = Path(".kaizen/cache"),
     param: Annotated[list[str] | None, typer.Option(help="KEY=VALUE pipeline parameter (repeatable)")] = None,
+    reject_ok: Annotated[bool, typer.Option(help="Exit 0 when the gate rejects (a normal outcome in CI)")] = False,
 ) -> None:
     """Retrain; a candidate that passes the gate becomes the next package version (exit 0), one that
     fails leaves a report and an audit record and no package (exit 3)."""
@@ -58,7 +59,7 @@ def retrain_command(
     typer.echo(json.dumps({"promoted": outcome.promoted, "package": str(outcome.package) if outcome.package else None,
                            "report": str(outcome.report), "executed": outcome.run.executed,
                            "cached": outcome.run.cached}))
-    if not outcome.promoted:
+    if not outcome.promoted and not reject_ok:
         raise typer.Exit(code=3)
 
 

@@ -51,7 +51,7 @@ def _tool(name: str, fallback: Path) -> str:
 
 def test_the_repository_carries_the_current_workflows() -> None:
     assert set(TEMPLATES) >= {"kaizen-pull-request.yaml", "kaizen-pull-request-closed.yaml", "kaizen-main.yaml",
-                              "kaizen-cleanup.yaml"}
+                              "kaizen-cleanup.yaml", "kaizen-retrain.yaml"}
     assert workflows.install(ROOT, check=True) == [], "run `kaizen init-ci --force` after editing a template"
 
 
@@ -94,6 +94,10 @@ def test_permissions_are_empty_by_default_and_minimal_per_job() -> None:
         assert isinstance(perms, dict) and perms, f"{name}:{job_name} has no explicit permissions"
         assert "write-all" not in str(perms)
         assert set(perms) <= {"contents", "id-token", "pull-requests"}, f"{name}:{job_name}: {perms}"
+        if (name, job_name) == ("kaizen-retrain.yaml", "retrain"):  # pushes the candidate's branch only
+            assert "kaizen ci propose" in " ".join(_runs(job)) and "environment" not in job
+            assert "id-token" not in perms, "the retraining job needs no cloud credentials"
+            continue
         assert perms.get("contents") == "read", f"{name}:{job_name} writes to the repository"
 
 
@@ -140,8 +144,9 @@ def test_production_is_behind_its_environment_and_promotes_what_staging_runs() -
 
 def test_every_kaizen_command_the_workflows_run_exists() -> None:
     cli = get_command(app)
-    used = {m.group(1) for text in TEMPLATES.values() for m in re.finditer(r"kaizen (ci(?: preview)? [a-z-]+)", text)}
-    assert {"ci publish", "ci deploy", "ci promote", "ci rollback", "ci cleanup", "ci comment"} <= used
+    used = {m.group(1) for text in TEMPLATES.values()
+            for m in re.finditer(r"kaizen (ci(?: preview)? [a-z-]+|retrain)", text)}
+    assert {"ci publish", "ci deploy", "ci promote", "ci rollback", "ci cleanup", "ci comment", "ci propose"} <= used
     for command in used:
         group: Any = cli
         for part in command.split():
