@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from infra.aws.identity import ROLE_PATH
+from model_packages.ci.workflows import DEPLOY_ENVIRONMENTS
 
 PROJECT_TAG = "kaizen-project"
 
@@ -237,8 +239,12 @@ def deploy_policy(account: str, region: str, partition: str = "aws") -> dict[str
     return {"Version": "2012-10-17", "Statement": statements}
 
 
-def github_trust(account: str, repo: str, partition: str = "aws") -> dict[str, Any]:
-    """Trust for GitHub Actions OIDC: environments (dev/staging/prod) and pull requests of one repo."""
+def github_trust(
+    account: str, repo: str, environments: Sequence[str] = DEPLOY_ENVIRONMENTS, partition: str = "aws"
+) -> dict[str, Any]:
+    """Trust for GitHub Actions OIDC: jobs of one repository running in one of `environments`
+    (exact subjects, no wildcard: a fork, another branch's job without an environment, or another
+    repository cannot assume the role)."""
     provider = "token.actions.githubusercontent.com"
     return {
         "Version": "2012-10-17",
@@ -248,8 +254,10 @@ def github_trust(account: str, repo: str, partition: str = "aws") -> dict[str, A
                 "Principal": {"Federated": f"arn:{partition}:iam::{account}:oidc-provider/{provider}"},
                 "Action": "sts:AssumeRoleWithWebIdentity",
                 "Condition": {
-                    "StringEquals": {f"{provider}:aud": "sts.amazonaws.com"},
-                    "StringLike": {f"{provider}:sub": [f"repo:{repo}:environment:*", f"repo:{repo}:pull_request"]},
+                    "StringEquals": {
+                        f"{provider}:aud": "sts.amazonaws.com",
+                        f"{provider}:sub": [f"repo:{repo}:environment:{env}" for env in environments],
+                    },
                 },
             }
         ],
@@ -265,7 +273,7 @@ def main() -> None:
     a = parser.parse_args()
     doc = {
         "policy": deploy_policy(a.account, a.region, a.partition),
-        "trust": github_trust(a.account, a.repo, a.partition),
+        "trust": github_trust(a.account, a.repo, partition=a.partition),
     }
     print(json.dumps(doc, indent=2))
 

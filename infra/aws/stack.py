@@ -50,7 +50,18 @@ def _platform(
         )
         urls[model] = registry.repository_url
         arns[model] = registry.repository_arn
-    return {"repositoryUrls": urls, "repositoryArns": arns}
+    outputs: dict[str, Any] = {"repositoryUrls": urls, "repositoryArns": arns}
+    if cfg.github is not None:
+        from infra.aws.github_trust import GithubDeployTrust, GithubDeployTrustArgs
+
+        trust = GithubDeployTrust(
+            "github",
+            GithubDeployTrustArgs(repository=cfg.github.repository, account_id=account_id, region=settings.region,
+                                  environments=cfg.github.environments),
+            opts=opts,
+        )
+        outputs["deployRoleArn"] = trust.role_arn
+    return outputs
 
 
 def _entry(mapping: Any, model: str, output: str) -> str:

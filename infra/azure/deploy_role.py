@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from infra.azure.mlendpoint import STORAGE_BLOB_DATA_READER
 from infra.azure.registry import ACR_PULL_ROLE
+from model_packages.ci.workflows import DEPLOY_ENVIRONMENTS
 
 ROLE_NAME = "Kaizen deployer"
 ASSIGNABLE_ROLES = (ACR_PULL_ROLE, STORAGE_BLOB_DATA_READER)
@@ -119,11 +121,9 @@ def assignment_condition() -> str:
     )
 
 
-def federated_credentials(
-    repo: str, environments: tuple[str, ...] = ("dev", "staging", "prod")
-) -> list[dict[str, Any]]:
-    """GitHub Actions OIDC subjects for the app registration / user-assigned identity."""
-    subjects = [f"repo:{repo}:environment:{e}" for e in environments] + [f"repo:{repo}:pull_request"]
+def federated_credentials(repo: str, environments: Sequence[str] = DEPLOY_ENVIRONMENTS) -> list[dict[str, Any]]:
+    """GitHub Actions OIDC subjects for the user-assigned identity: one per environment."""
+    subjects = [f"repo:{repo}:environment:{e}" for e in environments]
     return [
         {
             "name": s.split(":", 2)[2].replace(":", "-"),

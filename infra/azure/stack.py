@@ -48,7 +48,26 @@ def deploy(cfg: StackConfig) -> dict[str, Any]:
             ),
             opts=opts,
         )
-        return {"registryId": registry.registry_id, "loginServer": registry.login_server, "resourceGroup": group.name}
+        outputs: dict[str, Any] = {"registryId": registry.registry_id, "loginServer": registry.login_server,
+                                   "resourceGroup": group.name}
+        if cfg.github is not None:
+            from infra.azure.github_trust import GithubDeployTrust, GithubDeployTrustArgs
+
+            trust = GithubDeployTrust(
+                "github",
+                GithubDeployTrustArgs(
+                    repository=cfg.github.repository,
+                    subscription_id=azure.authorization.get_client_config_output(
+                        opts=pulumi.InvokeOutputOptions(provider=provider)
+                    ).subscription_id,
+                    resource_group_name=group.name,
+                    location=settings.location,
+                    environments=cfg.github.environments,
+                ),
+                opts=opts,
+            )
+            outputs["deployClientId"] = trust.client_id
+        return outputs
     return _serving(cfg, settings, group, opts, provider)
 
 

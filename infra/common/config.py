@@ -24,6 +24,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from infra.local.settings import LocalSettings  # owned by the `local` target
+from model_packages.ci.workflows import DEPLOY_ENVIRONMENTS
 from model_packages.image import records
 
 NAMESPACE = "kaizen"
@@ -251,6 +252,16 @@ class GcpSettings(_Serving):
         return self
 
 
+class GithubSettings(_Model):
+    """`kaizen:github` of a platform stack: the repository (and its environments) whose GitHub
+    Actions jobs may assume the deploy identity through OIDC. No other workflow, branch or fork can."""
+
+    repository: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")]
+    environments: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")]] = Field(
+        default_factory=lambda: list(DEPLOY_ENVIRONMENTS), min_length=1
+    )
+
+
 class StackConfig(_Model):
     """All of `kaizen:*` for one stack."""
 
@@ -263,6 +274,7 @@ class StackConfig(_Model):
     platform_stack: Annotated[str, Field(pattern=r"^[\w.-]+/[\w.-]+/[\w.-]+$")] | None = None
     deletion_protection: bool | None = None
     platform_models: list[Name] = []
+    github: GithubSettings | None = None
     aws: AwsSettings | None = None
     azure: AzureSettings | None = None
     gcp: GcpSettings | None = None
@@ -287,6 +299,8 @@ class StackConfig(_Model):
                     "missing: serving stacks read the registry from the platform stack "
                     "(e.g. organization/kaizen/aws-platform)",
                 )
+        if self.github is not None and (self.stack_kind != "platform" or self.target == "local"):
+            raise _KeyError("github", "only a cloud platform stack declares the GitHub Actions deploy trust")
         if self.stack_kind == "platform" and self.target == "aws" and not self.platform_models:
             raise _KeyError("platformModels", "missing: the ECR repositories to create (model names)")
         settings = section[self.target]

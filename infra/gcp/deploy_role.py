@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Sequence
 from typing import Any
+
+from model_packages.ci.workflows import DEPLOY_ENVIRONMENTS
 
 ROLE_ID = "kaizenDeployer"
 
@@ -66,8 +69,9 @@ def act_as_condition() -> dict[str, str]:
     }
 
 
-def workload_identity(repo: str) -> dict[str, Any]:
-    """Pool provider for GitHub Actions OIDC, restricted to one repository."""
+def workload_identity(repo: str, environments: Sequence[str] = DEPLOY_ENVIRONMENTS) -> dict[str, Any]:
+    """Pool provider for GitHub Actions OIDC, restricted to one repository's environments."""
+    allowed = ", ".join(f"'{e}'" for e in environments)
     return {
         "issuerUri": "https://token.actions.githubusercontent.com",
         "attributeMapping": {
@@ -75,7 +79,7 @@ def workload_identity(repo: str) -> dict[str, Any]:
             "attribute.repository": "assertion.repository",
             "attribute.environment": "assertion.environment",
         },
-        "attributeCondition": f"assertion.repository == '{repo}'",
+        "attributeCondition": f"assertion.repository == '{repo}' && assertion.environment in [{allowed}]",
         "principalSet": "principalSet://iam.googleapis.com/projects/<number>/locations/global/"
         f"workloadIdentityPools/<pool>/attribute.repository/{repo}",
     }

@@ -37,13 +37,25 @@ def deploy(cfg: StackConfig) -> dict[str, Any]:
             ),
             opts=opts,
         )
-        return {
+        outputs: dict[str, Any] = {
             "repositoryId": registry.repository_id,
             "repositoryName": registry.repository_name,
             "repositoryLocation": settings.region,
             "repositoryProject": settings.project,
             "repositoryUrl": registry.repository_url,
         }
+        if cfg.github is not None:
+            from infra.gcp.github_trust import GithubDeployTrust, GithubDeployTrustArgs
+
+            trust = GithubDeployTrust(
+                "github",
+                GithubDeployTrustArgs(project=settings.project, repository=cfg.github.repository,
+                                      environments=cfg.github.environments),
+                opts=opts,
+            )
+            outputs["workloadIdentityProvider"] = trust.provider_name
+            outputs["deployServiceAccount"] = trust.service_account
+        return outputs
     return _serving(cfg, settings, opts, provider)
 
 

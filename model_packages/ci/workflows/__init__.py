@@ -7,6 +7,9 @@ from pathlib import Path
 from model_packages.errors import KaizenError
 
 TEMPLATES = Path(__file__).parent
+# The GitHub environments the workflows' cloud jobs run in: the platform stacks' OIDC trust names
+# exactly these subjects (repo:<owner>/<name>:environment:<env>).
+DEPLOY_ENVIRONMENTS = ("preview", "staging", "production")
 
 
 def templates() -> dict[str, str]:
