@@ -107,6 +107,23 @@ def package_command(
     except KaizenError as error:
         raise _fail(error) from None
     console.print(f"[green]packaged[/] {name} {version} -> {path}")
+    _print_compilation(path)
+
+
+def _print_compilation(path: Path) -> None:
+    """Say whether the package got a compiled serving artifact, and why not."""
+    from model_packages.manifest import read_manifest
+
+    manifest = read_manifest(path)
+    compilation = manifest.compilation
+    if compilation is None:
+        return
+    if compilation.compiled and manifest.serving is not None:
+        serving = manifest.serving
+        console.print(f"compiled: {serving.artifact} ({compilation.compiler}), matches the model on "
+                      f"{serving.parity_rows} training rows (max abs diff {serving.max_abs_diff:.2g})")
+    else:
+        console.print(f"[yellow]not compiled:[/] {compilation.reason}; {manifest.framework} serves the model")
 
 
 @app.command("inspect")
@@ -139,6 +156,11 @@ def inspect_command(
     if summary["labels"]:
         console.print(f"labels: {', '.join(str(x) for x in summary['labels'])}")
     console.print(f"metrics: {summary['metrics']}  training rows: {summary['training_rows']}")
+    compilation = summary.get("compilation")
+    if compilation:
+        console.print(f"compiled: {compilation['compiled']}"
+                      + (f" ({compilation['compiler']})" if compilation.get("compiler") else "")
+                      + (f"; reason: {compilation['reason']}" if compilation.get("reason") else ""))
     lineage = summary["lineage"]
     console.print(f"lineage: data {lineage['data_sha256'][:16]}…  code {lineage.get('code_revision')}  "
                   f"created {lineage['created_at']}")

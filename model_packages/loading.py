@@ -101,6 +101,10 @@ class OnnxModel:
             )
         outputs = [o.name for o in self._session.get_outputs()]
         self._label = outputs[0]
+        serving = manifest.serving
+        # Booster graphs answer with class indices: map them to output.labels.
+        self._labels = (np.asarray(manifest.output.labels, dtype=object)
+                        if serving is not None and serving.label_index and path.name == serving.artifact else None)
         self._proba = outputs[1] if len(outputs) > 1 and manifest.output.task == "classification" else None
 
     def _run(self, names: list[str], rows: np.ndarray) -> list[Any]:
@@ -110,6 +114,8 @@ class OnnxModel:
         result = np.asarray(self._run([self._label], rows)[0])
         if self.manifest.output.task == "regression":
             return result.reshape(result.shape[0], -1)[:, 0] if result.ndim > 1 else result
+        if self._labels is not None:
+            return self._labels[result.reshape(-1).astype(np.intp)]
         return result
 
     def predict_proba(self, rows: np.ndarray) -> np.ndarray | None:

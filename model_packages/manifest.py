@@ -15,8 +15,9 @@ from model_packages.errors import PackageError
 MANIFEST_NAME = "kaizen.yaml"
 FORMAT_VERSION = 1
 
-Framework = Literal["sklearn", "onnx"]
-ArtifactFormat = Literal["skops", "onnx", "pickle", "joblib"]
+Framework = Literal["sklearn", "onnx", "xgboost", "lightgbm"]
+#: ubj/json: XGBoost's own model formats; txt: LightGBM's text model. None of them runs code.
+ArtifactFormat = Literal["skops", "onnx", "pickle", "joblib", "ubj", "json", "txt"]
 FeatureType = Literal["float", "integer", "boolean", "categorical"]
 Task = Literal["classification", "regression"]
 Scalar = str | int | float
@@ -24,6 +25,8 @@ Scalar = str | int | float
 FRAMEWORK_FORMATS: dict[str, set[str]] = {
     "sklearn": {"skops", "pickle", "joblib"},
     "onnx": {"onnx"},
+    "xgboost": {"ubj", "json"},
+    "lightgbm": {"txt"},
 }
 UNSAFE_FORMATS = {"pickle", "joblib"}
 
@@ -138,6 +141,17 @@ class ServingArtifact(_Model):
     artifact_sha256: Sha256
     parity_rows: int
     max_abs_diff: float
+    #: The graph's first output is an index into output.labels (XGBoost/LightGBM boosters),
+    #: not the label itself.
+    label_index: bool = False
+
+
+class Compilation(_Model):
+    """Whether `create_package` compiled the model for serving, and why not when it did not."""
+
+    compiled: bool
+    compiler: str | None = None
+    reason: str | None = None
 
 
 class Manifest(_Model):
@@ -153,6 +167,7 @@ class Manifest(_Model):
     artifact_sha256: Sha256
     trusted: bool = False
     serving: ServingArtifact | None = None
+    compilation: Compilation | None = None
     inputs: Annotated[list[FeatureSpec], Field(min_length=1)]
     output: OutputSpec
     baseline: Baseline

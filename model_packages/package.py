@@ -16,10 +16,12 @@ import numpy as np
 
 from model_packages import __version__
 from model_packages.baseline import compute_baseline
+from model_packages.compile import Compiled, compile_for_serving, sklearn_to_onnx
 from model_packages.errors import PackageError
 from model_packages.manifest import (
     MANIFEST_NAME,
     UNSAFE_FORMATS,
+    Compilation,
     FeatureSpec,
     Lineage,
     Manifest,
@@ -29,6 +31,8 @@ from model_packages.manifest import (
     read_manifest,
     write_manifest,
 )
+
+__all__ = ["create_package", "describe_package", "sklearn_to_onnx", "verify_package"]
 
 ARTIFACT_NAMES = {"skops": "model.skops", "onnx": "model.onnx", "pickle": "model.pkl", "joblib": "model.joblib"}
 _SKOPS_MAGIC = b"PK\x03\x04"
@@ -129,51 +133,25 @@ def _write_artifact(model: Any, fmt: str, path: Path) -> None:
             pickle.dump(model, handle)
 
 
-def sklearn_to_onnx(model: Any, n_features: int, double: bool = False) -> bytes:
-    """Convert a fitted scikit-learn estimator to ONNX (plain probability tensor, no zipmap).
-
-    `double=True` keeps float64 inputs and arithmetic where the converters allow it, so linear
-    models and scalers compute exactly what scikit-learn computes."""
-    from skl2onnx import to_onnx
-    from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType
-
-    options = {id(model): {"zipmap": False}} if hasattr(model, "predict_proba") else None
-    tensor = DoubleTensorType if double else FloatTensorType
-    initial_types: Any = [("input", tensor([None, n_features]))]
-    onx = to_onnx(model, initial_types=initial_types, options=options,
-                  target_opset={"": 17, "ai.onnx.ml": 3})
-    return onx.SerializeToString()  # type: ignore[union-attr]
-
-
-#: Largest difference allowed between the compiled model's numbers and scikit-learn's.
-PARITY_TOLERANCE = 1e-6
-
-
-def _compile_for_serving(model: Any, matrix: np.ndarray, task: str) -> tuple[bytes, float] | None:
-    """Compile a scikit-learn model to double-precision ONNX and check it on every training row.
-
-    Returns the ONNX bytes and the largest difference seen, or None when the model cannot be
-    converted or its predictions differ (then the runtime serves the skops artifact)."""
-    try:
-        import onnxruntime as ort
-
-        onnx_bytes = sklearn_to_onnx(model, matrix.shape[1], double=True)
-        session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
-        outputs = session.run(None, {session.get_inputs()[0].name: matrix})
-    except Exception:  # unsupported estimator or converter gap: serve the source artifact
-        return None
+def _compile(model: Any, columns: Mapping[str, np.ndarray], task: str, framework: str) -> Compiled:
+    """Compile for serving when the training data is numeric (the compiled graph takes one
+    float tensor); the reason otherwise."""
+    text = [name for name, c in columns.items() if np.asarray(c).dtype.kind not in "fiub"]
+    if text:
+        return Compiled(None, f"column {text[0]!r} is not numeric (the compiled graph takes "
+                              "one float tensor); the source framework serves the model")
+    matrix = np.column_stack([np.asarray(c, dtype=np.float64) for c in columns.values()])
     fitted: Any = model
-    if task == "classification":
-        labels = np.asarray(outputs[0]).reshape(-1)
-        if [str(v) for v in labels] != [str(v) for v in fitted.predict(matrix)]:
-            return None
-        if not hasattr(fitted, "predict_proba") or len(outputs) < 2:
-            return onnx_bytes, 0.0
-        diff = float(np.max(np.abs(np.asarray(outputs[1], dtype=np.float64) - fitted.predict_proba(matrix))))
-    else:
-        values = np.asarray(outputs[0], dtype=np.float64).reshape(-1)
-        diff = float(np.max(np.abs(values - np.asarray(fitted.predict(matrix), dtype=np.float64))))
-    return (onnx_bytes, diff) if diff <= PARITY_TOLERANCE else None
+    try:
+        if task == "classification":
+            proba = fitted.predict_proba(matrix) if hasattr(fitted, "predict_proba") else None
+            reference = (fitted.predict(matrix), proba)
+        else:
+            reference = (fitted.predict(matrix), None)
+    except Exception as error:  # the model's own predict fails on the training matrix
+        return Compiled(None, f"{type(model).__name__}.predict failed on the training "
+                              f"matrix: {error}")
+    return compile_for_serving(model, matrix, task, framework, reference)
 
 
 def create_package(
@@ -262,16 +240,17 @@ def create_package(
                 kaizen_version=__version__,
             ),
         )
-        numeric = all(np.asarray(c).dtype.kind in "fiub" for c in columns.values())
-        if compile_onnx and fmt != "onnx" and numeric:
-            matrix = np.column_stack([np.asarray(c, dtype=np.float64) for c in columns.values()])
-            compiled = _compile_for_serving(model, matrix, task)
-            if compiled is not None:
+        if compile_onnx and fmt != "onnx":
+            compiled = _compile(model, columns, task, manifest.framework)
+            manifest = manifest.model_copy(update={"compilation": Compilation(
+                compiled=compiled.onnx is not None, compiler=compiled.compiler, reason=compiled.reason)})
+            if compiled.onnx is not None:
                 serving_path = staging / "serving.onnx"
-                serving_path.write_bytes(compiled[0])
+                serving_path.write_bytes(compiled.onnx)
                 manifest = manifest.model_copy(update={"serving": ServingArtifact(
                     artifact=serving_path.name, artifact_sha256=sha256_file(serving_path),
-                    parity_rows=int(matrix.shape[0]), max_abs_diff=compiled[1])})
+                    parity_rows=len(next(iter(columns.values()))), max_abs_diff=compiled.max_abs_diff,
+                    label_index=compiled.label_index)})
         write_manifest(manifest, staging)
         verify_package(staging, load=True)
         if out.exists():
@@ -338,6 +317,9 @@ def describe_package(package_dir: str | Path) -> dict[str, Any]:
         "metrics": manifest.baseline.metrics,
         "training_rows": manifest.baseline.rows,
         "lineage": manifest.lineage.model_dump(mode="json"),
+        "serving": manifest.serving.model_dump(mode="json") if manifest.serving else None,
+        "compilation": manifest.compilation.model_dump(mode="json", exclude_none=True)
+        if manifest.compilation else None,
     }
 
 
