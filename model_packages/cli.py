@@ -65,6 +65,10 @@ def _load_estimator(path: Path, trusted: bool) -> tuple[Any, str]:
     suffix = path.suffix.lower()
     if suffix == ".onnx":
         return path, "onnx"
+    if suffix in (".ubj", ".json", ".txt"):
+        from model_packages.loading import load_booster
+
+        return load_booster(path), suffix[1:]
     if suffix == ".skops":
         from model_packages.loading import _load_skops
 
@@ -77,12 +81,14 @@ def _load_estimator(path: Path, trusted: bool) -> tuple[Any, str]:
 
         fmt = "joblib" if suffix == ".joblib" else "pickle"
         return _load_pickle(path, fmt), fmt
-    raise PackageError(f"unknown model file type {suffix!r}: use .skops, .onnx, or .pkl/.joblib with --trusted")
+    raise PackageError(f"unknown model file type {suffix!r}: use .skops, .onnx, .ubj/.json (XGBoost), "
+                       ".txt (LightGBM), or .pkl/.joblib with --trusted")
 
 
 @app.command("package")
 def package_command(
-    model: Annotated[Path, typer.Argument(help="Fitted model: .skops, .onnx, or .pkl/.joblib with --trusted")],
+    model: Annotated[Path, typer.Argument(help="Fitted model: .skops, .onnx, .ubj/.json (XGBoost), .txt (LightGBM), "
+                                       "or .pkl/.joblib with --trusted")],
     data: Annotated[Path, typer.Option(help="Training data CSV with a header row")],
     name: Annotated[str, typer.Option(help="Package name (lowercase, digits, dashes)")],
     version: Annotated[str, typer.Option(help="Semantic version, e.g. 1.2.0")],

@@ -180,11 +180,11 @@ def _booster_to_onnx(model: Any, framework: str, n_features: int) -> bytes:
     if framework == "xgboost":
         from onnxmltools import convert_xgboost
 
-        onx: Any = convert_xgboost(model, initial_types=initial_types, target_opset=17)
+        onx: Any = convert_xgboost(model, initial_types=initial_types, target_opset=15)
     else:
         from onnxmltools import convert_lightgbm
 
-        onx = convert_lightgbm(model, initial_types=initial_types, target_opset=17, zipmap=False)
+        onx = convert_lightgbm(model, initial_types=initial_types, target_opset=15, zipmap=False)
     return onx.SerializeToString()
 
 

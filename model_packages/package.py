@@ -19,6 +19,7 @@ from model_packages.baseline import compute_baseline
 from model_packages.compile import Compiled, compile_for_serving, sklearn_to_onnx
 from model_packages.errors import PackageError
 from model_packages.manifest import (
+    FRAMEWORK_FORMATS,
     MANIFEST_NAME,
     UNSAFE_FORMATS,
     Compilation,
@@ -34,7 +35,10 @@ from model_packages.manifest import (
 
 __all__ = ["create_package", "describe_package", "sklearn_to_onnx", "verify_package"]
 
-ARTIFACT_NAMES = {"skops": "model.skops", "onnx": "model.onnx", "pickle": "model.pkl", "joblib": "model.joblib"}
+ARTIFACT_NAMES = {"skops": "model.skops", "onnx": "model.onnx", "pickle": "model.pkl", "joblib": "model.joblib",
+                  "ubj": "model.ubj", "json": "model.json", "txt": "model.txt"}
+#: The default artifact format of each framework: its own format, never pickle.
+DEFAULT_FORMATS = {"sklearn": "skops", "onnx": "onnx", "xgboost": "ubj", "lightgbm": "txt"}
 _SKOPS_MAGIC = b"PK\x03\x04"
 
 
@@ -108,8 +112,32 @@ def _simple_params(model: Any) -> dict[str, str | int | float | bool | None]:
     return params
 
 
+def framework_of(model: Any) -> str:
+    """The framework a fitted model belongs to: xgboost, lightgbm (sklearn API or Booster),
+    onnx (a path, bytes or ModelProto) or sklearn (anything else)."""
+    if isinstance(model, bytes | str | os.PathLike) or type(model).__name__ == "ModelProto":
+        return "onnx"
+    root = type(model).__module__.split(".", 1)[0]
+    return root if root in ("xgboost", "lightgbm") else "sklearn"
+
+
+def _booster_task(model: Any, framework: str) -> tuple[str | None, int]:
+    """(task, classes) from a native Booster's objective; (None, 0) for other models."""
+    from model_packages.loading import booster_objective
+
+    if framework not in ("xgboost", "lightgbm") or hasattr(model, "classes_") or hasattr(model, "get_params"):
+        return None, 0
+    _, classes = booster_objective(model, framework)
+    return ("classification" if classes else "regression"), classes
+
+
 def _write_artifact(model: Any, fmt: str, path: Path) -> None:
-    if fmt == "skops":
+    if fmt in ("ubj", "json"):  # XGBoost: sklearn API and Booster both save their own format
+        model.save_model(str(path))
+    elif fmt == "txt":  # LightGBM's text model
+        booster = model.booster_ if hasattr(model, "booster_") else model
+        booster.save_model(str(path))
+    elif fmt == "skops":
         import skops.io
 
         skops.io.dump(model, path)
@@ -133,14 +161,24 @@ def _write_artifact(model: Any, fmt: str, path: Path) -> None:
             pickle.dump(model, handle)
 
 
-def _compile(model: Any, columns: Mapping[str, np.ndarray], task: str, framework: str) -> Compiled:
+def _compile(model: Any, columns: Mapping[str, np.ndarray], task: str, manifest: Manifest,
+             artifact: Path) -> Compiled:
     """Compile for serving when the training data is numeric (the compiled graph takes one
-    float tensor); the reason otherwise."""
+    float tensor); the reason otherwise. XGBoost/LightGBM: the Booster the runtime would load
+    from `artifact` is compiled and is the reference (labels as indices into output.labels)."""
     text = [name for name, c in columns.items() if np.asarray(c).dtype.kind not in "fiub"]
     if text:
         return Compiled(None, f"column {text[0]!r} is not numeric (the compiled graph takes "
                               "one float tensor); the source framework serves the model")
     matrix = np.column_stack([np.asarray(c, dtype=np.float64) for c in columns.values()])
+    framework = manifest.framework
+    if framework in ("xgboost", "lightgbm"):
+        from model_packages.loading import BoosterModel
+
+        source = BoosterModel(manifest, artifact)
+        proba = source.predict_proba(matrix)
+        reference = (np.argmax(proba, axis=1), proba) if proba is not None else (source.predict(matrix), None)
+        return compile_for_serving(source.booster, matrix, task, framework, reference)
     fitted: Any = model
     try:
         if task == "classification":
@@ -186,17 +224,24 @@ def create_package(
     out = Path(out_dir)
     if out.exists() and not overwrite:
         raise PackageError(f"{out} already exists (pass overwrite=True to replace it)")
-    fmt = artifact_format or ("onnx" if isinstance(model, bytes | str | os.PathLike) else "skops")
+    framework = framework_of(model) if artifact_format != "onnx" else "onnx"
+    fmt = artifact_format or DEFAULT_FORMATS[framework]
     if fmt not in ARTIFACT_NAMES:
         raise PackageError(f"unknown artifact format {fmt!r}; use one of {', '.join(ARTIFACT_NAMES)}")
+    if fmt not in FRAMEWORK_FORMATS[framework]:
+        raise PackageError(f"format {fmt!r} does not belong to framework {framework!r}: use "
+                           f"{' or '.join(sorted(FRAMEWORK_FORMATS[framework]))}")
     if fmt in UNSAFE_FORMATS and not trusted:
         raise PackageError(f"format {fmt!r} loads with pickle: pass trusted=True only for a model you trust")
     columns = _columns(x, feature_names)
     specs = list(features) if features else [_infer_feature(n, c, ranges or {}) for n, c in columns.items()]
     if [s.name for s in specs] != list(columns):
         raise PackageError("feature specs must name the training data's columns in order")
+    booster_task, booster_classes = _booster_task(model, framework)
     if task is None:
-        task = "classification" if hasattr(model, "classes_") or labels else "regression"
+        task = booster_task or ("classification" if hasattr(model, "classes_") or labels else "regression")
+    if task == "classification" and labels is None and booster_classes:
+        labels = list(range(booster_classes))
     if task == "classification" and labels is None:
         if not hasattr(model, "classes_"):
             raise PackageError("classification packages need `labels` when the model has no classes_")
@@ -205,7 +250,8 @@ def create_package(
     output = OutputSpec(
         task=task,  # type: ignore[arg-type]
         labels=list(labels) if task == "classification" and labels is not None else None,
-        probabilities=task == "classification" and (fmt == "onnx" or hasattr(model, "predict_proba")),
+        probabilities=task == "classification"
+        and (fmt == "onnx" or framework != "sklearn" or hasattr(model, "predict_proba")),
     )
     if metrics is None and y is not None and hasattr(model, "score"):
         matrix = x if hasattr(x, "columns") else np.column_stack([np.asarray(c) for c in columns.values()])
@@ -224,7 +270,7 @@ def create_package(
             name=name,
             version=version,
             description=description,
-            framework="onnx" if fmt == "onnx" else "sklearn",
+            framework=framework,  # type: ignore[arg-type]
             format=fmt,  # type: ignore[arg-type]
             artifact=artifact.name,
             artifact_sha256=sha256_file(artifact),
@@ -241,7 +287,7 @@ def create_package(
             ),
         )
         if compile_onnx and fmt != "onnx":
-            compiled = _compile(model, columns, task, manifest.framework)
+            compiled = _compile(model, columns, task, manifest, artifact)
             manifest = manifest.model_copy(update={"compilation": Compilation(
                 compiled=compiled.onnx is not None, compiler=compiled.compiler, reason=compiled.reason)})
             if compiled.onnx is not None:

@@ -74,6 +74,8 @@ _COMMON_SMOKE = ("numpy", "pydantic", "yaml", "httptools", "uvloop", "prometheus
 FLAVOR_SMOKE: dict[str, tuple[str, ...]] = {
     "sklearn": (*_COMMON_SMOKE, "scipy.sparse", "sklearn", "sklearn.ensemble", "skops.io"),
     "onnx": (*_COMMON_SMOKE, "onnxruntime"),
+    "xgboost": (*_COMMON_SMOKE, "xgboost"),
+    "lightgbm": (*_COMMON_SMOKE, "lightgbm"),
 }
 
 
@@ -135,9 +137,11 @@ def _tag_safe(version: str) -> str:
 
 
 def flavor_for(manifest: Manifest) -> str:
-    """ONNX packages and scikit-learn packages with a compiled ONNX serving artifact need only
-    onnxruntime; the others need scikit-learn."""
-    return "onnx" if manifest.framework == "onnx" or manifest.serving is not None else "sklearn"
+    """ONNX packages and packages with a compiled ONNX serving artifact need only onnxruntime;
+    the others need their framework (scikit-learn, XGBoost or LightGBM)."""
+    if manifest.framework == "onnx" or manifest.serving is not None:
+        return "onnx"
+    return manifest.framework
 
 
 def _git(*args: str, cwd: Path) -> str | None:

@@ -83,26 +83,14 @@ def test_pipeline_with_trees_compiles(tmp_path: Path) -> None:
 
 def test_model_that_is_not_compiled_says_why(tmp_path: Path) -> None:
     """A categorical HistGradientBoosting model: skl2onnx ignores categorical splits, so the
-    parity check fails; the manifest and `kaizen package` say so, and sklearn serves it.
-    (--trusted: its skops file holds functools.partial, which Kaizen's allow-list refuses.)"""
-    import skops.io
-
+    parity check fails; the manifest says so, and scikit-learn serves it."""
     rng = np.random.default_rng(0)
     colour = rng.integers(0, 6, 400).astype(float)
     size = rng.normal(size=400)
     x = np.column_stack([colour, size])
     y = (np.isin(colour, [1, 4]) ^ (size > 1.2)).astype(int)
-    model = ensemble.HistGradientBoostingClassifier(categorical_features=[0], max_iter=20)  # type: ignore[arg-type].fit(x, y)
-    artifact = tmp_path / "hgb.skops"
-    skops.io.dump(model, artifact)
-    data = tmp_path / "train.csv"
-    data.write_text("colour,size,y\n" + "\n".join(f"{c},{s},{int(t)}" for c, s, t in zip(colour, size, y,
-                                                                                          strict=True)))
-    out = tmp_path / "pkg"
-    result = CliRunner().invoke(app, ["package", str(artifact), "--data", str(data), "--target", "y", "--name",
-                                      "hgb-cat", "--version", "1.0.0", "--out", str(out), "--trusted"])
-    assert result.exit_code == 0, result.output
-    assert "not compiled:" in result.output and "training rows" in result.output
+    model = ensemble.HistGradientBoostingClassifier(categorical_features=[0], max_iter=20).fit(x, y)  # type: ignore[arg-type]
+    out = create_package(model, x, y, out_dir=tmp_path / "pkg", name="hgb-cat", version="1.0.0", trusted=True)
     manifest = read_manifest(out)
     assert manifest.serving is None
     assert manifest.compilation is not None and not manifest.compilation.compiled
@@ -110,3 +98,22 @@ def test_model_that_is_not_compiled_says_why(tmp_path: Path) -> None:
     loaded = load_model(out)
     assert type(loaded).__name__ == "SklearnModel"
     assert loaded.predict(x).tolist() == model.predict(x).tolist()
+
+
+def test_cli_prints_why_a_model_is_not_compiled(tmp_path: Path) -> None:
+    import skops.io
+    from sklearn.semi_supervised import LabelPropagation
+
+    x, y = IRIS
+    skops.io.dump(LabelPropagation().fit(x, y), tmp_path / "lp.skops")
+    data = tmp_path / "train.csv"
+    data.write_text("a,b,c,d,y\n" + "\n".join(",".join(map(str, [*r, t])) for r, t in zip(x, y, strict=True)))
+    out = tmp_path / "pkg"
+    result = CliRunner().invoke(app, ["package", str(tmp_path / "lp.skops"), "--data", str(data), "--target", "y",
+                                      "--name", "lp", "--version", "1.0.0", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "not compiled:" in result.output and "LabelPropagation cannot be converted to ONNX" in result.output
+    reason = read_manifest(out).compilation.reason  # type: ignore[union-attr]
+    assert reason and "LabelPropagation" in reason
+    shown = CliRunner().invoke(app, ["inspect", str(out)])
+    assert "compiled: False" in shown.output and "LabelPropagation" in shown.output
