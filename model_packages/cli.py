@@ -158,7 +158,11 @@ def inspect_command(
     for feature in summary["inputs"]:
         span = feature.get("categories") or f"{feature.get('minimum', '-inf')} .. {feature.get('maximum', 'inf')}"
         table.add_row(feature["name"], feature["dtype"], str(feature.get("required", True)), str(span))
-    console.print(table)
+    if summary.get("tensor_input"):
+        tensor = summary["tensor_input"]
+        console.print(f"tensor input {tensor['name']} {tensor['datatype']} {tensor['shape']} (-1: any size)")
+    else:
+        console.print(table)
     if summary["labels"]:
         console.print(f"labels: {', '.join(str(x) for x in summary['labels'])}")
     console.print(f"metrics: {summary['metrics']}  training rows: {summary['training_rows']}")

@@ -92,26 +92,39 @@ class OnnxModel:
         if len(inputs) != 1:
             raise PackageError(f"ONNX model {path.name} must take one input tensor, it takes {len(inputs)}")
         self._input = inputs[0].name
-        self._dtype = np.float32 if inputs[0].type == "tensor(float)" else np.float64
+        from model_packages.serving.tensors import ORT_TO_NUMPY
+
+        self._dtype = ORT_TO_NUMPY.get(inputs[0].type, np.float64)
         width = inputs[0].shape[-1] if inputs[0].shape else None
-        if isinstance(width, int) and width != len(manifest.inputs):
+        if manifest.tensor_input is None and isinstance(width, int) and width != len(manifest.inputs):
             raise PackageError(
                 f"schema/artifact disagreement: the ONNX input takes {width} features, "
                 f"the manifest lists {len(manifest.inputs)}"
             )
         outputs = [o.name for o in self._session.get_outputs()]
         self._label = outputs[0]
+        self._proba = outputs[1] if len(outputs) > 1 and manifest.output.task == "classification" else None
         serving = manifest.serving
         # Booster graphs answer with class indices: map them to output.labels.
         self._labels = (np.asarray(manifest.output.labels, dtype=object)
                         if serving is not None and serving.label_index and path.name == serving.artifact else None)
-        self._proba = outputs[1] if len(outputs) > 1 and manifest.output.task == "classification" else None
+        # A classifier with one [N, K] output (a network ending in Softmax): K probabilities.
+        first = self._session.get_outputs()[0].shape
+        self._scores_only = (manifest.output.task == "classification" and len(outputs) == 1
+                             and len(first) == 2)
+        if self._scores_only:
+            self._proba = outputs[0]
+            self._labels = np.asarray(manifest.output.labels, dtype=object)
 
     def _run(self, names: list[str], rows: np.ndarray) -> list[Any]:
         return list(self._session.run(names, {self._input: rows.astype(self._dtype, copy=False)}))
 
     def predict(self, rows: np.ndarray) -> np.ndarray:
         result = np.asarray(self._run([self._label], rows)[0])
+        if self._scores_only and self._labels is not None:
+            return self._labels[np.argmax(result, axis=1)]
+        if self.manifest.output.task == "regression" and self.manifest.tensor_input is not None:
+            return result
         if self.manifest.output.task == "regression":
             return result.reshape(result.shape[0], -1)[:, 0] if result.ndim > 1 else result
         if self._labels is not None:

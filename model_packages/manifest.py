@@ -146,6 +146,23 @@ class ServingArtifact(_Model):
     label_index: bool = False
 
 
+class TensorSpec(_Model):
+    """The one input tensor of a deep-learning model, from its ONNX graph: -1 marks a dynamic
+    dimension; the first dimension is the batch."""
+
+    name: Annotated[str, Field(min_length=1, max_length=256)]
+    datatype: Literal["FP32", "FP64", "FP16", "INT64", "INT32", "INT8", "UINT8", "BOOL"]
+    shape: Annotated[list[Annotated[int, Field(ge=-1)]], Field(min_length=1)]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TensorSpec:
+        if self.shape[0] != -1:
+            raise ValueError("tensor_input.shape must start with the dynamic batch dimension -1")
+        if 0 in self.shape:
+            raise ValueError("tensor_input.shape dimensions must be positive or -1")
+        return self
+
+
 class Compilation(_Model):
     """Whether `create_package` compiled the model for serving, and why not when it did not."""
 
@@ -168,7 +185,9 @@ class Manifest(_Model):
     trusted: bool = False
     serving: ServingArtifact | None = None
     compilation: Compilation | None = None
-    inputs: Annotated[list[FeatureSpec], Field(min_length=1)]
+    #: Deep-learning ONNX models take one tensor instead of named features (`inputs` is empty).
+    tensor_input: TensorSpec | None = None
+    inputs: list[FeatureSpec] = Field(default_factory=list)
     output: OutputSpec
     baseline: Baseline
     lineage: Lineage
@@ -177,6 +196,12 @@ class Manifest(_Model):
     def _consistent(self) -> Manifest:
         if self.serving is not None and self.serving.artifact == self.artifact:
             raise ValueError("serving.artifact must differ from artifact")
+        if not self.inputs and self.tensor_input is None:
+            raise ValueError("inputs needs at least one feature (or a tensor_input)")
+        if self.inputs and self.tensor_input is not None:
+            raise ValueError("a model takes either named inputs or one tensor_input, not both")
+        if self.tensor_input is not None and self.format != "onnx":
+            raise ValueError("tensor_input is for ONNX models")
         if self.format not in FRAMEWORK_FORMATS[self.framework]:
             raise ValueError(f"format {self.format!r} does not belong to framework {self.framework!r}")
         names = [f.name for f in self.inputs]

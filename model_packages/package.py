@@ -29,9 +29,11 @@ from model_packages.manifest import (
     OutputSpec,
     Scalar,
     ServingArtifact,
+    TensorSpec,
     read_manifest,
     write_manifest,
 )
+from model_packages.serving.tensors import check_sample, tensor_data_hash, tensor_spec_from_onnx
 
 __all__ = ["create_package", "describe_package", "sklearn_to_onnx", "verify_package"]
 
@@ -161,6 +163,16 @@ def _write_artifact(model: Any, fmt: str, path: Path) -> None:
             pickle.dump(model, handle)
 
 
+def _tensor_input(model: Any) -> TensorSpec | None:
+    """The tensor input of a deep-learning ONNX model; None for a tabular one."""
+    try:
+        return tensor_spec_from_onnx(model)
+    except PackageError:
+        raise
+    except Exception as error:  # onnx raises DecodeError and friends for files that are not ONNX
+        raise PackageError(f"the ONNX model cannot be read: {error}") from None
+
+
 def _compile(model: Any, columns: Mapping[str, np.ndarray], task: str, manifest: Manifest,
              artifact: Path) -> Compiled:
     """Compile for serving when the training data is numeric (the compiled graph takes one
@@ -233,7 +245,9 @@ def create_package(
                            f"{' or '.join(sorted(FRAMEWORK_FORMATS[framework]))}")
     if fmt in UNSAFE_FORMATS and not trusted:
         raise PackageError(f"format {fmt!r} loads with pickle: pass trusted=True only for a model you trust")
-    columns = _columns(x, feature_names)
+    tensor = _tensor_input(model) if fmt == "onnx" else None
+    sample = check_sample(tensor, x) if tensor is not None else None
+    columns = _columns(x, feature_names) if tensor is None else {}
     specs = list(features) if features else [_infer_feature(n, c, ranges or {}) for n, c in columns.items()]
     if [s.name for s in specs] != list(columns):
         raise PackageError("feature specs must name the training data's columns in order")
@@ -259,6 +273,8 @@ def create_package(
         scorer: Any = model
         metrics = {key: float(scorer.score(matrix, y))}
     baseline = compute_baseline(columns, specs, dict(metrics or {}))
+    if sample is not None:
+        baseline = baseline.model_copy(update={"rows": int(sample.shape[0])})
 
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
@@ -276,10 +292,11 @@ def create_package(
             artifact_sha256=sha256_file(artifact),
             trusted=trusted,
             inputs=specs,
+            tensor_input=tensor,
             output=output,
             baseline=baseline,
             lineage=Lineage(
-                data_sha256=_data_hash(columns, y),
+                data_sha256=_data_hash(columns, y) if sample is None else tensor_data_hash(sample),
                 code_revision=code_revision or _git_revision(),
                 parameters=dict(parameters) if parameters is not None else _simple_params(model),
                 created_at=datetime.now(UTC).replace(microsecond=0),
@@ -360,6 +377,7 @@ def describe_package(package_dir: str | Path) -> dict[str, Any]:
         "task": manifest.output.task,
         "labels": manifest.output.labels,
         "inputs": [f.model_dump(exclude_none=True) for f in manifest.inputs],
+        "tensor_input": manifest.tensor_input.model_dump() if manifest.tensor_input else None,
         "metrics": manifest.baseline.metrics,
         "training_rows": manifest.baseline.rows,
         "lineage": manifest.lineage.model_dump(mode="json"),
