@@ -87,21 +87,37 @@ def _load_estimator(path: Path, trusted: bool) -> tuple[Any, str]:
 
 @app.command("package")
 def package_command(
-    model: Annotated[Path, typer.Argument(help="Fitted model: .skops, .onnx, .ubj/.json (XGBoost), .txt (LightGBM), "
-                                       "or .pkl/.joblib with --trusted")],
-    data: Annotated[Path, typer.Option(help="Training data CSV with a header row")],
     name: Annotated[str, typer.Option(help="Package name (lowercase, digits, dashes)")],
     version: Annotated[str, typer.Option(help="Semantic version, e.g. 1.2.0")],
     out: Annotated[Path, typer.Option(help="Directory to write the package to")],
+    model: Annotated[Path | None, typer.Argument(help="Fitted model: .skops, .onnx, .ubj/.json (XGBoost), .txt "
+                                              "(LightGBM), or .pkl/.joblib with --trusted")] = None,
+    data: Annotated[Path | None, typer.Option(help="Training data CSV with a header row")] = None,
     target: Annotated[str | None, typer.Option(help="Target column in the training data")] = None,
     task: Annotated[str | None, typer.Option(help="classification or regression (inferred)")] = None,
     labels: Annotated[str | None, typer.Option(help="Comma-separated class labels (ONNX classifiers)")] = None,
     trusted: Annotated[bool, typer.Option(help="Allow pickle formats (only for models you trust)")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing package directory")] = False,
+    from_mlflow: Annotated[Path | None, typer.Option("--from-mlflow", help="Import an MLflow model directory "
+                                                     "(sklearn, xgboost, lightgbm, onnx flavors)")] = None,
 ) -> None:
     """Build a model package from a fitted model and its training data."""
     from model_packages.package import create_package
 
+    if from_mlflow is not None:
+        from model_packages.mlflow_import import package_from_mlflow
+
+        try:
+            path = package_from_mlflow(from_mlflow, data=data, target=target, name=name, version=version, out=out,
+                                       task=task, labels=labels, trusted=trusted, overwrite=overwrite,
+                                       log=console.print)
+        except KaizenError as error:
+            raise _fail(error) from None
+        console.print(f"[green]packaged[/] {name} {version} -> {path} (from MLflow model {from_mlflow})")
+        _print_compilation(path)
+        return
+    if model is None or data is None:
+        raise _fail(PackageError("give a model file and --data, or --from-mlflow DIR"))
     try:
         estimator, fmt = _load_estimator(model, trusted)
         columns, y = read_training_csv(data, target)

@@ -188,6 +188,9 @@ class Manifest(_Model):
     #: Deep-learning ONNX models take one tensor instead of named features (`inputs` is empty).
     tensor_input: TensorSpec | None = None
     inputs: list[FeatureSpec] = Field(default_factory=list)
+    #: Rows (in `inputs` order) the runtime predicts at start-up, e.g. an MLflow input example;
+    #: without them it predicts one row of training medians.
+    input_example: list[list[Scalar | bool | None]] | None = None
     output: OutputSpec
     baseline: Baseline
     lineage: Lineage

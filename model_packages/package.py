@@ -225,6 +225,7 @@ def create_package(
     trusted: bool = False,
     compile_onnx: bool = True,
     overwrite: bool = False,
+    input_example: Sequence[Sequence[Scalar | bool | None]] | None = None,
 ) -> Path:
     """Build a model package from a fitted estimator (or ONNX model) and its training data.
 
@@ -293,6 +294,7 @@ def create_package(
             trusted=trusted,
             inputs=specs,
             tensor_input=tensor,
+            input_example=[list(r) for r in input_example] if input_example else None,
             output=output,
             baseline=baseline,
             lineage=Lineage(

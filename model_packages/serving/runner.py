@@ -52,6 +52,9 @@ class Runner:
         if isinstance(self.schema, TensorSchema):
             self._check_answers(self.schema.warm_up_batch())
             return
+        if self.manifest.input_example:
+            self._check_answers(self.schema.matrix([list(r) for r in self.manifest.input_example]))
+            return
         row: list[Any] = []
         for spec in self.manifest.inputs:
             base = self.manifest.baseline.features.get(spec.name)
