@@ -50,7 +50,7 @@ ENTRYPOINT = (f"{VENV}/bin/python", "-m", "model_packages.serving")
 LABEL_PREFIX = "io.kaizen"
 
 # Parts of `model_packages` that the serving runtime does not need inside images.
-RUNTIME_EXCLUDES = {"cli.py", "image", "__pycache__"}
+RUNTIME_EXCLUDES = {"cli.py", "mlflow_import.py", "image", "__pycache__"}
 
 TEMPLATE = Path(__file__).with_name("Dockerfile.tmpl")
 SITE_PACKAGES = f"{VENV}/lib/python3.11/site-packages"
