@@ -79,6 +79,10 @@ FLAVOR_SMOKE: dict[str, tuple[str, ...]] = {
 }
 
 
+#: Flavors whose framework wheel links the system libgomp (the XGBoost wheel bundles its own).
+NEEDS_OPENMP = frozenset({"lightgbm"})
+
+
 class ContextError(KaizenError):
     """The build context could not be generated."""
 
@@ -263,6 +267,12 @@ def generate_context(
     package = Path(package_dir)
     manifest = verify_package(package)  # raises PackageError: never build a bad package
     flavor = flavor_for(manifest)
+    if flavor in NEEDS_OPENMP:
+        raise ContextError(
+            f"{manifest.name}: the {flavor} wheel needs the system OpenMP library (libgomp1), which the "
+            "Kaizen base images do not carry; package the model with its compiled ONNX serving artifact "
+            "(the default; see compilation.reason in kaizen.yaml for why it has none)"
+        )
     lock_file = locks.lock_path(flavor)
     pins = locks.read_lock(lock_file)
     wheels = locks.ensure_wheels(pins, log=log)

@@ -124,3 +124,12 @@ def test_image_flavor_follows_the_framework(tmp_path: Path) -> None:
     fast = create_package(model, X, Y_REG, out_dir=tmp_path / "c", name="c", version="1.0.0")
     assert flavor_for(read_manifest(plain)) == "lightgbm"
     assert flavor_for(read_manifest(fast)) == "onnx"
+
+
+def test_lightgbm_source_image_is_refused_clearly(tmp_path: Path) -> None:
+    from model_packages.image.context import Bases, ContextError, generate_context
+
+    model = lightgbm.LGBMRegressor(n_estimators=3, verbose=-1).fit(X, Y_REG)
+    plain = create_package(model, X, Y_REG, out_dir=tmp_path / "p", name="p", version="1.0.0", compile_onnx=False)
+    with pytest.raises(ContextError, match="libgomp1"):
+        generate_context(plain, tmp_path / "ctx", bases=Bases.local())
