@@ -151,8 +151,11 @@ def read_mlflow_model(directory: str | Path, *, trusted: bool = False) -> Mlflow
     else:
         model = _load_sklearn(root, conf, trusted)
     names, types = _signature(meta)
+    # --trusted vouches for the MLflow file; Kaizen's package is skops again, so it is trusted only
+    # where it must be (a skops file with types outside the allow-list).
+    pickled = flavor == "sklearn" and conf.get("serialization_format", "cloudpickle") != "skops"
     return MlflowModel(model=model, flavor=flavor, feature_names=names, feature_types=types,
-                       example=_example(root, meta), trusted=trusted)
+                       example=_example(root, meta), trusted=trusted and not pickled)
 
 
 def package_from_mlflow(directory: Path, *, data: Path | None, target: str | None, name: str, version: str,

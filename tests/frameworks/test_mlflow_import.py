@@ -84,7 +84,7 @@ def test_refusals(tmp_path: Path) -> None:
     assert result.exit_code == 1 and "cloudpickle" in result.output and "--trusted" in result.output
     trusted = _package(tmp_path, tmp_path / "pickled", "--trusted")
     manifest = read_manifest(trusted)
-    assert manifest.format == "skops"  # re-saved in a safe format
+    assert manifest.format == "skops" and not manifest.trusted  # re-saved in a safe format, allow-list applies
     assert load_model(trusted).predict(FRESH.to_numpy()).tolist() == model.predict(FRESH).tolist()
     (tmp_path / "empty").mkdir()
     missing = CliRunner().invoke(app, ["package", "--from-mlflow", str(tmp_path / "empty"), "--name", "p",
