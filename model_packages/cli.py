@@ -68,6 +68,10 @@ def _load_estimator(path: Path, trusted: bool) -> tuple[Any, str]:
     suffix = path.suffix.lower()
     if suffix == ".onnx":
         return path, "onnx"
+    if suffix in (".ubj", ".json", ".txt"):
+        from model_packages.loading import load_booster
+
+        return load_booster(path), suffix[1:]
     if suffix == ".skops":
         from model_packages.loading import load_estimator
 
@@ -80,16 +84,18 @@ def _load_estimator(path: Path, trusted: bool) -> tuple[Any, str]:
 
         fmt = "joblib" if suffix == ".joblib" else "pickle"
         return load_estimator(path, fmt, trusted), fmt
-    raise PackageError(f"unknown model file type {suffix!r}: use .skops, .onnx, or .pkl/.joblib with --trusted")
+    raise PackageError(f"unknown model file type {suffix!r}: use .skops, .onnx, .ubj/.json (XGBoost), "
+                       ".txt (LightGBM), or .pkl/.joblib with --trusted")
 
 
 @app.command("package")
 def package_command(
-    model: Annotated[Path, typer.Argument(help="Fitted model: .skops, .onnx, or .pkl/.joblib with --trusted")],
-    data: Annotated[Path, typer.Option(help="Training data: CSV with a header row, or Parquet")],
     name: Annotated[str, typer.Option(help="Package name (lowercase, digits, dashes)")],
     version: Annotated[str, typer.Option(help="Semantic version, e.g. 1.2.0")],
     out: Annotated[Path, typer.Option(help="Directory to write the package to")],
+    model: Annotated[Path | None, typer.Argument(help="Fitted model: .skops, .onnx, .ubj/.json (XGBoost), .txt "
+                                              "(LightGBM), or .pkl/.joblib with --trusted")] = None,
+    data: Annotated[Path | None, typer.Option(help="Training data: CSV with a header row, or Parquet")] = None,
     target: Annotated[str | None, typer.Option(help="Target column in the training data")] = None,
     categorical: Annotated[list[str] | None, typer.Option(help="Read this column as strings (repeatable)")] = None,
     drop: Annotated[list[str] | None, typer.Option(help="Leave this column out (repeatable)")] = None,
@@ -97,10 +103,26 @@ def package_command(
     labels: Annotated[str | None, typer.Option(help="Comma-separated class labels (ONNX classifiers)")] = None,
     trusted: Annotated[bool, typer.Option(help="Allow pickle formats (only for models you trust)")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing package directory")] = False,
+    from_mlflow: Annotated[Path | None, typer.Option("--from-mlflow", help="Import an MLflow model directory "
+                                                     "(sklearn, xgboost, lightgbm, onnx flavors)")] = None,
 ) -> None:
     """Build a model package from a fitted model and its training data."""
     from model_packages.package import create_package
 
+    if from_mlflow is not None:
+        from model_packages.mlflow_import import package_from_mlflow
+
+        try:
+            path = package_from_mlflow(from_mlflow, data=data, target=target, name=name, version=version, out=out,
+                                       task=task, labels=labels, trusted=trusted, overwrite=overwrite,
+                                       log=console.print)
+        except KaizenError as error:
+            raise _fail(error) from None
+        console.print(f"[green]packaged[/] {name} {version} -> {path} (from MLflow model {from_mlflow})")
+        _print_compilation(path)
+        return
+    if model is None or data is None:
+        raise _fail(PackageError("give a model file and --data, or --from-mlflow DIR"))
     try:
         estimator, fmt = _load_estimator(model, trusted)
         columns, y = read_training_data(data, target, categorical, drop)
@@ -112,6 +134,23 @@ def package_command(
     except KaizenError as error:
         raise _fail(error) from None
     console.print(f"[green]packaged[/] {name} {version} -> {path}")
+    _print_compilation(path)
+
+
+def _print_compilation(path: Path) -> None:
+    """Say whether the package got a compiled serving artifact, and why not."""
+    from model_packages.manifest import read_manifest
+
+    manifest = read_manifest(path)
+    compilation = manifest.compilation
+    if compilation is None:
+        return
+    if compilation.compiled and manifest.serving is not None:
+        serving = manifest.serving
+        console.print(f"compiled: {serving.artifact} ({compilation.compiler}), matches the model on "
+                      f"{serving.parity_rows} training rows (max abs diff {serving.max_abs_diff:.2g})")
+    else:
+        console.print(f"[yellow]not compiled:[/] {compilation.reason}; {manifest.framework} serves the model")
 
 
 @app.command("inspect")
@@ -143,12 +182,21 @@ def inspect_command(
         table.add_row(feature["name"], kind,
                       str(feature.get("required", True)), str(span), str(feature.get("nullable", False)),
                       str(feature.get("allow_unknown", False)) if feature["dtype"] == "categorical" else "")
-    console.print(table)
+    if summary.get("tensor_input"):
+        tensor = summary["tensor_input"]
+        console.print(f"tensor input {tensor['name']} {tensor['datatype']} {tensor['shape']} (-1: any size)")
+    else:
+        console.print(table)
     if summary.get("model_input") == "dataframe":
         console.print("model input: a pandas DataFrame with these columns, in this order")
     if summary["labels"]:
         console.print(f"labels: {', '.join(str(x) for x in summary['labels'])}")
     console.print(f"metrics: {summary['metrics']}  training rows: {summary['training_rows']}")
+    compilation = summary.get("compilation")
+    if compilation:
+        console.print(f"compiled: {compilation['compiled']}"
+                      + (f" ({compilation['compiler']})" if compilation.get("compiler") else "")
+                      + (f"; reason: {compilation['reason']}" if compilation.get("reason") else ""))
     lineage = summary["lineage"]
     console.print(f"lineage: data {lineage['data_sha256'][:16]}…  code {lineage.get('code_revision')}  "
                   f"created {lineage['created_at']}")

@@ -151,9 +151,11 @@ class OnnxModel:
         if len(inputs) != 1:
             raise PackageError(f"ONNX model {path.name} must take one input tensor, it takes {len(inputs)}")
         self._input = inputs[0].name
-        self._dtype = np.float32 if inputs[0].type == "tensor(float)" else np.float64
+        from model_packages.serving.tensors import ORT_TO_NUMPY
+
+        self._dtype = ORT_TO_NUMPY.get(inputs[0].type, np.float64)
         width = inputs[0].shape[-1] if inputs[0].shape else None
-        if isinstance(width, int) and width != len(manifest.inputs):
+        if manifest.tensor_input is None and isinstance(width, int) and width != len(manifest.inputs):
             raise PackageError(
                 f"schema/artifact disagreement: the ONNX input takes {width} features, "
                 f"the manifest lists {len(manifest.inputs)}"
@@ -161,20 +163,141 @@ class OnnxModel:
         outputs = [o.name for o in self._session.get_outputs()]
         self._label = outputs[0]
         self._proba = outputs[1] if len(outputs) > 1 and manifest.output.task == "classification" else None
+        serving = manifest.serving
+        # Booster graphs answer with class indices: map them to output.labels.
+        self._labels = (np.asarray(manifest.output.labels, dtype=object)
+                        if serving is not None and serving.label_index and path.name == serving.artifact else None)
+        # A classifier with one [N, K] output (a network ending in Softmax): K probabilities.
+        first = self._session.get_outputs()[0].shape
+        self._scores_only = (manifest.output.task == "classification" and len(outputs) == 1
+                             and len(first) == 2)
+        if self._scores_only:
+            self._proba = outputs[0]
+            self._labels = np.asarray(manifest.output.labels, dtype=object)
 
     def _run(self, names: list[str], rows: np.ndarray) -> list[Any]:
         return list(self._session.run(names, {self._input: rows.astype(self._dtype, copy=False)}))
 
     def predict(self, rows: np.ndarray) -> np.ndarray:
         result = np.asarray(self._run([self._label], rows)[0])
+        if self._scores_only and self._labels is not None:
+            return self._labels[np.argmax(result, axis=1)]
+        if self.manifest.output.task == "regression" and self.manifest.tensor_input is not None:
+            return result
         if self.manifest.output.task == "regression":
             return result.reshape(result.shape[0], -1)[:, 0] if result.ndim > 1 else result
+        if self._labels is not None:
+            return self._labels[result.reshape(-1).astype(np.intp)]
         return result
 
     def predict_proba(self, rows: np.ndarray) -> np.ndarray | None:
         if self._proba is None:
             return None
         return np.asarray(self._run([self._proba], rows)[0])
+
+
+#: Objectives whose predictions are probabilities (classifiers) or values (regressors).
+_XGB_CLASSIFIERS = ("binary:logistic", "multi:softprob")
+_LGB_CLASSIFIERS = ("binary", "multiclass", "multiclassova")
+
+
+def booster_objective(booster: Any, framework: str) -> tuple[str, int]:
+    """(objective, number of classes; 0 for a regressor) of a native XGBoost/LightGBM Booster.
+    Raises PackageError for classifiers whose predictions are not probabilities."""
+    import json
+
+    if framework == "xgboost":
+        learner = json.loads(booster.save_config())["learner"]
+        objective = str(learner["objective"]["name"])
+        classes = int(learner["learner_model_param"].get("num_class", "0") or 0)
+        if objective.startswith(("binary:", "multi:")) and objective not in _XGB_CLASSIFIERS:
+            raise PackageError(f"XGBoost objective {objective!r} does not predict probabilities: "
+                               f"train with {' or '.join(_XGB_CLASSIFIERS)}")
+        if objective == "binary:logistic":
+            classes = 2
+        return objective, classes if objective in _XGB_CLASSIFIERS else 0
+    header = booster.model_to_string(num_iteration=0).split("\ntree_sizes", 1)[0]
+    fields = dict(line.split("=", 1) for line in header.splitlines() if "=" in line)
+    objective = fields.get("objective", "").split(" ", 1)[0]
+    if objective in ("cross_entropy", "xentropy", "lambdarank", "rank_xendcg", "cross_entropy_lambda"):
+        raise PackageError(f"LightGBM objective {objective!r} is not a classifier or regressor Kaizen serves")
+    if objective not in _LGB_CLASSIFIERS:
+        return objective, 0
+    return objective, max(int(fields.get("num_class", "1")), 2)
+
+
+def load_booster(path: Path) -> Any:
+    """A native Booster from an XGBoost (.ubj/.json) or LightGBM (.txt) model file."""
+    try:
+        if path.suffix.lower() == ".txt":
+            import lightgbm
+
+            return lightgbm.Booster(model_file=str(path))
+        import xgboost
+
+        booster = xgboost.Booster()
+        booster.load_model(str(path))
+        return booster
+    except Exception as error:  # the frameworks raise their own errors for corrupt files
+        raise PackageError(f"{path.name} is not a loadable XGBoost/LightGBM model: {error}") from None
+
+
+class BoosterModel:
+    """An XGBoost or LightGBM Booster loaded from its own model format, on one thread.
+    Classifiers map probabilities to output.labels (the booster knows only class indices)."""
+
+    def __init__(self, manifest: Manifest, path: Path) -> None:
+        self.manifest = manifest
+        framework = manifest.framework
+        try:
+            if framework == "xgboost":
+                import xgboost
+
+                booster: Any = xgboost.Booster()
+                booster.load_model(str(path))
+                booster.set_param({"nthread": 1})
+                width = booster.num_features()
+            else:
+                import lightgbm
+
+                booster = lightgbm.Booster(model_file=str(path))
+                width = booster.num_feature()
+        except PackageError:
+            raise
+        except Exception as error:  # the frameworks raise their own errors for corrupt files
+            raise PackageError(f"artifact {path.name} is not a loadable {framework} model: "
+                               f"{str(error).strip().splitlines()[-1] if str(error).strip() else error}") from None
+        self.booster = booster
+        self._xgb = framework == "xgboost"
+        _, classes = booster_objective(booster, framework)
+        if width != len(manifest.inputs):
+            raise PackageError(f"schema/artifact disagreement: the model takes {width} features, "
+                               f"the manifest lists {len(manifest.inputs)}")
+        labels = manifest.output.labels or []
+        if manifest.output.task == "classification" and classes != len(labels):
+            raise PackageError(f"schema/artifact disagreement: the model has {classes} classes, "
+                               f"output.labels lists {len(labels)}")
+        if manifest.output.task == "regression" and classes:
+            raise PackageError("schema/artifact disagreement: the model is a classifier, the manifest says regression")
+        self._labels = np.asarray(labels, dtype=object)
+
+    def _raw(self, rows: np.ndarray) -> np.ndarray:
+        rows = np.asarray(rows, dtype=np.float64)
+        if self._xgb:
+            return np.asarray(self.booster.inplace_predict(rows))
+        return np.asarray(self.booster.predict(rows, num_threads=1))
+
+    def predict_proba(self, rows: np.ndarray) -> np.ndarray | None:
+        if self.manifest.output.task != "classification":
+            return None
+        raw = self._raw(rows)
+        return np.column_stack([1.0 - raw, raw]) if raw.ndim == 1 else raw
+
+    def predict(self, rows: np.ndarray) -> np.ndarray:
+        proba = self.predict_proba(rows)
+        if proba is None:
+            return self._raw(rows).reshape(-1)
+        return self._labels[np.argmax(proba, axis=1)]
 
 
 def _import_skops_io() -> Any:
@@ -259,6 +382,8 @@ def load_model(package_dir: str | Path, *, verify: bool = True, serve_with: str 
     path = directory / manifest.artifact
     if manifest.format == "onnx":
         return OnnxModel(manifest, path)
+    if manifest.framework in ("xgboost", "lightgbm"):
+        return BoosterModel(manifest, path)
     if manifest.format in ("pickle", "joblib"):
         if not manifest.trusted:
             raise PackageError(

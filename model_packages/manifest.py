@@ -15,8 +15,9 @@ from model_packages.errors import PackageError
 MANIFEST_NAME = "kaizen.yaml"
 FORMAT_VERSION = 1
 
-Framework = Literal["sklearn", "onnx"]
-ArtifactFormat = Literal["skops", "onnx", "pickle", "joblib"]
+Framework = Literal["sklearn", "onnx", "xgboost", "lightgbm"]
+#: ubj/json: XGBoost's own model formats; txt: LightGBM's text model. None of them runs code.
+ArtifactFormat = Literal["skops", "onnx", "pickle", "joblib", "ubj", "json", "txt"]
 FeatureType = Literal["float", "integer", "boolean", "categorical"]
 Task = Literal["classification", "regression"]
 ModelInput = Literal["array", "dataframe"]
@@ -25,6 +26,8 @@ Scalar = str | int | float
 FRAMEWORK_FORMATS: dict[str, set[str]] = {
     "sklearn": {"skops", "pickle", "joblib"},
     "onnx": {"onnx"},
+    "xgboost": {"ubj", "json"},
+    "lightgbm": {"txt"},
 }
 UNSAFE_FORMATS = {"pickle", "joblib"}
 
@@ -153,6 +156,34 @@ class ServingArtifact(_Model):
     artifact_sha256: Sha256
     parity_rows: int
     max_abs_diff: float
+    #: The graph's first output is an index into output.labels (XGBoost/LightGBM boosters),
+    #: not the label itself.
+    label_index: bool = False
+
+
+class TensorSpec(_Model):
+    """The one input tensor of a deep-learning model, from its ONNX graph: -1 marks a dynamic
+    dimension; the first dimension is the batch."""
+
+    name: Annotated[str, Field(min_length=1, max_length=256)]
+    datatype: Literal["FP32", "FP64", "FP16", "INT64", "INT32", "INT8", "UINT8", "BOOL"]
+    shape: Annotated[list[Annotated[int, Field(ge=-1)]], Field(min_length=1)]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TensorSpec:
+        if self.shape[0] != -1:
+            raise ValueError("tensor_input.shape must start with the dynamic batch dimension -1")
+        if 0 in self.shape:
+            raise ValueError("tensor_input.shape dimensions must be positive or -1")
+        return self
+
+
+class Compilation(_Model):
+    """Whether `create_package` compiled the model for serving, and why not when it did not."""
+
+    compiled: bool
+    compiler: str | None = None
+    reason: str | None = None
 
 
 class Manifest(_Model):
@@ -172,7 +203,13 @@ class Manifest(_Model):
     #: pandas DataFrame, i.e. with `feature_names_in_`) a DataFrame with `inputs` as columns,
     #: in order, each with its `pandas_dtype` (categoricals as strings).
     model_input: ModelInput = "array"
-    inputs: Annotated[list[FeatureSpec], Field(min_length=1)]
+    compilation: Compilation | None = None
+    #: Deep-learning ONNX models take one tensor instead of named features (`inputs` is empty).
+    tensor_input: TensorSpec | None = None
+    inputs: list[FeatureSpec] = Field(default_factory=list)
+    #: Rows (in `inputs` order) the runtime predicts at start-up, e.g. an MLflow input example;
+    #: without them it predicts one row of training medians.
+    input_example: list[list[Scalar | bool | None]] | None = None
     output: OutputSpec
     baseline: Baseline
     lineage: Lineage
@@ -181,6 +218,12 @@ class Manifest(_Model):
     def _consistent(self) -> Manifest:
         if self.serving is not None and self.serving.artifact == self.artifact:
             raise ValueError("serving.artifact must differ from artifact")
+        if not self.inputs and self.tensor_input is None:
+            raise ValueError("inputs needs at least one feature (or a tensor_input)")
+        if self.inputs and self.tensor_input is not None:
+            raise ValueError("a model takes either named inputs or one tensor_input, not both")
+        if self.tensor_input is not None and self.format != "onnx":
+            raise ValueError("tensor_input is for ONNX models")
         if self.format not in FRAMEWORK_FORMATS[self.framework]:
             raise ValueError(f"format {self.format!r} does not belong to framework {self.framework!r}")
         names = [f.name for f in self.inputs]

@@ -16,23 +16,31 @@ import numpy as np
 
 from model_packages import __version__
 from model_packages.baseline import compute_baseline
+from model_packages.compile import Compiled, compile_for_serving, sklearn_to_onnx
 from model_packages.errors import PackageError
 from model_packages.manifest import (
+    FRAMEWORK_FORMATS,
     UNSAFE_FORMATS,
+    Compilation,
     FeatureSpec,
     Lineage,
     Manifest,
     OutputSpec,
     Scalar,
     ServingArtifact,
+    TensorSpec,
     write_manifest,
 )
+from model_packages.serving.tensors import check_sample, tensor_data_hash, tensor_spec_from_onnx
 from model_packages.verify import sha256_file, verify_files
 
 __all__ = ["copy_without_serving_artifact", "create_package", "describe_package", "sha256_file",
            "sklearn_to_onnx", "verify_package"]
 
-ARTIFACT_NAMES = {"skops": "model.skops", "onnx": "model.onnx", "pickle": "model.pkl", "joblib": "model.joblib"}
+ARTIFACT_NAMES = {"skops": "model.skops", "onnx": "model.onnx", "pickle": "model.pkl", "joblib": "model.joblib",
+                  "ubj": "model.ubj", "json": "model.json", "txt": "model.txt"}
+#: The default artifact format of each framework: its own format, never pickle.
+DEFAULT_FORMATS = {"sklearn": "skops", "onnx": "onnx", "xgboost": "ubj", "lightgbm": "txt"}
 
 
 def _is_frame(x: Any) -> bool:
@@ -205,8 +213,32 @@ def _simple_params(model: Any) -> dict[str, str | int | float | bool | None]:
     return params
 
 
+def framework_of(model: Any) -> str:
+    """The framework a fitted model belongs to: xgboost, lightgbm (sklearn API or Booster),
+    onnx (a path, bytes or ModelProto) or sklearn (anything else)."""
+    if isinstance(model, bytes | str | os.PathLike) or type(model).__name__ == "ModelProto":
+        return "onnx"
+    root = type(model).__module__.split(".", 1)[0]
+    return root if root in ("xgboost", "lightgbm") else "sklearn"
+
+
+def _booster_task(model: Any, framework: str) -> tuple[str | None, int]:
+    """(task, classes) from a native Booster's objective; (None, 0) for other models."""
+    from model_packages.loading import booster_objective
+
+    if framework not in ("xgboost", "lightgbm") or hasattr(model, "classes_") or hasattr(model, "get_params"):
+        return None, 0
+    _, classes = booster_objective(model, framework)
+    return ("classification" if classes else "regression"), classes
+
+
 def _write_artifact(model: Any, fmt: str, path: Path) -> None:
-    if fmt == "skops":
+    if fmt in ("ubj", "json"):  # XGBoost: sklearn API and Booster both save their own format
+        model.save_model(str(path))
+    elif fmt == "txt":  # LightGBM's text model
+        booster = model.booster_ if hasattr(model, "booster_") else model
+        booster.save_model(str(path))
+    elif fmt == "skops":
         import skops.io
 
         skops.io.dump(model, path)
@@ -230,56 +262,46 @@ def _write_artifact(model: Any, fmt: str, path: Path) -> None:
             pickle.dump(model, handle)
 
 
-def sklearn_to_onnx(model: Any, n_features: int, double: bool = False) -> bytes:
-    """Convert a fitted scikit-learn estimator to ONNX (plain probability tensor, no zipmap).
-
-    `double=True` keeps float64 inputs and arithmetic where the converters allow it, so linear
-    models and scalers compute exactly what scikit-learn computes."""
-    from skl2onnx import to_onnx
-    from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType
-
-    options = {id(model): {"zipmap": False}} if hasattr(model, "predict_proba") else None
-    tensor = DoubleTensorType if double else FloatTensorType
-    initial_types: Any = [("input", tensor([None, n_features]))]
-    onx = to_onnx(model, initial_types=initial_types, options=options,
-                  target_opset={"": 17, "ai.onnx.ml": 3})
-    return onx.SerializeToString()  # type: ignore[union-attr]
-
-
-#: Largest difference allowed between the compiled model's numbers and scikit-learn's.
-PARITY_TOLERANCE = 1e-6
-
-
-def _compile_for_serving(
-    model: Any, matrix: np.ndarray, task: str, reference: Any = None
-) -> tuple[bytes, float] | None:
-    """Compile a scikit-learn model to double-precision ONNX and check it on every training row.
-
-    `reference` is the training data as the model takes it (a DataFrame for DataFrame-fitted
-    models); the ONNX model takes `matrix`. Returns the ONNX bytes and the largest difference
-    seen, or None when the model cannot be converted or its predictions differ (then the
-    runtime serves the skops artifact)."""
-    reference = matrix if reference is None else reference
+def _tensor_input(model: Any) -> TensorSpec | None:
+    """The tensor input of a deep-learning ONNX model; None for a tabular one."""
     try:
-        import onnxruntime as ort
+        return tensor_spec_from_onnx(model)
+    except PackageError:
+        raise
+    except Exception as error:  # onnx raises DecodeError and friends for files that are not ONNX
+        raise PackageError(f"the ONNX model cannot be read: {error}") from None
 
-        onnx_bytes = sklearn_to_onnx(model, matrix.shape[1], double=True)
-        session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
-        outputs = session.run(None, {session.get_inputs()[0].name: matrix})
-    except Exception:  # unsupported estimator or converter gap: serve the source artifact
-        return None
+
+def _compile(model: Any, columns: Mapping[str, np.ndarray], task: str, manifest: Manifest,
+             artifact: Path, reference_input: Any = None) -> Compiled:
+    """Compile for serving when the training data is numeric (the compiled graph takes one
+    float tensor); the reason otherwise. XGBoost/LightGBM: the Booster the runtime would load
+    from `artifact` is compiled and is the reference (labels as indices into output.labels)."""
+    text = [name for name, c in columns.items() if np.asarray(c).dtype.kind not in "fiub"]
+    if text:
+        return Compiled(None, f"column {text[0]!r} is not numeric (the compiled graph takes "
+                              "one float tensor); the source framework serves the model")
+    matrix = np.column_stack([np.asarray(c, dtype=np.float64) for c in columns.values()])
+    framework = manifest.framework
+    if framework in ("xgboost", "lightgbm"):
+        from model_packages.loading import BoosterModel
+
+        source = BoosterModel(manifest, artifact)
+        proba = source.predict_proba(matrix)
+        reference = (np.argmax(proba, axis=1), proba) if proba is not None else (source.predict(matrix), None)
+        return compile_for_serving(source.booster, matrix, task, framework, reference)
     fitted: Any = model
-    if task == "classification":
-        labels = np.asarray(outputs[0]).reshape(-1)
-        if [str(v) for v in labels] != [str(v) for v in fitted.predict(reference)]:
-            return None
-        if not hasattr(fitted, "predict_proba") or len(outputs) < 2:
-            return onnx_bytes, 0.0
-        diff = float(np.max(np.abs(np.asarray(outputs[1], dtype=np.float64) - fitted.predict_proba(reference))))
-    else:
-        values = np.asarray(outputs[0], dtype=np.float64).reshape(-1)
-        diff = float(np.max(np.abs(values - np.asarray(fitted.predict(reference), dtype=np.float64))))
-    return (onnx_bytes, diff) if diff <= PARITY_TOLERANCE else None
+    try:
+        sample_input = matrix if reference_input is None else reference_input
+        if task == "classification":
+            proba = fitted.predict_proba(sample_input) if hasattr(fitted, "predict_proba") else None
+            reference = (fitted.predict(sample_input), proba)
+        else:
+            reference = (fitted.predict(sample_input), None)
+    except Exception as error:  # the model's own predict fails on the training data
+        return Compiled(None, f"{type(model).__name__}.predict failed on the training "
+                              f"data: {error}")
+    return compile_for_serving(model, matrix, task, framework, reference)
 
 
 def create_package(
@@ -303,6 +325,7 @@ def create_package(
     trusted: bool = False,
     compile_onnx: bool = True,
     overwrite: bool = False,
+    input_example: Sequence[Sequence[Scalar | bool | None]] | None = None,
 ) -> Path:
     """Build a model package from a fitted estimator (or ONNX model) and its training data.
 
@@ -314,13 +337,20 @@ def create_package(
     out = Path(out_dir)
     if out.exists() and not overwrite:
         raise PackageError(f"{out} already exists (pass overwrite=True to replace it)")
-    fmt = artifact_format or ("onnx" if isinstance(model, bytes | str | os.PathLike) else "skops")
+    framework = framework_of(model) if artifact_format != "onnx" else "onnx"
+    fmt = artifact_format or DEFAULT_FORMATS[framework]
     if fmt not in ARTIFACT_NAMES:
         raise PackageError(f"unknown artifact format {fmt!r}; use one of {', '.join(ARTIFACT_NAMES)}")
+    if fmt not in FRAMEWORK_FORMATS[framework]:
+        raise PackageError(f"format {fmt!r} does not belong to framework {framework!r}: use "
+                           f"{' or '.join(sorted(FRAMEWORK_FORMATS[framework]))}")
     if fmt in UNSAFE_FORMATS and not trusted:
         raise PackageError(f"format {fmt!r} loads with pickle: pass trusted=True only for a model you trust")
-    columns, dtypes = _columns(x, feature_names)
-    is_estimator = fmt != "onnx"
+    tensor = _tensor_input(model) if fmt == "onnx" else None
+    sample = check_sample(tensor, x) if tensor is not None else None
+    columns, dtypes = _columns(x, feature_names) if tensor is None else ({}, {})
+    # scikit-learn estimators get the DataFrame treatment; XGBoost/LightGBM and ONNX take arrays.
+    is_estimator = framework == "sklearn"
     if is_estimator:
         columns = _align(model, columns)
     model_input = "dataframe" if is_estimator and hasattr(model, "feature_names_in_") else "array"
@@ -351,8 +381,11 @@ def create_package(
                                f"{where}: {type(error).__name__}: {error}") from None
         if not features:
             specs = _probe(estimator, rows, specs, to_input)
+    booster_task, booster_classes = _booster_task(model, framework)
     if task is None:
-        task = "classification" if hasattr(model, "classes_") or labels else "regression"
+        task = booster_task or ("classification" if hasattr(model, "classes_") or labels else "regression")
+    if task == "classification" and labels is None and booster_classes:
+        labels = list(range(booster_classes))
     if task == "classification" and labels is None:
         if not hasattr(model, "classes_"):
             raise PackageError("classification packages need `labels` when the model has no classes_")
@@ -361,13 +394,17 @@ def create_package(
     output = OutputSpec(
         task=task,  # type: ignore[arg-type]
         labels=list(labels) if task == "classification" and labels is not None else None,
-        probabilities=task == "classification" and (fmt == "onnx" or hasattr(model, "predict_proba")),
+        probabilities=task == "classification"
+        and (fmt == "onnx" or framework != "sklearn" or hasattr(model, "predict_proba")),
     )
-    if metrics is None and y is not None and hasattr(model, "score") and train_input is not None:
+    if metrics is None and y is not None and hasattr(model, "score") and columns:
         key = "training_accuracy" if task == "classification" else "training_r2"
         scorer: Any = model
-        metrics = {key: float(scorer.score(train_input, y))}
+        scoring = train_input if train_input is not None else np.column_stack(list(columns.values()))
+        metrics = {key: float(scorer.score(scoring, y))}
     baseline = compute_baseline(columns, specs, dict(metrics or {}))
+    if sample is not None:
+        baseline = baseline.model_copy(update={"rows": int(sample.shape[0])})
 
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
@@ -379,33 +416,36 @@ def create_package(
             name=name,
             version=version,
             description=description,
-            framework="onnx" if fmt == "onnx" else "sklearn",
+            framework=framework,  # type: ignore[arg-type]
             format=fmt,  # type: ignore[arg-type]
             artifact=artifact.name,
             artifact_sha256=sha256_file(artifact),
             trusted=trusted,
             model_input=model_input,  # type: ignore[arg-type]
             inputs=specs,
+            tensor_input=tensor,
+            input_example=[list(r) for r in input_example] if input_example else None,
             output=output,
             baseline=baseline,
             lineage=Lineage(
-                data_sha256=_data_hash(columns, y),
+                data_sha256=_data_hash(columns, y) if sample is None else tensor_data_hash(sample),
                 code_revision=code_revision or _git_revision(),
                 parameters=dict(parameters) if parameters is not None else _simple_params(model),
                 created_at=datetime.now(UTC).replace(microsecond=0),
                 kaizen_version=__version__,
             ),
         )
-        numeric = all(np.asarray(c).dtype.kind in "fiub" for c in columns.values())
-        if compile_onnx and fmt != "onnx" and numeric:
-            matrix = np.column_stack([np.asarray(c, dtype=np.float64) for c in columns.values()])
-            compiled = _compile_for_serving(model, matrix, task, train_input)
-            if compiled is not None:
+        if compile_onnx and fmt != "onnx":
+            compiled = _compile(model, columns, task, manifest, artifact, train_input)
+            manifest = manifest.model_copy(update={"compilation": Compilation(
+                compiled=compiled.onnx is not None, compiler=compiled.compiler, reason=compiled.reason)})
+            if compiled.onnx is not None:
                 serving_path = staging / "serving.onnx"
-                serving_path.write_bytes(compiled[0])
+                serving_path.write_bytes(compiled.onnx)
                 manifest = manifest.model_copy(update={"serving": ServingArtifact(
                     artifact=serving_path.name, artifact_sha256=sha256_file(serving_path),
-                    parity_rows=int(matrix.shape[0]), max_abs_diff=compiled[1])})
+                    parity_rows=len(next(iter(columns.values()))), max_abs_diff=compiled.max_abs_diff,
+                    label_index=compiled.label_index)})
         write_manifest(manifest, staging)
         verify_package(staging, load=True)
         if out.exists():
@@ -447,9 +487,13 @@ def describe_package(package_dir: str | Path) -> dict[str, Any]:
         "task": manifest.output.task,
         "labels": manifest.output.labels,
         "inputs": [f.model_dump(exclude_none=True) for f in manifest.inputs],
+        "tensor_input": manifest.tensor_input.model_dump() if manifest.tensor_input else None,
         "metrics": manifest.baseline.metrics,
         "training_rows": manifest.baseline.rows,
         "lineage": manifest.lineage.model_dump(mode="json"),
+        "serving": manifest.serving.model_dump(mode="json") if manifest.serving else None,
+        "compilation": manifest.compilation.model_dump(mode="json", exclude_none=True)
+        if manifest.compilation else None,
     }
 
 

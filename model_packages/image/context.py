@@ -51,7 +51,7 @@ ENTRYPOINT = (f"{VENV}/bin/python", "-m", "model_packages.serving")
 LABEL_PREFIX = "io.kaizen"
 
 # Parts of `model_packages` that the serving runtime does not need inside images.
-RUNTIME_EXCLUDES = {"cli.py", "image", "ci", "__pycache__"}
+RUNTIME_EXCLUDES = {"cli.py", "mlflow_import.py", "image", "ci", "__pycache__"}
 
 TEMPLATE = Path(__file__).with_name("Dockerfile.tmpl")
 SITE_PACKAGES = f"{VENV}/lib/python3.11/site-packages"
@@ -75,7 +75,13 @@ _COMMON_SMOKE = ("numpy", "pydantic", "yaml", "httptools", "uvloop", "prometheus
 FLAVOR_SMOKE: dict[str, tuple[str, ...]] = {
     "sklearn": (*_COMMON_SMOKE, "scipy.sparse", "sklearn", "sklearn.ensemble", "skops.io", "pandas"),
     "onnx": (*_COMMON_SMOKE, "onnxruntime"),
+    "xgboost": (*_COMMON_SMOKE, "xgboost"),
+    "lightgbm": (*_COMMON_SMOKE, "lightgbm"),
 }
+
+
+#: Flavors whose framework wheel links the system libgomp (the XGBoost wheel bundles its own).
+NEEDS_OPENMP = frozenset({"lightgbm"})
 
 
 class ContextError(KaizenError):
@@ -136,9 +142,11 @@ def _tag_safe(version: str) -> str:
 
 
 def flavor_for(manifest: Manifest) -> str:
-    """ONNX packages and scikit-learn packages with a compiled ONNX serving artifact need only
-    onnxruntime; the others need scikit-learn."""
-    return "onnx" if manifest.framework == "onnx" or manifest.serving is not None else "sklearn"
+    """ONNX packages and packages with a compiled ONNX serving artifact need only onnxruntime;
+    the others need their framework (scikit-learn, XGBoost or LightGBM)."""
+    if manifest.framework == "onnx" or manifest.serving is not None:
+        return "onnx"
+    return manifest.framework
 
 
 def _git(*args: str, cwd: Path) -> str | None:
@@ -278,6 +286,12 @@ def generate_context(
     package = Path(package_dir)
     manifest = verify_package(package)  # raises PackageError: never build a bad package
     flavor = flavor_for(manifest)
+    if flavor in NEEDS_OPENMP:
+        raise ContextError(
+            f"{manifest.name}: the {flavor} wheel needs the system OpenMP library (libgomp1), which the "
+            "Kaizen base images do not carry; package the model with its compiled ONNX serving artifact "
+            "(the default; see compilation.reason in kaizen.yaml for why it has none)"
+        )
     lock_file = locks.lock_path(flavor)
     pins = locks.read_lock(lock_file)
     wheels = locks.ensure_wheels(pins, log=log)

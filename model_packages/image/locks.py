@@ -49,6 +49,9 @@ FLAVORS: dict[str, tuple[str, ...]] = {
     # pandas: DataFrame-fitted models are given a DataFrame (loading.frame_builder).
     "sklearn": (*COMMON, "scikit-learn==1.9.1", "scipy==1.17.1", "skops==0.16.0", "pandas==3.1.1"),
     "onnx": (*COMMON, "onnxruntime==1.32.0"),
+    # xgboost-cpu: the CPU-only wheel (the `xgboost` wheel bundles CUDA, ~300 MB); same module.
+    "xgboost": (*COMMON, "xgboost-cpu==3.2.0", "scipy==1.17.1"),
+    "lightgbm": (*COMMON, "lightgbm==4.7.0", "scipy==1.17.1"),
 }
 # Dependencies of the above that the runtime never imports (skops.card only...), left out of the
 # image; the builder installs the lock with --no-deps, so the lock is exactly what is installed.
@@ -65,6 +68,9 @@ ARTIFACT_FLAVOR = {
     "model.pkl": "sklearn",
     "model.joblib": "sklearn",
     "model.onnx": "onnx",
+    "model.ubj": "xgboost",
+    "model.json": "xgboost",
+    "model.txt": "lightgbm",
 }
 
 _LINE = re.compile(r"^([A-Za-z0-9_.\-]+)==([^\s\\;]+)")

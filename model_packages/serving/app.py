@@ -251,8 +251,9 @@ class App:
             "name": manifest.name,
             "versions": [manifest.version],
             "platform": f"kaizen-{manifest.framework}",
-            "inputs": [{"name": "input", "datatype": "BYTES" if runner.schema.string_cols else "FP64",
-                        "shape": [-1, len(manifest.inputs)], "parameters": {"features": manifest.feature_names}}],
+            "inputs": [manifest.tensor_input.model_dump()] if manifest.tensor_input else
+            [{"name": "input", "datatype": "BYTES" if runner.schema.string_cols else "FP64",
+              "shape": [-1, len(manifest.inputs)], "parameters": {"features": manifest.feature_names}}],
             "outputs": outputs,
         })
 
@@ -279,8 +280,8 @@ class App:
         outputs: list[dict[str, Any]] = []
         if requested is None or "predict" in requested:
             raw = runner.predict_array(rows)
-            outputs.append({"name": "predict", "datatype": codecs.v2_datatype(raw), "shape": [int(rows.shape[0])],
-                            "data": codecs.to_json_values(raw)})
+            outputs.append({"name": "predict", "datatype": codecs.v2_datatype(raw), "shape": list(raw.shape),
+                            "data": codecs.to_json_values(raw.reshape(-1))})
         if requested is not None and "predict_proba" in requested:
             proba = runner.predict_proba(rows)
             if proba is None:

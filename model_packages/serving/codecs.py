@@ -48,6 +48,8 @@ def instances_of(payload: Any) -> tuple[Any, str, dict[str, Any]]:
 
 def rows_from_csv(body: bytes, schema: InputSchema) -> np.ndarray:
     """Parse CSV rows (an optional header row naming the features) into a validated matrix."""
+    if getattr(schema, "decode_v2", None) is not None:  # a tensor model (serving/tensors.py)
+        raise RequestError('CSV cannot carry a tensor input: send {"instances": [...]} or a V2 tensor', status=415)
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
@@ -100,6 +102,9 @@ def _csv_value(cell: str, schema: InputSchema, i: int, j: int) -> Any:
 
 def rows_from_v2(payload: Any, schema: InputSchema, binary: bytes = b"") -> tuple[np.ndarray, dict[str, Any]]:
     """Decode a V2 inference request: one [n, features] tensor, or one [n] tensor per feature."""
+    decode_tensor = getattr(schema, "decode_v2", None)  # deep-learning models: serving/tensors.py
+    if decode_tensor is not None:
+        return decode_tensor(payload, binary), _parameters(payload)
     if not isinstance(payload, dict):
         raise RequestError("V2 request must be a JSON object with an `inputs` list")
     inputs = payload.get("inputs")

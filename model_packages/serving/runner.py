@@ -13,6 +13,7 @@ from model_packages.manifest import Manifest
 from model_packages.serving.codecs import to_json_values
 from model_packages.serving.drift import FeatureStats
 from model_packages.serving.schema import InputSchema
+from model_packages.serving.tensors import TensorSchema
 
 
 class Runner:
@@ -21,7 +22,7 @@ class Runner:
     def __init__(self, model: LoadedModel, stats: FeatureStats) -> None:
         self.model = model
         self.manifest: Manifest = model.manifest
-        self.schema = InputSchema(model.manifest)
+        self.schema = TensorSchema(model.manifest) if model.manifest.tensor_input else InputSchema(model.manifest)
         self.stats = stats
         self.labels = [str(label) for label in model.manifest.output.labels or []]
 
@@ -50,6 +51,12 @@ class Runner:
 
     def warm_up(self) -> None:
         """Predict one typical row (training medians), so the first request pays no lazy costs."""
+        if isinstance(self.schema, TensorSchema):
+            self._check_answers(self.schema.warm_up_batch())
+            return
+        if self.manifest.input_example:
+            self._check_answers(self.schema.matrix([list(r) for r in self.manifest.input_example]))
+            return
         row: list[Any] = []
         for spec in self.manifest.inputs:
             base = self.manifest.baseline.features.get(spec.name)
@@ -64,7 +71,9 @@ class Runner:
             low = spec.minimum if spec.minimum is not None else -np.inf
             high = spec.maximum if spec.maximum is not None else np.inf
             row.append(float(np.clip(value, low, high)))
-        matrix = self.schema.matrix([row])
+        self._check_answers(self.schema.matrix([row]))
+
+    def _check_answers(self, matrix: np.ndarray) -> None:
         predicted = to_json_values(self.model.predict(matrix))
         proba = self.model.predict_proba(matrix)
         if self.manifest.output.task == "classification":

@@ -28,7 +28,7 @@ EXAMPLES = ROOT / "examples"
 FORBIDDEN_IN_IMAGES = {"typer", "rich", "docker", "boto3", "botocore", "click", "requests"}
 
 
-@pytest.mark.parametrize("flavor", ["sklearn", "onnx"])
+@pytest.mark.parametrize("flavor", ["sklearn", "onnx", "xgboost", "lightgbm"])
 def test_locks_are_hashed_and_hold_only_runtime_dependencies(flavor: str) -> None:
     pins = locks.read_lock(locks.lock_path(flavor))
     names = {p.key for p in pins}
@@ -37,6 +37,9 @@ def test_locks_are_hashed_and_hold_only_runtime_dependencies(flavor: str) -> Non
     assert not names & FORBIDDEN_IN_IMAGES
     if flavor == "sklearn":
         assert {"scikit-learn", "scipy", "skops"} <= names and "onnxruntime" not in names
+    elif flavor in ("xgboost", "lightgbm"):
+        framework = "xgboost-cpu" if flavor == "xgboost" else "lightgbm"
+        assert framework in names and not {"scikit-learn", "onnxruntime", "pandas"} & names
     else:
         assert "onnxruntime" in names and not {"scikit-learn", "scipy"} & names
 
