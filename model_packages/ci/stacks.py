@@ -53,9 +53,12 @@ class Project:
 
     def select(self, stack: str, *, create: bool = False) -> auto.Stack:
         make = auto.create_or_select_stack if create else auto.select_stack
+        # A new stack takes $PULUMI_SECRETS_PROVIDER (awskms://, azurekeyvault://, gcpkms://);
+        # unset, the backend's default (Pulumi Cloud, or a passphrase for a bucket backend).
+        secrets = os.environ.get("PULUMI_SECRETS_PROVIDER") or None
         try:
             return make(stack_name=stack, work_dir=str(self.directory), opts=auto.LocalWorkspaceOptions(
-                work_dir=str(self.directory), env_vars=_engine_env()))
+                work_dir=str(self.directory), env_vars=_engine_env(), secrets_provider=secrets))
         except auto.StackNotFoundError:
             raise StackError(f"stack {stack} does not exist") from None
 
