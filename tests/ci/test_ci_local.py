@@ -164,9 +164,10 @@ def test_rollback_redeploys_the_previous_digest_and_is_recorded(ci: Ci) -> None:
     rolled = ci.json("ci", "rollback", prod, *project)
     assert rolled["image"] == ci.images["1.0.0"]
     assert _served(rolled)[0] == "1.0.0"
-    events = [(r["event"], r["stack"], r["image"]) for r in trail.read(ci.env["KAIZEN_AUDIT_TRAIL"])]
+    events = [(r["event"], r.get("stack"), r.get("image")) for r in trail.read(ci.env["KAIZEN_AUDIT_TRAIL"])]
     assert events[-1] == ("rollback", prod, ci.images["1.0.0"])
     assert ("deploy", prod, ci.images["1.0.1"]) in events
+    assert ("image_push", None, ci.images["1.0.1"]) in events  # publish recorded the push, with provenance
     # A stack with no config file and no state is refused, not created.
     missing = CliRunner().invoke(app, ["ci", "deploy", "ci-nope-prod", "--image", ci.images["1.0.0"], *project],
                                  env=ci.env)
