@@ -67,6 +67,8 @@ class App:
         self.log = log or JsonLog()
         self.metrics = metrics or RuntimeMetrics()
         self.runner: Runner | None = None
+        self.draining = False  # SIGTERM received: readiness answers 503 so balancers stop sending
+        self.peers_ready: Callable[[], bool] | None = None  # with several workers: are all of them ready?
         self.model_name: str | None = None
         self.model_version: str | None = None
         self.openapi: bytes = b"{}"
@@ -152,6 +154,11 @@ class App:
                            response=response.body.decode("utf-8", "replace"))
         return response
 
+    def _check_rows(self, count: int) -> None:
+        if count > self.settings.max_rows:
+            raise RequestError(f"request has {count} rows; the limit is {self.settings.max_rows} (KAIZEN_MAX_ROWS): "
+                               "split the batch", status=413)
+
     def _ready_runner(self) -> Runner:
         if self.runner is None:
             raise RequestError("model is not loaded yet", status=503)
@@ -164,6 +171,10 @@ class App:
     def ready(self, _: Request) -> Response:
         if self.runner is None:
             return error_response(503, "model is not loaded yet")
+        if self.draining:
+            return error_response(503, "shutting down")
+        if self.peers_ready is not None and not self.peers_ready():
+            return error_response(503, "not every worker is ready yet")
         return json_response(200, {"status": "ready", "model": self.model_name, "version": self.model_version})
 
     def render_metrics(self, _: Request) -> Response:
@@ -174,6 +185,7 @@ class App:
         runner = self._ready_runner()
         _require_json(request)
         instances, key, parameters = codecs.instances_of(codecs.parse_json(request.body))
+        self._check_rows(len(instances) if isinstance(instances, list) else 0)
         rows = runner.schema.matrix(instances, field=key)
         request.rows = rows.shape[0]
         if parameters.get("probabilities") is True:
@@ -189,7 +201,9 @@ class App:
         else:
             _require_json(request, also="text/csv")
             instances, key, parameters = codecs.instances_of(codecs.parse_json(request.body))
+            self._check_rows(len(instances) if isinstance(instances, list) else 0)
             rows = runner.schema.matrix(instances, field=key)
+        self._check_rows(rows.shape[0])
         request.rows = rows.shape[0]
         if parameters.get("probabilities") is True:
             predictions: list[Any] = runner.predictions_with_probabilities(rows)
@@ -274,6 +288,7 @@ class App:
             _require_json(request)
             payload, binary = codecs.parse_json(request.body), b""
         rows, _ = codecs.rows_from_v2(payload, runner.schema, binary)
+        self._check_rows(rows.shape[0])
         request.rows = rows.shape[0]
         requested = _requested_outputs(payload)
         outputs: list[dict[str, Any]] = []
