@@ -27,7 +27,7 @@ import socket
 import sys
 import time
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from email.utils import formatdate
 from functools import partial
 from http import HTTPStatus
@@ -286,7 +286,7 @@ class HttpProtocol(asyncio.Protocol):
             return
         try:
             response = future.result()
-        except Exception as error:  # App.handle answers every exception itself; this is a last resort
+        except (Exception, CancelledError) as error:  # App.handle answers every exception itself: a last resort
             response = error_response(500, f"internal error: {type(error).__name__}")
         self._respond(item, response)
         self._process()

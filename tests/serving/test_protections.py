@@ -380,3 +380,13 @@ def test_sigterm_under_load_loses_no_accepted_request(server_factory: Callable[.
         thread.join()
     assert counts["ok"] > 100 and counts["refused"] > 0
     assert counts["lost"] == 0, counts
+
+
+def test_date_header_and_http10_keep_alive_acknowledged(fast: RunningServer) -> None:
+    """Report item 24: no Date header; HTTP/1.0 keep-alive kept open without saying so."""
+    with connect(fast) as sock:
+        reader = sock.makefile("rb")
+        sock.sendall(b"GET /ping HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+        status, headers, _ = read_response(reader)
+        assert status.startswith(b"HTTP/1.1 200") and headers[b"connection"] == b"keep-alive"
+        assert headers[b"date"].endswith(b" GMT")
