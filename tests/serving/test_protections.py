@@ -390,3 +390,27 @@ def test_date_header_and_http10_keep_alive_acknowledged(fast: RunningServer) -> 
         status, headers, _ = read_response(reader)
         assert status.startswith(b"HTTP/1.1 200") and headers[b"connection"] == b"keep-alive"
         assert headers[b"date"].endswith(b" GMT")
+
+
+def test_abrupt_disconnects_leak_nothing(fast: RunningServer) -> None:
+    """a12: resets mid-body, mid-response and half-closes leave no descriptor behind and no answer pending."""
+    fds = Path(f"/proc/{fast.process.pid}/fd")
+    before = len(list(fds.iterdir()))
+    big = json.dumps({"instances": [[5.1, 3.5, 1.4, 0.2]] * 5000, "parameters": {"probabilities": True}}).encode()
+    for i in range(60):
+        sock = connect(fast)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")  # RST on close
+        if i % 3 == 0:
+            sock.sendall(post()[:-10])  # mid-body
+        elif i % 3 == 1:
+            sock.sendall(post(body=big))  # mid-response (5,000 rows with probabilities)
+        else:
+            sock.sendall(post())
+            sock.shutdown(socket.SHUT_WR)  # half-close after a complete request
+            sock.recv(10)
+        sock.close()
+    deadline = time.monotonic() + 5
+    while len(list(fds.iterdir())) > before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(list(fds.iterdir())) <= before
+    assert ping_ok(fast)
