@@ -6,7 +6,7 @@
 
 Every server serves examples/iris-classifier (compiled ONNX) on 127.0.0.1; wrk is pinned to core 0.
 `--source DIR` runs the runtime from another checkout (e.g. the code before issue 9) for a before/after.
-`ping`: wrk 1-row /invocations at 16 connections, 2 clients looping 50,000-row probability batches,
+`ping`: wrk 1-row /invocations at 16 connections, 2 clients looping 20,000-row (KAIZEN_MAX_ROWS) probability batches,
 and a probe sending GET /ping every 10 ms on one keep-alive connection; reports the probe's p50/p99/max.
 `workers`: wrk -t1 -c64 1-row /invocations against KAIZEN_WORKERS=1 and 2 (server not pinned).
 `soak`: wrk -c64 on /invocations for --seconds (120) with 200 idle and 20 slowloris connections that
@@ -267,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=("ping", "workers", "soak"))
     parser.add_argument("--seconds", type=int, default=None, help="load duration (ping 20, workers 10, soak 120)")
-    parser.add_argument("--rows", type=int, default=50_000, help="rows per big batch (ping)")
+    parser.add_argument("--rows", type=int, default=20_000, help="rows per big batch (ping; KAIZEN_MAX_ROWS)")
     parser.add_argument("--source", type=Path, default=REPO, help="checkout whose runtime to run")
     parser.add_argument("--work", type=Path, default=REPO / "bench" / "results" / "hostile-work")
     parser.add_argument("--out", type=Path, default=None)

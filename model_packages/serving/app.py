@@ -51,8 +51,42 @@ class Response:
 Handler = Callable[[Request], Response]
 
 
+JSON_CHUNK = 1000  # list items per json.dumps call: one call holds the GIL, so big answers are encoded in pieces
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), allow_nan=False)
+
+
+def _dumps_list(items: list[Any]) -> str:
+    if len(items) <= JSON_CHUNK:
+        return _dumps(items)
+    return "[" + ",".join(_dumps(items[i:i + JSON_CHUNK])[1:-1] for i in range(0, len(items), JSON_CHUNK)) + "]"
+
+
 def json_response(status: int, payload: Any) -> Response:
-    return Response(status, json.dumps(payload, separators=(",", ":"), allow_nan=False).encode())
+    """Encode an answer; long `predictions` and V2 `data` lists in pieces, so health checks get the GIL between."""
+    if isinstance(payload, dict):
+        predictions = payload.get("predictions")
+        outputs = payload.get("outputs")
+        if isinstance(predictions, list) and len(predictions) > JSON_CHUNK:
+            rest = {k: v for k, v in payload.items() if k != "predictions"}
+            tail = "," + _dumps(rest)[1:-1] if rest else ""
+            return Response(status, ('{"predictions":' + _dumps_list(predictions) + tail + "}").encode())
+        if isinstance(outputs, list) and any(isinstance(o, dict) and len(o.get("data") or ()) > JSON_CHUNK
+                                             for o in outputs):
+            parts = []
+            for output in outputs:
+                data = output.get("data") if isinstance(output, dict) else None
+                if isinstance(data, list):
+                    meta = _dumps({k: v for k, v in output.items() if k != "data"})[1:-1]
+                    parts.append("{" + meta + ("," if meta else "") + '"data":' + _dumps_list(data) + "}")
+                else:
+                    parts.append(_dumps(output))
+            rest = _dumps({k: v for k, v in payload.items() if k != "outputs"})[1:-1]
+            return Response(status, ("{" + rest + ("," if rest else "") + '"outputs":[' + ",".join(parts)
+                                     + "]}").encode())
+    return Response(status, _dumps(payload).encode())
 
 
 def error_response(status: int, message: str) -> Response:

@@ -13,7 +13,7 @@ from model_packages.errors import KaizenError
 DEFAULT_MODEL_DIR = "/opt/kaizen/model"
 SAGEMAKER_MODEL_DIR = "/opt/ml/model"
 DEFAULT_MAX_BODY = 1_572_864  # 1.5 MiB, Vertex AI's online prediction limit
-DEFAULT_MAX_ROWS = 50_000  # above this one request holds the GIL long enough to delay health checks
+DEFAULT_MAX_ROWS = 20_000  # above this one request holds the GIL long enough to delay health checks
 
 
 class SettingsError(KaizenError):

@@ -78,7 +78,14 @@ def supervise(settings: Settings, log: JsonLog | None = None) -> int:
 
     log = log or JsonLog()
     count = settings.workers
-    run_dir = _prepare(count)
+    try:
+        run_dir = _prepare(count)
+    except OSError as error:  # e.g. a read-only file system without a writable /tmp
+        from model_packages.serving.server import run
+
+        log.event("workers_unavailable", error=str(error), workers=1)
+        log.flush()
+        return run(settings)
     env = {k: v for k, v in os.environ.items() if k not in ("PORT", "AIP_HTTP_PORT")}
     env.update(KAIZEN_MODEL_DIR=str(settings.model_dir), KAIZEN_HOST=settings.host, KAIZEN_PORT=str(settings.port),
                KAIZEN_WORKERS=str(count), KAIZEN_RUN_DIR=str(run_dir),

@@ -287,3 +287,18 @@ def test_generated_csv_never_5xx(iris_app: App, text: str) -> None:
 def test_generated_v2_never_5xx(iris_app: App, payload: dict[str, object]) -> None:
     status, body = call(iris_app, "POST", "/v2/models/iris-classifier/infer", payload)
     assert status in (200, 400), body
+
+
+def test_big_answers_are_encoded_in_pieces_to_the_same_json(iris_app: App) -> None:
+    from model_packages.serving.app import JSON_CHUNK, json_response
+
+    predictions = [{"label": "setosa", "probabilities": {"a": 0.5}}] * (JSON_CHUNK * 2 + 7)
+    payload = {"predictions": predictions, "model": "m"}
+    assert json.loads(json_response(200, payload).body) == payload
+    v2 = {"model_name": "m", "outputs": [{"name": "predict", "shape": [2007], "data": list(range(2007))},
+                                         {"name": "predict_proba", "data": [0.5] * 3}], "id": "x"}
+    assert json.loads(json_response(200, v2).body) == v2
+    status, body = call(iris_app, "POST", "/predict", {"instances": [ROW] * (JSON_CHUNK + 1)})
+    assert status == 200 and body == {"predictions": ["setosa"] * (JSON_CHUNK + 1)}
+    with pytest.raises(ValueError):
+        json_response(200, {"predictions": [float("inf")] * (JSON_CHUNK + 1)})

@@ -290,7 +290,7 @@ def test_slow_reader_is_not_answered_ahead(server_factory: Callable[..., Running
 
 def test_health_answers_while_a_big_batch_runs(fast: RunningServer) -> None:
     """a10: a maximal request used to hold the event loop, /ping included, for the whole prediction."""
-    body = json.dumps({"instances": [[5.1, 3.5, 1.4, 0.2]] * 50_000, "parameters": {"probabilities": True}}).encode()
+    body = json.dumps({"instances": [[5.1, 3.5, 1.4, 0.2]] * 20_000, "parameters": {"probabilities": True}}).encode()
     finished: list[float] = []
 
     def big() -> None:
