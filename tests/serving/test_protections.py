@@ -414,3 +414,18 @@ def test_abrupt_disconnects_leak_nothing(fast: RunningServer) -> None:
         time.sleep(0.05)
     assert len(list(fds.iterdir())) <= before
     assert ping_ok(fast)
+
+
+def test_descriptor_limit_is_raised_to_the_hard_limit() -> None:
+    """a06: the runtime raises its soft descriptor limit at start, and caps connections below it."""
+    import resource
+
+    from model_packages.serving.server import raise_fd_limit
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+        expected = hard if hard != resource.RLIM_INFINITY else 1 << 16
+        assert raise_fd_limit() == resource.getrlimit(resource.RLIMIT_NOFILE)[0] == expected
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
