@@ -6,12 +6,13 @@
 
 Every server serves examples/iris-classifier (compiled ONNX) on 127.0.0.1; wrk is pinned to core 0.
 `--source DIR` runs the runtime from another checkout (e.g. the code before issue 9) for a before/after.
-`ping`: wrk 1-row /invocations at 16 connections, 2 clients looping 20,000-row (KAIZEN_MAX_ROWS) probability batches,
-and a probe sending GET /ping every 10 ms on one keep-alive connection; reports the probe's p50/p99/max.
+`ping`: wrk 1-row /invocations at --small-conns (16; 0 = none) connections, 2 clients looping
+20,000-row (KAIZEN_MAX_ROWS) probability batches, and a probe sending GET /ping every 10 ms on one
+keep-alive connection; reports the probe's p50/p99/max.
 `workers`: wrk -t1 -c64 1-row /invocations against KAIZEN_WORKERS=1 and 2 (server not pinned).
 `soak`: wrk -c64 on /invocations for --seconds (120) with 200 idle and 20 slowloris connections that
 reconnect whenever the server closes them, the /ping probe, and RSS of the process tree at start and end.
-Prints markdown; writes JSON to bench/results/hostile-<command>.json.
+Prints JSON; writes it to bench/results/hostile-<command>.json.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.serving.run import memory_mb, tree  # noqa: E402
+from bench.serving.run import children_cpu_seconds, cpu_seconds, machine_busy_seconds, memory_mb, tree  # noqa: E402
 from model_packages.image.localregistry import free_port  # noqa: E402
 
 PACKAGE = REPO / "examples" / "iris-classifier"
@@ -106,6 +107,20 @@ def wrk(port: int, conns: int, seconds: int, work: Path, threads: int = 2) -> di
     raise RuntimeError(f"wrk failed: {out}")
 
 
+class OtherLoad:
+    """Cores kept busy by processes other than the server tree, wrk and this script (a shared machine)."""
+
+    def __init__(self, server_pid: int) -> None:
+        self.pid = server_pid
+        self.start = (time.monotonic(), machine_busy_seconds(), cpu_seconds(server_pid), children_cpu_seconds(),
+                      time.process_time())
+
+    def cores(self) -> float:
+        t0, busy0, server0, children0, own0 = self.start
+        ours = (cpu_seconds(self.pid) - server0) + (children_cpu_seconds() - children0) + (time.process_time() - own0)
+        return round(max(0.0, (machine_busy_seconds() - busy0 - ours) / (time.monotonic() - t0)), 2)
+
+
 class PingProbe(threading.Thread):
     """GET /ping every `every` seconds on one keep-alive connection (reconnects if closed)."""
 
@@ -161,12 +176,15 @@ def cmd_ping(args: argparse.Namespace) -> dict[str, Any]:
     server = Server(args.source, {"KAIZEN_WORKERS": "1"}, args.work / "ping.log")
     try:
         probe, halt, batches = PingProbe(server.port), threading.Event(), []
+        other = OtherLoad(server.proc.pid)
         probe.start()
         clients = [threading.Thread(target=batch_client, args=(server.port, args.rows, halt, batches), daemon=True)
                    for _ in range(2)]
         for client in clients:
             client.start()
-        load = wrk(server.port, 16, args.seconds, args.work)
+        load = wrk(server.port, args.small_conns, args.seconds, args.work) if args.small_conns else None
+        if load is None:
+            time.sleep(args.seconds)
         halt.set()
         probe.halt.set()
         probe.join()
@@ -174,8 +192,10 @@ def cmd_ping(args: argparse.Namespace) -> dict[str, Any]:
             client.join(timeout=60)
         return {"source": str(args.source), "batch_rows": args.rows, "batches": len(batches),
                 "batch_median_s": round(statistics.median(batches), 3) if batches else None,
-                "small_rps": round(load["rps"]), "small_p99_ms": load["p99_us"] / 1000,
-                "errors": load["errors"] + load["status"], "ping": probe.summary()}
+                "small_conns": args.small_conns, "small_rps": round(load["rps"]) if load else 0,
+                "small_p99_ms": load["p99_us"] / 1000 if load else None,
+                "errors": load["errors"] + load["status"] if load else 0, "ping": probe.summary(),
+                "other_load_cores": other.cores()}
     finally:
         server.stop()
 
@@ -186,9 +206,11 @@ def cmd_workers(args: argparse.Namespace) -> dict[str, Any]:
         server = Server(args.source, {"KAIZEN_WORKERS": str(workers)}, args.work / f"workers-{workers}.log")
         try:
             wrk(server.port, 64, 3, args.work, threads=1)  # warm-up
+            other = OtherLoad(server.proc.pid)
             load = wrk(server.port, 64, args.seconds, args.work, threads=1)
             rows.append({"workers": workers, "rps": round(load["rps"]), "p50_ms": load["p50_us"] / 1000,
-                         "p99_ms": load["p99_us"] / 1000, "errors": load["errors"] + load["status"]})
+                         "p99_ms": load["p99_us"] / 1000, "errors": load["errors"] + load["status"],
+                         "other_load_cores": other.cores()})
         finally:
             server.stop()
     return {"source": str(args.source), "rows": rows}
@@ -246,6 +268,7 @@ def cmd_soak(args: argparse.Namespace) -> dict[str, Any]:
         time.sleep(2)
         rss_start = memory_mb(server.proc.pid)[0]
         probe = PingProbe(server.port, every=0.02)
+        other = OtherLoad(server.proc.pid)
         probe.start()
         load = wrk(server.port, 64, args.seconds, args.work)
         probe.halt.set()
@@ -258,7 +281,7 @@ def cmd_soak(args: argparse.Namespace) -> dict[str, Any]:
                 "errors": load["errors"] + load["status"], "requests": load["requests"],
                 "attacker_reconnects": attackers.reconnects, "ping": probe.summary(),
                 "rss_start_mb": round(rss_start, 1), "rss_end_mb": round(rss_end, 1),
-                "rss_growth_pct": round(100 * (rss_end - rss_start) / rss_start, 1)}
+                "rss_growth_pct": round(100 * (rss_end - rss_start) / rss_start, 1), "other_load_cores": other.cores()}
     finally:
         server.stop()
 
@@ -268,6 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", choices=("ping", "workers", "soak"))
     parser.add_argument("--seconds", type=int, default=None, help="load duration (ping 20, workers 10, soak 120)")
     parser.add_argument("--rows", type=int, default=20_000, help="rows per big batch (ping; KAIZEN_MAX_ROWS)")
+    parser.add_argument("--small-conns", type=int, default=16, help="wrk connections of 1-row load beside (ping)")
     parser.add_argument("--source", type=Path, default=REPO, help="checkout whose runtime to run")
     parser.add_argument("--work", type=Path, default=REPO / "bench" / "results" / "hostile-work")
     parser.add_argument("--out", type=Path, default=None)
