@@ -237,6 +237,7 @@ class HttpProtocol(asyncio.Protocol):
         ]
         self.parser = httptools.HttpRequestParser(self)
         head = b"%s %s HTTP/%s\r\n%s\r\n\r\n" % (method, b"".join(self.url), version, b"\r\n".join(fields))
+        self._set_reading(HEAD)
         self.head_bytes = 0
         return head + rest
 
