@@ -21,6 +21,9 @@ interleaved, so background load on a shared machine hits every server alike (--s
 one server at a time); --repeat N keeps the median run per case; --nice -10 (root) raises the
 priority of the servers and wrk over other sessions' jobs. MLServer runs twice: with its
 default parallel_workers=1 (`mlserver`) and with inference in-process (`mlserver-inproc`).
+`kaizen-uvicorn` and `kaizen-granian` serve the same Kaizen App and package behind uvicorn (httptools,
+uvloop) and granian through model_packages/serving/asgi.py: the proof for Kaizen's own transport (the
+targets table applies the issue's rule: switch if one is within 15% in req/s and CPU per request).
 
 Prints a markdown table; writes JSON to bench/results/serving.json.
 """
