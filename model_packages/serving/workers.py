@@ -14,6 +14,7 @@ import mmap
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -72,12 +73,25 @@ def _prepare(count: int) -> Path:
     return run_dir
 
 
+def _check_port_free(host: str, port: int) -> None:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is fine, a listener is not
+        probe.bind((host, port))
+
+
 def supervise(settings: Settings, log: JsonLog | None = None) -> int:
     """Run `settings.workers` workers until SIGTERM; returns the exit code for the container."""
     from prometheus_client.multiprocess import mark_process_dead
 
     log = log or JsonLog()
     count = settings.workers
+    try:  # SO_REUSEPORT would let the workers join another server's port silently: refuse a port in use first
+        _check_port_free(settings.host, settings.port)
+    except OSError as error:
+        log.event("port_in_use", host=settings.host, port=settings.port, error=str(error))
+        log.flush()
+        return 1
     try:
         run_dir = _prepare(count)
     except OSError as error:  # e.g. a read-only file system without a writable /tmp

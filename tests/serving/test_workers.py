@@ -105,3 +105,19 @@ def test_cgroup_v1_and_v2_quota_files(tmp_path: Path, monkeypatch: pytest.Monkey
     assert settings_module._cgroup_cpus() == 1.5
     v2.write_text("max 100000\n")
     assert settings_module._cgroup_cpus() is None
+
+
+def test_workers_refuse_a_port_already_in_use(tmp_path: Path) -> None:
+    """SO_REUSEPORT would otherwise let the workers share a port another server listens on."""
+    import socket
+    import sys
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        env = {"KAIZEN_MODEL_DIR": str(IRIS), "KAIZEN_HOST": "127.0.0.1", "KAIZEN_PORT": str(port),
+               "KAIZEN_WORKERS": "2", "PATH": "/usr/bin:/bin", "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+        result = subprocess.run([sys.executable, "-m", "model_packages.serving"], env=env, capture_output=True,
+                                text=True, timeout=60, check=False, cwd=tmp_path)
+    assert result.returncode == 1 and "port_in_use" in result.stdout
