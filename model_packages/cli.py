@@ -151,7 +151,7 @@ def serve_command(
     port: Annotated[int, typer.Option(help="Port to listen on")] = 8080,
 ) -> None:
     """Serve a model package with the runtime that runs inside every Kaizen image."""
-    from model_packages.serving.server import start
+    from model_packages.serving.launch import start
     from model_packages.serving.settings import Settings, SettingsError
 
     env = dict(os.environ, KAIZEN_MODEL_DIR=str(package), KAIZEN_HOST=host, KAIZEN_PORT=str(port))

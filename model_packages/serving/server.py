@@ -567,29 +567,13 @@ def run(settings: Settings | None = None, worker: Any = None) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
-    if args and args[0] == "serve":  # SageMaker starts containers as `docker run IMAGE serve`
-        args = args[1:]
-    if args:
-        print(f"usage: python -m model_packages.serving [serve]  (unexpected arguments: {args})", file=sys.stderr)
-        return 2
-    from model_packages.serving.settings import SettingsError
+    """The entry point (kept here for callers of `server.main`); see `launch.main`."""
+    from model_packages.serving.launch import main as launch_main
 
-    try:
-        settings = Settings.from_env()
-    except SettingsError as error:
-        print(f"kaizen: {error}", file=sys.stderr)
-        return 2
-    return start(settings)
+    return launch_main(argv)
 
 
 def start(settings: Settings) -> int:
-    """Serve in this process, or supervise `settings.workers` worker processes; returns the exit code."""
-    from model_packages.serving import workers
+    from model_packages.serving.launch import start as launch_start
 
-    context = workers.WorkerContext.from_env()
-    if context is not None:
-        return run(settings, context)
-    if settings.workers > 1:
-        return workers.supervise(settings)
-    return run(settings)
+    return launch_start(settings)

@@ -21,10 +21,13 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from model_packages.serving.logs import JsonLog
-from model_packages.serving.metrics import RuntimeMetrics
 from model_packages.serving.settings import Settings
+
+if TYPE_CHECKING:
+    from model_packages.serving.metrics import RuntimeMetrics
 
 INDEX_ENV = "KAIZEN_WORKER_INDEX"
 RUN_DIR_ENV = "KAIZEN_RUN_DIR"
@@ -56,6 +59,8 @@ class WorkerContext:
         return self.run_dir / "drift"
 
     def metrics(self) -> RuntimeMetrics:
+        from model_packages.serving.metrics import RuntimeMetrics
+
         return RuntimeMetrics(multiprocess_dir=self.run_dir / "metrics")
 
     def set_ready(self, ready: bool) -> None:
