@@ -209,7 +209,7 @@ def serve_command(
     port: Annotated[int, typer.Option(help="Port to listen on")] = 8080,
 ) -> None:
     """Serve a model package with the runtime that runs inside every Kaizen image."""
-    from model_packages.serving.server import run
+    from model_packages.serving.launch import start
     from model_packages.serving.settings import Settings, SettingsError
 
     env = dict(os.environ, KAIZEN_MODEL_DIR=str(package), KAIZEN_HOST=host, KAIZEN_PORT=str(port))
@@ -219,7 +219,7 @@ def serve_command(
         settings = Settings.from_env(env)
     except SettingsError as error:
         raise _fail(error) from None
-    raise typer.Exit(code=run(settings))
+    raise typer.Exit(code=start(settings))
 
 
 @app.command("version")

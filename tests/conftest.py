@@ -51,7 +51,8 @@ def running_server(
     port = port or free_port()
     log_path = tmp_path / f"server-{port}.log"
     full_env = {k: v for k, v in os.environ.items() if not k.startswith(("AIP_", "KAIZEN_")) and k != "PORT"}
-    full_env.update({"KAIZEN_MODEL_DIR": str(package), "KAIZEN_HOST": "127.0.0.1", "KAIZEN_PORT": str(port)})
+    full_env.update({"KAIZEN_MODEL_DIR": str(package), "KAIZEN_HOST": "127.0.0.1", "KAIZEN_PORT": str(port),
+                     "KAIZEN_WORKERS": "1"})  # one process unless a test asks for more (CI runs on 2 cores)
     full_env.update(env or {})
     actual_port = int(full_env.get("AIP_HTTP_PORT") or full_env.get("PORT") or port)
     with open(log_path, "wb") as log:

@@ -21,6 +21,9 @@ interleaved, so background load on a shared machine hits every server alike (--s
 one server at a time); --repeat N keeps the median run per case; --nice -10 (root) raises the
 priority of the servers and wrk over other sessions' jobs. MLServer runs twice: with its
 default parallel_workers=1 (`mlserver`) and with inference in-process (`mlserver-inproc`).
+`kaizen-uvicorn` and `kaizen-granian` serve the same Kaizen App and package behind uvicorn (httptools,
+uvloop) and granian through model_packages/serving/asgi.py: the proof for Kaizen's own transport (the
+targets table applies the issue's rule: switch if one is within 15% in req/s and CPU per request).
 
 Prints a markdown table; writes JSON to bench/results/serving.json.
 """
@@ -61,8 +64,12 @@ VENVS = Path(
 MODEL_NAME = "bench-clf"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
-ALL_SERVERS = ("kaizen", "kaizen-skops", "mlflow", "bentoml", "mlserver", "mlserver-inproc")
+ALL_SERVERS = ("kaizen", "kaizen-skops", "kaizen-uvicorn", "kaizen-granian", "mlflow", "bentoml", "mlserver",
+               "mlserver-inproc")
 KAIZENS = ("kaizen", "kaizen-skops")
+# The same Kaizen App and package behind well-kept servers (model_packages/serving/asgi.py): the transport proof.
+TRANSPORTS = ("kaizen-uvicorn", "kaizen-granian")
+LOCAL = KAIZENS + TRANSPORTS
 PEER_VENV = {"mlflow": "mlflow", "bentoml": "bentoml", "mlserver": "mlserver", "mlserver-inproc": "mlserver"}
 CASES = (("1-row", 1, 1), ("1-row", 1, 16), ("32-row", 32, 1), ("32-row", 32, 16))
 
@@ -304,7 +311,9 @@ def kaizen_source_sha() -> str:
     return digest.hexdigest()[:12]
 
 
-def kaizen_maker(name: str, serve_with: str) -> Callable[[Workload, Path, argparse.Namespace], Server]:
+def kaizen_maker(
+    name: str, serve_with: str, transport: str = "kaizen"
+) -> Callable[[Workload, Path, argparse.Namespace], Server]:
     """Kaizen serving the benchmark model as `kaizen package` makes it: the skops artifact plus a
     double-precision ONNX serving artifact checked against scikit-learn on every training row.
     `kaizen` serves the compiled artifact (the default); `kaizen-skops` serves the skops artifact
@@ -338,8 +347,10 @@ def kaizen_maker(name: str, serve_with: str) -> Callable[[Workload, Path, argpar
         port = free_port()
         python = Path(args.kaizen_python)
         env = {"KAIZEN_MODEL_DIR": str(package), "KAIZEN_HOST": "127.0.0.1", "PORT": str(port),
-               "KAIZEN_SERVE_WITH": serve_with}
+               "KAIZEN_SERVE_WITH": serve_with, "KAIZEN_WORKERS": "1"}  # the server is pinned to one core
         dists = ["kaizen-ml", "httptools", "uvloop", "scikit-learn", "numpy"]
+        if transport != "kaizen":
+            dists.append(transport)
         if onnx:
             dists.append("onnxruntime")
         head = subprocess.run(
@@ -347,7 +358,8 @@ def kaizen_maker(name: str, serve_with: str) -> Callable[[Workload, Path, argpar
         )
         return Server(
             name=name,
-            argv=[str(python), "-m", "model_packages.serving"],
+            argv=[str(python), "-m", "model_packages.serving"] if transport == "kaizen"
+            else [str(python), "-m", "model_packages.serving.asgi", transport],
             cwd=REPO,
             env=env,
             path="/invocations",
@@ -360,7 +372,8 @@ def kaizen_maker(name: str, serve_with: str) -> Callable[[Workload, Path, argpar
                 "git HEAD": head.stdout.strip(),
             },
             note=f"{'ONNX' if onnx else 'skops'} package; POST /invocations {{instances}}; "
-            "validation, metrics and request logs on (defaults)",
+            "validation, metrics and request logs on (defaults)"
+            + ("" if transport == "kaizen" else f"; the same App behind {transport} (ASGI)"),
         )
 
     return make
@@ -473,6 +486,8 @@ def mlserver_maker(name: str, parallel_workers: int) -> Callable[[Workload, Path
 MAKERS: dict[str, Callable[[Workload, Path, argparse.Namespace], Server]] = {
     "kaizen": kaizen_maker("kaizen", serve_with="compiled"),
     "kaizen-skops": kaizen_maker("kaizen-skops", serve_with="source"),
+    "kaizen-uvicorn": kaizen_maker("kaizen-uvicorn", serve_with="compiled", transport="uvicorn"),
+    "kaizen-granian": kaizen_maker("kaizen-granian", serve_with="compiled", transport="granian"),
     "mlflow": make_mlflow,
     "bentoml": make_bentoml,
     "mlserver": mlserver_maker("mlserver", 1),
@@ -801,8 +816,23 @@ def targets(results: list[dict[str, Any]], tree_factor: float | None = None) -> 
     def case(r: dict[str, Any], rows: int, conc: int) -> dict[str, Any]:
         return next(c for c in r["cases"] if c["rows"] == rows and c["concurrency"] == conc)
 
-    peers = [r for name, r in by.items() if name not in KAIZENS]
+    peers = [r for name, r in by.items() if name not in LOCAL]
     out: list[dict[str, Any]] = []
+    if "kaizen" in by:  # the issue's rule: switch to a well-kept server within 15% in req/s and CPU/request
+        own = by["kaizen"]
+        for name in TRANSPORTS:
+            if name not in by:
+                continue
+            for rows, conc in ((1, 1), (1, 16), (32, 16)):
+                mine, theirs = case(own, rows, conc), case(by[name], rows, conc)
+                rps = theirs["rps"] / mine["rps"]
+                cpu = theirs["cpu_ms_per_req"] / mine["cpu_ms_per_req"]
+                out.append({
+                    "server": name,
+                    "target": f"{rows}-row c{conc}: within 15% of Kaizen's transport (req/s and CPU/request)",
+                    "value": f"{rps:.2f}x req/s, {cpu:.2f}x CPU/request",
+                    "ok": rps >= 0.85 and cpu <= 1.15,
+                })
     for name in KAIZENS:
         if name not in by:
             continue
@@ -892,13 +922,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown servers: {', '.join(sorted(unknown))}")
     if shutil.which("wrk") is None:
         parser.error("wrk is not installed (apt-get install wrk)")
-    venvs = sorted({PEER_VENV[n] for n in names if n not in KAIZENS})
+    venvs = sorted({PEER_VENV[n] for n in names if n not in LOCAL})
     if venvs and not args.no_setup:
         # Idempotent: a venv whose requirements are unchanged is left alone.
         with step(f"peer virtualenvs under {VENVS}: {', '.join(venvs)}"):
             subprocess.run(["bash", str(HERE / "setup_peers.sh"), *venvs], check=True, stdout=sys.stderr)
     for peer in names:
-        if peer not in KAIZENS and not venv_python(PEER_VENV[peer]).exists():
+        if peer not in LOCAL and not venv_python(PEER_VENV[peer]).exists():
             parser.error(f"no venv for {peer} at {VENVS / peer}: run bench/serving/setup_peers.sh first")
     cores = len(os.sched_getaffinity(0))
     pin = not args.no_pin and cores >= 2 and shutil.which("taskset") is not None

@@ -1,6 +1,5 @@
-"""The Kaizen serving runtime: one process that passes every cloud's serving contract."""
+"""The Kaizen serving runtime: one image that passes every cloud's serving contract.
 
-from model_packages.serving.app import App, Request, Response
-from model_packages.serving.settings import Settings
-
-__all__ = ["App", "Request", "Response", "Settings"]
+Modules: `launch` (entry point), `server` (HTTP transport), `workers` (processes sharing the port),
+`app` (routes), `runner` (between HTTP and the model), `runtime` (the model's life), `settings`.
+"""

@@ -2,6 +2,6 @@
 
 import sys
 
-from model_packages.serving.server import main
+from model_packages.serving.launch import main
 
 sys.exit(main())

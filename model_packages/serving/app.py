@@ -51,8 +51,42 @@ class Response:
 Handler = Callable[[Request], Response]
 
 
+JSON_CHUNK = 1000  # list items per json.dumps call: one call holds the GIL, so big answers are encoded in pieces
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), allow_nan=False)
+
+
+def _dumps_list(items: list[Any]) -> str:
+    if len(items) <= JSON_CHUNK:
+        return _dumps(items)
+    return "[" + ",".join(_dumps(items[i:i + JSON_CHUNK])[1:-1] for i in range(0, len(items), JSON_CHUNK)) + "]"
+
+
 def json_response(status: int, payload: Any) -> Response:
-    return Response(status, json.dumps(payload, separators=(",", ":"), allow_nan=False).encode())
+    """Encode an answer; long `predictions` and V2 `data` lists in pieces, so health checks get the GIL between."""
+    if isinstance(payload, dict):
+        predictions = payload.get("predictions")
+        outputs = payload.get("outputs")
+        if isinstance(predictions, list) and len(predictions) > JSON_CHUNK:
+            rest = {k: v for k, v in payload.items() if k != "predictions"}
+            tail = "," + _dumps(rest)[1:-1] if rest else ""
+            return Response(status, ('{"predictions":' + _dumps_list(predictions) + tail + "}").encode())
+        if isinstance(outputs, list) and any(isinstance(o, dict) and len(o.get("data") or ()) > JSON_CHUNK
+                                             for o in outputs):
+            parts = []
+            for output in outputs:
+                data = output.get("data") if isinstance(output, dict) else None
+                if isinstance(data, list):
+                    meta = _dumps({k: v for k, v in output.items() if k != "data"})[1:-1]
+                    parts.append("{" + meta + ("," if meta else "") + '"data":' + _dumps_list(data) + "}")
+                else:
+                    parts.append(_dumps(output))
+            rest = _dumps({k: v for k, v in payload.items() if k != "outputs"})[1:-1]
+            return Response(status, ("{" + rest + ("," if rest else "") + '"outputs":[' + ",".join(parts)
+                                     + "]}").encode())
+    return Response(status, _dumps(payload).encode())
 
 
 def error_response(status: int, message: str) -> Response:
@@ -67,6 +101,8 @@ class App:
         self.log = log or JsonLog()
         self.metrics = metrics or RuntimeMetrics()
         self.runner: Runner | None = None
+        self.draining = False  # SIGTERM received: readiness answers 503 so balancers stop sending
+        self.peers_ready: Callable[[], bool] | None = None  # with several workers: are all of them ready?
         self.model_name: str | None = None
         self.model_version: str | None = None
         self.openapi: bytes = b"{}"
@@ -152,6 +188,11 @@ class App:
                            response=response.body.decode("utf-8", "replace"))
         return response
 
+    def _check_rows(self, count: int) -> None:
+        if count > self.settings.max_rows:
+            raise RequestError(f"request has {count} rows; the limit is {self.settings.max_rows} (KAIZEN_MAX_ROWS): "
+                               "split the batch", status=413)
+
     def _ready_runner(self) -> Runner:
         if self.runner is None:
             raise RequestError("model is not loaded yet", status=503)
@@ -164,6 +205,10 @@ class App:
     def ready(self, _: Request) -> Response:
         if self.runner is None:
             return error_response(503, "model is not loaded yet")
+        if self.draining:
+            return error_response(503, "shutting down")
+        if self.peers_ready is not None and not self.peers_ready():
+            return error_response(503, "not every worker is ready yet")
         return json_response(200, {"status": "ready", "model": self.model_name, "version": self.model_version})
 
     def render_metrics(self, _: Request) -> Response:
@@ -174,6 +219,7 @@ class App:
         runner = self._ready_runner()
         _require_json(request)
         instances, key, parameters = codecs.instances_of(codecs.parse_json(request.body))
+        self._check_rows(len(instances) if isinstance(instances, list) else 0)
         rows = runner.schema.matrix(instances, field=key)
         request.rows = rows.shape[0]
         if parameters.get("probabilities") is True:
@@ -189,7 +235,9 @@ class App:
         else:
             _require_json(request, also="text/csv")
             instances, key, parameters = codecs.instances_of(codecs.parse_json(request.body))
+            self._check_rows(len(instances) if isinstance(instances, list) else 0)
             rows = runner.schema.matrix(instances, field=key)
+        self._check_rows(rows.shape[0])
         request.rows = rows.shape[0]
         if parameters.get("probabilities") is True:
             predictions: list[Any] = runner.predictions_with_probabilities(rows)
@@ -275,6 +323,7 @@ class App:
             _require_json(request)
             payload, binary = codecs.parse_json(request.body), b""
         rows, _ = codecs.rows_from_v2(payload, runner.schema, binary)
+        self._check_rows(rows.shape[0])
         request.rows = rows.shape[0]
         requested = _requested_outputs(payload)
         outputs: list[dict[str, Any]] = []

@@ -2,12 +2,20 @@
 
 The hot path only appends the validated matrix to a buffer (well under a microsecond); binning and
 the Population Stability Index are computed lazily, when the buffer fills or metrics are read.
+
+No single request decides the score: each contributes at most REQUEST_SHARE of the window (a big
+batch is sampled evenly). The window is a short deque of merged histograms, so frequent scrapes do
+not grow memory. With several worker processes each publishes its window histogram to a shared
+directory and every worker scores the sum.
 """
 
 from __future__ import annotations
 
+import math
+import os
 import threading
 from collections import deque
+from pathlib import Path
 
 import numpy as np
 
@@ -15,6 +23,8 @@ from model_packages.manifest import Manifest
 
 EPSILON = 1e-4  # floor on bin fractions, so empty bins do not make PSI infinite
 FLUSH_ROWS = 2048
+REQUEST_SHARE = 0.02  # the largest part of the window one request may fill
+WINDOW_ENTRIES = 16  # the window slides in steps of about window_rows / WINDOW_ENTRIES
 
 
 def psi(expected: np.ndarray, actual: np.ndarray) -> np.ndarray:
@@ -32,9 +42,14 @@ class FeatureStats:
     training category plus an "unseen" bin (expected fraction 0, floored at EPSILON), so the PSI
     of a categorical feature rises when new categories appear or frequencies move."""
 
-    def __init__(self, manifest: Manifest, window_rows: int = 5000, min_rows: int = 100) -> None:
+    def __init__(self, manifest: Manifest, window_rows: int = 5000, min_rows: int = 100,
+                 share_dir: Path | None = None, worker: int = 0) -> None:
         self.window_rows = window_rows
         self.min_rows = min_rows
+        self.request_rows = max(1, math.ceil(window_rows * REQUEST_SHARE))
+        self.entry_rows = max(1, min(FLUSH_ROWS, window_rows // WINDOW_ENTRIES))
+        self.share_dir = share_dir
+        self.share_path = share_dir / f"drift-{worker}.npy" if share_dir else None
         self.columns: list[int] = []
         self.cat_columns: list[int] = []
         self.cat_bins: list[dict[str, int]] = []
@@ -81,12 +96,17 @@ class FeatureStats:
         return bool(self.names)
 
     def observe(self, rows: np.ndarray) -> None:
-        """Hot-path hook: remember a validated matrix (float, or object with string columns)."""
+        """Hot-path hook: remember a validated matrix (float, or object with string columns; an even
+        sample of a big batch)."""
         if not self.names or rows.ndim != 2:
             return
-        self._pending.append(rows)
-        self._pending_rows += rows.shape[0]
-        if self._pending_rows >= FLUSH_ROWS:
+        if rows.shape[0] > self.request_rows:
+            rows = rows[:: math.ceil(rows.shape[0] / self.request_rows)]
+        with self._lock:
+            self._pending.append(rows)
+            self._pending_rows += rows.shape[0]
+            full = self._pending_rows >= FLUSH_ROWS
+        if full:
             self.flush()
 
     def flush(self) -> None:
@@ -111,23 +131,55 @@ class FeatureStats:
                 for value in batch[:, col].tolist():
                     if isinstance(value, str):  # missing values (NaN/None) are not counted
                         row[index.get(value, unseen)] += 1
-            self._window.append((batch.shape[0], counts))
+            if self._window and self._window[-1][0] < self.entry_rows:  # merge small flushes (frequent scrapes)
+                last_rows, last = self._window.pop()
+                self._window.append((last_rows + batch.shape[0], last + counts))
+            else:
+                self._window.append((batch.shape[0], counts))
             self._counts += counts
             self._rows += batch.shape[0]
             while self._window and self._rows - self._window[0][0] >= self.window_rows:
                 dropped_rows, dropped = self._window.popleft()
                 self._counts -= dropped
                 self._rows -= dropped_rows
+            self._publish()
+
+    def _publish(self) -> None:
+        """Write this worker's window histogram for the others (atomically: write, then rename)."""
+        if self.share_path is None:
+            return
+        tmp = self.share_path.with_suffix(f".{os.getpid()}.tmp")
+        with open(tmp, "wb") as out:
+            np.save(out, np.concatenate([[float(self._rows)], self._counts.ravel()]))
+        os.replace(tmp, self.share_path)
+
+    def _combined(self) -> tuple[np.ndarray, int]:
+        """This worker's window plus what the other workers last published."""
+        counts, rows = self._counts.copy(), self._rows
+        if self.share_dir is None:
+            return counts, rows
+        for path in self.share_dir.glob("drift-*.npy"):
+            if path == self.share_path:
+                continue
+            try:
+                published = np.load(path)
+            except (OSError, ValueError, EOFError):
+                continue
+            if published.shape == (1 + counts.size,):
+                rows += int(published[0])
+                counts += published[1:].reshape(counts.shape)
+        return counts, rows
 
     def scores(self) -> dict[str, float]:
         """PSI per feature over the window; empty until `min_rows` rows have been seen."""
         self.flush()
         with self._lock:
-            if self._rows < self.min_rows or not self.names:
-                return {}
-            totals = self._counts.sum(axis=1, keepdims=True)
-            actual = np.divide(self._counts, totals, out=np.zeros_like(self._counts), where=totals > 0)
-            values = psi(self.expected, actual)
+            counts, rows = self._combined()
+        if rows < self.min_rows or not self.names:
+            return {}
+        totals = counts.sum(axis=1, keepdims=True)
+        actual = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
+        values = psi(self.expected, actual)
         return {name: float(v) for name, v in zip(self.names, values, strict=True)}
 
     def unseen_fractions(self) -> dict[str, float]:
@@ -135,9 +187,10 @@ class FeatureStats:
         self.flush()
         offset = len(self.columns)
         with self._lock:
+            counts, _ = self._combined()  # every worker's window, like psi()
             out: dict[str, float] = {}
             for k, index in enumerate(self.cat_bins):
-                row = self._counts[offset + k]
+                row = counts[offset + k]
                 total = row.sum()
                 out[self.names[offset + k]] = float(row[len(index)] / total) if total else 0.0
         return out
@@ -147,4 +200,5 @@ class FeatureStats:
 
     @property
     def window_rows_seen(self) -> int:
-        return self._rows + self._pending_rows
+        with self._lock:
+            return self._combined()[1] + self._pending_rows

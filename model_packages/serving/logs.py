@@ -7,6 +7,8 @@ import sys
 import time
 from typing import IO, Any
 
+PIPE_BUF = 4096  # writes up to this size to a pipe are atomic (POSIX)
+
 
 class JsonLog:
     """Writes one JSON object per line; `flush()` is called by the server every half second."""
@@ -23,7 +25,18 @@ class JsonLog:
             self.flush()
 
     def flush(self) -> None:
-        if self._buffer:
-            self.stream.write("\n".join(self._buffer) + "\n")
-            self._buffer.clear()
-            self.stream.flush()
+        """Write whole lines in pieces of at most PIPE_BUF bytes, so workers sharing stdout never tear a line."""
+        if not self._buffer:
+            return
+        lines, self._buffer = self._buffer, []  # events may arrive from the inference thread meanwhile
+        piece: list[str] = []
+        size = 0
+        for line in lines:
+            if piece and size + len(line) + 1 > PIPE_BUF:
+                self.stream.write("\n".join(piece) + "\n")
+                self.stream.flush()
+                piece, size = [], 0
+            piece.append(line)
+            size += len(line) + 1
+        self.stream.write("\n".join(piece) + "\n")
+        self.stream.flush()

@@ -1,6 +1,13 @@
-"""Prometheus metrics of the runtime, on a registry of its own."""
+"""Prometheus metrics of the runtime, on a registry of its own.
+
+With several worker processes, prometheus_client's multiprocess mode (PROMETHEUS_MULTIPROC_DIR, set by
+the supervisor) keeps each worker's values in files and every scrape sums them; drift is summed by
+`FeatureStats` itself.
+"""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from prometheus_client import (
     CollectorRegistry,
@@ -11,6 +18,7 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from model_packages.manifest import Manifest
@@ -59,8 +67,12 @@ class DriftCollector(Collector):
 class RuntimeMetrics:
     """Request counters, latency histogram, in-flight gauge, model info and drift gauges."""
 
-    def __init__(self) -> None:
+    def __init__(self, multiprocess_dir: Path | None = None) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self.exposed = self.registry
+        if multiprocess_dir is not None:
+            self.exposed = CollectorRegistry(auto_describe=True)
+            MultiProcessCollector(self.exposed, str(multiprocess_dir))
         self.requests = Counter(
             "kaizen_requests", "HTTP requests by route and status", ["route", "status"], registry=self.registry
         )
@@ -73,18 +85,21 @@ class RuntimeMetrics:
             buckets=LATENCY_BUCKETS, registry=self.registry,
         )
         self.rows = Counter("kaizen_predicted_rows", "Rows predicted", registry=self.registry)
-        self.in_flight = Gauge("kaizen_requests_in_flight", "Requests being served", registry=self.registry)
-        self.ready = Gauge("kaizen_model_ready", "1 once the model is loaded and warmed", registry=self.registry)
+        self.in_flight = Gauge("kaizen_requests_in_flight", "Requests being served", registry=self.registry,
+                               multiprocess_mode="livesum")
+        self.ready = Gauge("kaizen_model_ready", "1 once the model is loaded and warmed (in every worker)",
+                           registry=self.registry, multiprocess_mode="livemin")
+        self.ready.set(0)
         self.info = Gauge(
             "kaizen_model_info", "The model being served", ["name", "version", "artifact_sha256", "framework"],
-            registry=self.registry,
+            registry=self.registry, multiprocess_mode="max",
         )
         self._children: dict[tuple[str, int], tuple[Counter, Histogram, Counter | None]] = {}
 
     def model_loaded(self, manifest: Manifest, stats: FeatureStats) -> None:
         self.info.labels(manifest.name, manifest.version, manifest.artifact_sha256, manifest.framework).set(1)
         self.ready.set(1)
-        self.registry.register(DriftCollector(stats))
+        self.exposed.register(DriftCollector(stats))
 
     def observe(self, route: str, status: int, seconds: float) -> None:
         """Count one finished request (label children cached: this is the hot path)."""
@@ -100,4 +115,4 @@ class RuntimeMetrics:
             children[2].inc()
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        return generate_latest(self.exposed)

@@ -113,6 +113,8 @@ def load_runner(
     serve_with: str | None = None,
     window_rows: int = 5000,
     min_rows: int = 100,
+    share_dir: Path | None = None,
+    worker: int = 0,
 ) -> Runner:
     """Load, check and warm up a package: every failure is one PackageError naming the problem.
 
@@ -121,7 +123,8 @@ def load_runner(
     line and exit non-zero instead of printing a traceback."""
     try:
         model = load_model(package_dir, verify=verify, serve_with=serve_with)
-        runner = Runner(model, FeatureStats(model.manifest, window_rows, min_rows))
+        stats = FeatureStats(model.manifest, window_rows, min_rows, share_dir=share_dir, worker=worker)
+        runner = Runner(model, stats)
         runner.warm_up()
     except PackageError:
         raise

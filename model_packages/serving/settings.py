@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -12,6 +13,7 @@ from model_packages.errors import KaizenError
 DEFAULT_MODEL_DIR = "/opt/kaizen/model"
 SAGEMAKER_MODEL_DIR = "/opt/ml/model"
 DEFAULT_MAX_BODY = 1_572_864  # 1.5 MiB, Vertex AI's online prediction limit
+DEFAULT_MAX_ROWS = 20_000  # above this one request holds the GIL long enough to delay health checks
 
 
 class SettingsError(KaizenError):
@@ -31,7 +33,9 @@ def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -
     return value
 
 
-def _float(env: Mapping[str, str], name: str, default: float) -> float:
+def _float(env: Mapping[str, str], name: str, default: float, low: float = 0.0, high: float = 86_400.0,
+           off: bool = False) -> float:
+    """A finite number of seconds in low..high (0 also allowed when `off`: the feature is disabled)."""
     raw = env.get(name)
     if raw is None or raw == "":
         return default
@@ -39,8 +43,11 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         value = float(raw)
     except ValueError:
         raise SettingsError(f"{name}={raw!r} is not a number") from None
-    if value < 0:
-        raise SettingsError(f"{name}={value} must not be negative")
+    if off and value == 0:
+        return value
+    if not math.isfinite(value) or not low <= value <= high:
+        allowed = f"0 (off) or {low:g}..{high:g}" if off else f"{low:g}..{high:g}"
+        raise SettingsError(f"{name}={raw} is outside {allowed}")
     return value
 
 
@@ -89,6 +96,12 @@ class Settings:
     drift_window_rows: int = 5000
     drift_min_rows: int = 100
     drift_log_interval: float = 60.0
+    max_rows: int = DEFAULT_MAX_ROWS
+    keepalive_timeout: float = 5.0  # uvicorn's default; behind a load balancer: longer than its idle timeout
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+    max_connections: int = 1000
+    workers: int = 1
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -100,6 +113,10 @@ class Settings:
         health = [r for r in (_route(env, "AIP_HEALTH_ROUTE"), _route(env, "KAIZEN_READINESS_ROUTE")) if r]
         live = [r for r in (_route(env, "KAIZEN_LIVENESS_ROUTE"),) if r]
         predict = [r for r in (_route(env, "AIP_PREDICT_ROUTE"), _route(env, "KAIZEN_SCORING_ROUTE")) if r]
+        window = _int(env, "KAIZEN_DRIFT_WINDOW_ROWS", 5000, 10, 1_000_000)
+        min_rows = _int(env, "KAIZEN_DRIFT_MIN_ROWS", 100, 1, 1_000_000)
+        if min_rows > window:
+            raise SettingsError(f"KAIZEN_DRIFT_MIN_ROWS={min_rows} is larger than KAIZEN_DRIFT_WINDOW_ROWS={window}")
         return cls(
             model_dir=_model_dir(env),
             host=env.get("KAIZEN_HOST") or "0.0.0.0",
@@ -110,8 +127,43 @@ class Settings:
             predict_routes=tuple(predict),
             data_capture=_flag(env, "KAIZEN_DATA_CAPTURE", False),
             log_requests=_flag(env, "KAIZEN_LOG_REQUESTS", True),
-            drain_seconds=_float(env, "KAIZEN_DRAIN_SECONDS", 20.0),
-            drift_window_rows=_int(env, "KAIZEN_DRIFT_WINDOW_ROWS", 5000, 10, 10_000_000),
-            drift_min_rows=_int(env, "KAIZEN_DRIFT_MIN_ROWS", 100, 1, 10_000_000),
-            drift_log_interval=_float(env, "KAIZEN_DRIFT_LOG_INTERVAL", 60.0),
+            drain_seconds=_float(env, "KAIZEN_DRAIN_SECONDS", 20.0, 0.0, 3600.0),
+            drift_window_rows=window,
+            drift_min_rows=min_rows,
+            drift_log_interval=_float(env, "KAIZEN_DRIFT_LOG_INTERVAL", 60.0, 1.0, 86_400.0, off=True),
+            max_rows=_int(env, "KAIZEN_MAX_ROWS", DEFAULT_MAX_ROWS, 1, 10_000_000),
+            keepalive_timeout=_float(env, "KAIZEN_KEEPALIVE_TIMEOUT", 5.0, 0.1, 3600.0),
+            header_timeout=_float(env, "KAIZEN_HEADER_TIMEOUT", 10.0, 0.1, 3600.0),
+            body_timeout=_float(env, "KAIZEN_BODY_TIMEOUT", 30.0, 0.1, 3600.0),
+            max_connections=_int(env, "KAIZEN_MAX_CONNECTIONS", 1000, 1, 1_000_000),
+            workers=_int(env, "KAIZEN_WORKERS", 0, 0, 1024) or default_workers(),
         )
+
+
+def _cgroup_cpus() -> float | None:
+    """The container's CPU quota in CPUs (cgroup v2 cpu.max or v1 cfs quota), None when unlimited."""
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        return None if quota == "max" else int(quota) / int(period)
+    except (OSError, ValueError):
+        pass
+    for base in ("/sys/fs/cgroup/cpu", "/sys/fs/cgroup/cpu,cpuacct"):
+        try:
+            quota_us = int(Path(base, "cpu.cfs_quota_us").read_text())
+            period_us = int(Path(base, "cpu.cfs_period_us").read_text())
+        except (OSError, ValueError):
+            continue
+        return None if quota_us <= 0 else quota_us / period_us
+    return None
+
+
+def default_workers() -> int:
+    """One worker per CPU the container may use: the cgroup quota, else the CPUs this process may run on."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        cpus = os.cpu_count() or 1
+    quota = _cgroup_cpus()
+    if quota is not None:
+        cpus = min(cpus, math.ceil(quota))
+    return max(1, cpus)

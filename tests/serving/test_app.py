@@ -14,13 +14,11 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder
 
-from model_packages.loading import load_model
 from model_packages.manifest import FeatureSpec
 from model_packages.package import create_package
 from model_packages.serving.app import App, Request
-from model_packages.serving.drift import FeatureStats
 from model_packages.serving.logs import JsonLog
-from model_packages.serving.runner import Runner
+from model_packages.serving.runtime import build_runner
 from model_packages.serving.settings import Settings, SettingsError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,11 +28,10 @@ ROW = [5.1, 3.5, 1.4, 0.2]
 
 def make_app(package: Path, **settings: object) -> tuple[App, io.StringIO]:
     stream = io.StringIO()
-    app = App(Settings(model_dir=package, **settings), JsonLog(stream))  # type: ignore[arg-type]
-    model = load_model(package)
-    runner = Runner(model, FeatureStats(model.manifest, window_rows=1000, min_rows=10))
-    runner.warm_up()
-    app.set_runner(runner)
+    options: dict[str, object] = {"drift_window_rows": 1000, "drift_min_rows": 10, **settings}
+    config = Settings(model_dir=package, **options)  # type: ignore[arg-type]
+    app = App(config, JsonLog(stream))
+    app.set_runner(build_runner(config))
     return app, stream
 
 
@@ -342,3 +339,18 @@ def test_generated_csv_never_5xx(iris_app: App, text: str) -> None:
 def test_generated_v2_never_5xx(iris_app: App, payload: dict[str, object]) -> None:
     status, body = call(iris_app, "POST", "/v2/models/iris-classifier/infer", payload)
     assert status in (200, 400), body
+
+
+def test_big_answers_are_encoded_in_pieces_to_the_same_json(iris_app: App) -> None:
+    from model_packages.serving.app import JSON_CHUNK, json_response
+
+    predictions = [{"label": "setosa", "probabilities": {"a": 0.5}}] * (JSON_CHUNK * 2 + 7)
+    payload = {"predictions": predictions, "model": "m"}
+    assert json.loads(json_response(200, payload).body) == payload
+    v2 = {"model_name": "m", "outputs": [{"name": "predict", "shape": [2007], "data": list(range(2007))},
+                                         {"name": "predict_proba", "data": [0.5] * 3}], "id": "x"}
+    assert json.loads(json_response(200, v2).body) == v2
+    status, body = call(iris_app, "POST", "/predict", {"instances": [ROW] * (JSON_CHUNK + 1)})
+    assert status == 200 and body == {"predictions": ["setosa"] * (JSON_CHUNK + 1)}
+    with pytest.raises(ValueError):
+        json_response(200, {"predictions": [float("inf")] * (JSON_CHUNK + 1)})
