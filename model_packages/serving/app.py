@@ -89,7 +89,12 @@ def json_response(status: int, payload: Any) -> Response:
     return Response(status, _dumps(payload).encode())
 
 
-def error_response(status: int, message: str) -> Response:
+def error_response(status: int, message: str, mlflow: bool = False) -> Response:
+    """`{"error": ...}`; on /invocations also MLflow's `error_code`/`message`, which its callers read."""
+    if mlflow:
+        code = {400: "BAD_REQUEST", 404: "RESOURCE_DOES_NOT_EXIST", 413: "BAD_REQUEST", 415: "BAD_REQUEST"}
+        return json_response(status, {"error": message, "error_code": code.get(status, "INTERNAL_ERROR"),
+                                      "message": message})
     return json_response(status, {"error": message})
 
 
@@ -141,6 +146,8 @@ class App:
         methods = self.routes.get(path)
         if methods is None and path.startswith("/v2/models/"):
             return self._v2_lookup(method, path)
+        if methods is None and path.startswith("/v1/models/"):
+            return self._v1_lookup(method, path)
         if methods is None:
             return "not_found", None, []
         if method in methods:
@@ -167,7 +174,7 @@ class App:
             else:
                 response = handler(request)
         except RequestError as error:
-            response = error_response(error.status, error.message)
+            response = error_response(error.status, error.message, mlflow=route == "invocations")
         except Exception as error:  # a bug, never bad input: answer 500 and log the trace
             self.log.event("error", request_id=request_id, route=route, error=repr(error),
                            trace=traceback.format_exc(limit=5))
@@ -247,6 +254,24 @@ class App:
         if "text/csv" in accept and "application/json" not in accept:
             return Response(200, codecs.to_csv(predictions), "text/csv")
         return json_response(200, {"predictions": predictions})
+
+    # -- KServe V1 -------------------------------------------------------------------------------
+    def _v1_lookup(self, method: str, path: str) -> tuple[str, Handler | None, list[str]]:
+        """`GET /v1/models/{m}` (ready) and `POST /v1/models/{m}:predict` ({"instances"} -> {"predictions"})."""
+        name, _, verb = path[len("/v1/models/"):].partition(":")
+        if not name or "/" in name or verb not in ("", "predict"):
+            return "not_found", None, []
+        expected, route = ("POST", "v1_predict") if verb == "predict" else ("GET", "v1_model")
+        if method != expected and not (method == "HEAD" and expected == "GET"):
+            return route, None, [expected]
+
+        def bound(request: Request) -> Response:
+            self._check_v2_model(name, None)
+            if verb == "predict":
+                return self.predict(request)
+            return json_response(200, {"name": name, "ready": True})
+
+        return route, bound, []
 
     # -- Open Inference Protocol V2 -------------------------------------------------------------
     def v2_server(self, _: Request) -> Response:

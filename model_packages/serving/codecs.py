@@ -35,15 +35,58 @@ def parse_json(body: bytes) -> Any:
         raise RequestError("request body is not valid JSON: nested too deeply") from None
 
 
+#: Where the rows can be: Vertex/KServe V1 `instances`, Azure ML `data`, and MLflow's scoring
+#: protocol (`dataframe_split`, `dataframe_records`, `instances`, `inputs`; plus `params`).
+ROW_KEYS = ("instances", "dataframe_split", "dataframe_records", "inputs", "data")
+
+
 def instances_of(payload: Any) -> tuple[Any, str, dict[str, Any]]:
-    """Find the rows in a JSON payload: `instances` (Vertex, KServe V1, MLflow) or `data` (Azure ML)."""
+    """The rows of a JSON payload (lists in feature order, or objects keyed by feature name), the
+    key they came under, and the parameters. Exactly one of ROW_KEYS, as MLflow's scoring server
+    requires; MLflow's `params` count as parameters."""
     if not isinstance(payload, dict):
         raise RequestError('request body must be a JSON object like {"instances": [[...], ...]}')
     parameters = _parameters(payload)
-    for key in ("instances", "data", "inputs"):
-        if key in payload:
-            return payload[key], key, parameters
-    raise RequestError('request body has no "instances" field', field="instances")
+    found = [key for key in ROW_KEYS if key in payload]
+    if not found:
+        raise RequestError('request body has no "instances" field (or dataframe_split, dataframe_records, '
+                           'inputs)', field="instances")
+    if len(found) > 1:
+        raise RequestError(f"request body has {' and '.join(found)}: give exactly one of them", field=found[1])
+    key = found[0]
+    rows = payload[key]
+    if key == "dataframe_split":
+        return _split_rows(rows), key, parameters
+    if key == "dataframe_records" and not (isinstance(rows, list) and all(isinstance(r, dict) for r in rows)):
+        raise RequestError("dataframe_records must be a list of objects keyed by column", field=key)
+    if key == "inputs" and isinstance(rows, dict):  # TF-serving columnar form: {"column": [values]}
+        return _columnar_rows(rows, key), key, parameters
+    return rows, key, parameters
+
+
+def _split_rows(split: Any) -> list[dict[str, Any]]:
+    """pandas' `split` orientation ({"columns": [...], "data": [[...]], "index": [...]}) as rows."""
+    if not isinstance(split, dict) or not isinstance(split.get("data"), list):
+        raise RequestError('dataframe_split must be an object like {"columns": [...], "data": [[...]]}',
+                           field="dataframe_split")
+    columns = split.get("columns")
+    if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
+        raise RequestError("dataframe_split.columns must be a list of column names", field="dataframe_split.columns")
+    rows = []
+    for i, values in enumerate(split["data"]):
+        if not isinstance(values, list) or len(values) != len(columns):
+            raise RequestError(f"dataframe_split.data[{i}] must be a list of {len(columns)} values (one per column)",
+                               field=f"dataframe_split.data[{i}]")
+        rows.append(dict(zip(columns, values, strict=True)))
+    return rows
+
+
+def _columnar_rows(columns: dict[str, Any], key: str) -> list[dict[str, Any]]:
+    lengths = {name: len(values) for name, values in columns.items() if isinstance(values, list)}
+    if len(lengths) != len(columns) or len(set(lengths.values())) > 1:
+        raise RequestError(f"{key} as columns must map each column to a list of the same length", field=key)
+    count = next(iter(lengths.values()), 0)
+    return [{name: columns[name][i] for name in columns} for i in range(count)]
 
 
 def rows_from_csv(body: bytes, schema: InputSchema) -> np.ndarray:
@@ -147,10 +190,13 @@ def rows_from_v2(payload: Any, schema: InputSchema, binary: bytes = b"") -> tupl
 
 
 def _parameters(payload: dict[str, Any]) -> dict[str, Any]:
-    params = payload.get("parameters") or {}
-    if not isinstance(params, dict):
-        raise RequestError("parameters must be an object", field="parameters")
-    return params
+    merged: dict[str, Any] = {}
+    for key in ("params", "parameters"):  # MLflow's name, then Vertex's
+        params = payload.get(key) or {}
+        if not isinstance(params, dict):
+            raise RequestError(f"{key} must be an object", field=key)
+        merged.update(params)
+    return merged
 
 
 def _v2_tensor(tensor: Any, k: int, binary: bytes, offset: int) -> tuple[np.ndarray, int]:

@@ -92,6 +92,25 @@ def build_openapi(manifest: Manifest, settings: Settings) -> dict[str, Any]:
         "properties": {"predictions": {"type": "array", "items": prediction}},
     }
     json_body = {"application/json": {"schema": instances_request}}
+    width = len(manifest.inputs)
+    cell = {"anyOf": [_feature_schema(s) for s in manifest.inputs]} if manifest.inputs else {}
+    mlflow_params = {"type": "object", "properties": {"probabilities": {"type": "boolean"}}}
+    # MLflow's scoring protocol. OpenAPI 3.0 cannot type a list position by position, so a
+    # dataframe_split row's cells are each "one of the features' schemas", in the columns' order.
+    mlflow_records = {"type": "object", "required": ["dataframe_records"], "additionalProperties": False,
+                      "properties": {"dataframe_records": {"type": "array", "minItems": 1, "items": row_object},
+                                     "params": mlflow_params}}
+    mlflow_split = {"type": "object", "required": ["dataframe_split"], "additionalProperties": False,
+                    "properties": {"params": mlflow_params, "dataframe_split": {
+                        "type": "object", "required": ["columns", "data"],
+                        "properties": {
+                            "columns": {"type": "array", "enum": [manifest.feature_names]},
+                            "data": {"type": "array", "minItems": 1, "items": {
+                                "type": "array", "minItems": width, "maxItems": width, "items": cell}},
+                            "index": {"type": "array"},
+                        }}}}
+    invocations_json = {"application/json": {"schema": {"oneOf": [
+        {**instances_request, "additionalProperties": False}, mlflow_records, mlflow_split]}}}
     ok = {"200": {"description": "Predictions", "content": {"application/json": {"schema": predictions}}}}
     health = {
         "get": {
@@ -126,12 +145,28 @@ def build_openapi(manifest: Manifest, settings: Settings) -> dict[str, Any]:
         "/predict": predict,
         "/invocations": {
             "post": {
-                "summary": "SageMaker invocations (JSON or CSV)",
+                "summary": "SageMaker invocations and MLflow's scoring protocol (JSON or CSV)",
+                "description": "Exactly one of instances, dataframe_records, dataframe_split (also inputs, as "
+                               "rows or columns); optional params/parameters. CSV with or without a header row.",
                 "requestBody": {"required": True, "content": {
-                    **json_body, "text/csv": {"schema": _csv_schema(manifest)}}},
+                    **invocations_json, "text/csv": {"schema": _csv_schema(manifest)}}},
                 "responses": {**ok, **_errors(400, 413, 415, 503)},
             }
         },
+        "/v1/models/{model}": {"get": {
+            "summary": "KServe V1: model readiness",
+            "parameters": [{"name": "model", "in": "path", "required": True,
+                            "schema": {"type": "string", "enum": [manifest.name]}}],
+            "responses": {"200": {"description": "Ready", "content": {"application/json": {"schema": {
+                "type": "object", "required": ["name", "ready"]}}}}, **_errors(404, 503)},
+        }},
+        "/v1/models/{model}:predict": {"post": {
+            "summary": "KServe V1: predict ({instances} -> {predictions})",
+            "parameters": [{"name": "model", "in": "path", "required": True,
+                            "schema": {"type": "string", "enum": [manifest.name]}}],
+            "requestBody": {"required": True, "content": json_body},
+            "responses": {**ok, **_errors(400, 404, 413, 415, 503)},
+        }},
         "/v2/health/live": live,
         "/v2/health/ready": health,
         f"/v2/models/{manifest.name}": {"get": {"summary": "V2 model metadata", "responses": {
