@@ -108,3 +108,20 @@ def test_image_load_failure_is_one_log_line(docker_client: Any, churn_image: Bui
     assert "Traceback" not in logs
     failures = [json.loads(line) for line in logs.splitlines() if '"model_load_failed"' in line]
     assert len(failures) == 1 and "ValueError" in failures[0]["error"], logs
+
+
+def test_mlflow_client_and_kserve_v1_against_the_image(
+    runner: Any, churn_image: BuildResult, churn_package: Path
+) -> None:
+    """Teams moving from MLflow call the container with MLflow's own client (dataframe_split)."""
+    from mlflow.pyfunc.scoring_server.client import ScoringServerClient
+
+    expected = _expected(churn_package)
+    frame = pd.DataFrame(ROWS, columns=COLUMNS, dtype=object)
+    with runner(churn_image.tag) as running:
+        port = int(running.url.rsplit(":", 1)[1])
+        answer = ScoringServerClient("127.0.0.1", port).invoke(frame[list(reversed(COLUMNS))])
+        assert list(answer["predictions"]) == expected
+        v1 = requests.post(f"{running.url}/v1/models/churn-classifier:predict",
+                           json={"instances": [dict(zip(COLUMNS, r, strict=True)) for r in ROWS]}, timeout=10)
+        assert v1.status_code == 200 and v1.json()["predictions"] == expected
