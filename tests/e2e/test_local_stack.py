@@ -293,7 +293,9 @@ def test_interrupted_up_then_up_converges(ctx: Ctx) -> None:
     deadline = time.monotonic() + 300
     killed = False
     while time.monotonic() < deadline and proc.poll() is None:
-        models = client.containers.list(all=True, filters={"label": [f"kaizen.scope={ctx.scope}", "kaizen.role=model"]})
+        # sparse: the daemon's list only; a full list inspects each container and races its removal
+        models = client.containers.list(all=True, sparse=True,
+                                        filters={"label": [f"kaizen.scope={ctx.scope}", "kaizen.role=model"]})
         if len(models) >= 2:
             killed = bool(ctx.stack.kill_all())
             break
