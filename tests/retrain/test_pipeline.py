@@ -74,15 +74,21 @@ def test_a_worse_candidate_is_rejected_with_a_report_and_an_audit_record_and_no_
     assert [r["event"] for r in trail.read(audit)] == ["gate"]
 
 
-def test_a_better_candidate_becomes_the_next_version_and_reruns_are_free(tmp_path: Path, audit: Path) -> None:
+def _weak_champion(tmp_path: Path) -> tuple[Any, Path, Path]:
+    """The pipeline, new data, and a weak champion (heavily regularised) packaged as 1.0.1, so a
+    normally trained candidate is genuinely better."""
     pipeline = load_pipeline(PIPELINE)
     data = _iris_csv(tmp_path / "new.csv", noise=0.05, rows=8)
-    # A weak champion (heavily regularised), packaged as 1.0.1, so a normal candidate is genuinely better.
     run = pipeline.run(data, cache_dir=tmp_path / "cache", params={"C": 1e-4},
                        context={"champion": CHAMPION, "work_dir": tmp_path / "work"}, until="gate")
     weak = package_candidate(run.outputs["train"], run.outputs["split"],
                              {"promote": True, "metric": "accuracy", "challenger": 0.0},
                              CHAMPION, tmp_path / "weak", {"C": 1e-4})
+    return pipeline, data, weak
+
+
+def test_a_better_candidate_becomes_the_next_version_and_reruns_are_free(tmp_path: Path, audit: Path) -> None:
+    pipeline, data, weak = _weak_champion(tmp_path)
     out = tmp_path / "packages"
     strong = retrain(pipeline, data, weak, out, cache_dir=tmp_path / "cache")
     assert strong.promoted, strong.report.read_text()
@@ -128,13 +134,7 @@ def test_data_that_does_not_fit_the_schema_names_the_column(tmp_path: Path) -> N
 def test_lineage_walks_image_package_run_data_parent_and_exports_openlineage(tmp_path: Path, audit: Path) -> None:
     from model_packages.audit import lineage, provenance
 
-    pipeline = load_pipeline(PIPELINE)
-    data = _iris_csv(tmp_path / "new.csv", noise=0.05, rows=8)
-    run = pipeline.run(data, cache_dir=tmp_path / "cache", params={"C": 1e-4},
-                       context={"champion": CHAMPION, "work_dir": tmp_path / "work"}, until="gate")
-    weak = package_candidate(run.outputs["train"], run.outputs["split"],
-                             {"promote": True, "metric": "accuracy", "challenger": 0.0},
-                             CHAMPION, tmp_path / "weak", {"C": 1e-4})
+    pipeline, data, weak = _weak_champion(tmp_path)
     out = tmp_path / "packages"
     strong = retrain(pipeline, data, weak, out, cache_dir=tmp_path / "cache")
     assert strong.package is not None
