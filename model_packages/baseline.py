@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
-from model_packages.manifest import Baseline, FeatureBaseline, FeatureSpec
+from model_packages.manifest import Baseline, FeatureBaseline, FeatureSpec, Manifest
 
 QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
 BINS = 10
@@ -64,3 +65,23 @@ def compute_baseline(
         else:
             stats[spec.name] = _numeric_baseline(np.asarray(column, dtype=np.float64))
     return Baseline(rows=rows, features=stats, metrics=dict(metrics or {}))
+
+
+def typical_row(manifest: Manifest) -> list[Any]:
+    """One row in the training distribution, in feature order: each numeric feature's training
+    median (rounded for integers and booleans) clipped to its range, the first category of the rest."""
+    row: list[Any] = []
+    for spec in manifest.inputs:
+        base = manifest.baseline.features.get(spec.name)
+        if spec.dtype == "categorical" and spec.categories:
+            row.append(spec.categories[0])
+            continue
+        value = base.quantiles.get("0.5") if base else None
+        if value is None:
+            value = spec.default if spec.default is not None else (spec.minimum or 0.0)
+        if spec.dtype in ("integer", "boolean"):
+            value = float(round(value))
+        low = spec.minimum if spec.minimum is not None else -np.inf
+        high = spec.maximum if spec.maximum is not None else np.inf
+        row.append(float(np.clip(value, low, high)))
+    return row

@@ -10,35 +10,13 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from model_packages.baseline import typical_row
 from model_packages.errors import KaizenError
-from model_packages.manifest import Manifest, read_manifest
+from model_packages.manifest import read_manifest
 
 
 class SmokeError(KaizenError):
     """The endpoint is not ready or does not predict."""
-
-
-def typical_row(manifest: Manifest) -> dict[str, Any]:
-    """One row in the training distribution: medians of numeric features, first category of the rest."""
-    row: dict[str, Any] = {}
-    for spec in manifest.inputs:
-        if spec.categories:
-            row[spec.name] = spec.categories[0]
-            continue
-        base = manifest.baseline.features.get(spec.name)
-        value = base.quantiles.get("0.5") if base else None
-        if value is None:
-            value = spec.default if spec.default is not None else (spec.minimum or 0.0)
-        if spec.minimum is not None:
-            value = max(value, spec.minimum)
-        if spec.maximum is not None:
-            value = min(value, spec.maximum)
-        if spec.dtype == "integer":
-            value = round(value)
-        elif spec.dtype == "boolean":
-            value = bool(value)
-        row[spec.name] = value
-    return row
 
 
 def _request(url: str, body: Any = None, headers: dict[str, str] | None = None) -> tuple[int, bytes]:

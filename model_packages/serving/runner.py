@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from model_packages.baseline import typical_row
 from model_packages.errors import PackageError, RequestError
 from model_packages.loading import LoadedModel, load_model
 from model_packages.manifest import Manifest
@@ -57,21 +58,7 @@ class Runner:
         if self.manifest.input_example:
             self._check_answers(self.schema.matrix([list(r) for r in self.manifest.input_example]))
             return
-        row: list[Any] = []
-        for spec in self.manifest.inputs:
-            base = self.manifest.baseline.features.get(spec.name)
-            if spec.dtype == "categorical" and spec.categories:
-                row.append(spec.categories[0])
-                continue
-            value = base.quantiles.get("0.5") if base else None
-            if value is None:
-                value = spec.default if spec.default is not None else (spec.minimum or 0.0)
-            if spec.dtype in ("integer", "boolean"):
-                value = float(round(value))
-            low = spec.minimum if spec.minimum is not None else -np.inf
-            high = spec.maximum if spec.maximum is not None else np.inf
-            row.append(float(np.clip(value, low, high)))
-        self._check_answers(self.schema.matrix([row]))
+        self._check_answers(self.schema.matrix([typical_row(self.manifest)]))
 
     def _check_answers(self, matrix: np.ndarray) -> None:
         predicted = to_json_values(self.model.predict(matrix))
