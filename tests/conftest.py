@@ -129,3 +129,18 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if _DOCKER_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.docker)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """A test that leaks a non-daemon thread would keep the interpreter (and CI) waiting forever:
+    name the threads and exit with a failure instead."""
+    import threading
+
+    leaked = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
+    for thread in leaked:
+        thread.join(timeout=5)
+    leaked = [t for t in leaked if t.is_alive()]
+    if leaked:
+        sys.stderr.write(f"\nleaked non-daemon threads kept running after the tests: {[t.name for t in leaked]}\n")
+        sys.stderr.flush()
+        os._exit(3)

@@ -470,20 +470,25 @@ class Server:
             self._stopped.set()
 
     async def _accept_backlog(self, listener: socket.socket) -> None:
-        """Serve the connections the kernel accepted before the listener closed, then close it."""
+        """Serve the connections the kernel accepted before the listener closed, then close it.
+
+        The queue is emptied in one synchronous pass and the listener closed before any is served:
+        served clients that reconnect at once would otherwise keep the queue full forever.
+        """
+        accepted: list[socket.socket] = []
         with listener:
-            while True:
+            while len(accepted) < 2048:
                 try:
                     conn, _ = listener.accept()
-                except (BlockingIOError, InterruptedError):
-                    return
-                except OSError:
-                    return
-                conn.setblocking(False)
-                try:
-                    await self.loop.connect_accepted_socket(lambda: HttpProtocol(self), conn)
-                except OSError:
-                    conn.close()
+                except OSError:  # BlockingIOError: the queue is empty
+                    break
+                accepted.append(conn)
+        for conn in accepted:
+            conn.setblocking(False)
+            try:
+                await self.loop.connect_accepted_socket(lambda: HttpProtocol(self), conn)
+            except OSError:
+                conn.close()
 
     async def _drain(self) -> None:
         since = self.loop.time()

@@ -368,16 +368,18 @@ def test_sigterm_under_load_loses_no_accepted_request(server_factory: Callable[.
             finally:
                 sock.close()
 
-    threads = [threading.Thread(target=client) for _ in range(16)]
+    threads = [threading.Thread(target=client, daemon=True) for _ in range(16)]
     for thread in threads:
         thread.start()
-    time.sleep(1.0)
-    server.process.send_signal(signal.SIGTERM)
-    assert server.process.wait(timeout=10) == 0
-    time.sleep(0.3)
-    stop.set()
-    for thread in threads:
-        thread.join()
+    try:
+        time.sleep(1.0)
+        server.process.send_signal(signal.SIGTERM)
+        assert server.process.wait(timeout=10) == 0
+        time.sleep(0.3)
+    finally:  # the clients stop whatever happens, or they would keep pytest from exiting
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=10)
     assert counts["ok"] > 20, counts  # load was really running when SIGTERM came
     assert counts["lost"] == 0, counts
 
