@@ -135,8 +135,11 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     """A test that leaks a non-daemon thread would keep the interpreter (and CI) waiting forever:
     name the threads and exit with a failure instead."""
     import threading
+    from concurrent.futures import thread as pool_threads
 
-    leaked = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
+    pooled = set(pool_threads._threads_queues)  # pyright: ignore[reportAttributeAccessIssue]  # joined at exit
+    leaked = [t for t in threading.enumerate()
+              if t is not threading.main_thread() and not t.daemon and t not in pooled]
     for thread in leaked:
         thread.join(timeout=5)
     leaked = [t for t in leaked if t.is_alive()]
