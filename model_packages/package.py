@@ -376,6 +376,25 @@ def create_package(
     out = Path(out_dir)
     if out.exists() and not overwrite:
         raise PackageError(f"{out} already exists (pass overwrite=True to replace it)")
+    from model_packages.catboost_export import catboost_to_onnx, check_exportable, is_catboost, is_classifier
+
+    if is_catboost(model):  # CatBoost's own ONNX export, checked on the training rows
+        booster: Any = model
+        check_exportable(booster)
+        columns_in, _ = _columns(x, feature_names)
+        onnx_bytes, _ = catboost_to_onnx(booster, np.column_stack(list(columns_in.values())).astype(np.float64))
+        if labels is None and is_classifier(booster):
+            labels = [c.item() if hasattr(c, "item") else c for c in booster.classes_]
+        task = task or ("classification" if labels is not None else "regression")
+        parameters = parameters if parameters is not None else {
+            "catboost." + k: v for k, v in _simple_params(booster).items()}
+        description = description or f"{type(booster).__name__} exported with CatBoost's save_model(format='onnx')"
+        if metrics is None and y is not None:
+            key = "training_accuracy" if task == "classification" else "training_r2"
+            metrics = {key: float(booster.score(x, y))}
+        model, artifact_format = onnx_bytes, "onnx"
+        feature_names = list(columns_in)
+        x = np.column_stack(list(columns_in.values())).astype(np.float64)
     framework = framework_of(model) if artifact_format != "onnx" else "onnx"
     fmt = artifact_format or DEFAULT_FORMATS[framework]
     if fmt not in ARTIFACT_NAMES:
