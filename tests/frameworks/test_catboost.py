@@ -24,7 +24,7 @@ FRESH = DATA.data[300:]
 
 def test_catboost_classifier_matches_on_fresh_rows(tmp_path: Path) -> None:
     model = catboost.CatBoostClassifier(iterations=30, depth=4, verbose=False, thread_count=1,
-                                        random_seed=0).fit(X, np.where(Y == 1, "benign", "malignant"))
+                                        allow_writing_files=False, random_seed=0).fit(X, np.where(Y == 1, "benign", "malignant"))
     package = create_package(model, X, None, out_dir=tmp_path / "cb", name="cb", version="1.0.0")
     manifest = read_manifest(package)
     assert (manifest.framework, manifest.format, manifest.output.labels) == ("onnx", "onnx", ["benign", "malignant"])
@@ -40,7 +40,7 @@ def test_catboost_classifier_matches_on_fresh_rows(tmp_path: Path) -> None:
 
 def test_catboost_regressor_and_refusals(tmp_path: Path) -> None:
     model = catboost.CatBoostRegressor(iterations=30, depth=4, verbose=False, thread_count=1,
-                                       random_seed=0).fit(X, DATA.data[:300, 0])
+                                       allow_writing_files=False, random_seed=0).fit(X, DATA.data[:300, 0])
     package = create_package(model, X, None, out_dir=tmp_path / "cbr", name="cbr", version="1.0.0")
     got = load_model(package).predict(FRESH)
     want = model.predict(FRESH)
@@ -48,6 +48,7 @@ def test_catboost_regressor_and_refusals(tmp_path: Path) -> None:
     import pandas as pd
 
     frame = pd.DataFrame({"a": X[:, 0], "colour": np.where(Y == 1, "red", "blue")})
-    categorical = catboost.CatBoostClassifier(iterations=5, verbose=False, cat_features=["colour"]).fit(frame, Y)
+    categorical = catboost.CatBoostClassifier(iterations=5, verbose=False, allow_writing_files=False,
+                                              cat_features=["colour"]).fit(frame, Y)
     with pytest.raises(PackageError, match="categorical features"):
         create_package(categorical, frame, Y, out_dir=tmp_path / "cat", name="cat", version="1.0.0")
