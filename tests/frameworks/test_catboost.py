@@ -24,7 +24,8 @@ FRESH = DATA.data[300:]
 
 def test_catboost_classifier_matches_on_fresh_rows(tmp_path: Path) -> None:
     model = catboost.CatBoostClassifier(iterations=30, depth=4, verbose=False, thread_count=1,
-                                        allow_writing_files=False, random_seed=0).fit(X, np.where(Y == 1, "benign", "malignant"))
+                                        allow_writing_files=False, random_seed=0)
+    model.fit(X, np.where(Y == 1, "benign", "malignant"))
     package = create_package(model, X, None, out_dir=tmp_path / "cb", name="cb", version="1.0.0")
     manifest = read_manifest(package)
     assert (manifest.framework, manifest.format, manifest.output.labels) == ("onnx", "onnx", ["benign", "malignant"])
