@@ -147,8 +147,10 @@ def _print_compilation(path: Path) -> None:
         return
     if compilation.compiled and manifest.serving is not None:
         serving = manifest.serving
+        rows = ("rows (training rows, unseen categories, missing values)" if serving.inputs == "columns"
+                else "training rows")
         console.print(f"compiled: {serving.artifact} ({compilation.compiler}), matches the model on "
-                      f"{serving.parity_rows} training rows (max abs diff {serving.max_abs_diff:.2g})")
+                      f"{serving.parity_rows} {rows} (max abs diff {serving.max_abs_diff:.2g})")
     else:
         console.print(f"[yellow]not compiled:[/] {compilation.reason}; {manifest.framework} serves the model")
 

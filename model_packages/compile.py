@@ -14,6 +14,14 @@ through float32 first), `HistGradientBoosting*` compares float64 with float64. O
 output float32, so probabilities and regression values are rounded to float32 once at the end.
 XGBoost evaluates in float32 itself, so its float32 graph is its own precision; LightGBM
 thresholds are float64 in LightGBM and float32 in onnxmltools' graph (checked by the parity test).
+
+DataFrame pipelines with string columns (a ColumnTransformer with OneHotEncoder on strings, a
+scaler/imputer on numbers) compile to a graph with one input per column, named like the column:
+a string tensor for a string categorical, float64 for the others (`frame_input_types`). The
+runtime feeds it column by column (`loading.column_feed`; a missing string is the empty string,
+which OneHotEncoder(handle_unknown="ignore") treats as unseen, like scikit-learn treats NaN when
+it saw none in training). These are checked on the training rows plus rows with an unseen category
+and rows with a missing value per column the schema lets through.
 """
 
 from __future__ import annotations
@@ -53,6 +61,8 @@ class Compiled:
     compiler: str | None = None
     max_abs_diff: float = 0.0
     label_index: bool = False  # the graph's label output indexes output.labels
+    column_inputs: bool = False  # one graph input per feature (DataFrame pipelines)
+    parity_rows: int = 0  # rows checked (0: the training rows)
 
 
 class _DoubleTreeContainer:
@@ -135,12 +145,49 @@ def _tree_estimators(model: Any) -> list[Any]:
     return found
 
 
-def sklearn_to_onnx(model: Any, n_features: int, double: bool = False) -> bytes:
+def _double_imputer(scope: Any, operator: Any, container: Any) -> Any:
+    """SimpleImputer on float64 input (onnxruntime's Imputer takes only float32 and int64):
+    Where(IsNaN(X), statistics_, X), with the statistics in float64 as scikit-learn has them."""
+    from onnx import TensorProto
+    from skl2onnx.common.data_types import DoubleTensorType
+    from skl2onnx.operator_converters.common import concatenate_variables
+    from skl2onnx.operator_converters.imputer_op import convert_sklearn_imputer
+
+    imputer = operator.raw_operator
+    missing = imputer.missing_values
+    if not isinstance(operator.inputs[0].type, DoubleTensorType):
+        return convert_sklearn_imputer(scope, operator, container)
+    if not (isinstance(missing, float) and missing != missing) or imputer.add_indicator:
+        raise NotImplementedError(f"SimpleImputer(missing_values={missing!r}, add_indicator="
+                                  f"{imputer.add_indicator}) on float64 input")
+    stats = np.asarray(imputer.statistics_, np.float64).reshape(1, -1)
+    if np.isnan(stats).any():  # scikit-learn drops columns that were empty in training
+        raise NotImplementedError("SimpleImputer with a column that was empty in training")
+    x = concatenate_variables(scope, operator.inputs, container)
+    fill, isnan = scope.get_unique_variable_name("fill"), scope.get_unique_variable_name("isnan")
+    container.add_initializer(fill, TensorProto.DOUBLE, list(stats.shape), stats.ravel().tolist())
+    container.add_node("IsNaN", [x], [isnan], name=scope.get_unique_operator_name("IsNaN"))
+    container.add_node("Where", [isnan, fill, x], [operator.outputs[0].full_name],
+                       name=scope.get_unique_operator_name("Where"))
+    return None
+
+
+def frame_input_types(specs: Any) -> list[tuple[str, Any]]:
+    """One skl2onnx input per feature: a string tensor for string categoricals, float64 else."""
+    from skl2onnx.common.data_types import DoubleTensorType, StringTensorType
+
+    return [(s.name, StringTensorType([None, 1]) if s.dtype == "categorical" and not s.numeric_categories
+             else DoubleTensorType([None, 1])) for s in specs]
+
+
+def sklearn_to_onnx(model: Any, n_features: int, double: bool = False,
+                    initial_types: list[tuple[str, Any]] | None = None) -> bytes:
     """Convert a fitted scikit-learn estimator to ONNX (plain probability tensor, no zipmap).
 
     `double=True` keeps float64 inputs and arithmetic where the converters allow it: linear
     models and scalers compute what scikit-learn computes, tree ensembles use float64
-    thresholds (see the module docstring)."""
+    thresholds (see the module docstring). `initial_types` replaces the one matrix input
+    (`frame_input_types` for DataFrame pipelines)."""
     from skl2onnx import convert_sklearn
     from skl2onnx._supported_operators import sklearn_operator_name_map
     from skl2onnx.common._registration import get_converter
@@ -148,9 +195,14 @@ def sklearn_to_onnx(model: Any, n_features: int, double: bool = False) -> bytes:
 
     options = {id(model): {"zipmap": False}} if hasattr(model, "predict_proba") else None
     tensor = DoubleTensorType if double else FloatTensorType
-    initial_types: Any = [("input", tensor([None, n_features]))]
+    if initial_types is None:
+        initial_types = [("input", tensor([None, n_features]))]
     custom: dict[Any, Any] = {}
+    trees = False
     if double:
+        from sklearn.impute import SimpleImputer
+
+        custom[SimpleImputer] = _double_imputer
         for estimator in _tree_estimators(model):
             kind = type(estimator)
             registered = get_converter(sklearn_operator_name_map[kind])
@@ -164,10 +216,11 @@ def sklearn_to_onnx(model: Any, n_features: int, double: bool = False) -> bytes:
                 return _c(scope, operator, _DoubleTreeContainer(container, _f), **_x)
 
             custom[kind] = convert
-    with _raw_sklearn_thresholds() if custom else contextlib.nullcontext():
+            trees = True
+    with _raw_sklearn_thresholds() if trees else contextlib.nullcontext():
         onx: Any = convert_sklearn(model, initial_types=initial_types, options=options,
                                    target_opset={"": 17, "ai.onnx.ml": 3}, custom_conversion_functions=custom)
-    if custom:
+    if trees:
         _fix_output_casts(onx)
     return onx.SerializeToString()
 
@@ -203,9 +256,11 @@ def _within(got: np.ndarray, want: np.ndarray, relative: bool) -> tuple[bool, fl
 
 
 def compile_for_serving(model: Any, matrix: np.ndarray, task: str, framework: str,
-                        reference: Any) -> Compiled:
+                        reference: Any, specs: Any = None) -> Compiled:
     """Compile `model` to ONNX and check it on every row of `matrix` against `reference`,
-    the source model's own answers: `(labels, probabilities or None)` or `(values, None)`."""
+    the source model's own answers: `(labels, probabilities or None)` or `(values, None)`.
+    With `specs` (the manifest's inputs), the graph takes one input per column and `matrix` is
+    the runtime's validated object matrix (DataFrame pipelines with string columns)."""
     try:
         import onnxruntime as ort
     except ImportError:
@@ -214,7 +269,10 @@ def compile_for_serving(model: Any, matrix: np.ndarray, task: str, framework: st
     try:
         if framework == "sklearn":
             compiler = "skl2onnx (float64 trees)" if trees else "skl2onnx (float64)"
-            onnx_bytes = sklearn_to_onnx(model, matrix.shape[1], double=True)
+            columns = frame_input_types(specs) if specs is not None else None
+            if columns is not None:
+                compiler += ", one input per column"
+            onnx_bytes = sklearn_to_onnx(model, matrix.shape[1], double=True, initial_types=columns)
         else:
             compiler = "onnxmltools (float32)"
             onnx_bytes = _booster_to_onnx(model, framework, matrix.shape[1])
@@ -223,14 +281,21 @@ def compile_for_serving(model: Any, matrix: np.ndarray, task: str, framework: st
                               f"{type(error).__name__}: {_first_error(str(error))}")
     try:
         session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
-        feed = session.get_inputs()[0]
-        dtype = np.float32 if feed.type == "tensor(float)" else np.float64
-        outputs = session.run(None, {feed.name: matrix.astype(dtype)})
+        if specs is not None:
+            from model_packages.loading import column_feed
+
+            outputs = session.run(None, column_feed(session, [s.name for s in specs])(matrix))
+        else:
+            feed = session.get_inputs()[0]
+            dtype = np.float32 if feed.type == "tensor(float)" else np.float64
+            outputs = session.run(None, {feed.name: matrix.astype(dtype)})
     except Exception as error:  # onnxruntime raises untyped errors for graphs it rejects
         return Compiled(None, f"onnxruntime cannot run the converted {type(model).__name__}: "
                               f"{_first_error(str(error))}")
     want, want_proba = reference
     rows = matrix.shape[0]
+    by_column = specs is not None
+    checked = "checked rows (training rows, unseen categories, missing values)" if by_column else "training rows"
     if task == "classification":
         got = np.asarray(outputs[0]).reshape(-1)
         label_index = framework != "sklearn"
@@ -238,9 +303,9 @@ def compile_for_serving(model: Any, matrix: np.ndarray, task: str, framework: st
         wrong = np.flatnonzero(np.asarray([str(a) != str(b) for a, b in zip(got, expected, strict=True)]))
         if wrong.size:
             return Compiled(None, f"compiled labels differ from {type(model).__name__}'s on {wrong.size} of "
-                                  f"{rows} training rows (first: row {int(wrong[0])})")
+                                  f"{rows} {checked} (first: row {int(wrong[0])})")
         if want_proba is None or len(outputs) < 2:
-            return Compiled(onnx_bytes, None, compiler, 0.0, label_index)
+            return Compiled(onnx_bytes, None, compiler, 0.0, label_index, by_column, rows if by_column else 0)
         proba = np.asarray(outputs[1], dtype=np.float64).reshape(np.shape(want_proba))
         ok, worst = _within(proba, np.asarray(want_proba, np.float64), trees)
     else:
@@ -249,5 +314,5 @@ def compile_for_serving(model: Any, matrix: np.ndarray, task: str, framework: st
         ok, worst = _within(values, np.asarray(want, np.float64).reshape(-1), trees)
     if not ok:
         return Compiled(None, f"compiled numbers differ from {type(model).__name__}'s by up to {worst:.3g} "
-                              "on the training rows, more than the parity tolerance")
-    return Compiled(onnx_bytes, None, compiler, worst, label_index)
+                              f"on the {checked}, more than the parity tolerance")
+    return Compiled(onnx_bytes, None, compiler, worst, label_index, by_column, rows if by_column else 0)

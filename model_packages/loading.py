@@ -128,6 +128,40 @@ def frame_builder(specs: Sequence[FeatureSpec]) -> Callable[[np.ndarray], Any]:
     return build
 
 
+#: What a missing string becomes in a compiled graph's string input: a value no encoder knows.
+MISSING_STRING = ""
+
+
+def column_feed(session: Any, names: Sequence[str]) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
+    """A function turning validated rows (an object matrix in `names` order) into the feed of a
+    graph with one `[N, 1]` input per column: strings for string inputs (missing ones
+    MISSING_STRING), float64/float32/int64 numbers for the others."""
+    from model_packages.serving.tensors import ORT_TO_NUMPY
+
+    position = {name: j for j, name in enumerate(names)}
+    parts: list[tuple[str, int, Any]] = []
+    for graph_input in session.get_inputs():
+        if graph_input.name not in position:
+            raise PackageError(f"schema/artifact disagreement: the compiled graph takes input "
+                               f"{graph_input.name!r}, which is not a manifest input ({', '.join(names)})")
+        kind = None if graph_input.type == "tensor(string)" else ORT_TO_NUMPY.get(graph_input.type, np.float64)
+        parts.append((graph_input.name, position[graph_input.name], kind))
+
+    def feed(rows: np.ndarray) -> dict[str, np.ndarray]:
+        out: dict[str, np.ndarray] = {}
+        for name, j, kind in parts:
+            column = rows[:, j]
+            if kind is None:
+                values = np.array([v if isinstance(v, str) else MISSING_STRING for v in column.tolist()],
+                                  dtype=object)
+            else:
+                values = column.astype(kind)
+            out[name] = values.reshape(-1, 1)
+        return out
+
+    return feed
+
+
 class OnnxModel:
     """An ONNX model run by onnxruntime on one thread (the server is the unit of parallelism)."""
 
@@ -148,14 +182,22 @@ class OnnxModel:
             raise PackageError(f"artifact {path.name} is not a loadable ONNX model: {error}") from None
         self.manifest = manifest
         inputs = self._session.get_inputs()
-        if len(inputs) != 1:
+        serving = manifest.serving
+        self._feed: Callable[[np.ndarray], dict[str, np.ndarray]] | None = None
+        if serving is not None and serving.inputs == "columns" and path.name == serving.artifact:
+            if sorted(i.name for i in inputs) != sorted(manifest.feature_names):
+                raise PackageError(f"schema/artifact disagreement: {path.name} takes inputs "
+                                   f"{[i.name for i in inputs]}, the manifest lists {manifest.feature_names}")
+            self._feed = column_feed(self._session, manifest.feature_names)
+        elif len(inputs) != 1:
             raise PackageError(f"ONNX model {path.name} must take one input tensor, it takes {len(inputs)}")
         self._input = inputs[0].name
         from model_packages.serving.tensors import ORT_TO_NUMPY
 
         self._dtype = ORT_TO_NUMPY.get(inputs[0].type, np.float64)
         width = inputs[0].shape[-1] if inputs[0].shape else None
-        if manifest.tensor_input is None and isinstance(width, int) and width != len(manifest.inputs):
+        matrix_input = self._feed is None and manifest.tensor_input is None
+        if matrix_input and isinstance(width, int) and width != len(manifest.inputs):
             raise PackageError(
                 f"schema/artifact disagreement: the ONNX input takes {width} features, "
                 f"the manifest lists {len(manifest.inputs)}"
@@ -163,7 +205,6 @@ class OnnxModel:
         outputs = [o.name for o in self._session.get_outputs()]
         self._label = outputs[0]
         self._proba = outputs[1] if len(outputs) > 1 and manifest.output.task == "classification" else None
-        serving = manifest.serving
         # Booster graphs answer with class indices: map them to output.labels.
         self._labels = (np.asarray(manifest.output.labels, dtype=object)
                         if serving is not None and serving.label_index and path.name == serving.artifact else None)
@@ -176,6 +217,8 @@ class OnnxModel:
             self._labels = np.asarray(manifest.output.labels, dtype=object)
 
     def _run(self, names: list[str], rows: np.ndarray) -> list[Any]:
+        if self._feed is not None:
+            return list(self._session.run(names, self._feed(rows)))
         return list(self._session.run(names, {self._input: rows.astype(self._dtype, copy=False)}))
 
     def predict(self, rows: np.ndarray) -> np.ndarray:

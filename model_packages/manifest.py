@@ -159,6 +159,9 @@ class ServingArtifact(_Model):
     #: The graph's first output is an index into output.labels (XGBoost/LightGBM boosters),
     #: not the label itself.
     label_index: bool = False
+    #: "columns": the graph takes one input per feature, named like it (string tensors for string
+    #: categoricals); "matrix": one 2-D tensor in input order.
+    inputs: Literal["matrix", "columns"] = "matrix"
 
 
 class TensorSpec(_Model):

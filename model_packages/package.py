@@ -272,15 +272,54 @@ def _tensor_input(model: Any) -> TensorSpec | None:
         raise PackageError(f"the ONNX model cannot be read: {error}") from None
 
 
+def _check_rows(rows: np.ndarray, specs: Sequence[FeatureSpec], per_case: int = 100) -> np.ndarray:
+    """The training rows, plus for each string categorical that accepts unseen categories
+    `per_case` rows holding one, and for each nullable feature `per_case` rows missing it: the
+    values a compiled graph must answer like the model, beyond what training saw."""
+    base = rows[:per_case]
+    extra = [rows]
+    for j, spec in enumerate(specs):
+        string = spec.dtype == "categorical" and not spec.numeric_categories
+        if string and spec.allow_unknown:
+            changed = base.copy()
+            changed[:, j] = _PROBE_CATEGORY
+            extra.append(changed)
+        if spec.nullable or spec.allow_nan:
+            changed = base.copy()
+            changed[:, j] = np.nan
+            extra.append(changed)
+    return np.concatenate(extra)
+
+
+def _compile_frame(model: Any, columns: Mapping[str, np.ndarray], task: str, manifest: Manifest) -> Compiled:
+    """A DataFrame pipeline with string columns: a graph with one input per column, checked
+    against the pipeline's own answers on the training rows, unseen categories and gaps."""
+    from model_packages.loading import frame_builder
+
+    rows = _check_rows(_model_rows(columns, manifest.inputs), manifest.inputs)
+    fitted: Any = model
+    try:
+        frame = frame_builder(manifest.inputs)(rows)
+        proba = fitted.predict_proba(frame) if task == "classification" and hasattr(fitted, "predict_proba") else None
+        reference = (fitted.predict(frame), proba)
+    except Exception as error:  # the model's own predict fails on the check rows
+        return Compiled(None, f"{type(model).__name__}.predict failed on the check rows: "
+                              f"{type(error).__name__}: {error}")
+    return compile_for_serving(model, rows, task, "sklearn", reference, specs=manifest.inputs)
+
+
 def _compile(model: Any, columns: Mapping[str, np.ndarray], task: str, manifest: Manifest,
              artifact: Path, reference_input: Any = None) -> Compiled:
-    """Compile for serving when the training data is numeric (the compiled graph takes one
-    float tensor); the reason otherwise. XGBoost/LightGBM: the Booster the runtime would load
-    from `artifact` is compiled and is the reference (labels as indices into output.labels)."""
+    """Compile for serving; the reason when there is no compiled artifact. Numeric data gives a
+    graph with one float tensor; a DataFrame pipeline with string columns one input per column.
+    XGBoost/LightGBM: the Booster the runtime would load from `artifact` is compiled and is the
+    reference (labels as indices into output.labels)."""
     text = [name for name, c in columns.items() if np.asarray(c).dtype.kind not in "fiub"]
+    if text and manifest.framework == "sklearn" and manifest.model_input == "dataframe":
+        return _compile_frame(model, columns, task, manifest)
     if text:
-        return Compiled(None, f"column {text[0]!r} is not numeric (the compiled graph takes "
-                              "one float tensor); the source framework serves the model")
+        return Compiled(None, f"column {text[0]!r} is not numeric and the model was not fitted on a DataFrame "
+                              "(the compiled graph takes one float tensor); the source framework serves the model")
     matrix = np.column_stack([np.asarray(c, dtype=np.float64) for c in columns.values()])
     framework = manifest.framework
     if framework in ("xgboost", "lightgbm"):
@@ -337,6 +376,25 @@ def create_package(
     out = Path(out_dir)
     if out.exists() and not overwrite:
         raise PackageError(f"{out} already exists (pass overwrite=True to replace it)")
+    from model_packages.catboost_export import catboost_to_onnx, check_exportable, is_catboost, is_classifier
+
+    if is_catboost(model):  # CatBoost's own ONNX export, checked on the training rows
+        booster: Any = model
+        check_exportable(booster)
+        columns_in, _ = _columns(x, feature_names)
+        onnx_bytes, _ = catboost_to_onnx(booster, np.column_stack(list(columns_in.values())).astype(np.float64))
+        if labels is None and is_classifier(booster):
+            labels = [c.item() if hasattr(c, "item") else c for c in booster.classes_]
+        task = task or ("classification" if labels is not None else "regression")
+        parameters = parameters if parameters is not None else {
+            "catboost." + k: v for k, v in _simple_params(booster).items()}
+        description = description or f"{type(booster).__name__} exported with CatBoost's save_model(format='onnx')"
+        if metrics is None and y is not None:
+            key = "training_accuracy" if task == "classification" else "training_r2"
+            metrics = {key: float(booster.score(x, y))}
+        model, artifact_format = onnx_bytes, "onnx"
+        feature_names = list(columns_in)
+        x = np.column_stack(list(columns_in.values())).astype(np.float64)
     framework = framework_of(model) if artifact_format != "onnx" else "onnx"
     fmt = artifact_format or DEFAULT_FORMATS[framework]
     if fmt not in ARTIFACT_NAMES:
@@ -444,8 +502,9 @@ def create_package(
                 serving_path.write_bytes(compiled.onnx)
                 manifest = manifest.model_copy(update={"serving": ServingArtifact(
                     artifact=serving_path.name, artifact_sha256=sha256_file(serving_path),
-                    parity_rows=len(next(iter(columns.values()))), max_abs_diff=compiled.max_abs_diff,
-                    label_index=compiled.label_index)})
+                    parity_rows=compiled.parity_rows or len(next(iter(columns.values()))),
+                    max_abs_diff=compiled.max_abs_diff, label_index=compiled.label_index,
+                    inputs="columns" if compiled.column_inputs else "matrix")})
         write_manifest(manifest, staging)
         verify_package(staging, load=True)
         if out.exists():

@@ -8,6 +8,10 @@ Debian bookworm images from the Debian mirror and imports them with `docker impo
 - ``kaizen-base/python:3.11-bookworm-builder``: the same plus python3-venv (pip) and binutils
   (strip), for the builder stages of a model image.
 
+A package whose wheels link a system library (LightGBM: libgomp1) is built on a variant of both
+bases with that Debian package added, tagged with its name
+(``kaizen-base/python:3.11-bookworm-runtime-libgomp1``, :func:`variant_spec`), built on first use.
+
 The root file systems are cached as ``.tar.gz`` under ``~/.cache/kaizen/base/`` (override with
 ``KAIZEN_CACHE_DIR``) so a later import costs seconds, and the tarballs are reproducible
 (``SOURCE_DATE_EPOCH``) for one Debian snapshot.
@@ -132,6 +136,15 @@ SPECS = {
 }
 
 
+def variant_spec(kind: str, extra: tuple[str, ...] = ()) -> BaseSpec:
+    """The base of `kind` with the Debian packages `extra` added (the plain base without)."""
+    spec = SPECS[kind]
+    added = tuple(sorted(set(extra) - set(spec.packages)))
+    if not added:
+        return spec
+    return BaseSpec(kind, f"{spec.image}-{'-'.join(added)}", (*spec.packages, *added), spec.variant)
+
+
 def cache_dir() -> Path:
     root = os.environ.get("KAIZEN_CACHE_DIR")
     base = Path(root) if root else Path.home() / ".cache" / "kaizen"
@@ -241,15 +254,17 @@ def ensure_bases(
     kinds: tuple[str, ...] = ("runtime", "builder"),
     force: bool = False,
     log: Callable[[str], None] = print,
+    extra: tuple[str, ...] = (),
 ) -> dict[str, str]:
-    """Make sure the local base images exist; returns {kind: image reference}."""
+    """Make sure the local base images exist (with the Debian packages `extra` added, see
+    :func:`variant_spec`); returns {kind: image reference}."""
     if client is None:
         import docker
 
         client = docker.from_env()
     out: dict[str, str] = {}
     for kind in kinds:
-        spec = SPECS[kind]
+        spec = variant_spec(kind, extra)
         if not force and image_current(client, spec):
             out[kind] = spec.image
             continue

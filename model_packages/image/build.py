@@ -17,7 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from model_packages.errors import KaizenError
-from model_packages.image.context import Bases, BuildContext, context_tar, generate_context
+from model_packages.image.context import (
+    SYSTEM_PACKAGES,
+    Bases,
+    BuildContext,
+    context_tar,
+    flavor_for,
+    generate_context,
+)
 
 _STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
 
@@ -185,9 +192,14 @@ def build_package(
     required for that); otherwise the build stops and says how to get it."""
     from model_packages.package import verify_package
 
-    verify_package(package_dir)  # before touching the engine: a bad package is never built
+    manifest = verify_package(package_dir)  # before touching the engine: a bad package is never built
     client = client or docker_client()
-    for ref in sorted({bases.runtime, bases.builder}):
+    resolved, _ = bases.for_flavor(flavor_for(manifest))
+    if resolved != bases:  # a local base variant with the flavor's system packages, built on first use
+        from model_packages.image.base import ensure_bases
+
+        ensure_bases(client, extra=SYSTEM_PACKAGES[flavor_for(manifest)], log=log)
+    for ref in sorted({resolved.runtime, resolved.builder}):
         _require_image(client, ref, pull)
     if context_dir is not None:
         ctx = generate_context(

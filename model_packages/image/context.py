@@ -80,8 +80,10 @@ FLAVOR_SMOKE: dict[str, tuple[str, ...]] = {
 }
 
 
-#: Flavors whose framework wheel links the system libgomp (the XGBoost wheel bundles its own).
-NEEDS_OPENMP = frozenset({"lightgbm"})
+#: Debian packages a flavor's wheels need at run time: the LightGBM wheel links the system
+#: OpenMP library (the XGBoost and scikit-learn wheels bundle their own). Only images of that
+#: flavor get them.
+SYSTEM_PACKAGES: dict[str, tuple[str, ...]] = {"lightgbm": ("libgomp1",)}
 
 
 class ContextError(KaizenError):
@@ -102,6 +104,20 @@ class Bases:
     @classmethod
     def upstream(cls, image: str = DEFAULT_UPSTREAM_BASE) -> Bases:
         return cls(image, image)
+
+    def for_flavor(self, flavor: str) -> tuple[Bases, tuple[str, ...]]:
+        """The bases to build a `flavor` image on, and the Debian packages the Dockerfile must
+        still install. The local bases have a variant with the packages built in (mmdebstrap,
+        reproducible, no package manager in the image); any other base (the upstream default)
+        installs them with apt-get in the builder and runtime stages."""
+        needed = SYSTEM_PACKAGES.get(flavor, ())
+        if not needed:
+            return self, ()
+        if self == Bases.local():
+            from model_packages.image.base import variant_spec
+
+            return Bases(variant_spec("runtime", needed).image, variant_spec("builder", needed).image), ()
+        return self, needed
 
     @classmethod
     def choose(cls, base: str | None, builder: str | None) -> Bases:
@@ -228,7 +244,18 @@ def _quote(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ") + '"'
 
 
-def render_dockerfile(bases: Bases, labels: dict[str, str], flavor: str = "sklearn") -> str:
+def _apt_install(packages: tuple[str, ...]) -> str:
+    """A RUN line installing Debian packages in an upstream (Debian-based) image, lists removed."""
+    if not packages:
+        return ""
+    return ("RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends "
+            f"{' '.join(packages)} >/dev/null && rm -rf /var/lib/apt/lists/*\n")
+
+
+def render_dockerfile(bases: Bases, labels: dict[str, str], flavor: str = "sklearn",
+                      system_packages: tuple[str, ...] = ()) -> str:
+    """The Dockerfile; `system_packages` are installed with apt-get in the builder stage (for the
+    smoke imports) and in the image (see `Bases.for_flavor`)."""
     label_lines = " \\\n      ".join(f"{k}={_quote(v)}" for k, v in sorted(labels.items()))
     text = TEMPLATE.read_text()
     for key, value in {
@@ -243,6 +270,7 @@ def render_dockerfile(bases: Bases, labels: dict[str, str], flavor: str = "sklea
         "ENTRYPOINT": "[" + ", ".join(_quote(p) for p in ENTRYPOINT) + "]",
         "TRIM": " ".join(f"'{g}'" for g in FLAVOR_TRIM.get(flavor, ())),
         "SMOKE": " ".join(FLAVOR_SMOKE.get(flavor, ())),
+        "SYSTEM_PACKAGES": _apt_install(system_packages),
     }.items():
         text = text.replace("{{" + key + "}}", value)
     if "{{" in text:
@@ -286,12 +314,7 @@ def generate_context(
     package = Path(package_dir)
     manifest = verify_package(package)  # raises PackageError: never build a bad package
     flavor = flavor_for(manifest)
-    if flavor in NEEDS_OPENMP:
-        raise ContextError(
-            f"{manifest.name}: the {flavor} wheel needs the system OpenMP library (libgomp1), which the "
-            "Kaizen base images do not carry; package the model with its compiled ONNX serving artifact "
-            "(the default; see compilation.reason in kaizen.yaml for why it has none)"
-        )
+    bases, system_packages = bases.for_flavor(flavor)
     lock_file = locks.lock_path(flavor)
     pins = locks.read_lock(lock_file)
     wheels = locks.ensure_wheels(pins, log=log)
@@ -333,7 +356,7 @@ def generate_context(
         source=source,
         revision=revision,
     )
-    (out / "Dockerfile").write_text(render_dockerfile(bases, labels, flavor))
+    (out / "Dockerfile").write_text(render_dockerfile(bases, labels, flavor, system_packages))
     (out / ".dockerignore").write_text("")
     return BuildContext(
         directory=out,

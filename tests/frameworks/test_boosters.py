@@ -126,10 +126,23 @@ def test_image_flavor_follows_the_framework(tmp_path: Path) -> None:
     assert flavor_for(read_manifest(fast)) == "onnx"
 
 
-def test_lightgbm_source_image_is_refused_clearly(tmp_path: Path) -> None:
-    from model_packages.image.context import Bases, ContextError, generate_context
+def test_lightgbm_source_image_gets_libgomp_only_where_needed(tmp_path: Path) -> None:
+    """The LightGBM wheel links the system libgomp1: the local bases have a variant with it built
+    in (no apt in the image); other bases install it with apt-get, only for LightGBM images."""
+    from model_packages.image.context import Bases, generate_context
 
     model = lightgbm.LGBMRegressor(n_estimators=3, verbose=-1).fit(X, Y_REG)
     plain = create_package(model, X, Y_REG, out_dir=tmp_path / "p", name="p", version="1.0.0", compile_onnx=False)
-    with pytest.raises(ContextError, match="libgomp1"):
-        generate_context(plain, tmp_path / "ctx", bases=Bases.local())
+    fast = create_package(model, X, Y_REG, out_dir=tmp_path / "c", name="c", version="1.0.0")
+    local = generate_context(plain, tmp_path / "local", bases=Bases.local())
+    text = local.dockerfile.read_text()
+    assert local.bases == Bases("kaizen-base/python:3.11-bookworm-runtime-libgomp1",
+                                "kaizen-base/python:3.11-bookworm-builder-libgomp1")
+    assert "FROM kaizen-base/python:3.11-bookworm-runtime-libgomp1\n" in text and "apt-get" not in text
+    upstream = generate_context(plain, tmp_path / "up", bases=Bases.upstream()).dockerfile.read_text()
+    install = "apt-get install -y -qq --no-install-recommends libgomp1"
+    assert upstream.count(install) == 2  # the builder (smoke import) and the image
+    assert upstream.index(install) > upstream.index(" AS deps") and upstream.rindex(install) > upstream.rindex("FROM ")
+    compiled = generate_context(fast, tmp_path / "compiled", bases=Bases.upstream())
+    assert compiled.flavor == "onnx" and "apt-get" not in compiled.dockerfile.read_text()
+    assert compiled.bases == Bases.upstream()

@@ -1,5 +1,7 @@
-"""The churn DataFrame pipeline in its image: package -> image -> predict in the container, with
-the pipeline's own answers; a package that fails to load stops the container with one log line."""
+"""The churn DataFrame pipeline in its images: as shipped (compiled, one graph input per column,
+onnxruntime only) and served by scikit-learn with pandas; package -> image -> predict in the
+container, with the pipeline's own answers; a package that fails to load stops the container with
+one log line."""
 
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from model_packages.image.build import BuildResult
 from model_packages.image.context import Bases
 from model_packages.image.localregistry import free_port
 from model_packages.loading import load_model
+from model_packages.package import copy_without_serving_artifact
 
 from .conftest import RUN_ID, _build
 
@@ -37,8 +40,20 @@ def churn_package(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def churn_image(docker_client: Any, bases: Bases, built_tags: list[str], churn_package: Path) -> BuildResult:
-    return _build(docker_client, bases, churn_package, "churn", built_tags)
+def churn_sklearn_package(churn_package: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return copy_without_serving_artifact(churn_package, tmp_path_factory.mktemp("churn-sk") / "churn-classifier")
+
+
+@pytest.fixture(scope="session")
+def churn_image(docker_client: Any, bases: Bases, built_tags: list[str], churn_sklearn_package: Path) -> BuildResult:
+    """The pipeline served by scikit-learn with pandas."""
+    return _build(docker_client, bases, churn_sklearn_package, "churn", built_tags)
+
+
+@pytest.fixture(scope="session")
+def churn_compiled_image(docker_client: Any, bases: Bases, built_tags: list[str], churn_package: Path) -> BuildResult:
+    """The package as shipped: its compiled graph (shares the onnx dependency layer)."""
+    return _build(docker_client, bases, churn_package, "churn-compiled", built_tags)
 
 
 def _expected(package: Path) -> list[str]:
@@ -49,12 +64,16 @@ def _expected(package: Path) -> list[str]:
     return [str(v) for v in pipeline.predict(frame)]
 
 
-def test_churn_image_answers_like_the_pipeline(runner: Any, churn_image: BuildResult, churn_package: Path) -> None:
-    assert churn_image.labels["io.kaizen.lock"] == "sklearn"
-    assert churn_image.size <= 300e6, f"sklearn DataFrame image is {churn_image.size / 1e6:.1f} MB"
+@pytest.mark.parametrize("flavor", ["sklearn", "onnx"])
+def test_churn_image_answers_like_the_pipeline(runner: Any, churn_package: Path, flavor: str,
+                                               request: pytest.FixtureRequest) -> None:
+    image: BuildResult = request.getfixturevalue("churn_image" if flavor == "sklearn" else "churn_compiled_image")
+    assert image.labels["io.kaizen.lock"] == flavor
+    limit = 300e6 if flavor == "sklearn" else 160e6
+    assert image.size <= limit, f"{flavor} DataFrame image is {image.size / 1e6:.1f} MB"
     assert not any(p.name == "pandas" for p in locks.read_lock(locks.lock_path("onnx")))
     expected = _expected(churn_package)
-    with runner(churn_image.tag) as running:
+    with runner(image.tag, timeout=60) as running:
         post = running.url
         objects = [dict(zip(COLUMNS, row, strict=True)) for row in ROWS]
         assert requests.post(f"{post}/predict", json={"instances": ROWS}, timeout=10).json() == \
@@ -78,8 +97,8 @@ def test_churn_image_answers_like_the_pipeline(runner: Any, churn_image: BuildRe
         assert bad.status_code == 400 and "instances[0].plan" in bad.json()["error"]
 
 
-def test_image_load_failure_is_one_log_line(docker_client: Any, churn_image: BuildResult, churn_package: Path,
-                                            tmp_path: Path) -> None:
+def test_image_load_failure_is_one_log_line(docker_client: Any, churn_image: BuildResult,
+                                            churn_sklearn_package: Path, tmp_path: Path) -> None:
     """A package that verifies but fails at warm-up: the container exits 1 after one JSON line."""
     import hashlib
 
@@ -87,7 +106,7 @@ def test_image_load_failure_is_one_log_line(docker_client: Any, churn_image: Bui
     import yaml
 
     broken = tmp_path / "broken"
-    shutil.copytree(churn_package, broken)
+    shutil.copytree(churn_sklearn_package, broken)
     pipeline = load_model(broken, serve_with="source")._estimator  # type: ignore[attr-defined]
     pipeline[-1].coef_ = np.zeros((1, 9))
     sio.dump(pipeline, broken / "model.skops")

@@ -24,7 +24,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from examples.train import churn_frame, churn_pipeline
 from model_packages.manifest import read_manifest
-from model_packages.package import create_package
+from model_packages.package import copy_without_serving_artifact, create_package
 from model_packages.serving.app import App, Request
 from tests.conftest import RunningServer
 from tests.serving.test_app import call, make_app
@@ -49,9 +49,19 @@ def churn(tmp_path_factory: pytest.TempPathFactory) -> tuple[Pipeline, Path]:
     return model, package
 
 
-@pytest.fixture(scope="module")
-def churn_app(churn: tuple[Pipeline, Path]) -> App:
-    return make_app(churn[1])[0]
+@pytest.fixture(scope="module", params=["compiled", "source"])
+def churn_app(request: pytest.FixtureRequest, churn: tuple[Pipeline, Path],
+              tmp_path_factory: pytest.TempPathFactory) -> App:
+    """The package as shipped (its compiled graph, one input per column) and the same package
+    served by scikit-learn with pandas: every contract must give the pipeline's answers on both."""
+    if request.param == "compiled":
+        app = make_app(churn[1])[0]
+        assert type(app.runner.model).__name__ == "OnnxModel"  # type: ignore[union-attr]
+        return app
+    source = copy_without_serving_artifact(churn[1], tmp_path_factory.mktemp("churn-source") / "churn")
+    app = make_app(source)[0]
+    assert type(app.runner.model).__name__ == "SklearnModel"  # type: ignore[union-attr]
+    return app
 
 
 def _expected(model: Pipeline) -> tuple[list[str], np.ndarray]:
@@ -68,7 +78,11 @@ def test_manifest_records_the_dataframe(churn: tuple[Pipeline, Path]) -> None:
     assert (tenure.pandas_dtype, tenure.nullable, tenure.allow_nan) == ("float64", True, True)
     assert charges.nullable and plan.dtype == "categorical" and plan.categories == ["basic", "premium", "standard"]
     assert plan.allow_unknown and plan.nullable  # OneHotEncoder(handle_unknown="ignore") takes both
-    assert manifest.serving is None  # string columns: served by scikit-learn itself
+    # Compiled with one graph input per column, checked beyond the training rows: 100 rows with an
+    # unseen plan and 100 missing each column.
+    assert manifest.serving is not None and manifest.serving.inputs == "columns"
+    assert manifest.serving.parity_rows == manifest.baseline.rows + 4 * 100
+    assert manifest.serving.max_abs_diff <= 1e-12
 
 
 def test_every_contract_answers_like_the_pipeline(churn: tuple[Pipeline, Path], churn_app: App) -> None:
@@ -185,7 +199,7 @@ def test_dtypes_are_the_training_dtypes(tmp_path: Path) -> None:
     package = create_package(model, frame, y, out_dir=tmp_path / "dtypes", name="dtypes", version="1.0.0")
     manifest = read_manifest(package)
     assert [f.pandas_dtype for f in manifest.inputs] == ["int64", "bool", "category", "float64"]
-    loaded = load_model(package)
+    loaded = load_model(package, serve_with="source")
     seen: list[pd.Series] = []
 
     class Spy(BaseEstimator, ClassifierMixin):
@@ -274,7 +288,7 @@ def test_fast_sklearn_settings_reach_the_predicting_thread(churn: tuple[Pipeline
     from model_packages.loading import load_model
 
     seen: dict[str, object] = {}
-    loaded = load_model(churn[1])
+    loaded = load_model(churn[1], serve_with="source")
     estimator = loaded._estimator  # type: ignore[attr-defined]
 
     class Probe:
