@@ -62,3 +62,32 @@ def test_compiled_image_runs_as_a_batch_job(docker_client: Any, compiled_image: 
     (data / "x.parquet").write_bytes(b"PAR1")
     code, lines = _job(docker_client, compiled_image.tag, data, ["/data/x.parquet", "--out", "/data/out2"])
     assert code == 2 and lines[-1]["event"] == "batch_failed" and "x.parquet" in lines[-1]["error"]
+
+
+def test_local_batch_job_runs_the_image_over_stack_directories(
+    compiled_image: BuildResult, tmp_path: Path, monkeypatch: Any
+) -> None:
+    """The local target's job provider (infra/local/batch.py) as `pulumi up` calls it."""
+    from infra.local.batch import BatchRunProvider, fingerprint
+    from model_packages.audit import trail
+
+    monkeypatch.setenv("KAIZEN_AUDIT_TRAIL", str(tmp_path / "audit.jsonl"))
+    monkeypatch.setenv("KAIZEN_AUDIT_KEY", str(tmp_path / "key.pem"))
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    out.mkdir()
+    (src / "day.csv").write_text(",".join(NAMES) + "\n" + "5.1,3.5,1.4,0.2\n6.7,3.0,5.2,2.3\n1,2,-1,1\n")
+    props = {"scope": f"kaizen-test-{RUN_ID}", "image": compiled_image.tag, "input_dir": str(src),
+             "output_dir": str(out), "inputs": ["day.csv"], "fingerprint": fingerprint(str(src), ["day.csv"]),
+             "chunk_rows": 100, "probabilities": False, "timeout_minutes": 2}
+    provider = BatchRunProvider()
+    result = provider.create(props)
+    outs = result.outs or {}
+    assert (outs["rows"], outs["rejects"]) == (2, 1) and outs["rows_per_second"] > 0
+    run_dir = Path(outs["output_path"])
+    assert [r[1] for r in csv.reader((run_dir / "predictions" / "000-day" / "000000.csv").open())][1:] == \
+        ["setosa", "virginica"]
+    assert provider.read(result.id, outs).id == result.id
+    (record,) = trail.read()
+    assert record["event"] == "batch_run" and record["target"] == "local" and record["rows"] == 2
+    assert provider.diff(result.id, outs, {**props, "fingerprint": "changed"}).replaces == ["fingerprint"]
