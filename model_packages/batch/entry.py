@@ -22,6 +22,17 @@ def _log(**fields: object) -> None:
     print(json.dumps(fields), flush=True)
 
 
+def execution_id() -> str:
+    """The scheduler's name for this run, so `--out /data/out/{execution}` gives each run its own
+    directory and a retried task of the same run resumes it: KAIZEN_BATCH_RUN, else Cloud Run's
+    CLOUD_RUN_EXECUTION, else the Container Apps replica's CONTAINER_APP_JOB_EXECUTION_NAME, else "run"."""
+    for name in ("KAIZEN_BATCH_RUN", "CLOUD_RUN_EXECUTION", "CONTAINER_APP_JOB_EXECUTION_NAME"):
+        value = os.environ.get(name, "")
+        if value and "/" not in value and value not in (".", ".."):
+            return value
+    return "run"
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m model_packages.serving batch",
                                      description="Score CSV / JSON Lines / Parquet files with the packaged model.")
@@ -31,6 +42,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--probabilities", action="store_true", help="add one p_<label> column per label")
     parser.add_argument("--model-dir", type=Path, default=Path(os.environ.get("KAIZEN_MODEL_DIR", "/opt/kaizen/model")))
     args = parser.parse_args(argv)
+    args.out = Path(str(args.out).replace("{execution}", execution_id()))
     try:
         job = open_job(args.model_dir, args.inputs, args.out, chunk_rows=args.chunk_rows,
                        probabilities=args.probabilities)

@@ -1,0 +1,94 @@
+"""Cloud batch components under Pulumi mocks: the properties a real deployment needs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pulumi
+import pytest
+
+from infra.batch_config import BatchSettings
+from tests.infra.conftest import Recorded, RecordingMocks, RecordingMonitor
+
+IMAGE = "europe-docker.pkg.dev/kaizen-test/models/iris@sha256:" + "0" * 64
+
+
+def _run(declare: Any) -> list[Recorded]:
+    mocks = RecordingMocks({})
+    pulumi.runtime.set_mocks(mocks, project="kaizen", stack="gcp-dev", preview=False, monitor=RecordingMonitor(mocks))
+
+    @pulumi.runtime.test
+    def _main() -> Any:
+        return declare()
+
+    _main()
+    return mocks.resources
+
+
+def _gcp(schedule: str | None) -> list[Recorded]:
+    from infra.gcp.batch import CloudRunBatchJob, CloudRunBatchJobArgs
+
+    settings = BatchSettings.model_validate({"input": "gs://raw-data/daily/", "output": "gs://scores/iris/",
+                                             "inputs": ["day.csv", "day2.parquet"], "schedule": schedule,
+                                             "chunkRows": 5000})
+
+    def declare() -> Any:
+        job = CloudRunBatchJob("batch", CloudRunBatchJobArgs(
+            project="kaizen-test", region="europe-west1", job_name="iris-batch", image=IMAGE, settings=settings,
+            repository_project="kaizen-test", repository_location="europe", repository_name="models",
+            project_number="123456"))
+        return job.job_name
+
+    return _run(declare)
+
+
+def test_gcp_cloud_run_job_reads_and_writes_only_its_buckets() -> None:
+    resources = _gcp("0 3 * * *")
+    by_type: dict[str, list[Recorded]] = {}
+    for r in resources:
+        by_type.setdefault(r.typ, []).append(r)
+    (job,) = by_type["gcp:cloudrunv2/job:Job"]
+    template = job.inputs["template"]["template"]
+    (container,) = template["containers"]
+    assert container["image"] == IMAGE
+    assert container["args"] == ["batch", "/data/in/day.csv", "/data/in/day2.parquet", "--out",
+                                 "/data/out/{execution}", "--chunk-rows", "5000"]
+    volumes = {v["name"]: v["gcs"] for v in template["volumes"]}
+    assert volumes == {"input": {"bucket": "raw-data", "readOnly": True, "mountOptions": ["only-dir=daily"]},
+                       "output": {"bucket": "scores", "readOnly": False, "mountOptions": ["only-dir=iris"]}}
+    assert template["maxRetries"] == 3 and template["timeout"] == "3600s"
+    runtime_sa = template["serviceAccount"]
+    grants = {(g.inputs["bucket"], g.inputs["role"], g.inputs["member"])
+              for g in by_type["gcp:storage/bucketIAMMember:BucketIAMMember"]}
+    assert grants == {("raw-data", "roles/storage.objectViewer", f"serviceAccount:{runtime_sa}"),
+                      ("scores", "roles/storage.objectUser", f"serviceAccount:{runtime_sa}")}
+    (schedule,) = by_type["gcp:cloudscheduler/job:Job"]
+    target = schedule.inputs["httpTarget"]
+    assert schedule.inputs["schedule"] == "0 3 * * *" and target["httpMethod"] == "POST"
+    assert target["uri"] == "https://run.googleapis.com/v2/projects/kaizen-test/locations/europe-west1/jobs/iris-batch:run"
+    (invoke,) = by_type["gcp:cloudrunv2/jobIamMember:JobIamMember"]
+    assert invoke.inputs["role"] == "roles/run.invoker" and invoke.inputs["name"] == "iris-batch"
+    assert invoke.inputs["member"] == f"serviceAccount:{target['oauthToken']['serviceAccountEmail']}"
+    assert invoke.inputs["member"] != f"serviceAccount:{runtime_sa}"  # the scheduler cannot read data
+    (reader,) = by_type["gcp:artifactregistry/repositoryIamMember:RepositoryIamMember"]
+    assert reader.inputs["member"].endswith("@serverless-robot-prod.iam.gserviceaccount.com")
+    for r in resources:  # no project-wide role, nothing but the two buckets and the job
+        assert "projectIamMember" not in r.typ and "*" not in str(r.inputs.get("role", ""))
+    parents = {r.parent for r in resources if r.custom}
+    assert len(parents) == 2 and all("CloudRunBatchJob" in p or "RuntimeIdentity" in p for p in parents)
+
+
+def test_gcp_job_without_schedule_has_no_scheduler() -> None:
+    types = {r.typ for r in _gcp(None)}
+    assert "gcp:cloudrunv2/job:Job" in types and "gcp:cloudscheduler/job:Job" not in types
+
+
+@pytest.mark.parametrize("env", [{"CLOUD_RUN_EXECUTION": "iris-batch-abc12"}, {"KAIZEN_BATCH_RUN": "../x"}])
+def test_execution_placeholder(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    from model_packages.batch.entry import execution_id
+
+    for name in ("KAIZEN_BATCH_RUN", "CLOUD_RUN_EXECUTION", "CONTAINER_APP_JOB_EXECUTION_NAME"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert execution_id() == ("iris-batch-abc12" if "CLOUD_RUN_EXECUTION" in env else "run")
