@@ -92,3 +92,53 @@ def test_execution_placeholder(env: dict[str, str], monkeypatch: pytest.MonkeyPa
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     assert execution_id() == ("iris-batch-abc12" if "CLOUD_RUN_EXECUTION" in env else "run")
+
+
+def test_aws_processing_job_state_machine_and_schedule_are_least_privilege() -> None:
+    import json
+
+    from infra.aws.batch import ProcessingBatchJob, ProcessingBatchJobArgs, aws_cron
+
+    repo = "arn:aws:ecr:eu-west-1:123456789012:repository/kaizen/iris"
+    settings = BatchSettings.model_validate({"input": "s3://raw/daily/", "output": "s3://scores/iris/",
+                                             "inputs": ["day.csv"], "schedule": "30 2 * * 1-5"})
+
+    def declare() -> Any:
+        return ProcessingBatchJob("batch", ProcessingBatchJobArgs(
+            account_id="123456789012", region="eu-west-1", job_prefix="iris-batch",
+            image=repo.replace("arn:aws:ecr:eu-west-1:123456789012:repository/", "123456789012.dkr.ecr.eu-west-1."
+                               "amazonaws.com/") + "@sha256:" + "0" * 64,
+            repository_arn=repo, settings=settings)).state_machine_arn
+
+    resources = _run(declare)
+    policies = {r.name: json.loads(r.inputs["policy"]) for r in resources if r.typ == "aws:iam/rolePolicy:RolePolicy"}
+    processing = {s["Sid"]: s for s in policies["batch-processing"]["Statement"]}
+    assert processing["ReadInputs"]["Resource"] == ["arn:aws:s3:::raw/daily/day.csv"]
+    assert processing["ListInputs"]["Condition"] == {"StringEquals": {"s3:prefix": ["daily/day.csv"]}}
+    assert processing["WriteScores"]["Resource"] == ["arn:aws:s3:::scores/iris/iris-batch/*"]
+    assert processing["PullModelImage"]["Resource"] == [repo]
+    wildcards = [s["Sid"] for p in policies.values() for s in p["Statement"] if s["Resource"] == "*"]
+    assert wildcards == ["EcrAuthToken"]  # the one action without resource-level permissions
+    states = {s["Sid"]: s for s in policies["batch-states"]["Statement"]}
+    assert states["RunProcessingJobs"]["Resource"] == [
+        "arn:aws:sagemaker:eu-west-1:123456789012:processing-job/iris-batch-*"]
+    assert states["PassProcessingRole"]["Condition"] == {
+        "StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
+    (start,) = policies["batch-scheduler"]["Statement"]
+    assert start["Action"] == ["states:StartExecution"] and len(start["Resource"]) == 1
+    (machine,) = [r for r in resources if r.typ == "aws:sfn/stateMachine:StateMachine"]
+    task = json.loads(machine.inputs["definition"])["States"]["Score"]
+    assert task["Resource"] == "arn:aws:states:::sagemaker:createProcessingJob.sync"
+    params = task["Parameters"]
+    assert params["AppSpecification"]["ContainerArguments"] == [
+        "batch", "/opt/ml/processing/input/0/day.csv", "--out", "/opt/ml/processing/output", "--chunk-rows", "10000"]
+    assert params["ProcessingInputs"][0]["S3Input"]["S3Uri"] == "s3://raw/daily/day.csv"
+    assert params["ProcessingOutputConfig"]["Outputs"][0]["S3Output"]["S3Uri.$"].startswith(
+        "States.Format('s3://scores/iris/iris-batch/{}/'")
+    (schedule,) = [r for r in resources if r.typ == "aws:scheduler/schedule:Schedule"]
+    assert schedule.inputs["scheduleExpression"] == "cron(30 2 ? * 2-6 *)"
+    assert aws_cron("0 3 * * *") == "cron(0 3 * * ? *)"
+    for r in resources:
+        if r.typ == "aws:iam/role:Role":
+            (principal,) = json.loads(r.inputs["assumeRolePolicy"])["Statement"]
+            assert principal["Condition"] == {"StringEquals": {"aws:SourceAccount": "123456789012"}}
