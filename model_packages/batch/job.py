@@ -160,15 +160,18 @@ class BatchJob:
         self._save_manifest()
         return summary
 
-    def _score_chunk(self, k: int, i: int, rows: list[Any]) -> tuple[int, int]:
+    def _score_chunk(self, k: int, i: int, rows: list[Any] | np.ndarray) -> tuple[int, int]:
         first = i * self.chunk_rows
         rejects: list[tuple[int, str]] = []
         good: list[int] = []
-        for n, row in enumerate(rows):
-            if isinstance(row, Bad):
-                rejects.append((first + n, row.reason))
-            else:
-                good.append(n)
+        if isinstance(rows, np.ndarray):
+            good = list(range(len(rows)))
+        else:
+            for n, row in enumerate(rows):
+                if isinstance(row, Bad):
+                    rejects.append((first + n, row.reason))
+                else:
+                    good.append(n)
         outputs: list[tuple[list[int], np.ndarray, np.ndarray | None]] = []
         self._score(rows, good, first, outputs, rejects)
         out = io.StringIO()
@@ -189,14 +192,17 @@ class BatchJob:
             _atomic_write(self._dir("rejects", k) / f"{i:06d}.jsonl", lines.encode())
         return len(rows) - len(rejects), len(rejects)
 
-    def _score(self, rows: list[Any], index: list[int], first: int,
+    def _score(self, rows: list[Any] | np.ndarray, index: list[int], first: int,
                outputs: list[tuple[list[int], np.ndarray, np.ndarray | None]], rejects: list[tuple[int, str]]) -> None:
         """Validate and predict `rows[index]` at once; when the server would refuse the batch, split
         it in halves until each refused row stands alone (few validations per bad row, none per good)."""
         if not index:
             return
         try:
-            matrix = self.schema.matrix([rows[n] for n in index], field="row")
+            if isinstance(rows, np.ndarray):  # numbers already: the same vectorised checks as the server's
+                matrix = self.schema.check(rows[index] if len(index) < len(rows) else rows, field="row")
+            else:
+                matrix = self.schema.matrix([rows[n] for n in index], field="row")
             predicted = self.runner.predict_array(matrix)
             proba = self.runner.predict_proba(matrix) if self.probabilities else None
         except RequestError as error:
