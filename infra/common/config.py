@@ -23,6 +23,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from infra.batch_config import BatchSettings
 from infra.local.settings import LocalSettings  # owned by the `local` target
 from model_packages.ci.workflows import DEPLOY_ENVIRONMENTS
 from model_packages.image import records
@@ -240,9 +241,12 @@ class GcpSettings(_Serving):
     stable_revision: str | None = None
     registry_keep_images: Annotated[int, Field(ge=1, le=1000)] = 30
     notifications: GcpNotifications = GcpNotifications()
+    batch: BatchSettings | None = None  # a Cloud Run Job of the same image (infra/gcp/batch.py)
 
     @model_validator(mode="after")
     def _gcp(self) -> GcpSettings:
+        if self.batch is not None:
+            self.batch.check_target("gcp")
         if "allUsers" in self.invokers and not self.public:
             raise ValueError("invokers contains allUsers but public is false")
         if self.ingress == "all" and not self.public:

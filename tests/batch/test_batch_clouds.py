@@ -142,3 +142,20 @@ def test_aws_processing_job_state_machine_and_schedule_are_least_privilege() -> 
         if r.typ == "aws:iam/role:Role":
             (principal,) = json.loads(r.inputs["assumeRolePolicy"])["Statement"]
             assert principal["Condition"] == {"StringEquals": {"aws:SourceAccount": "123456789012"}}
+
+
+def test_gcp_stack_declares_the_job_from_stack_config() -> None:
+    from tests.infra.conftest import load_stack_config, run_program
+
+    cfg = load_stack_config("gcp-dev")
+    cfg["gcp"] = {**cfg["gcp"], "batch": {"input": "gs://raw/in/", "output": "gs://scores/out/",
+                                          "inputs": ["day.csv"], "schedule": "0 3 * * *"}}
+    run = run_program("gcp-dev", cfg)
+    job = run.one("gcp:cloudrunv2/job:Job")
+    service = run.one("gcp:cloudrunv2/service:Service")
+    assert job.inputs["template"]["template"]["containers"][0]["image"] == \
+        service.inputs["template"]["containers"][0]["image"]
+    assert run.outputs["batchJob"] == job.inputs["name"]
+    cfg["gcp"]["batch"] = {**cfg["gcp"]["batch"], "input": "s3://raw/in/", "output": "s3://scores/out/"}
+    with pytest.raises(Exception, match="kaizen:gcp.*target is 'gcp'"):
+        run_program("gcp-dev", cfg)
