@@ -157,5 +157,5 @@ def test_gcp_stack_declares_the_job_from_stack_config() -> None:
         service.inputs["template"]["containers"][0]["image"]
     assert run.outputs["batchJob"] == job.inputs["name"]
     cfg["gcp"]["batch"] = {**cfg["gcp"]["batch"], "input": "s3://raw/in/", "output": "s3://scores/out/"}
-    with pytest.raises(Exception, match="kaizen:gcp.*target is 'gcp'"):
+    with pytest.raises(Exception, match=r"kaizen:gcp.*target is 'gcp'"):
         run_program("gcp-dev", cfg)
