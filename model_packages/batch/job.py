@@ -91,6 +91,8 @@ class BatchJob:
         self.inputs, self.out, self.chunk_rows = inputs, out, chunk_rows
         self.probabilities = probabilities and runner.manifest.output.probabilities
         self.manifest = self._open_manifest()
+        #: labels (or numbers) that need no CSV quoting
+        self._plain_labels = not any(set(label) & set(',"\r\n') for label in runner.labels)
 
     # -- manifest -------------------------------------------------------------------------------
     def _identity(self) -> dict[str, Any]:
@@ -180,7 +182,9 @@ class BatchJob:
         writer.writerow(["row", "prediction", *(f"p_{label}" for label in labels if self.probabilities)])
         for index, predicted, proba in sorted(outputs, key=lambda o: o[0][0]):
             values = to_json_values(predicted)
-            if proba is None:
+            if proba is None and self._plain_labels:  # nothing to quote: join, 2-3x csv.writer's speed
+                out.write("".join([f"{first + n},{v}\n" for n, v in zip(index, values, strict=True)]))
+            elif proba is None:
                 writer.writerows([first + n, v] for n, v in zip(index, values, strict=True))
             else:
                 writer.writerows([first + n, v, *p] for n, v, p in zip(index, values, proba.tolist(), strict=True))
