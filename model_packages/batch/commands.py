@@ -26,6 +26,7 @@ def batch(
 ) -> None:
     """Score files in chunks: predictions/ and rejects/ (with the reason) under --out, resumable."""
     from model_packages.batch.job import ChunkResult, open_job
+    from model_packages.batch.readers import count_chunks
 
     try:
         job = open_job(package, inputs, out, chunk_rows=chunk_rows, probabilities=probabilities)
@@ -33,7 +34,8 @@ def batch(
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                       TextColumn("rows {task.fields[rows]:,} rejects {task.fields[rejects]:,}"),
                       TimeElapsedColumn(), console=err, transient=False) as progress:
-            task = progress.add_task(f"{job.runner.manifest.name} chunks", total=None, rows=0, rejects=0)
+            total = sum(count_chunks(p, chunk_rows) for p in inputs) or None  # blank lines make it an upper bound
+            task = progress.add_task(f"{job.runner.manifest.name} chunks", total=total, rows=0, rejects=0)
             totals = {"rows": 0, "rejects": 0}
 
             def on_chunk(result: ChunkResult) -> None:

@@ -170,3 +170,25 @@ def _parquet_rows(path: Path, schema: InputSchema, chunk_rows: int, skip: set[in
             continue
         data = {name: batch.column(name).to_pylist() for name in present}
         yield index, [[data[n][i] if n in data else None for n in schema.names] for i in range(batch.num_rows)]
+
+
+def count_chunks(path: Path, chunk_rows: int) -> int:
+    """How many chunks `path` holds (for a progress bar): Parquet's row count, else lines (one
+    pass in 1 MiB blocks; a CSV's header line aside)."""
+    fmt = input_format(path)
+    if fmt == "parquet":
+        try:
+            import pyarrow.parquet as pq
+
+            rows = pq.ParquetFile(path).metadata.num_rows
+        except (ImportError, OSError, ValueError):
+            return 0
+    else:
+        rows, last = 0, b"\n"
+        with path.open("rb") as handle:
+            while block := handle.read(1 << 20):
+                rows += block.count(b"\n")
+                last = block[-1:]
+        rows += last != b"\n"
+        rows -= fmt == "csv"
+    return -(-max(rows, 0) // chunk_rows)

@@ -161,10 +161,12 @@ def test_cli_batch_records_the_run_in_the_audit_trail(tmp_path: Path, monkeypatc
     monkeypatch.setenv("KAIZEN_AUDIT_TRAIL", str(tmp_path / "audit.jsonl"))
     monkeypatch.setenv("KAIZEN_AUDIT_KEY", str(tmp_path / "key.pem"))
     source = _write_csv(tmp_path / "in.csv", _rows(20), {2: BAD[0][0]})
-    result = CliRunner().invoke(app, ["batch", str(IRIS), str(source), "--out", str(tmp_path / "out")])
+    result = CliRunner().invoke(app, ["batch", str(IRIS), str(source), "--out", str(tmp_path / "out"),
+                                       "--chunk-rows", "10"])
     assert result.exit_code == 0, result.output
     (record,) = trail.read()
     assert record["event"] == "batch_run" and record["model"] == "iris-classifier"
     assert (record["rows"], record["rejects"]) == (20, 1)
+    assert "3/3" in result.output  # the progress bar: 21 rows in chunks of 10
     bad = CliRunner().invoke(app, ["batch", str(IRIS), str(tmp_path / "missing.csv"), "--out", str(tmp_path / "o2")])
     assert bad.exit_code == 1 and "missing.csv: no such file" in " ".join(bad.output.split()).replace("/ ", "/")
