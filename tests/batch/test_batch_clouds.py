@@ -159,3 +159,21 @@ def test_gcp_stack_declares_the_job_from_stack_config() -> None:
     cfg["gcp"]["batch"] = {**cfg["gcp"]["batch"], "input": "s3://raw/in/", "output": "s3://scores/out/"}
     with pytest.raises(Exception, match=r"kaizen:gcp.*target is 'gcp'"):
         run_program("gcp-dev", cfg)
+
+
+def test_local_stack_declares_the_job_from_stack_config(tmp_path: Any) -> None:
+    from tests.infra.conftest import load_stack_config, run_program
+
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "day.csv").write_text("sepal_length,sepal_width,petal_length,petal_width\n1,2,3,4\n")
+    cfg = load_stack_config("local")
+    cfg["local"] = {**cfg["local"], "batch": {"input": str(tmp_path / "in"), "output": str(tmp_path / "out"),
+                                              "inputs": ["day.csv"], "chunkRows": 500}}
+    run = run_program("local", cfg)
+    (job,) = [r for r in run.resources if r.name == "batch-run"]
+    assert job.inputs["input_dir"] == str(tmp_path / "in") and job.inputs["inputs"] == ["day.csv"]
+    assert job.inputs["chunk_rows"] == 500 and len(job.inputs["fingerprint"]) == 64
+    assert job.parent.endswith("kaizen:local:BatchJob::batch")
+    cfg["local"]["batch"] = {**cfg["local"]["batch"], "inputs": ["missing.csv"]}
+    with pytest.raises(Exception, match=r"kaizen:local\.batch\.inputs: missing\.csv: no such file"):
+        run_program("local", cfg)
