@@ -19,6 +19,7 @@ Three roles, each for one service and one job:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from dataclasses import dataclass
@@ -38,7 +39,7 @@ MAX_INPUTS = 10  # SageMaker: at most 10 ProcessingInputs
 
 @dataclass(frozen=True)
 class ProcessingBatchJobArgs:
-    account_id: str
+    account_id: str  # resolved; ProcessingBatchJob also takes an Output (see `account`)
     region: str
     job_prefix: str  # processing job names: <prefix>-<uuid> (63 characters at most)
     image: pulumi.Input[str]
@@ -129,22 +130,30 @@ def definition(args: ProcessingBatchJobArgs, image: str, role_arn: str) -> dict[
 class ProcessingBatchJob(pulumi.ComponentResource):
     state_machine_arn: pulumi.Output[str]
 
-    def __init__(self, name: str, args: ProcessingBatchJobArgs, opts: pulumi.ResourceOptions | None = None):
+    def __init__(self, name: str, args: ProcessingBatchJobArgs, opts: pulumi.ResourceOptions | None = None,
+                 account: pulumi.Input[str] | None = None):
+        """`account`: the account id as an Output (a stack's caller identity), replacing args.account_id."""
         super().__init__("kaizen:aws:ProcessingBatchJob", name, None, opts)
+        acct = pulumi.Output.from_input(account if account is not None else args.account_id)
+
+        def resolved(account_id: str) -> ProcessingBatchJobArgs:
+            return dataclasses.replace(args, account_id=account_id)
+
         if len(args.settings.inputs) > MAX_INPUTS:
             raise ValueError(f"batch.inputs: SageMaker Processing takes at most {MAX_INPUTS} inputs")
         if not re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9-]{0,25}", args.job_prefix):
             raise ValueError(f"job prefix {args.job_prefix!r}: letters, digits and '-', 26 at most")
         child = pulumi.ResourceOptions(parent=self)
         processing = aws.iam.Role(f"{name}-processing", aws.iam.RoleArgs(
-            path=ROLE_PATH, assume_role_policy=_assume("sagemaker.amazonaws.com", args.account_id)), opts=child)
+            path=ROLE_PATH, assume_role_policy=acct.apply(lambda a: _assume("sagemaker.amazonaws.com", a))), opts=child)
         aws.iam.RolePolicy(f"{name}-processing", aws.iam.RolePolicyArgs(
-            role=processing.id, policy=pulumi.Output.from_input(args.repository_arn).apply(
-                lambda arn: json.dumps(processing_policy(args, arn)))), opts=child)
+            role=processing.id, policy=pulumi.Output.all(acct, args.repository_arn).apply(
+                lambda v: json.dumps(processing_policy(resolved(v[0]), v[1])))), opts=child)
         machine_role = aws.iam.Role(f"{name}-states", aws.iam.RoleArgs(
-            path=ROLE_PATH, assume_role_policy=_assume("states.amazonaws.com", args.account_id)), opts=child)
+            path=ROLE_PATH, assume_role_policy=acct.apply(lambda a: _assume("states.amazonaws.com", a))), opts=child)
         machine_policy = aws.iam.RolePolicy(f"{name}-states", aws.iam.RolePolicyArgs(
-            role=machine_role.id, policy=processing.arn.apply(lambda arn: json.dumps(state_machine_policy(args, arn)))),
+            role=machine_role.id, policy=pulumi.Output.all(acct, processing.arn).apply(
+                lambda v: json.dumps(state_machine_policy(resolved(v[0]), v[1])))),
             opts=child)
         machine = aws.sfn.StateMachine(f"{name}-machine", aws.sfn.StateMachineArgs(
             role_arn=machine_role.arn, type="STANDARD",
@@ -153,7 +162,8 @@ class ProcessingBatchJob(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[machine_policy]))
         if args.settings.schedule is not None:
             scheduler_role = aws.iam.Role(f"{name}-scheduler", aws.iam.RoleArgs(
-                path=ROLE_PATH, assume_role_policy=_assume("scheduler.amazonaws.com", args.account_id)), opts=child)
+                path=ROLE_PATH, assume_role_policy=acct.apply(lambda a: _assume("scheduler.amazonaws.com", a))),
+                opts=child)
             start = aws.iam.RolePolicy(f"{name}-scheduler", aws.iam.RolePolicyArgs(
                 role=scheduler_role.id, policy=machine.arn.apply(lambda arn: json.dumps({
                     "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": ["states:StartExecution"],

@@ -166,6 +166,7 @@ class AwsSettings(_Serving):
     serverless: AwsServerless | None = None
     target_invocations_per_instance: Annotated[int, Field(ge=1)] = 100
     data_capture_percent: Annotated[int, Field(ge=0, le=100)] = 20
+    batch: BatchSettings | None = None  # a SageMaker Processing job of the same image (infra/aws/batch.py)
     notifications: AwsNotifications = AwsNotifications()
     ecr_keep_images: Annotated[int, Field(ge=1, le=1000)] = 30
     # false for one `pulumi up` before an instanceType change (UpdateEndpoint refuses to change
@@ -174,6 +175,8 @@ class AwsSettings(_Serving):
 
     @model_validator(mode="after")
     def _aws(self) -> AwsSettings:
+        if self.batch is not None:
+            self.batch.check_target("aws")
         if self.log_retention_days not in _AWS_LOG_RETENTION:
             raise ValueError(
                 f"logRetentionDays {self.log_retention_days} is not one CloudWatch accepts {_AWS_LOG_RETENTION}"

@@ -177,3 +177,23 @@ def test_local_stack_declares_the_job_from_stack_config(tmp_path: Any) -> None:
     cfg["local"]["batch"] = {**cfg["local"]["batch"], "inputs": ["missing.csv"]}
     with pytest.raises(Exception, match=r"kaizen:local\.batch\.inputs: missing\.csv: no such file"):
         run_program("local", cfg)
+
+
+def test_aws_stack_declares_the_processing_job_from_stack_config() -> None:
+    import json
+
+    from tests.infra.conftest import load_stack_config, run_program
+
+    cfg = load_stack_config("aws-dev")
+    cfg["aws"] = {**cfg["aws"], "batch": {"input": "s3://raw/in/", "output": "s3://scores/out/",
+                                          "inputs": ["day.csv"], "schedule": "0 3 * * *"}}
+    run = run_program("aws-dev", cfg)
+    machine = run.one("aws:sfn/stateMachine:StateMachine")
+    model = run.one("aws:sagemaker/model:Model")
+    params = json.loads(machine.inputs["definition"])["States"]["Score"]["Parameters"]
+    assert params["AppSpecification"]["ImageUri"] == model.inputs["primaryContainer"]["image"]
+    policies = {r.name: json.loads(r.inputs["policy"]) for r in run.of_type("aws:iam/rolePolicy:RolePolicy")}
+    (jobs,) = [s for s in policies["batch-states"]["Statement"] if s["Sid"] == "RunProcessingJobs"]
+    (arn,) = jobs["Resource"]
+    assert arn.startswith("arn:aws:sagemaker:") and ":123456789012:processing-job/" in arn
+    run.one("aws:scheduler/schedule:Schedule")
