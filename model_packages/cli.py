@@ -239,6 +239,7 @@ def _register_optional() -> None:
         "model_packages.ci.commands",
         "model_packages.audit.commands",
         "model_packages.retrain.commands",
+        "model_packages.batch.commands",
     ):
         try:
             register = importlib.import_module(module).register

@@ -191,4 +191,12 @@ def _serving(
     if capture is not None:
         outputs["captureBucket"] = capture.bucket_name
         outputs["captureUri"] = capture.destination_uri
+    if settings.batch is not None:
+        from infra.aws.batch import ProcessingBatchJob, ProcessingBatchJobArgs
+
+        job = ProcessingBatchJob("batch", ProcessingBatchJobArgs(
+            account_id="", region=settings.region, job_prefix=f"{name[:20].rstrip('-')}-batch", image=image,
+            repository_arn=repository_arn, settings=settings.batch, instance_type=settings.instance_type,
+        ), opts, account=account_id)
+        outputs["batchStateMachineArn"] = job.state_machine_arn
     return outputs

@@ -23,6 +23,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from infra.batch_config import BatchSettings
 from infra.local.settings import LocalSettings  # owned by the `local` target
 from model_packages.ci.workflows import DEPLOY_ENVIRONMENTS
 from model_packages.image import records
@@ -165,6 +166,7 @@ class AwsSettings(_Serving):
     serverless: AwsServerless | None = None
     target_invocations_per_instance: Annotated[int, Field(ge=1)] = 100
     data_capture_percent: Annotated[int, Field(ge=0, le=100)] = 20
+    batch: BatchSettings | None = None  # a SageMaker Processing job of the same image (infra/aws/batch.py)
     notifications: AwsNotifications = AwsNotifications()
     ecr_keep_images: Annotated[int, Field(ge=1, le=1000)] = 30
     # false for one `pulumi up` before an instanceType change (UpdateEndpoint refuses to change
@@ -173,6 +175,8 @@ class AwsSettings(_Serving):
 
     @model_validator(mode="after")
     def _aws(self) -> AwsSettings:
+        if self.batch is not None:
+            self.batch.check_target("aws")
         if self.log_retention_days not in _AWS_LOG_RETENTION:
             raise ValueError(
                 f"logRetentionDays {self.log_retention_days} is not one CloudWatch accepts {_AWS_LOG_RETENTION}"
@@ -240,9 +244,12 @@ class GcpSettings(_Serving):
     stable_revision: str | None = None
     registry_keep_images: Annotated[int, Field(ge=1, le=1000)] = 30
     notifications: GcpNotifications = GcpNotifications()
+    batch: BatchSettings | None = None  # a Cloud Run Job of the same image (infra/gcp/batch.py)
 
     @model_validator(mode="after")
     def _gcp(self) -> GcpSettings:
+        if self.batch is not None:
+            self.batch.check_target("gcp")
         if "allUsers" in self.invokers and not self.public:
             raise ValueError("invokers contains allUsers but public is false")
         if self.ingress == "all" and not self.public:

@@ -130,7 +130,22 @@ def _serving(
         ),
         opts=opts,
     )
+    outputs: dict[str, Any] = {}
+    if settings.batch is not None:
+        from infra.gcp.batch import CloudRunBatchJob, CloudRunBatchJobArgs
+
+        job = CloudRunBatchJob("batch", CloudRunBatchJobArgs(
+            project=settings.project, region=settings.region, job_name=f"{name[:40]}-batch", image=image,
+            settings=settings.batch, repository_project=platform.require_output("repositoryProject"),
+            repository_location=platform.require_output("repositoryLocation"),
+            repository_name=platform.require_output("repositoryName"),
+            project_number=gcp.organizations.get_project_output(
+                project_id=settings.project, opts=pulumi.InvokeOutputOptions(provider=provider)).number,
+            cpu=settings.cpu, memory=settings.memory,
+        ), opts=opts)
+        outputs = {"batchJob": job.job_name, "batchServiceAccount": job.service_account}
     return {
+        **outputs,
         "serviceName": service.service_name,
         "serviceUri": service.uri,
         "revision": service.revision,

@@ -8,6 +8,7 @@
 - ``LocalEndpoint``: the model container (host network, restarted by Docker) behind a loopback
   proxy on endpointPort, rolled out blue/green;
 - ``LocalMonitoring``: Prometheus on prometheusPort scraping the endpoint, with alert rules;
+- ``LocalBatchJob`` (when ``kaizen:local.batch`` is set): the image run once over mounted directories;
 and exports endpoint_url, image, image_digest, metrics_url, model_name, model_version.
 """
 
@@ -106,6 +107,10 @@ def deploy(cfg: StackConfig) -> None:
         raise _fail("package", "missing: give a model package to build (or kaizen:image)")
     if model_name is None or model_version is None:
         raise pulumi.RunError("kaizen:model: missing (object with name and version)")
+    if settings.batch is not None:
+        for name in settings.batch.inputs:
+            if not (Path(settings.batch.input) / name).is_file():
+                raise _fail("batch.inputs", f"{name}: no such file in {settings.batch.input}")
     alerts_rules = monitoring.alert_rules(settings.alerts, model=model_name)
     _check_rules(alerts_rules)
     binaries = tools_binaries()
@@ -183,6 +188,16 @@ def deploy(cfg: StackConfig) -> None:
         ),
         pulumi.ResourceOptions(depends_on=[endpoint]),
     )
+
+    if settings.batch is not None:
+        from infra.local.batch import LocalBatchJob, LocalBatchJobArgs
+
+        job = LocalBatchJob("batch", LocalBatchJobArgs(scope=scope, image=image_ref, settings=settings.batch),
+                            pulumi.ResourceOptions(depends_on=[endpoint]))
+        pulumi.export("batch_rows", job.rows)
+        pulumi.export("batch_rejects", job.rejects)
+        pulumi.export("batch_rows_per_second", job.rows_per_second)
+        pulumi.export("batch_output", job.output_path)
 
     pulumi.export("endpoint_url", endpoint.url)
     pulumi.export("image", image_ref)

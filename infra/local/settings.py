@@ -9,6 +9,7 @@ Everything runs on this machine through the Docker engine, bound to 127.0.0.1:
       backendPorts: [8081, 8082]      # blue/green ports of the model containers behind it
       prometheusPort: 9090
       alerts: {latencyP99Ms: 1000, errors5xxPer5min: 5, driftScore: 0.25}  # as on the clouds
+      batch: {input: /srv/in, output: /srv/out, inputs: [day.csv]}  # optional job (infra/batch_config.py)
 
 Keys are accepted in camelCase (Pulumi's convention) or snake_case. Unknown keys are refused, so a
 typo fails before any resource is touched with a message naming the key.
@@ -20,6 +21,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
+
+from infra.batch_config import BatchSettings
 
 Port = int
 
@@ -56,6 +59,18 @@ class LocalSettings(_Model):
     restart_policy: Literal["always", "unless-stopped", "on-failure"] = "unless-stopped"
     ready_timeout_seconds: int = Field(default=120, ge=5, le=3600)
     alerts: AlertSettings = AlertSettings()
+    batch: BatchSettings | None = Field(
+        default=None, description="A batch job run on `pulumi up` (infra/local/batch.py)."
+    )
+
+    @model_validator(mode="after")
+    def _check_batch(self) -> LocalSettings:
+        if self.batch is not None:
+            self.batch.check_target("local")
+            if self.batch.schedule is not None:
+                raise ValueError("batch.schedule: the local target runs the job on `pulumi up` (no scheduler "
+                                 "here); schedules are for the cloud targets")
+        return self
 
     @model_validator(mode="after")
     def _check_ports(self) -> LocalSettings:

@@ -1,4 +1,4 @@
-"""`python -m model_packages.serving [serve]`: one process, or a supervisor of workers.
+"""`python -m model_packages.serving [serve | batch ...]`: one process, a supervisor of workers, or a batch job.
 
 Kept light on purpose: the supervisor imports neither numpy nor the app, so workers start sooner.
 """
@@ -24,10 +24,15 @@ def start(settings: Settings) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] == "batch":  # the same image as a batch job (model_packages/batch/entry.py)
+        from model_packages.batch.entry import main as batch_main
+
+        return batch_main(args[1:])
     if args and args[0] == "serve":  # SageMaker starts containers as `docker run IMAGE serve`
         args = args[1:]
     if args:
-        print(f"usage: python -m model_packages.serving [serve]  (unexpected arguments: {args})", file=sys.stderr)
+        print("usage: python -m model_packages.serving [serve | batch INPUT... --out DIR]  "
+              f"(unexpected arguments: {args})", file=sys.stderr)
         return 2
     try:
         settings = Settings.from_env()
