@@ -5,7 +5,8 @@ read exactly the endpoint's auto-rollback alarms, write captured data under exac
 prefix with exactly one KMS key. Two statements need `Resource: "*"` because the actions have no
 resource-level permissions (infra/aws/rules.py): `ecr:GetAuthorizationToken` (a registry login
 token; repository access stays scoped by the pull statement) and `cloudwatch:PutMetricData`
-narrowed to the endpoint metrics namespace by condition.
+narrowed to the endpoint metrics namespace by condition. The trust policy is AWS's documented
+confused-deputy condition for SageMaker Inference roles (TRUST_DOC).
 """
 
 from __future__ import annotations
@@ -21,6 +22,10 @@ from infra.aws.registry import ECR_PULL_ACTIONS
 from infra.aws.rules import ENDPOINT_METRICS_NAMESPACE
 
 ROLE_PATH = "/kaizen/"
+TRUST_DOC = (
+    "https://docs.aws.amazon.com/sagemaker/latest/dg/security-confused-deputy-prevention.html"
+    "#security-confused-deputy-inference"
+)
 
 
 @dataclass(frozen=True)
@@ -28,9 +33,29 @@ class SageMakerRoleArgs:
     account_id: pulumi.Input[str]
     repository_arn: pulumi.Input[str]
     log_group_arn: pulumi.Input[str]
+    region: str
+    partition: pulumi.Input[str]
     capture_prefix_arn: pulumi.Input[str] | None = None  # arn:aws:s3:::bucket/prefix
     capture_kms_key_arn: pulumi.Input[str] | None = None
     alarm_arns: list[pulumi.Input[str]] | None = None  # auto-rollback alarms (DescribeAlarms)
+
+
+def trust_policy(partition: str, region: str, account: str) -> dict[str, Any]:
+    """SageMaker may assume the role only for this account's resources in this region: AWS's
+    template for real-time, serverless and asynchronous inference (TRUST_DOC) uses `aws:SourceArn`
+    `arn:<partition>:sagemaker:<region>:<account>:*` (the `*` is part of the template, not a
+    wildcard to narrow), with no `aws:SourceAccount`."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": "sagemaker.amazonaws.com"},
+                "Action": "sts:AssumeRole",
+                "Condition": {"ArnLike": {"aws:SourceArn": f"arn:{partition}:sagemaker:{region}:{account}:*"}},
+            }
+        ],
+    }
 
 
 def execution_policy(
@@ -93,20 +118,8 @@ class SageMakerExecutionRole(pulumi.ComponentResource):
     def __init__(self, name: str, args: SageMakerRoleArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("kaizen:aws:SageMakerExecutionRole", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        assume = pulumi.Output.from_input(args.account_id).apply(
-            lambda account: json.dumps(
-                {
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        {
-                            "Effect": "Allow",
-                            "Principal": {"Service": "sagemaker.amazonaws.com"},
-                            "Action": "sts:AssumeRole",
-                            "Condition": {"StringEquals": {"aws:SourceAccount": account}},
-                        }
-                    ],
-                }
-            )
+        assume = pulumi.Output.all(args.partition, args.account_id).apply(
+            lambda v: json.dumps(trust_policy(str(v[0]), args.region, str(v[1])))
         )
         role = aws.iam.Role(
             f"{name}-role",

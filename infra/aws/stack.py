@@ -145,6 +145,8 @@ def _serving(
             account_id=account_id,
             repository_arn=repository_arn,
             log_group_arn=log_group_arn,
+            region=settings.region,
+            partition=partition,
             capture_prefix_arn=capture.prefix_arn if capture else None,
             capture_kms_key_arn=capture.kms_key_arn if capture else None,
             alarm_arns=[monitoring.alarm_arns["latency"], monitoring.alarm_arns["errors"]] if not serverless else None,

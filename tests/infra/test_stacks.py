@@ -185,6 +185,16 @@ def test_aws_iam_has_no_wildcard(stack_run, stack: str) -> None:
             # a trailing object/stream suffix inside one named bucket prefix or log group only
             head = resource.removesuffix("/*").removesuffix(":log-stream:*")
             assert "*" not in head, st
+    # AWS's confused-deputy template for SageMaker Inference roles (infra/aws/identity.py TRUST_DOC)
+    trust = _statements(run.one("aws:iam/role:Role").inputs["assumeRolePolicy"])
+    assert trust == [
+        {
+            "Effect": "Allow",
+            "Principal": {"Service": "sagemaker.amazonaws.com"},
+            "Action": "sts:AssumeRole",
+            "Condition": {"ArnLike": {"aws:SourceArn": f"arn:aws:sagemaker:eu-west-1:{ACCOUNT}:*"}},
+        }
+    ]
     policy = _statements(run.one("aws:iam/rolePolicy:RolePolicy").inputs["policy"])
     pull = next(s for s in policy if s["Sid"] == "PullModelImage")
     assert pull["Resource"] == [f"arn:aws:ecr:eu-west-1:{ACCOUNT}:repository/kaizen/iris"]
