@@ -200,3 +200,37 @@ def test_smoke_times_out_without_captured_data(aws_env: str) -> None:
             capture_timeout_s=0.3,
             poll_s=0.1,
         )
+
+
+@pytest.mark.parametrize("status", ["RollingBack", "UpdateRollbackFailed", "Failed"])
+def test_wait_stops_at_once_when_the_update_rolls_back(status: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # moto cannot put an endpoint into a rollback state: botocore's Stubber answers the real client
+    # (responses validated against the SageMaker service model) with the status a guardrail
+    # rollback reports. Waiting on would end InService on the *old* configuration, or never.
+    from botocore.stub import Stubber
+
+    client = boto3.client(
+        "sagemaker", region_name=REGION, aws_access_key_id="testing", aws_secret_access_key="testing"
+    )
+    now = time.time()
+    with Stubber(client) as stub:
+        stub.add_response(
+            "describe_endpoint",
+            {
+                "EndpointName": "kaizen-iris-aws-dev",
+                "EndpointArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:endpoint/kaizen-iris-aws-dev",
+                "EndpointConfigName": "endpoint-config-1",
+                "EndpointStatus": status,
+                "FailureReason": "alarm kaizen-iris-aws-dev-errors-5xx went to ALARM",
+                "CreationTime": now,
+                "LastModifiedTime": now,
+            },
+            {"EndpointName": "kaizen-iris-aws-dev"},
+        )
+        def no_poll(_: float) -> None:
+            raise AssertionError(f"wait_in_service polled again on {status}")
+
+        monkeypatch.setattr(smoke.time, "sleep", no_poll)
+        with pytest.raises(smoke.SmokeError, match=f"is {status}: alarm kaizen-iris-aws-dev-errors-5xx"):
+            smoke.wait_in_service(client, "kaizen-iris-aws-dev", timeout_s=600, poll_s=30)
+        stub.assert_no_pending_responses()
