@@ -123,3 +123,35 @@ def test_azure_ml_stack_without_traffic_or_with_unknown_deployment_is_refused() 
         parse_config(cfg, "azure-prod")
     cfg["azure"]["mlTraffic"] = {}  # the very first deploy: deliberately no traffic yet
     assert parse_config(cfg, "azure-prod").azure is not None
+
+
+def test_azure_name_suffix_renames_the_globally_unique_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    from . import conftest
+
+    plain = run_program("azure-prod")  # the committed stack, without a suffix
+    plain_endpoint = plain.one("azure-native:machinelearningservices:OnlineEndpoint").inputs["endpointName"]
+    platform_cfg = _with("azure-platform", nameSuffix="ab12")
+    platform = run_program("azure-platform", platform_cfg)
+    login = platform.outputs["loginServer"]
+    assert login == "kaizenazureplatformab12.azurecr.io"
+    assert platform.one("azure-native:containerregistry:Registry").inputs["registryName"] == "kaizenazureplatformab12"
+    # the serving stack reads that platform stack's outputs and must pull from its registry
+    monkeypatch.setattr(conftest, "platform_outputs", lambda: {"organization/kaizen/azure-platform": platform.outputs})
+    image = f"{login}/kaizen/iris@sha256:" + "0" * 64
+    run = run_program("azure-prod", _with("azure-prod", image=image, nameSuffix="ab12"))
+    names = {
+        "storage": run.one("azure-native:storage:StorageAccount").inputs["accountName"],
+        "vault": run.one("azure-native:keyvault:Vault").inputs["vaultName"],
+        "endpoint": run.one("azure-native:machinelearningservices:OnlineEndpoint").inputs["endpointName"],
+    }
+    assert names["endpoint"] != plain_endpoint
+    for kind, name in names.items():
+        assert "ab12" in name, (kind, name)
+    assert len(names["storage"]) <= 24 and names["storage"].isalnum() and names["storage"].islower()
+    assert len(names["vault"]) <= 24 and len(names["endpoint"]) <= 32
+    assert run.outputs["image"] == image
+
+
+def test_azure_name_suffix_is_validated() -> None:
+    with pytest.raises(Exception, match="nameSuffix"):
+        parse_config(_with("azure-dev", nameSuffix="Bad-Suffix"), "azure-dev")
