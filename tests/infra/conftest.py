@@ -219,14 +219,15 @@ def load_stack_config(stack: str) -> dict[str, Any]:
 LAST_MOCKS: RecordingMocks | None = None
 
 
-def run_program(stack: str, config: dict[str, Any] | None = None) -> Run:
-    """Run infra.program.main() under mocks for `stack` (config from its stack file)."""
+def run_program(stack: str, config: dict[str, Any] | None = None, *, preview: bool = False) -> Run:
+    """Run infra.program.main() under mocks for `stack` (config from its stack file), as
+    `pulumi up` does, or as `pulumi preview` does with `preview=True`."""
     from infra import program
 
     cfg = load_stack_config(stack) if config is None else config
     outputs = {} if stack.endswith("-platform") else platform_outputs()
     mocks = RecordingMocks(outputs)
-    pulumi.runtime.set_mocks(mocks, project="kaizen", stack=stack, preview=False, monitor=RecordingMonitor(mocks))
+    pulumi.runtime.set_mocks(mocks, project="kaizen", stack=stack, preview=preview, monitor=RecordingMonitor(mocks))
     pulumi.runtime.set_all_config({f"kaizen:{k}": v if isinstance(v, str) else json.dumps(v) for k, v in cfg.items()})
     run = Run(stack=stack, resources=mocks.resources)
     global LAST_MOCKS
