@@ -152,14 +152,15 @@ class ContainerAppEndpoint(pulumi.ComponentResource):
                                     period_seconds=5,
                                     failure_threshold=3,
                                 ),
-                                # 10 s + 23 x 10 s = 240 s to start, within every documented
-                                # failureThreshold limit (infra/azure/rules.py).
+                                # 10 s + 10 x 23 s = 240 s to start. failureThreshold 10 is the
+                                # strictest documented limit (REST spec), so it holds whichever
+                                # limit the service applies (infra/azure/rules.py).
                                 azure.app.ContainerAppProbeArgs(
                                     type="Startup",
                                     http_get=probe(path="/health/ready", port=PORT),
                                     initial_delay_seconds=10,
-                                    period_seconds=10,
-                                    failure_threshold=23,
+                                    period_seconds=23,
+                                    failure_threshold=10,
                                 ),
                             ],
                         )

@@ -20,10 +20,14 @@ PROBES_DOC = "https://learn.microsoft.com/en-us/azure/container-apps/health-prob
 # "to match Azure API actual limits" in March 2026: hashicorp/terraform-provider-azurerm#31989).
 PROBE_FAILURE_MAX = {"Liveness": 30, "Readiness": 48, "Startup": 240}
 PROBE_FAILURE_MAX_SOURCE = "https://github.com/hashicorp/terraform-provider-azurerm/pull/31989"
-# Strictest limit a service answer has shown for any probe type ("FailureThreshold must be in the
-# range of ['1', '30']", microsoft/azure-container-apps#1100): staying below it is safe either way.
-PROBE_FAILURE_SAFE_MAX = 30
-PROBE_FAILURE_SAFE_SOURCE = "https://github.com/microsoft/azure-container-apps/issues/1100"
+# Strictest documented limit for any probe type: the Container Apps REST API spec (and every SDK
+# generated from it, e.g. pulumi_azure_native/app/_inputs.py ContainerAppProbeArgs) says "Minimum
+# value is 1. Maximum value is 10."; a service answer has shown ['1', '30']
+# (microsoft/azure-container-apps#1100). Staying at or below 10 is safe whichever applies.
+PROBE_FAILURE_SAFE_MAX = 10
+PROBE_FAILURE_SAFE_SOURCE = (
+    "https://learn.microsoft.com/en-us/dotnet/api/azure.provisioning.appcontainers.containerappprobe.failurethreshold"
+)
 PROBE_PERIOD = (1, 240)
 PROBE_INITIAL_DELAY = (0, 60)
 REVISION_SUFFIX_SOURCE = "https://github.com/microsoft/azure-container-apps/issues/1278"

@@ -128,7 +128,7 @@ BAD: list[tuple[str, str, str, Mutation]] = [
     ("aws-model-pull-token", "aws-dev", "aws:iam/rolePolicy:RolePolicy", _drop_token),
     ("aws-log-retention", "aws-dev", "aws:cloudwatch/logGroup:LogGroup", _set(("retentionInDays",), 45)),
     ("azure-probe-limits", "azure-dev", "azure-native:app:ContainerApp", _startup(241)),
-    ("azure-probe-failure-safe", "azure-dev", "azure-native:app:ContainerApp", _startup(48)),
+    ("azure-probe-failure-safe", "azure-dev", "azure-native:app:ContainerApp", _startup(23)),
     (
         "azure-revision-suffix",
         "azure-dev",

@@ -384,6 +384,8 @@ def test_azure_container_app(stack_run, stack: str, bounds: tuple[int, int]) -> 
     assert "revisionSuffix" not in app["template"]
     startup = next(p for p in container["probes"] if p["type"] == "Startup")
     assert startup.get("initialDelaySeconds", 0) + startup["periodSeconds"] * startup["failureThreshold"] >= 240
+    # the strictest documented failureThreshold limit (REST spec: 10), the same 4-minute budget
+    assert startup["failureThreshold"] <= 10 and startup["periodSeconds"] <= 240
     env = {e["name"]: e for e in container["env"]}
     assert env["APPLICATIONINSIGHTS_CONNECTION_STRING"] == {
         "name": "APPLICATIONINSIGHTS_CONNECTION_STRING",
