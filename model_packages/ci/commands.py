@@ -242,7 +242,8 @@ def smoke_stack(
     timeout: Annotated[float, typer.Option(help="Seconds to wait for readiness")] = 300.0,
     project_dir: ProjectDir = Path("."),
 ) -> None:
-    """Smoke-test a stack's endpoint from its outputs (HTTP targets; SageMaker through its API)."""
+    """Smoke-test a stack's endpoint from its outputs (HTTP targets; Azure ML by its scoring URI with an
+    Entra ID token from $KAIZEN_SMOKE_TOKEN or the Azure CLI; SageMaker through its API)."""
     from model_packages.ci.smoke import smoke_outputs
     from model_packages.ci.stacks import outputs_of
 

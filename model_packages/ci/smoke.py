@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -49,6 +51,10 @@ def smoke(url: str, package: Path, *, timeout: float = 120.0, headers: dict[str,
         raise SmokeError(f"{base}/health/ready did not answer 200 in {timeout:.0f}s (last: {status} {detail[:200]!r})")
     target = predict_url or f"{base}/predict"
     status, answer = _request(target, {"instances": [typical_row(manifest)]}, headers)
+    return _prediction(target, status, answer, manifest)
+
+
+def _prediction(target: str, status: int, answer: bytes, manifest: Any) -> dict[str, Any]:
     if status != 200:
         raise SmokeError(f"{target} answered {status}: {answer[:500].decode(errors='replace')}")
     try:
@@ -60,10 +66,46 @@ def smoke(url: str, package: Path, *, timeout: float = 120.0, headers: dict[str,
     return {"model": manifest.name, "version": manifest.version, "predictions": result["predictions"]}
 
 
+AZURE_ML_RESOURCE = "https://ml.azure.com"  # token audience of managed online endpoints (authMode AADToken)
+
+
+def azure_ml_token() -> str:
+    """An Entra ID token for Azure ML endpoints: `$KAIZEN_SMOKE_TOKEN`, else the Azure CLI's (the
+    workflows' `azure/login` step logs it in)."""
+    token = os.environ.get("KAIZEN_SMOKE_TOKEN")
+    if token:
+        return token
+    az = shutil.which("az")
+    if az is None:
+        raise SmokeError("the Azure ML endpoint needs an Entra ID token: set $KAIZEN_SMOKE_TOKEN or log the Azure "
+                         f"CLI in (az account get-access-token --resource {AZURE_ML_RESOURCE})")
+    proc = subprocess.run([az, "account", "get-access-token", "--resource", AZURE_ML_RESOURCE, "--query",
+                           "accessToken", "-o", "tsv"], capture_output=True, text=True, check=False, timeout=120)
+    if proc.returncode or not proc.stdout.strip():
+        raise SmokeError(f"az account get-access-token failed: {proc.stderr.strip()[-300:] or 'no token'}")
+    return proc.stdout.strip()
+
+
+def smoke_scoring(scoring_uri: str, package: Path, token: str, *, timeout: float = 300.0) -> dict[str, Any]:
+    """An Azure ML managed endpoint exposes only its scoring URI (the deployment's probes stay inside
+    Azure): post one typical row until it answers, retrying connection errors and 5xx until `timeout`."""
+    manifest = read_manifest(package)
+    headers = {"Authorization": f"Bearer {token}"}
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            status, answer = _request(scoring_uri, {"instances": [typical_row(manifest)]}, headers)
+        except OSError as err:
+            status, answer = 0, str(err).encode()
+        if (status != 0 and status < 500) or time.monotonic() >= deadline:
+            return _prediction(scoring_uri, status, answer, manifest)
+        time.sleep(2)
+
+
 def smoke_outputs(outputs: dict[str, Any], package: Path, *, timeout: float = 300.0) -> dict[str, Any]:
     """Smoke-test the endpoint a stack's outputs name: the local target and Cloud Run/Container Apps
-    over HTTP (`$KAIZEN_SMOKE_TOKEN` as a bearer token where the endpoint needs one), SageMaker
-    through its runtime API (region from `$AWS_REGION`)."""
+    over HTTP (`$KAIZEN_SMOKE_TOKEN` as a bearer token where the endpoint needs one), Azure ML by its
+    scoring URI with an Entra ID token, SageMaker through its runtime API (region from `$AWS_REGION`)."""
     token = os.environ.get("KAIZEN_SMOKE_TOKEN")
     headers = {"Authorization": f"Bearer {token}"} if token else None
     if "endpoint_url" in outputs:
@@ -72,6 +114,8 @@ def smoke_outputs(outputs: dict[str, Any], package: Path, *, timeout: float = 30
         return smoke(str(outputs["serviceUri"]), package, timeout=timeout, headers=headers)
     if "fqdn" in outputs:
         return smoke(f"https://{outputs['fqdn']}", package, timeout=timeout, headers=headers)
+    if "scoringUri" in outputs:  # Azure ML managed online endpoint, always authenticated
+        return smoke_scoring(str(outputs["scoringUri"]), package, azure_ml_token(), timeout=timeout)
     if "endpointName" in outputs:
         from infra.aws.smoke import SmokeError as AwsSmokeError
         from infra.aws.smoke import smoke as smoke_sagemaker
