@@ -236,3 +236,55 @@ def test_branch_mode_leaves_a_pull_request_ready_branch_and_the_checkout_alone(t
     assert git("status", "--porcelain") == "" and "version: 1.0.0" in (repo / "models/iris/kaizen.yaml").read_text()
     assert git("worktree", "list").count("\n") == 1
     assert [(r["event"], r["branch"]) for r in trail.read(audit)] == [("branch", branch)]
+
+
+def test_debians_alertmanager_calls_the_webhook_with_the_token(tmp_path: Path) -> None:
+    """The real Alertmanager binary with the stack's generated config: an alert posted to its API
+    reaches the webhook (Alertmanager's own payload and bearer token), once; others go nowhere."""
+    import shutil
+
+    from infra.local.monitoring import alertmanager_config
+    from infra.local.settings import AlertingSettings
+
+    binary = shutil.which("prometheus-alertmanager")
+    if binary is None:
+        pytest.skip("prometheus-alertmanager not installed (scripts/setup.sh)")
+    runs = Runs()
+    server = RetrainWebhook(token=TOKEN, state=tmp_path / "state.json", runner=runs, port=free_port())
+    server.start()
+    port = free_port()
+    settings = AlertingSettings.model_validate({"port": port, "webhookUrl": f"http://127.0.0.1:{server.port}/alerts",
+                                                "webhookToken": TOKEN, "groupWait": "100ms"})
+    (tmp_path / "am.yml").write_text(alertmanager_config(settings))
+    am = subprocess.Popen([binary, f"--config.file={tmp_path / 'am.yml'}", f"--storage.path={tmp_path / 'am'}",
+                           f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address="],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if requests.get(f"{base}/-/ready", timeout=2).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            assert am.poll() is None and time.monotonic() < deadline, "alertmanager did not start"
+            time.sleep(0.1)
+        labels = {"model": "iris-classifier", "severity": "page"}
+        posted = requests.post(f"{base}/api/v2/alerts", timeout=5, json=[
+            {"labels": {"alertname": "KaizenDrift", **labels}, "annotations": {"summary": "input drift"}},
+            {"labels": {"alertname": "KaizenHighP99Latency", **labels}},
+        ])
+        assert posted.status_code == 200, posted.text
+        deadline = time.monotonic() + 30
+        while not runs.seen:
+            assert time.monotonic() < deadline, "Alertmanager never called the webhook"
+            time.sleep(0.1)
+        key = runs.seen[0]
+        assert _wait_done(server, key)["alert"] == "KaizenDrift"
+        time.sleep(1.5)  # the latency alert went nowhere, and the drift alert started one run
+        assert len(runs.seen) == 1 and list(server.state.snapshot()) == [key]
+    finally:
+        am.terminate()
+        am.wait(30)
+        server.stop(timeout=30)
