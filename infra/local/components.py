@@ -353,7 +353,12 @@ class LocalAlerting(pulumi.ComponentResource):
         port = args.settings.port
         base = f"http://127.0.0.1:{port}"
         config = monitoring.alertmanager_config(args.settings)
-        files = pulumi.Output.secret({monitoring.ALERTMANAGER_CONFIG_PATH: config})
+        templates = sorted(Path(monitoring.ALERTMANAGER_TEMPLATES).glob("*.tmpl"))  # Debian's build loads them
+        if not templates:
+            raise pulumi.RunError(f"no {monitoring.ALERTMANAGER_TEMPLATES}/*.tmpl: apt-get install -y "
+                                  "prometheus-alertmanager")
+        files = pulumi.Output.secret({monitoring.ALERTMANAGER_CONFIG_PATH: config,
+                                      **{str(t): t.read_text() for t in templates}})
         Service(
             ServiceProvider(),
             f"{name}-alertmanager",

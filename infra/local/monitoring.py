@@ -9,6 +9,7 @@ from infra.local.settings import AlertingSettings, AlertSettings
 CONFIG_PATH = "/etc/kaizen/prometheus.yml"
 RULES_PATH = "/etc/kaizen/rules.yml"
 ALERTMANAGER_CONFIG_PATH = "/etc/kaizen/alertmanager.yml"
+ALERTMANAGER_TEMPLATES = "/usr/share/prometheus/alertmanager"  # Debian's default.tmpl, email.tmpl
 WEBHOOK_RECEIVER = "kaizen-webhook"
 
 
