@@ -3,7 +3,8 @@ alert; Alertmanager calls `kaizen retrain-webhook` (bearer token, a Pulumi secre
 retrains on the new data, the gate passes against the served champion, the image is built, pushed
 and deployed with `pulumi up` (Automation API) while a client hammers the endpoint with 0 failed
 requests; `kaizen audit verify` checks every step, signed. Then the new model's baseline traffic
-triggers nothing. Real Pulumi engine, Docker, registry, Prometheus and Alertmanager, on 127.0.0.1.
+triggers nothing, and a candidate that fails the gate changes nothing. Real Pulumi engine, Docker,
+registry, Prometheus and Alertmanager, on 127.0.0.1.
 
 Run under `flock -x /tmp/kaizen-e2e.lock`. Wall-clock figures are printed (-s), not asserted.
 """
@@ -356,3 +357,33 @@ def test_baseline_traffic_of_the_new_model_triggers_nothing(loop: Loop) -> None:
     assert len(loop.webhook_runs()) == 1
     assert loop.records() == before
     assert served_version(loop.endpoint) == "1.0.1"
+
+
+def test_a_candidate_that_fails_the_gate_changes_nothing(loop: Loop) -> None:
+    """A drift alert whose retrain cannot beat v2 (the same data v2 was trained on): a gate record
+    and a report, no package, no image, no deploy; the stack has nothing to change."""
+    out = loop.stack.outputs()
+    before = loop.records()
+    alert = {"status": "firing", "fingerprint": "0badcafe", "startsAt": "2026-12-03T00:00:00Z",
+             "labels": {"alertname": "KaizenDrift", "model": "iris-classifier"}, "annotations": {}}
+    answer = requests.post(f"http://127.0.0.1:{loop.ports['webhook']}/alerts", timeout=10,
+                           json={"version": "4", "status": "firing", "alerts": [alert]},
+                           headers={"Authorization": f"Bearer {TOKEN}"})
+    assert answer.status_code == 202, answer.text
+    key = "0badcafe@2026-12-03T00:00:00Z"
+    deadline = time.monotonic() + 300
+    while loop.webhook_runs().get(key, {}).get("status") not in ("done", "failed"):
+        assert time.monotonic() < deadline, loop.webhook_runs()
+        time.sleep(0.5)
+    run = loop.webhook_runs()[key]
+    assert run["status"] == "done" and run["outcome"]["promoted"] is False, run
+    assert run["outcome"]["champion"] == "1.0.1"
+    assert (loop.store / "gate-report.md").read_text().startswith("# Promotion gate: REJECT")
+    assert not (loop.store / "iris-classifier" / "1.0.2").exists()
+    new = loop.records()[len(before):]
+    assert [r["event"] for r in new] == ["drift_alert", "retrain_run", "gate"]
+    assert new[-1]["promote"] is False and new[-1]["champion"] == "iris-classifier 1.0.1"
+    assert loop.stack.outputs() == out and served_version(loop.endpoint) == "1.0.1"
+    loop.stack.preview("--expect-no-changes")
+    verify = loop.kaizen("audit", "verify")
+    assert verify.returncode == 0, verify.stdout + verify.stderr
