@@ -5,7 +5,8 @@ POST (any path) with `Authorization: Bearer <token>` and Alertmanager's webhook 
 * 401: the token is missing or wrong;
 * 400: the payload is malformed (the answer names the field);
 * 202: a run was started for at least one new firing alert;
-* 200: nothing new (every firing alert was already handled, or only resolved / other alerts).
+* 200: nothing new (every firing alert was already handled, or only resolved / other alerts);
+* 500: the alert could not be recorded in the audit trail (nothing is run; Alertmanager retries).
 
 An alert instance is its `fingerprint` plus `startsAt`: Alertmanager repeats a notification while
 the alert fires, and one instance is one run. Handled instances are kept in a small JSON state file
@@ -131,6 +132,11 @@ class State:
             self._write()
             return True
 
+    def release(self, key: str) -> None:
+        with self.lock:
+            self.runs.pop(key, None)
+            self._write()
+
     def update(self, key: str, **fields: Any) -> None:
         with self.lock:
             self.runs[key].update(fields)
@@ -213,8 +219,13 @@ class RetrainWebhook:
             elif self.state.claim(alert):
                 from model_packages.audit import trail
 
-                trail.append("drift_alert", alert=alert.name, fingerprint=alert.fingerprint, starts_at=alert.starts_at,
-                             labels=alert.labels, summary=alert.annotations.get("summary", ""))
+                try:
+                    trail.append("drift_alert", alert=alert.name, fingerprint=alert.fingerprint,
+                                 starts_at=alert.starts_at, labels=alert.labels,
+                                 summary=alert.annotations.get("summary", ""))
+                except KaizenError as error:  # not recorded, not run: Alertmanager retries the notification
+                    self.state.release(alert.key)
+                    return 500, {"error": f"cannot record the alert in the audit trail: {error}"}
                 self.queue.put(alert)
                 started.append(alert.key)
             else:

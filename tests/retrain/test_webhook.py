@@ -179,6 +179,17 @@ def test_a_failed_run_is_recorded_and_the_webhook_keeps_serving(tmp_path: Path) 
         server.stop(timeout=30)
 
 
+def test_an_alert_the_audit_trail_cannot_record_is_not_run(hook: tuple[RetrainWebhook, Runs, str],
+                                                           tmp_path: Path) -> None:
+    server, runs, url = hook
+    (tmp_path / "audit.jsonl").write_text("not a record\n")  # a corrupt trail: append refuses it
+    answer = _post(url, payload(alert()))
+    assert answer.status_code == 500 and "audit trail" in answer.json()["error"], answer.text
+    assert server.state.snapshot() == {} and runs.seen == []
+    (tmp_path / "audit.jsonl").unlink()
+    assert _post(url, payload(alert())).status_code == 202  # Alertmanager's retry then goes through
+
+
 def test_bad_state_and_short_tokens_are_refused(tmp_path: Path) -> None:
     from model_packages.errors import KaizenError
 
