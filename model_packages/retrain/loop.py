@@ -225,14 +225,16 @@ def leave_branch(repo: Path, package_path: str, candidate: Path, report: Path, *
 
 
 # ---- the loop -------------------------------------------------------------------------------------
-def run_loop(cfg: LoopConfig, alert: str = "") -> dict[str, Any]:
-    """One retraining run for the alert instance `alert`; what it did."""
+def run_loop(cfg: LoopConfig, alert: str = "", outputs: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One retraining run for the alert instance `alert`; what it did. `outputs`: the stack's, when
+    the caller has them already (default: read through the Automation API)."""
     from model_packages.ci.stacks import Project, outputs_of
     from model_packages.manifest import read_manifest
     from model_packages.retrain.pipeline import load_pipeline, sha256_file
     from model_packages.retrain.run import retrain
 
-    outputs = outputs_of(Project(cfg.project_dir), cfg.stack)
+    if outputs is None:
+        outputs = outputs_of(Project(cfg.project_dir), cfg.stack)
     champion = _champion(cfg, outputs)
     served = read_manifest(champion)
     pipeline = load_pipeline(cfg.pipeline)

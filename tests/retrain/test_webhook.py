@@ -299,3 +299,50 @@ def test_debians_alertmanager_calls_the_webhook_with_the_token(tmp_path: Path) -
         am.terminate()
         am.wait(30)
         server.stop(timeout=30)
+
+
+def test_the_loop_in_branch_mode_gates_the_served_champion_and_leaves_a_branch(tmp_path: Path, audit: Path) -> None:
+    """run_loop with `mode: branch`: the champion is the stack's served version (outputs given), the
+    candidate trained on shifted data passes the gate and lands on a branch; nothing is deployed."""
+    import shutil
+
+    import numpy as np
+    import pandas as pd
+    from sklearn.datasets import load_iris
+
+    from model_packages.retrain.loop import LoopConfig, run_loop
+
+    store = tmp_path / "packages"
+    shutil.copytree(ROOT / "examples" / "iris-classifier", store / "iris-classifier" / "1.0.0")
+    repo = tmp_path / "repo"
+    shutil.copytree(ROOT / "examples" / "iris-classifier", repo / "examples" / "iris-classifier")
+    for args in (["init", "-q", "-b", "main"], ["add", "."],
+                 ["-c", "user.name=t", "-c", "user.email=t@e", "commit", "-q", "-m", "v1"]):
+        subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True)
+    iris: Any = load_iris()
+    x = np.vstack([iris.data] * 4) + np.array([0.0, 0.0, 2.5, 1.0])
+    x = x + np.random.default_rng(1).normal(scale=0.05, size=x.shape)
+    frame = pd.DataFrame(x.clip(0, 100), columns=["sepal_length", "sepal_width", "petal_length", "petal_width"])
+    frame["species"] = np.tile(iris.target_names[iris.target], 4)
+    half = len(frame) // 2
+    frame.iloc[:half].to_csv(tmp_path / "a.csv", index=False)  # two files, concatenated by the loop
+    frame.iloc[half:].to_csv(tmp_path / "b.csv", index=False)
+    cfg = LoopConfig(pipeline=ROOT / "examples" / "iris_pipeline.py", data=[tmp_path / "a.csv", tmp_path / "b.csv"],
+                     store=store, stack="local", project_dir=ROOT, cache=tmp_path / "cache", mode="branch",
+                     repo=repo, package_path="examples/iris-classifier")
+    image = "127.0.0.1:1/kaizen/iris@sha256:" + "a" * 64
+    served = {"model_name": "iris-classifier", "model_version": "1.0.0", "image": image}
+    result = run_loop(cfg, alert="f00d@t", outputs=served)
+    assert result["promoted"] is True and result["champion"] == "1.0.0" and result["version"] == "1.0.1"
+    assert result["branch"] == "kaizen/retrain-iris-classifier-1.0.1" and "image" not in result
+    shown = subprocess.run(["git", "-C", str(repo), "show", f"{result['branch']}:examples/iris-classifier/kaizen.yaml"],
+                           check=True, capture_output=True, text=True).stdout
+    assert "version: 1.0.1" in shown
+    events = [r["event"] for r in trail.read(audit)]
+    assert events == ["retrain_run", "gate", "package", "branch"]
+    run = trail.read(audit)[0]
+    assert run["alert"] == "f00d@t" and run["champion_image"] == served["image"]
+    # A stack deployed outside the trail is not touched: its image is not the last recorded deploy.
+    trail.append("deploy", audit, stack="local", image=served["image"])
+    with pytest.raises(LoopError, match="deployed outside the trail"):
+        run_loop(cfg, outputs={**served, "image": "127.0.0.1:1/kaizen/iris@sha256:" + "b" * 64})
