@@ -8,8 +8,11 @@
 - ``LocalEndpoint``: the model container (host network, restarted by Docker) behind a loopback
   proxy on endpointPort, rolled out blue/green;
 - ``LocalMonitoring``: Prometheus on prometheusPort scraping the endpoint, with alert rules;
+- ``LocalAlerting`` (when ``kaizen:local.alerting`` is set): Alertmanager, Prometheus's alerts
+  routed to the retraining webhook (a bearer token kept as a Pulumi secret);
 - ``LocalBatchJob`` (when ``kaizen:local.batch`` is set): the image run once over mounted directories;
-and exports endpoint_url, image, image_digest, metrics_url, model_name, model_version.
+and exports endpoint_url, image, image_digest, metrics_url, model_name, model_version (and
+alertmanager_url with alerting).
 """
 
 from __future__ import annotations
@@ -113,7 +116,10 @@ def deploy(cfg: StackConfig) -> None:
                 raise _fail("batch.inputs", f"{name}: no such file in {settings.batch.input}")
     alerts_rules = monitoring.alert_rules(settings.alerts, model=model_name)
     _check_rules(alerts_rules)
-    binaries = tools_binaries()
+    if settings.alerting is not None and not pulumi.runtime.is_config_secret("kaizen:local"):
+        raise _fail("alerting.webhookToken", "kept in plain text: set it as a secret "
+                    "(pulumi config set --secret --path kaizen:local.alerting.webhookToken TOKEN)")
+    binaries = tools_binaries(alerting=settings.alerting is not None)
 
     # ---- resources -------------------------------------------------------------------------------
     proxy_source = (Path(__file__).parent / "proxy.py").read_text()
@@ -170,10 +176,20 @@ def deploy(cfg: StackConfig) -> None:
             backend_ports=settings.backends,
             tools_image=tools.ref,
             model=model_name,
+            env=settings.model_env,
             restart_policy=settings.restart_policy,
             ready_timeout_seconds=settings.ready_timeout_seconds,
         ),
     )
+    alerting = None
+    if settings.alerting is not None:
+        from infra.local.components import LocalAlerting, LocalAlertingArgs
+
+        alerting = LocalAlerting(
+            "alerting",
+            LocalAlertingArgs(scope=scope, settings=settings.alerting, tools_image=tools.ref,
+                              restart_policy=settings.restart_policy),
+        )
     monitor = LocalMonitoring(
         "monitoring",
         LocalMonitoringArgs(
@@ -185,9 +201,12 @@ def deploy(cfg: StackConfig) -> None:
             alerts=settings.alerts,
             scrape_interval=settings.scrape_interval,
             restart_policy=settings.restart_policy,
+            alertmanager=alerting.host if alerting is not None else None,
         ),
-        pulumi.ResourceOptions(depends_on=[endpoint]),
+        pulumi.ResourceOptions(depends_on=[endpoint] + ([alerting] if alerting is not None else [])),
     )
+    if alerting is not None:
+        pulumi.export("alertmanager_url", alerting.url)
 
     if settings.batch is not None:
         from infra.local.batch import LocalBatchJob, LocalBatchJobArgs

@@ -22,7 +22,7 @@ from infra.local.providers import (
     ServiceProvider,
     ToolsImageProvider,
 )
-from infra.local.settings import AlertSettings
+from infra.local.settings import AlertingSettings, AlertSettings
 from model_packages.image.localregistry import registry_config
 
 PKG = "kaizen:local"
@@ -50,17 +50,24 @@ class Router(Resource, module="kaizen-local", name="Router"):
     upstream_port: pulumi.Output[int]
 
 
-def tools_binaries() -> dict[str, str]:
-    """Host binaries copied into the tools image (Debian packages docker-registry, prometheus)."""
+def tools_binaries(*, alerting: bool = False) -> dict[str, str]:
+    """Host binaries copied into the tools image (Debian packages docker-registry, prometheus and,
+    with alerting, prometheus-alertmanager), by the name they get in the image."""
     found: dict[str, str] = {}
-    for name, package in (
-        ("docker-registry", "docker-registry"),
-        ("prometheus", "prometheus"),
-        ("promtool", "prometheus"),
-    ):
-        path = shutil.which(name) or (f"/usr/bin/{name}" if Path(f"/usr/bin/{name}").exists() else None)
+    wanted = [
+        ("docker-registry", "docker-registry", "docker-registry"),
+        ("prometheus", "prometheus", "prometheus"),
+        ("promtool", "promtool", "prometheus"),
+    ]
+    if alerting:
+        wanted += [
+            ("alertmanager", "prometheus-alertmanager", "prometheus-alertmanager"),
+            ("amtool", "amtool", "prometheus-alertmanager"),
+        ]
+    for name, binary, package in wanted:
+        path = shutil.which(binary) or (f"/usr/bin/{binary}" if Path(f"/usr/bin/{binary}").exists() else None)
         if path is None:
-            raise pulumi.RunError(f"`{name}` not found: apt-get install -y {package}")
+            raise pulumi.RunError(f"`{binary}` not found: apt-get install -y {package}")
         found[name] = path
     return found
 
@@ -272,6 +279,7 @@ class LocalMonitoringArgs:
     alerts: AlertSettings = field(default_factory=AlertSettings)
     scrape_interval: str = "5s"
     restart_policy: str = "unless-stopped"
+    alertmanager: str | None = None  # host:port Prometheus sends its alerts to
 
 
 class LocalMonitoring(pulumi.ComponentResource):
@@ -286,7 +294,8 @@ class LocalMonitoring(pulumi.ComponentResource):
         super().__init__(f"{PKG}:Monitoring", name, None, opts)
         self.rules = monitoring.alert_rules(args.alerts, model=args.model)
         config = monitoring.prometheus_config(
-            target=args.target, scrape_interval=args.scrape_interval, model=args.model
+            target=args.target, scrape_interval=args.scrape_interval, model=args.model,
+            alertmanager=args.alertmanager,
         )
         cname = f"{args.scope}-prometheus"
         base = f"http://127.0.0.1:{args.port}"
@@ -317,5 +326,65 @@ class LocalMonitoring(pulumi.ComponentResource):
             },
             pulumi.ResourceOptions(parent=self),
         )
+        self.url = pulumi.Output.from_input(base)
+        self.register_outputs({"url": self.url})
+
+
+# ---- alerting -----------------------------------------------------------------------------------
+@dataclass
+class LocalAlertingArgs:
+    scope: str
+    settings: AlertingSettings
+    tools_image: pulumi.Input[str]
+    restart_policy: str = "unless-stopped"
+
+
+class LocalAlerting(pulumi.ComponentResource):
+    """Debian's Alertmanager bound to 127.0.0.1:port (clustering off), routing the configured alerts
+    to the webhook with a bearer token. `amtool check-config` runs before it starts; a config change
+    is an in-place reload. The config (it holds the token) is a secret in the state."""
+
+    url: pulumi.Output[str]
+    host: str
+
+    def __init__(self, name: str, args: LocalAlertingArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__(f"{PKG}:Alerting", name, None, opts)
+        cname = f"{args.scope}-alertmanager"
+        port = args.settings.port
+        base = f"http://127.0.0.1:{port}"
+        config = monitoring.alertmanager_config(args.settings)
+        templates = sorted(Path(monitoring.ALERTMANAGER_TEMPLATES).glob("*.tmpl"))  # Debian's build loads them
+        if not templates:
+            raise pulumi.RunError(f"no {monitoring.ALERTMANAGER_TEMPLATES}/*.tmpl: apt-get install -y "
+                                  "prometheus-alertmanager")
+        files = pulumi.Output.secret({monitoring.ALERTMANAGER_CONFIG_PATH: config,
+                                      **{str(t): t.read_text() for t in templates}})
+        Service(
+            ServiceProvider(),
+            f"{name}-alertmanager",
+            {
+                "name": cname,
+                "scope": args.scope,
+                "role": "alertmanager",
+                "image": args.tools_image,
+                "command": [
+                    "alertmanager",
+                    f"--config.file={monitoring.ALERTMANAGER_CONFIG_PATH}",
+                    "--storage.path=/alertmanager",
+                    f"--web.listen-address=127.0.0.1:{port}",
+                    "--cluster.listen-address=",
+                ],
+                "env": {},
+                "files": files,
+                "volumes": {f"{cname}-data": "/alertmanager"},
+                "ready_url": f"{base}/-/ready",
+                "restart_policy": args.restart_policy,
+                "reload_url": f"{base}/-/reload",
+                "check": ["amtool", "check-config", monitoring.ALERTMANAGER_CONFIG_PATH],
+                "container_id": None,
+            },
+            pulumi.ResourceOptions(parent=self, additional_secret_outputs=["files"]),
+        )
+        self.host = f"127.0.0.1:{port}"
         self.url = pulumi.Output.from_input(base)
         self.register_outputs({"url": self.url})

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 
-from infra.local.settings import AlertSettings
+from infra.local.settings import AlertingSettings, AlertSettings
 
 CONFIG_PATH = "/etc/kaizen/prometheus.yml"
 RULES_PATH = "/etc/kaizen/rules.yml"
+ALERTMANAGER_CONFIG_PATH = "/etc/kaizen/alertmanager.yml"
+ALERTMANAGER_TEMPLATES = "/usr/share/prometheus/alertmanager"  # Debian's default.tmpl, email.tmpl
+WEBHOOK_RECEIVER = "kaizen-webhook"
 
 
 def alert_rules(alerts: AlertSettings, *, model: str) -> str:
@@ -68,8 +71,9 @@ def alert_rules(alerts: AlertSettings, *, model: str) -> str:
     return json.dumps(groups, indent=2) + "\n"
 
 
-def prometheus_config(*, target: str, scrape_interval: str, model: str) -> str:
-    config = {
+def prometheus_config(*, target: str, scrape_interval: str, model: str, alertmanager: str | None = None) -> str:
+    """Scrape the endpoint, evaluate the rules; with `alertmanager` (host:port), send alerts there."""
+    config: dict[str, object] = {
         "global": {"scrape_interval": scrape_interval, "evaluation_interval": scrape_interval},
         "rule_files": [RULES_PATH],
         "scrape_configs": [
@@ -78,6 +82,38 @@ def prometheus_config(*, target: str, scrape_interval: str, model: str) -> str:
                 "metrics_path": "/metrics",
                 "static_configs": [{"targets": [target], "labels": {"model": model}}],
             }
+        ],
+    }
+    if alertmanager is not None:
+        config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": [alertmanager]}]}]}
+    return json.dumps(config, indent=2) + "\n"
+
+
+def alertmanager_config(alerting: AlertingSettings) -> str:
+    """Route the named alerts to the webhook (bearer token), everything else nowhere; checked by
+    `amtool check-config` before Alertmanager starts. Holds the token: a Pulumi secret."""
+    names = "|".join(alerting.alerts)
+    config = {
+        "route": {
+            "receiver": "discard",
+            "group_by": ["alertname", "model"],
+            "group_wait": alerting.group_wait,
+            "group_interval": alerting.group_interval,
+            "repeat_interval": alerting.repeat_interval,
+            "routes": [{"receiver": WEBHOOK_RECEIVER, "matchers": [f'alertname=~"{names}"']}],
+        },
+        "receivers": [
+            {"name": "discard"},
+            {
+                "name": WEBHOOK_RECEIVER,
+                "webhook_configs": [
+                    {
+                        "url": alerting.webhook_url,
+                        "send_resolved": False,
+                        "http_config": {"authorization": {"type": "Bearer", "credentials": alerting.webhook_token}},
+                    }
+                ],
+            },
         ],
     }
     return json.dumps(config, indent=2) + "\n"

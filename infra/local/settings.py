@@ -10,6 +10,11 @@ Everything runs on this machine through the Docker engine, bound to 127.0.0.1:
       prometheusPort: 9090
       alerts: {latencyP99Ms: 1000, errors5xxPer5min: 5, driftScore: 0.25}  # as on the clouds
       batch: {input: /srv/in, output: /srv/out, inputs: [day.csv]}  # optional job (infra/batch_config.py)
+      alerting:                       # optional: Alertmanager routing alerts to the retraining webhook
+        port: 9093
+        webhookUrl: http://127.0.0.1:9400/alerts
+        webhookToken: ...             # `pulumi config set --secret --path kaizen:local.alerting.webhookToken`
+        alerts: [KaizenDrift]
 
 Keys are accepted in camelCase (Pulumi's convention) or snake_case. Unknown keys are refused, so a
 typo fails before any resource is touched with a message naming the key.
@@ -17,9 +22,10 @@ typo fails before any resource is touched with a message naming the key.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from infra.batch_config import BatchSettings
@@ -38,6 +44,47 @@ class AlertSettings(_Model):
     errors_5xx_per_5min: int = Field(default=5, ge=1, alias="errors5xxPer5min")
     drift_score: float = Field(default=0.25, gt=0, le=10)
     for_: str = Field(default="2m", alias="for", pattern=r"^[0-9]+[smh]$")
+
+
+Duration = Annotated[str, Field(pattern=r"^[0-9]+(ms|s|m|h)$")]
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost")
+
+
+class AlertingSettings(_Model):
+    """`kaizen:local.alerting`: Debian's Alertmanager on 127.0.0.1:port, Prometheus pointed at it, the
+    named alerts routed to a webhook (`kaizen retrain-webhook`) with a bearer token."""
+
+    port: Port = Field(default=9093, ge=1024, le=65535)
+    webhook_url: str = Field(description="http://127.0.0.1:PORT/PATH of `kaizen retrain-webhook`")
+    webhook_token: str = Field(min_length=16, max_length=512, repr=False,
+                               description="Bearer token; a Pulumi secret (config set --secret --path)")
+    alerts: list[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]] = Field(
+        default_factory=lambda: ["KaizenDrift"], min_length=1)
+    group_wait: Duration = "1s"
+    group_interval: Duration = "5s"
+    repeat_interval: Duration = "1h"
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _loopback(cls, value: str) -> str:
+        url = urlsplit(value)
+        if url.scheme != "http" or url.hostname not in LOOPBACK_HOSTS or url.port is None:
+            raise ValueError(f"{value!r}: the local target calls a webhook on this machine only "
+                             "(http://127.0.0.1:PORT/PATH)")
+        return value
+
+    @field_validator("webhook_token")
+    @classmethod
+    def _token(cls, value: str) -> str:
+        if any(ch.isspace() for ch in value) or not value.isprintable():
+            raise ValueError("webhookToken: printable characters without spaces only")
+        return value
+
+    @property
+    def webhook_port(self) -> int:
+        port = urlsplit(self.webhook_url).port
+        assert port is not None
+        return port
 
 
 class LocalSettings(_Model):
@@ -62,6 +109,13 @@ class LocalSettings(_Model):
     batch: BatchSettings | None = Field(
         default=None, description="A batch job run on `pulumi up` (infra/local/batch.py)."
     )
+    alerting: AlertingSettings | None = Field(
+        default=None, description="Alertmanager routing alerts to a webhook (infra/local/components.py)."
+    )
+    drift_window_rows: int | None = Field(default=None, ge=10, le=1_000_000,
+                                          description="KAIZEN_DRIFT_WINDOW_ROWS of the model container")
+    drift_min_rows: int | None = Field(default=None, ge=1, le=1_000_000,
+                                       description="KAIZEN_DRIFT_MIN_ROWS of the model container")
 
     @model_validator(mode="after")
     def _check_batch(self) -> LocalSettings:
@@ -84,12 +138,32 @@ class LocalSettings(_Model):
             "backendPorts[0]": self.backends[0],
             "backendPorts[1]": self.backends[1],
         }
+        if self.alerting is not None:
+            ports["alerting.port"] = self.alerting.port
+            ports["alerting.webhookUrl"] = self.alerting.webhook_port
         seen: dict[int, str] = {}
         for key, port in ports.items():
             if port in seen:
                 raise ValueError(f"{key} and {seen[port]} are both {port}: ports must differ")
             seen[port] = key
         return self
+
+    @model_validator(mode="after")
+    def _check_drift(self) -> LocalSettings:
+        window, least = self.drift_window_rows, self.drift_min_rows
+        if window is not None and least is not None and least > window:
+            raise ValueError(f"driftMinRows {least} is larger than driftWindowRows {window}")
+        return self
+
+    @property
+    def model_env(self) -> dict[str, str]:
+        """Environment of the model container from these settings (the serving runtime's names)."""
+        env = {}
+        if self.drift_window_rows is not None:
+            env["KAIZEN_DRIFT_WINDOW_ROWS"] = str(self.drift_window_rows)
+        if self.drift_min_rows is not None:
+            env["KAIZEN_DRIFT_MIN_ROWS"] = str(self.drift_min_rows)
+        return env
 
     @property
     def backends(self) -> tuple[int, int]:

@@ -63,5 +63,54 @@ def retrain_command(
         raise typer.Exit(code=3)
 
 
+def webhook_command(
+    config: Annotated[Path, typer.Option(help="Loop config (YAML): pipeline, data, store, stack, mode")],
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (kaizen:local.alerting.webhookUrl)")] = 9400,
+    host: Annotated[str, typer.Option(help="Loopback address to bind")] = "127.0.0.1",
+    state: Annotated[Path, typer.Option(help="Handled alerts (JSON)")] = Path(".kaizen/webhook-state.json"),
+    alert: Annotated[list[str] | None, typer.Option(help="Alert names that start a run (repeatable)")] = None,
+    token_env: Annotated[str, typer.Option(help="Environment variable holding the bearer token")]
+    = "KAIZEN_WEBHOOK_TOKEN",
+) -> None:
+    """Receive Alertmanager's webhook and run the retraining loop once per alert instance (401 bad
+    token, 400 malformed payload, 202 run started, 200 already handled)."""
+    import ipaddress
+    import os
+
+    from model_packages.retrain.loop import load_config, run_loop
+    from model_packages.retrain.webhook import Alert, RetrainWebhook
+
+    try:
+        if host != "localhost" and not ipaddress.ip_address(host).is_loopback:
+            raise typer.BadParameter(f"--host {host}: the webhook binds a loopback address only")
+    except ValueError:
+        raise typer.BadParameter(f"--host {host!r} is not an IP address") from None
+    token = os.environ.get(token_env, "")
+    try:
+        loop = load_config(config)
+
+        def runner(item: Alert) -> dict[str, Any]:
+            result = run_loop(loop, alert=item.key)
+            err.print(f"retrain run for {item.name} {item.key}: {json.dumps(result)}")
+            return result
+
+        hook = RetrainWebhook(token=token, state=state, runner=runner, alerts=tuple(alert or ["KaizenDrift"]),
+                              host=host, port=port)
+    except KaizenError as error:
+        err.print(f"[bold red]error:[/] {error}" + (f" (set ${token_env})" if "token" in str(error) else ""))
+        raise typer.Exit(code=1) from None
+    except OSError as error:
+        err.print(f"[bold red]error:[/] cannot listen on {host}:{port}: {error}")
+        raise typer.Exit(code=1) from None
+    err.print(f"kaizen retrain-webhook listening on http://{host}:{hook.port} (stack {loop.stack}, mode {loop.mode})")
+    try:
+        hook.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        hook.stop()
+
+
 def register(app: typer.Typer) -> None:
     app.command("retrain")(retrain_command)
+    app.command("retrain-webhook")(webhook_command)
