@@ -327,6 +327,9 @@ class StackConfig(_Model):
             if self.target == "local" or self.stack_kind not in SERVING_KINDS:
                 raise _KeyError("retraining", "only a cloud serving stack declares the retraining job (beside its "
                                 "endpoint); the local stack retrains through Alertmanager")
+            if self.target == "azure":
+                raise _KeyError("retraining", "not available on Azure yet: the trainer cannot reach Blob Storage "
+                                "from a Container Apps job (docs/clouds.md, 'Retraining beside the endpoint')")
             try:
                 self.retraining.check_target(self.target)
             except ValueError as err:

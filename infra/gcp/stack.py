@@ -65,6 +65,12 @@ def _checked_image(image: str, repository_url: str) -> str:
     return image
 
 
+def _checked_trainer(image: str, repository_url: str) -> str:
+    if not image.startswith(repository_url.rstrip("/") + "/"):
+        raise ConfigError(f"kaizen:retraining.image: {image!r} is not in the platform repository {repository_url!r}")
+    return image
+
+
 def _serving(
     cfg: StackConfig, settings: GcpSettings, opts: pulumi.ResourceOptions, provider: gcp.Provider
 ) -> dict[str, Any]:
@@ -96,7 +102,7 @@ def _serving(
         retraining = CloudRunRetraining("retraining", CloudRunRetrainingArgs(
             project=settings.project, region=settings.region, job_name=f"{name[:32].rstrip('-')}-retrain",
             model=cfg.model_ref.name, version=cfg.model_ref.version, settings=cfg.retraining,
-            image=platform.require_output("repositoryUrl").apply(lambda url: _checked_image(trainer, str(url))),
+            image=platform.require_output("repositoryUrl").apply(lambda url: _checked_trainer(trainer, str(url))),
             repository_project=platform.require_output("repositoryProject"),
             repository_location=platform.require_output("repositoryLocation"),
             repository_name=platform.require_output("repositoryName"),

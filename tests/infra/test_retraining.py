@@ -253,7 +253,7 @@ def test_gcp_stack_with_retraining_passes_the_policy_pack_and_checks_the_reposit
     assert violations(gcp_run) == []
     cfg = load_stack_config("gcp-dev")
     other = {**GCP_RETRAINING, "image": "europe-docker.pkg.dev/other/repo/trainer@sha256:" + "2" * 64}
-    with pytest.raises(Exception, match="is not in the platform repository"):
+    with pytest.raises(Exception, match=r"kaizen:retraining\.image: .* is not in the platform repository"):
         run_program("gcp-dev", {**cfg, "retraining": other})
 
 
@@ -262,3 +262,13 @@ def test_gcp_schedule_only_declares_no_drift_path() -> None:
     types = {r.typ for r in run.resources}
     assert "gcp:cloudscheduler/job:Job" in types
     assert not types & {"gcp:workflows/workflow:Workflow", "gcp:eventarc/trigger:Trigger", "gcp:pubsub/topic:Topic"}
+
+
+def test_azure_refuses_retraining_rather_than_ignoring_it() -> None:
+    from infra.common.config import parse_config
+
+    azure = load_stack_config("azure-dev")
+    block = {**AWS_RETRAINING, "data": "https://acct.blob.core.windows.net/train/iris.csv",
+             "packages": "https://acct.blob.core.windows.net/pkgs/store/"}
+    with pytest.raises(Exception, match="kaizen:retraining: not available on Azure yet"):
+        parse_config({**azure, "retraining": block}, "azure-dev")
