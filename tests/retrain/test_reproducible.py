@@ -22,7 +22,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from model_packages.package import _data_hash, create_package
-from model_packages.reproducible import ZIP_EPOCH, ReplayError, deterministic_onnx_bytes, replay
+from model_packages.reproducible import ZIP_EPOCH, ReplayError, code_revision, deterministic_onnx_bytes, replay
 from model_packages.retrain.pipeline import load_pipeline
 from model_packages.retrain.steps import package_candidate
 from tests.retrain.test_pipeline import _iris_csv
@@ -86,8 +86,7 @@ def test_a_replayed_run_gives_the_same_bytes_for_every_package_file(tmp_path: Pa
     run_json = tmp_path / "a" / "packages" / "run.json"
     record = json.loads(run_json.read_text())
     assert record["data_sha256"] and record["params"]["seed"] == 0 and record["seeds"] == {"seed": 0}
-    assert record["code_revision"] == subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
-                                                     text=True, check=True).stdout.strip()
+    assert record["code_revision"] == code_revision(EXAMPLES)  # the pipeline file's checkout
     again = _kaizen("retrain", "--replay", str(run_json), "--out", "replayed", cwd=tmp_path / "b")
     assert again["identical"] is True and again["package_hash"] == record["package"]["package_hash"]
     original = _files(tmp_path / "a" / first["package"])
