@@ -56,9 +56,10 @@ def pinned_env(**values: str | None) -> Iterator[None]:
 
 
 def code_revision(where: Path | None = None) -> str | None:
-    """`$KAIZEN_CODE_REVISION`, else the git commit of `where` (default: the working directory)."""
-    if os.environ.get("KAIZEN_CODE_REVISION"):
-        return os.environ["KAIZEN_CODE_REVISION"]
+    """`$KAIZEN_CODE_REVISION` (set but empty: none), else the git commit of `where` (default: the
+    working directory), else None."""
+    if "KAIZEN_CODE_REVISION" in os.environ:
+        return os.environ["KAIZEN_CODE_REVISION"] or None
     try:
         result = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
                                 check=False, cwd=where)
@@ -166,7 +167,7 @@ def replay(run_json: Path, out: Path, *, data: Path | None = None, champion: Pat
             raise ReplayError(f"the {what} {path} is not the one recorded (sha256 {sha256_file(path)[:12]}, "
                               f"recorded {want[:12]})")
     current, wanted = code_revision(pipeline_file.resolve().parent), record.get("code_revision")
-    if wanted and current and current != wanted and not os.environ.get("KAIZEN_CODE_REVISION"):
+    if wanted and current and current != wanted:
         raise ReplayError(f"the run was recorded at code revision {wanted}; this checkout is {current}")
     pipeline = load_pipeline(pipeline_file)
     if pipeline.version(params) != record["pipeline_version"]:
@@ -175,7 +176,7 @@ def replay(run_json: Path, out: Path, *, data: Path | None = None, champion: Pat
                           f"{record['pipeline_version'][:12]}")
     cache = Path(tempfile.mkdtemp(prefix="kaizen-replay-"))
     try:
-        with pinned_env(SOURCE_DATE_EPOCH=str(epoch), KAIZEN_CODE_REVISION=wanted):
+        with pinned_env(SOURCE_DATE_EPOCH=str(epoch), KAIZEN_CODE_REVISION=wanted or ""):
             outcome = retrain(pipeline, data, champion, out, cache_dir=cache, params=params,
                               pipeline_file=pipeline_file)
     finally:

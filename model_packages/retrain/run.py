@@ -76,7 +76,7 @@ def retrain(pipeline: Pipeline, data: Path, champion: Path, out: Path, *, cache_
         return RetrainOutcome(False, report, None, gated)
     # The package's manifest and the run record name one code revision: the pipeline file's checkout.
     revision = code_revision(pipeline_file.resolve().parent if pipeline_file else None)
-    with pinned_env(KAIZEN_CODE_REVISION=revision):
+    with pinned_env(KAIZEN_CODE_REVISION=revision or ""):  # none stays none, not the cwd's checkout
         full = pipeline.run(data, cache_dir=cache_dir, params=params, context=context)
     built = full.outputs.get("package")
     if not isinstance(built, Path) or not (built / "kaizen.yaml").is_file():

@@ -184,3 +184,23 @@ def test_the_manifest_creation_time_is_source_date_epoch(tmp_path: Path, monkeyp
     with pytest.raises(Exception, match="SOURCE_DATE_EPOCH='yesterday' is not a whole number"):
         create_package(model, x, y, out_dir=tmp_path / "q", name="m", version="1.0.0", compile_onnx=False)
     assert not (tmp_path / "q").exists()
+
+
+def test_a_pipeline_outside_git_records_no_revision_even_from_inside_a_checkout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from model_packages.manifest import read_manifest
+    from model_packages.retrain.run import retrain
+
+    pipeline_file = tmp_path / "outside" / "diabetes_pipeline.py"  # not in any git checkout
+    pipeline_file.parent.mkdir()
+    pipeline_file.write_bytes((EXAMPLES / "diabetes_pipeline.py").read_bytes())
+    monkeypatch.chdir(ROOT)  # the working directory is one
+    data = _diabetes_csv(tmp_path / "new.csv")
+    outcome = retrain(load_pipeline(pipeline_file), data, EXAMPLES / "diabetes-regressor", tmp_path / "packages",
+                      cache_dir=tmp_path / "cache", pipeline_file=pipeline_file)
+    assert outcome.package is not None
+    assert read_manifest(outcome.package).lineage.code_revision is None
+    assert json.loads((tmp_path / "packages" / "run.json").read_text())["code_revision"] is None
+    again = replay(tmp_path / "packages" / "run.json", tmp_path / "replayed")
+    assert again["identical"] is True
