@@ -89,7 +89,9 @@ def retrain(pipeline: Pipeline, data: Path, champion: Path, out: Path, *, cache_
     merged = {**pipeline.params, **(params or {})}
     # What the model card keeps is what a replay reproduces: no paths, no cache hits.
     reproducible = {"pipeline": pipeline.name, "pipeline_version": full.version, "params": merged,
-                    "step_keys": full.keys, "code_revision": revision, "data_sha256": data_sha256}
+                    # the package's own: a `package` step cached at an earlier commit keeps that commit
+                    "step_keys": full.keys, "code_revision": manifest.lineage.code_revision,
+                    "data_sha256": data_sha256}
     write_model_card(target, gate=gate, run=reproducible)
     created = read_manifest(target).lineage.created_at
     run_record = reproducible | {

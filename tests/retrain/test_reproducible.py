@@ -204,3 +204,24 @@ def test_a_pipeline_outside_git_records_no_revision_even_from_inside_a_checkout(
     assert json.loads((tmp_path / "packages" / "run.json").read_text())["code_revision"] is None
     again = replay(tmp_path / "packages" / "run.json", tmp_path / "replayed")
     assert again["identical"] is True
+
+
+def test_a_cached_package_keeps_its_revision_and_a_replay_at_another_refuses(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from model_packages.manifest import read_manifest
+    from model_packages.retrain.run import retrain
+
+    pipeline_file, data = EXAMPLES / "diabetes_pipeline.py", _diabetes_csv(tmp_path / "new.csv")
+    monkeypatch.setenv("KAIZEN_CODE_REVISION", "a" * 40)
+    retrain(load_pipeline(pipeline_file), data, EXAMPLES / "diabetes-regressor", tmp_path / "packages",
+            cache_dir=tmp_path / "cache", pipeline_file=pipeline_file)
+    monkeypatch.setenv("KAIZEN_CODE_REVISION", "b" * 40)  # a later commit; every step is cached
+    again = retrain(load_pipeline(pipeline_file), data, EXAMPLES / "diabetes-regressor", tmp_path / "packages",
+                    cache_dir=tmp_path / "cache", pipeline_file=pipeline_file)
+    assert again.run.executed == [] and again.package is not None
+    record = json.loads((tmp_path / "packages" / "run.json").read_text())
+    assert record["code_revision"] == read_manifest(again.package).lineage.code_revision == "a" * 40
+    with pytest.raises(ReplayError, match=f"recorded at code revision {'a' * 40}; this checkout is {'b' * 40}"):
+        replay(tmp_path / "packages" / "run.json", tmp_path / "replayed")
+    assert not (tmp_path / "replayed").exists()
