@@ -34,6 +34,8 @@ from typing import Any
 
 import numpy as np
 
+from model_packages.reproducible import deterministic_onnx
+
 #: Absolute tolerance for numbers a float64 graph computes (linear models, scalers).
 PARITY_TOLERANCE = 1e-6
 #: Relative tolerance for tree ensembles, whose ONNX-ML nodes output float32: one rounding to
@@ -222,7 +224,7 @@ def sklearn_to_onnx(model: Any, n_features: int, double: bool = False,
                                    target_opset={"": 17, "ai.onnx.ml": 3}, custom_conversion_functions=custom)
     if trees:
         _fix_output_casts(onx)
-    return onx.SerializeToString()
+    return deterministic_onnx(onx).SerializeToString(deterministic=True)
 
 
 def _booster_to_onnx(model: Any, framework: str, n_features: int) -> bytes:
@@ -238,7 +240,7 @@ def _booster_to_onnx(model: Any, framework: str, n_features: int) -> bytes:
         from onnxmltools import convert_lightgbm
 
         onx = convert_lightgbm(model, initial_types=initial_types, target_opset=15, zipmap=False)
-    return onx.SerializeToString()
+    return deterministic_onnx(onx).SerializeToString(deterministic=True)
 
 
 def _first_error(message: str) -> str:

@@ -5,10 +5,8 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +29,8 @@ from model_packages.manifest import (
     TensorSpec,
     write_manifest,
 )
+from model_packages.reproducible import code_revision as reproducible_revision
+from model_packages.reproducible import deterministic_skops, source_date
 from model_packages.serving.tensors import check_sample, tensor_data_hash, tensor_spec_from_onnx
 from model_packages.verify import sha256_file, verify_files
 
@@ -188,19 +188,11 @@ def _data_hash(columns: Mapping[str, np.ndarray], y: Any) -> str:
         digest.update(name.encode())
         digest.update(np.ascontiguousarray(column).astype(str).tobytes() if column.dtype.kind == "O"
                       else np.ascontiguousarray(column).tobytes())
-    if y is not None:
-        digest.update(np.ascontiguousarray(np.asarray(y)).tobytes())
+    if y is not None:  # values, never an object array's bytes (those are memory addresses)
+        target = np.asarray(y)
+        digest.update(target.astype(str).tobytes() if target.dtype.kind == "O"
+                      else np.ascontiguousarray(target).tobytes())
     return digest.hexdigest()
-
-
-def _git_revision() -> str | None:
-    try:
-        result = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return result.stdout.strip() or None if result.returncode == 0 else None
 
 
 def _simple_params(model: Any) -> dict[str, str | int | float | bool | None]:
@@ -242,6 +234,7 @@ def _write_artifact(model: Any, fmt: str, path: Path) -> None:
         import skops.io
 
         skops.io.dump(model, path)
+        deterministic_skops(path)
     elif fmt == "onnx":
         if isinstance(model, str | os.PathLike):
             shutil.copyfile(model, path)
@@ -487,9 +480,9 @@ def create_package(
             baseline=baseline,
             lineage=Lineage(
                 data_sha256=_data_hash(columns, y) if sample is None else tensor_data_hash(sample),
-                code_revision=code_revision or _git_revision(),
+                code_revision=code_revision or reproducible_revision(),
                 parameters=dict(parameters) if parameters is not None else _simple_params(model),
-                created_at=datetime.now(UTC).replace(microsecond=0),
+                created_at=source_date(),
                 kaizen_version=__version__,
             ),
         )

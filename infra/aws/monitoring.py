@@ -293,7 +293,7 @@ class EndpointMonitoring(pulumi.ComponentResource):
             "saturation": saturation.name,
             "drift": drift.name,
         }
-        self.alarm_arns = {"latency": latency.arn, "errors": errors.arn}
+        self.alarm_arns = {"latency": latency.arn, "errors": errors.arn, "drift": drift.arn}
         self.dashboard_name = dashboard.dashboard_name
         self.register_outputs(
             {

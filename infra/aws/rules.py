@@ -53,6 +53,16 @@ ALLOWED_WILDCARD_RESOURCE_ACTIONS = {
 }
 ENDPOINT_METRICS_NAMESPACE = "/aws/sagemaker/Endpoints"
 
+# SageMaker Pipelines names the job of each step itself, `pipelines-<execution id>-<step>-<suffix>`
+# (https://docs.aws.amazon.com/sagemaker/latest/dg/build-and-manage-steps.html: a step's job name is
+# generated; TrainingJobName is not accepted in its arguments), so the pipeline's role and the training
+# role's log streams can only be scoped to that prefix. The one prefix wildcard the policy pack allows:
+# on training jobs and training-job log streams of one account and region, nothing else.
+PIPELINE_JOB_PREFIX = "pipelines-"
+PIPELINE_PREFIX_RESOURCE = re.compile(
+    r"^arn:aws:(sagemaker:[a-z0-9-]+:\d{12}:training-job/"
+    r"|logs:[a-z0-9-]+:\d{12}:log-group:/aws/sagemaker/TrainingJobs:log-stream:)pipelines-\*$")
+
 # Metric -> statistics that mean something for it (METRICS_DOC).
 METRIC_STATISTICS = {
     ("AWS/SageMaker", "ModelLatency"): {"p99", "p90", "p50", "Average", "Maximum"},

@@ -201,4 +201,13 @@ def _serving(
             repository_arn=repository_arn, settings=settings.batch, instance_type=settings.instance_type,
         ), opts, account=account_id)
         outputs["batchStateMachineArn"] = job.state_machine_arn
+    if cfg.retraining is not None:
+        from infra.aws.retraining import RetrainingPipeline, RetrainingPipelineArgs
+
+        retraining = RetrainingPipeline("retraining", RetrainingPipelineArgs(
+            account_id="", region=settings.region, pipeline_name=f"{name[:70].rstrip('-')}-retrain",
+            model=model, version=cfg.model_ref.version, settings=cfg.retraining,
+            drift_alarm_arn=monitoring.alarm_arns["drift"], kms_key_arn=capture.kms_key_arn if capture else None,
+            instance_type=settings.instance_type), opts, account=account_id)
+        outputs["retrainingPipelineArn"] = retraining.pipeline_arn
     return outputs

@@ -25,6 +25,7 @@ from pydantic.alias_generators import to_camel
 
 from infra.batch_config import BatchSettings
 from infra.local.settings import LocalSettings  # owned by the `local` target
+from infra.retraining_config import RetrainingSettings
 from model_packages.ci.workflows import DEPLOY_ENVIRONMENTS
 from model_packages.image import records
 
@@ -286,6 +287,7 @@ class StackConfig(_Model):
     azure: AzureSettings | None = None
     gcp: GcpSettings | None = None
     local: LocalSettings | None = None
+    retraining: RetrainingSettings | None = None  # the trainer as a managed job (infra/<cloud>/retraining.py)
 
     @model_validator(mode="after")
     def _consistent(self) -> StackConfig:
@@ -321,6 +323,17 @@ class StackConfig(_Model):
                 )
         if self.target == "azure" and self.azure is not None and self.azure.compute == "ml" and self.image:
             _check_ml_traffic(self.azure, self.image, self.stack_kind)
+        if self.retraining is not None:
+            if self.target == "local" or self.stack_kind not in SERVING_KINDS:
+                raise _KeyError("retraining", "only a cloud serving stack declares the retraining job (beside its "
+                                "endpoint); the local stack retrains through Alertmanager")
+            if self.target == "azure":
+                raise _KeyError("retraining", "not available on Azure yet: the trainer cannot reach Blob Storage "
+                                "from a Container Apps job (docs/clouds.md, 'Retraining beside the endpoint')")
+            try:
+                self.retraining.check_target(self.target)
+            except ValueError as err:
+                raise _KeyError("retraining", str(err)) from None
         if self.stack_kind == "preview" and self.deletion_protection:
             raise _KeyError("deletionProtection", "preview stacks are torn down: must be false")
         return self

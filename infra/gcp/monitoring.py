@@ -33,6 +33,7 @@ class ServiceMonitoringArgs:
     drift_score: float
     channel_ids: list[str] = field(default_factory=list)
     emails: list[str] = field(default_factory=list)
+    drift_channel_ids: list[pulumi.Input[str]] = field(default_factory=list)  # the drift alert only (retraining)
 
 
 class ServiceMonitoring(pulumi.ComponentResource):
@@ -119,6 +120,7 @@ class ServiceMonitoring(pulumi.ComponentResource):
             title: str,
             conditions: list[gcp.monitoring.AlertPolicyConditionArgs],
             depends: list[pulumi.Resource] | None = None,
+            extra: list[pulumi.Input[str]] | None = None,
         ) -> gcp.monitoring.AlertPolicy:
             return gcp.monitoring.AlertPolicy(
                 f"{name}-{key}",
@@ -127,7 +129,7 @@ class ServiceMonitoring(pulumi.ComponentResource):
                     display_name=f"{svc}: {title}",
                     combiner="OR",
                     conditions=conditions,
-                    notification_channels=channels,
+                    notification_channels=[*channels, *(extra or [])],
                     severity="ERROR",
                     documentation=gcp.monitoring.AlertPolicyDocumentationArgs(
                         content=f"Kaizen model service {svc}: {title}.", mime_type="text/markdown"
@@ -224,6 +226,7 @@ class ServiceMonitoring(pulumi.ComponentResource):
                 ),
             ],
             depends=[drift_metric, metric_visible],
+            extra=args.drift_channel_ids,
         )
 
         def chart(title: str, flt: str, aligner: str) -> dict:

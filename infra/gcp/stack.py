@@ -65,6 +65,12 @@ def _checked_image(image: str, repository_url: str) -> str:
     return image
 
 
+def _checked_trainer(image: str, repository_url: str) -> str:
+    if not image.startswith(repository_url.rstrip("/") + "/"):
+        raise ConfigError(f"kaizen:retraining.image: {image!r} is not in the platform repository {repository_url!r}")
+    return image
+
+
 def _serving(
     cfg: StackConfig, settings: GcpSettings, opts: pulumi.ResourceOptions, provider: gcp.Provider
 ) -> dict[str, Any]:
@@ -88,6 +94,21 @@ def _serving(
         ),
         opts=opts,
     )
+    retraining = None
+    if cfg.retraining is not None:
+        from infra.gcp.retraining import CloudRunRetraining, CloudRunRetrainingArgs
+
+        trainer = cfg.retraining.image
+        retraining = CloudRunRetraining("retraining", CloudRunRetrainingArgs(
+            project=settings.project, region=settings.region, job_name=f"{name[:32].rstrip('-')}-retrain",
+            model=cfg.model_ref.name, version=cfg.model_ref.version, settings=cfg.retraining,
+            image=platform.require_output("repositoryUrl").apply(lambda url: _checked_trainer(trainer, str(url))),
+            repository_project=platform.require_output("repositoryProject"),
+            repository_location=platform.require_output("repositoryLocation"),
+            repository_name=platform.require_output("repositoryName"),
+            project_number=gcp.organizations.get_project_output(
+                project_id=settings.project, opts=pulumi.InvokeOutputOptions(provider=provider)).number,
+        ), opts=opts)
     monitoring = ServiceMonitoring(
         "monitoring",
         ServiceMonitoringArgs(
@@ -100,6 +121,7 @@ def _serving(
             drift_score=settings.alerts.drift_score,
             channel_ids=list(settings.notifications.channel_ids),
             emails=list(settings.notifications.emails),
+            drift_channel_ids=[retraining.drift_channel] if retraining and retraining.drift_channel else [],
         ),
         opts=opts,
     )
@@ -144,6 +166,8 @@ def _serving(
             cpu=settings.cpu, memory=settings.memory,
         ), opts=opts)
         outputs = {"batchJob": job.job_name, "batchServiceAccount": job.service_account}
+    if retraining is not None:
+        outputs |= {"retrainingJob": retraining.job_name, "retrainingServiceAccount": retraining.service_account}
     return {
         **outputs,
         "serviceName": service.service_name,

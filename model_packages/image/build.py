@@ -14,13 +14,12 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from model_packages.errors import KaizenError
 from model_packages.image.context import (
     SYSTEM_PACKAGES,
     Bases,
-    BuildContext,
     context_tar,
     flavor_for,
     generate_context,
@@ -103,8 +102,15 @@ class _Progress:
             self._progress.__exit__(*exc)
 
 
+class Buildable(Protocol):
+    """A generated build context: a model image's (BuildContext) or the trainer's."""
+
+    directory: Path
+    tag: str
+
+
 def run_build(
-    ctx: BuildContext,
+    ctx: Buildable,
     *,
     client: Any = None,
     nocache: bool = False,

@@ -120,6 +120,42 @@ def build_command(
         )
 
 
+def build_trainer_command(
+    pipeline: Annotated[Path, typer.Argument(help="pipeline file (`pipeline = Pipeline(...)`)")],
+    base: Annotated[str | None, typer.Option(help="runtime base image (default: upstream python:3.11-slim)")] = None,
+    builder_base: Annotated[str | None, typer.Option(help="builder base image (default: same as --base)")] = None,
+    local_base: Annotated[
+        bool, typer.Option("--local-base", help="use the local mmdebstrap bases (built when missing)")
+    ] = False,
+    tag: Annotated[str | None, typer.Option(help="image tag (default kaizen/NAME-trainer:<pipeline sha>)")] = None,
+    context_dir: Annotated[Path | None, typer.Option(help="write the build context here and keep it")] = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="do not use the build cache")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
+) -> None:
+    """Build the trainer image: `kaizen retrain` with PIPELINE and the locked dependencies (non-root)."""
+    from model_packages.image import base as base_mod
+    from model_packages.image.build import docker_client
+    from model_packages.image.context import Bases
+    from model_packages.image.trainer import build_trainer
+
+    try:
+        if local_base:
+            bases = Bases(base or base_mod.RUNTIME_BASE, builder_base or base_mod.BUILDER_BASE)
+        else:
+            bases = Bases.choose(base, builder_base)
+        client = docker_client()
+        if local_base:
+            base_mod.ensure_bases(client, log=lambda m: err.print(m))
+        result = build_trainer(pipeline, bases=bases, tag=tag, client=client, nocache=no_cache,
+                               context_dir=context_dir, log=lambda m: err.print(m, highlight=False))
+    except KaizenError as error:
+        raise _fail(error) from None
+    if as_json:
+        print(json.dumps(result.__dict__, indent=2))
+    else:
+        out.print(f"built {result.tag} ({result.image_id[:19]}, {result.size / 1e6:.1f} MB, {result.seconds:.1f} s)")
+
+
 def push_command(
     image: Annotated[str, typer.Argument(help="local image, e.g. kaizen/NAME:VERSION")],
     registry: Annotated[
@@ -159,4 +195,5 @@ def register(app: typer.Typer) -> None:
     """Add the image commands to the `kaizen` app."""
     app.command("base")(base_command)
     app.command("build")(build_command)
+    app.command("build-trainer")(build_trainer_command)
     app.command("push")(push_command)

@@ -52,6 +52,12 @@ FLAVORS: dict[str, tuple[str, ...]] = {
     # xgboost-cpu: the CPU-only wheel (the `xgboost` wheel bundles CUDA, ~300 MB); same module.
     "xgboost": (*COMMON, "xgboost-cpu==3.2.0", "scipy==1.17.1"),
     "lightgbm": (*COMMON, "lightgbm==4.7.0", "scipy==1.17.1"),
+    # The trainer image (`kaizen build --trainer`): `kaizen retrain` with scikit-learn, the step
+    # store (Parquet), skl2onnx + onnxruntime (compile and check the serving artifact), the
+    # signed audit trail (cryptography) and the CLI (typer, rich). Not a serving image.
+    "trainer": (*COMMON, "scikit-learn==1.9.1", "scipy==1.17.1", "skops==0.16.0", "pandas==3.1.1",
+                "pyarrow==26.0.1", "onnxruntime==1.32.0", "onnx==1.22.0", "skl2onnx==1.20.0",
+                "typer==0.29.2", "rich==15.0.0", "cryptography==50.0.2"),
 }
 # Dependencies of the above that the runtime never imports (skops.card only...), left out of the
 # image; the builder installs the lock with --no-deps, so the lock is exactly what is installed.

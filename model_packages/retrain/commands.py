@@ -28,21 +28,39 @@ def _params(items: list[str] | None) -> dict[str, Any]:
 
 
 def retrain_command(
-    pipeline_file: Annotated[Path, typer.Argument(help="Python file defining `pipeline = Pipeline(...)`")],
-    data: Annotated[Path, typer.Option(help="New training data (CSV)")],
-    out: Annotated[Path, typer.Option(help="Package store: <out>/<name>/<version>, plus the gate report")],
+    pipeline_file: Annotated[Path | None, typer.Argument(help="Python file defining `pipeline = Pipeline(...)`")]
+    = None,
+    data: Annotated[Path | None, typer.Option(help="New training data (CSV)")] = None,
+    out: Annotated[Path, typer.Option(help="Package store: <out>/<name>/<version>, plus the gate report")]
+    = Path("packages"),
     champion: Annotated[Path | None, typer.Option(help="The champion package directory")] = None,
     stack: Annotated[str | None, typer.Option(help="Gate against what this stack serves")] = None,
     project_dir: Annotated[Path, typer.Option(help="Pulumi project (with --stack)")] = Path("."),
     cache: Annotated[Path, typer.Option(help="Step cache")] = Path(".kaizen/cache"),
     param: Annotated[list[str] | None, typer.Option(help="KEY=VALUE pipeline parameter (repeatable)")] = None,
     reject_ok: Annotated[bool, typer.Option(help="Exit 0 when the gate rejects (a normal outcome in CI)")] = False,
+    replay: Annotated[Path | None, typer.Option(help="Replay this recorded run.json with a fresh cache and check "
+                                                     "the package is byte-identical")] = None,
 ) -> None:
     """Retrain; a candidate that passes the gate becomes the next package version (exit 0), one that
-    fails leaves a report and an audit record and no package (exit 3)."""
+    fails leaves a report and an audit record and no package (exit 3). With --replay, re-run a
+    recorded run (same data, code revision, parameters, seeds, creation time) and compare bytes."""
     from model_packages.retrain.pipeline import load_pipeline
     from model_packages.retrain.run import champion_from_stack, retrain
 
+    if replay is not None:
+        from model_packages.reproducible import replay as replay_run
+
+        if stack is not None or param:
+            raise typer.BadParameter("--replay takes the recorded parameters and champion: no --stack or --param")
+        try:
+            typer.echo(json.dumps(replay_run(replay, out, data=data, champion=champion, pipeline_file=pipeline_file)))
+        except KaizenError as error:
+            err.print(f"[bold red]error:[/] {error}")
+            raise typer.Exit(code=1) from None
+        return
+    if pipeline_file is None or data is None:
+        raise typer.BadParameter("give the PIPELINE file and --data (or --replay RUN_JSON)")
     if (champion is None) == (stack is None):
         raise typer.BadParameter("give exactly one of --champion or --stack")
     try:
@@ -51,7 +69,8 @@ def retrain_command(
 
             champion = champion_from_stack(outputs_of(Project(project_dir.resolve()), stack), out)
         assert champion is not None
-        outcome = retrain(load_pipeline(pipeline_file), data, champion, out, cache_dir=cache, params=_params(param))
+        outcome = retrain(load_pipeline(pipeline_file), data, champion, out, cache_dir=cache, params=_params(param),
+                          pipeline_file=pipeline_file)
     except KaizenError as error:
         err.print(f"[bold red]error:[/] {error}")
         raise typer.Exit(code=1) from None

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from model_packages.audit import trail
 from model_packages.errors import KaizenError
+from model_packages.reproducible import code_revision, pinned_env
 from model_packages.retrain.card import write_model_card
 from model_packages.retrain.pipeline import Pipeline, RunResult, sha256_file
 
@@ -35,13 +35,23 @@ def champion_from_stack(outputs: dict[str, Any], packages: Path) -> Path:
     return found
 
 
-def _revision() -> str:
-    proc = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=False)
-    return proc.stdout.strip() if proc.returncode == 0 else ""
+def package_files(package_dir: Path) -> dict[str, str]:
+    """SHA-256 of every file of a package, by relative path."""
+    return {str(p.relative_to(package_dir)): sha256_file(p) for p in sorted(package_dir.rglob("*")) if p.is_file()}
+
+
+def package_hash(package_dir: Path) -> str | None:
+    """The local stack's image input hash of the package (package files plus runtime code); None
+    where the infra code (and Pulumi) is not installed, e.g. in a trainer image."""
+    try:
+        from infra.local.images import package_hash as image_input_hash
+    except ImportError:
+        return None
+    return image_input_hash(package_dir)
 
 
 def retrain(pipeline: Pipeline, data: Path, champion: Path, out: Path, *, cache_dir: Path,
-            params: dict[str, Any] | None = None) -> RetrainOutcome:
+            params: dict[str, Any] | None = None, pipeline_file: Path | None = None) -> RetrainOutcome:
     """Gate a candidate trained on `data` against `champion`; package it into `out` if it passes.
     Either way the gate report is written and the decision recorded in the audit trail."""
     from model_packages.manifest import read_manifest
@@ -64,7 +74,10 @@ def retrain(pipeline: Pipeline, data: Path, champion: Path, out: Path, *, cache_
     trail.append("gate", **record)
     if not gate["promote"]:
         return RetrainOutcome(False, report, None, gated)
-    full = pipeline.run(data, cache_dir=cache_dir, params=params, context=context)
+    # The package's manifest and the run record name one code revision: the pipeline file's checkout.
+    revision = code_revision(pipeline_file.resolve().parent if pipeline_file else None)
+    with pinned_env(KAIZEN_CODE_REVISION=revision or ""):  # none stays none, not the cwd's checkout
+        full = pipeline.run(data, cache_dir=cache_dir, params=params, context=context)
     built = full.outputs.get("package")
     if not isinstance(built, Path) or not (built / "kaizen.yaml").is_file():
         raise KaizenError(f"pipeline {pipeline.name}'s `package` step returned no model package")
@@ -73,11 +86,26 @@ def retrain(pipeline: Pipeline, data: Path, champion: Path, out: Path, *, cache_
     if target.exists():
         shutil.rmtree(target)
     shutil.copytree(built, target)
-    run_record = {"pipeline": pipeline.name, "pipeline_version": full.version, "params": {**pipeline.params,
-                  **(params or {})}, "data": str(data), "step_keys": full.keys, "code_revision": _revision(),
-                  "executed": full.executed, "cached": full.cached}
-    (out / "run.json").write_text(json.dumps(run_record, indent=2, sort_keys=True))
-    write_model_card(target, gate=gate, run=run_record | {"data_sha256": data_sha256})
+    merged = {**pipeline.params, **(params or {})}
+    # What the model card keeps is what a replay reproduces: no paths, no cache hits.
+    reproducible = {"pipeline": pipeline.name, "pipeline_version": full.version, "params": merged,
+                    # the package's own: a `package` step cached at an earlier commit keeps that commit
+                    "step_keys": full.keys, "code_revision": manifest.lineage.code_revision,
+                    "data_sha256": data_sha256}
+    write_model_card(target, gate=gate, run=reproducible)
+    created = read_manifest(target).lineage.created_at
+    run_record = reproducible | {
+        "pipeline_file": str(pipeline_file.resolve()) if pipeline_file else None,
+        "pipeline_file_sha256": sha256_file(pipeline_file) if pipeline_file else None,
+        "seeds": {k: v for k, v in merged.items() if "seed" in k.lower()},
+        "data": str(data.resolve()), "champion": {"path": str(champion.resolve()), "name": champion_manifest.name,
+                                                  "version": champion_manifest.version,
+                                                  "manifest_sha256": sha256_file(champion / "kaizen.yaml")},
+        "source_date_epoch": int(created.timestamp()) if created else None,
+        "package": {"name": manifest.name, "version": manifest.version, "files": package_files(target),
+                    "package_hash": package_hash(target)},
+        "executed": full.executed, "cached": full.cached}
+    (out / "run.json").write_text(json.dumps(run_record, indent=2, sort_keys=True) + "\n")
     trail.append("package", name=manifest.name, version=manifest.version, artifact_sha256=manifest.artifact_sha256,
                  pipeline=pipeline.name, pipeline_version=full.version, data_sha256=data_sha256,
                  parent=champion_manifest.version)

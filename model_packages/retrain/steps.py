@@ -61,9 +61,10 @@ def gate_against_champion(model: Any, split: tuple[Any, Any, Any, Any], champion
     _, _, x_test, y_test = split
     loaded = load_model(champion)
     matrix = x_test.to_numpy(dtype=np.float64)
-    champion_predictions = np.asarray(loaded.predict(matrix)).astype(str)
-    challenger_predictions = np.asarray(model.predict(matrix)).astype(str)
-    result = evaluate(y_test.to_numpy().astype(str), champion_predictions, challenger_predictions, spec)
+    kind = str if spec.metric == "accuracy" else float  # labels compare as text, regressions as numbers
+    champion_predictions = np.asarray(loaded.predict(matrix)).reshape(len(matrix), -1)[:, 0].astype(kind)
+    challenger_predictions = np.asarray(model.predict(matrix)).reshape(len(matrix), -1)[:, 0].astype(kind)
+    result = evaluate(y_test.to_numpy().astype(kind), champion_predictions, challenger_predictions, spec)
     return {**asdict(result), "report": result.report()}
 
 

@@ -1,0 +1,274 @@
+"""Retraining declared next to the endpoint (`kaizen:retraining`), under Pulumi mocks: the stack
+program of a committed serving stack plus the block, asserting schedules, the exact drift alarm,
+the trainer image by digest and every IAM statement; the policy pack passes; off by default."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from infra.policy.guardrails import policy_violations
+
+from .conftest import ACCOUNT, Recorded, Run, _fake_state, load_stack_config, run_program
+from .test_policy import violations
+
+TRAINER = f"{ACCOUNT}.dkr.ecr.eu-west-1.amazonaws.com/kaizen/iris-trainer@sha256:" + "1" * 64
+AWS_RETRAINING = {"image": TRAINER, "data": "s3://kaizen-train/iris/latest.csv", "packages": "s3://kaizen-pkgs/store/",
+                  "schedule": "0 4 * * 1", "timeoutMinutes": 90}
+
+
+def _arn(r: Recorded) -> str:
+    return _fake_state(r.typ, r.name, r.inputs)["arn"]
+
+
+def _policies(run: Run) -> dict[str, Any]:
+    return {r.name: json.loads(r.inputs["policy"]) for r in run.of_type("aws:iam/rolePolicy:RolePolicy")}
+
+
+def _named(run: Run, typ: str, name: str) -> Recorded:
+    (found,) = [r for r in run.of_type(typ) if r.name == name]
+    return found
+
+
+@pytest.fixture(scope="module")
+def aws_run() -> Run:
+    cfg = load_stack_config("aws-dev")
+    return run_program("aws-dev", {**cfg, "retraining": AWS_RETRAINING})
+
+
+def test_aws_pipeline_trains_with_the_trainer_image_isolated_and_encrypted(aws_run: Run) -> None:
+    pipeline = aws_run.one("aws:sagemaker/pipeline:Pipeline")
+    assert pipeline.inputs["pipelineName"] == "kaizen-iris-aws-dev-retrain"
+    (step,) = json.loads(pipeline.inputs["pipelineDefinition"])["Steps"]
+    assert step["Type"] == "Training"
+    job = step["Arguments"]
+    key = _arn(_named(aws_run, "aws:kms/key:Key", "capture-key"))  # the stack's data key
+    assert job["AlgorithmSpecification"] == {
+        "TrainingImage": TRAINER, "TrainingInputMode": "File", "ContainerEntrypoint": ["kaizen"],
+        "ContainerArguments": ["retrain", "/opt/kaizen/pipeline.py", "--data", "/opt/ml/input/data/data/latest.csv",
+                               "--champion", "/opt/ml/input/data/champion", "--out", "/opt/ml/model",
+                               "--cache", "/tmp/kaizen-cache", "--reject-ok"]}
+    assert job["EnableNetworkIsolation"] is True and job["EnableInterContainerTrafficEncryption"] is True
+    assert job["OutputDataConfig"] == {"S3OutputPath": "s3://kaizen-pkgs/store/candidates/", "KmsKeyId": key}
+    assert job["ResourceConfig"]["VolumeKmsKeyId"] == key
+    assert job["StoppingCondition"] == {"MaxRuntimeInSeconds": 90 * 60}
+    channels = {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"] for c in job["InputDataConfig"]}
+    # the champion is the version the stack serves (kaizen:model), never "latest"
+    assert channels == {"data": "s3://kaizen-train/iris/latest.csv", "champion": "s3://kaizen-pkgs/store/iris/1.0.0/"}
+    training_role = _named(aws_run, "aws:iam/role:Role", "retraining-training")
+    assert job["RoleArn"] == _arn(training_role)
+    assert pipeline.inputs["roleArn"] == _arn(_named(aws_run, "aws:iam/role:Role", "retraining-pipeline"))
+    assert aws_run.outputs["retrainingPipelineArn"] == _arn(pipeline)
+
+
+def test_aws_rules_match_the_drift_alarm_exactly_and_the_schedule(aws_run: Run) -> None:
+    drift_alarm = _named(aws_run, "aws:cloudwatch/metricAlarm:MetricAlarm", "monitoring-drift")
+    pipeline_arn = _arn(aws_run.one("aws:sagemaker/pipeline:Pipeline"))
+    rules = {r.name: r for r in aws_run.of_type("aws:cloudwatch/eventRule:EventRule")}
+    assert set(rules) == {"retraining-drift", "retraining-schedule"}
+    assert json.loads(rules["retraining-drift"].inputs["eventPattern"]) == {
+        "source": ["aws.cloudwatch"], "detail-type": ["CloudWatch Alarm State Change"],
+        "resources": [f"arn:aws:cloudwatch:eu-west-1:{ACCOUNT}:alarm:{drift_alarm.inputs['name']}"],
+        "detail": {"state": {"value": ["ALARM"]}}}
+    assert drift_alarm.inputs["name"] == "kaizen-iris-aws-dev-drift"
+    assert rules["retraining-schedule"].inputs["scheduleExpression"] == "cron(0 4 ? * 2 *)"  # Mondays 04:00 UTC
+    events_role = _arn(_named(aws_run, "aws:iam/role:Role", "retraining-events"))
+    targets = {r.name: r.inputs for r in aws_run.of_type("aws:cloudwatch/eventTarget:EventTarget")}
+    for kind in ("drift", "schedule"):
+        target = targets[f"retraining-{kind}"]
+        assert target["arn"] == pipeline_arn and target["roleArn"] == events_role
+        assert target["sagemakerPipelineTarget"] == {"pipelineParameterLists": [{"name": "Trigger", "value": kind}]}
+
+
+def test_aws_retraining_iam_is_exact(aws_run: Run) -> None:
+    policies = _policies(aws_run)
+    key = _arn(_named(aws_run, "aws:kms/key:Key", "capture-key"))
+    training_role = _arn(_named(aws_run, "aws:iam/role:Role", "retraining-training"))
+    logs = f"arn:aws:logs:eu-west-1:{ACCOUNT}:log-group:/aws/sagemaker/TrainingJobs"
+    assert policies["retraining-training"]["Statement"] == [
+        {"Sid": "ReadData", "Effect": "Allow", "Action": ["s3:GetObject"],
+         "Resource": ["arn:aws:s3:::kaizen-train/iris/latest.csv"]},
+        {"Sid": "ReadChampion", "Effect": "Allow", "Action": ["s3:GetObject"],
+         "Resource": ["arn:aws:s3:::kaizen-pkgs/store/iris/1.0.0/*"]},
+        {"Sid": "List0", "Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": ["arn:aws:s3:::kaizen-pkgs"],
+         "Condition": {"StringLike": {"s3:prefix": ["store/iris/1.0.0/*"]}}},
+        {"Sid": "List1", "Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": ["arn:aws:s3:::kaizen-train"],
+         "Condition": {"StringLike": {"s3:prefix": ["iris/latest.csv"]}}},
+        {"Sid": "WriteCandidates", "Effect": "Allow", "Action": ["s3:PutObject", "s3:AbortMultipartUpload"],
+         "Resource": ["arn:aws:s3:::kaizen-pkgs/store/candidates/*"]},
+        {"Sid": "EcrAuthToken", "Effect": "Allow", "Action": ["ecr:GetAuthorizationToken"], "Resource": "*"},
+        {"Sid": "PullTrainerImage", "Effect": "Allow", "Action": ["ecr:BatchCheckLayerAvailability",
+                                                                  "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
+         "Resource": [f"arn:aws:ecr:eu-west-1:{ACCOUNT}:repository/kaizen/iris-trainer"]},
+        {"Sid": "JobLogs", "Effect": "Allow",
+         "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
+         "Resource": [logs, f"{logs}:log-stream:pipelines-*"]},
+        {"Sid": "UseStackKey", "Effect": "Allow", "Action": ["kms:Decrypt", "kms:GenerateDataKey"], "Resource": [key]},
+    ]
+    assert policies["retraining-pipeline"]["Statement"] == [
+        {"Sid": "RunTrainingJobs", "Effect": "Allow",
+         "Action": ["sagemaker:CreateTrainingJob", "sagemaker:DescribeTrainingJob", "sagemaker:StopTrainingJob",
+                    "sagemaker:AddTags"],
+         "Resource": [f"arn:aws:sagemaker:eu-west-1:{ACCOUNT}:training-job/pipelines-*"]},
+        {"Sid": "PassTrainingRole", "Effect": "Allow", "Action": ["iam:PassRole"], "Resource": [training_role],
+         "Condition": {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}},
+        {"Sid": "UseStackKey", "Effect": "Allow", "Action": ["kms:CreateGrant", "kms:DescribeKey"], "Resource": [key]},
+    ]
+    assert policies["retraining-events"]["Statement"] == [
+        {"Sid": "StartRetraining", "Effect": "Allow", "Action": ["sagemaker:StartPipelineExecution"],
+         "Resource": [_arn(aws_run.one("aws:sagemaker/pipeline:Pipeline"))]}]
+    services = {"retraining-training": "sagemaker.amazonaws.com", "retraining-pipeline": "sagemaker.amazonaws.com",
+                "retraining-events": "events.amazonaws.com"}
+    for name, service in services.items():
+        (trust,) = json.loads(_named(aws_run, "aws:iam/role:Role", name).inputs["assumeRolePolicy"])["Statement"]
+        assert trust["Principal"] == {"Service": service}
+        assert trust["Condition"] == {"StringEquals": {"aws:SourceAccount": ACCOUNT}}
+
+
+def test_aws_stack_with_retraining_passes_the_policy_pack(aws_run: Run) -> None:
+    assert violations(aws_run) == []
+    # the exception is the SageMaker Pipelines prefix on training jobs only
+    for resource in (f"arn:aws:sagemaker:eu-west-1:{ACCOUNT}:training-job/other-*",
+                     f"arn:aws:sagemaker:eu-west-1:{ACCOUNT}:endpoint/pipelines-*",
+                     f"arn:aws:logs:eu-west-1:{ACCOUNT}:log-group:/aws/sagemaker/Endpoints:log-stream:pipelines-*"):
+        doc = {"Statement": [{"Effect": "Allow", "Action": ["sagemaker:CreateTrainingJob"], "Resource": [resource]}]}
+        assert policy_violations(doc) == [f"statement: wildcard resource {resource!r}"]
+
+
+def test_aws_without_a_schedule_or_key_has_only_the_drift_trigger() -> None:
+    cfg = load_stack_config("aws-pr-7")  # serverless preview: no capture bucket, so no data key
+    run = run_program("aws-pr-7", {**cfg, "retraining": {**AWS_RETRAINING, "schedule": None}})
+    assert [r.name for r in run.of_type("aws:cloudwatch/eventRule:EventRule")] == ["retraining-drift"]
+    (step,) = json.loads(run.one("aws:sagemaker/pipeline:Pipeline").inputs["pipelineDefinition"])["Steps"]
+    assert "KmsKeyId" not in step["Arguments"]["OutputDataConfig"]
+    assert all(s["Sid"] != "UseStackKey" for p in _policies(run).values() for s in p["Statement"])
+    assert violations(run) == []
+
+
+@pytest.mark.parametrize("stack", ["aws-dev", "gcp-dev", "azure-dev"])
+def test_retraining_is_off_by_default(stack: str) -> None:
+    run = run_program(stack)
+    assert not [r for r in run.resources if "Retraining" in r.typ or "retraining" in r.name]
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"data": "gs://kaizen-train/iris/latest.csv"}, "data is gcp storage but packages is aws"),
+    ({"data": "s3://kaizen-train/iris/"}, "must name one .csv object"),
+    ({"image": TRAINER.replace("@sha256:" + "1" * 64, ":latest")}, "not a digest-pinned trainer image"),
+    ({"schedule": None, "onDrift": False}, "no trigger"),
+    ({"image": "europe-docker.pkg.dev/p/r/trainer@sha256:" + "1" * 64}, "SageMaker training needs an ECR image"),
+])
+def test_aws_bad_retraining_config_is_one_clear_error(change: dict[str, Any], message: str) -> None:
+    cfg = load_stack_config("aws-dev")
+    with pytest.raises(Exception, match=message):
+        run_program("aws-dev", {**cfg, "retraining": {**AWS_RETRAINING, **change}})
+
+
+def test_retraining_belongs_to_a_cloud_serving_stack() -> None:
+    from infra.common.config import parse_config
+
+    cfg = load_stack_config("aws-platform")
+    with pytest.raises(Exception, match="kaizen:retraining: only a cloud serving stack"):
+        parse_config({**cfg, "retraining": AWS_RETRAINING}, "aws-platform")
+    gcp = load_stack_config("gcp-dev")
+    with pytest.raises(Exception, match=r"kaizen:retraining: data 's3://.*' is aws storage, but the target is 'gcp'"):
+        parse_config({**gcp, "retraining": AWS_RETRAINING}, "gcp-dev")
+
+
+GCP_TRAINER = "europe-west4-docker.pkg.dev/kaizen-test/kaizen/kaizen/iris-trainer@sha256:" + "2" * 64
+GCP_RETRAINING = {"image": GCP_TRAINER, "data": "gs://kaizen-train/iris/latest.csv", "packages": "gs://kaizen-pkgs/store/",
+                  "schedule": "0 4 * * 1"}
+
+
+@pytest.fixture(scope="module")
+def gcp_run() -> Run:
+    return run_program("gcp-dev", {**load_stack_config("gcp-dev"), "retraining": GCP_RETRAINING})
+
+
+def test_gcp_job_runs_the_trainer_on_its_buckets_only(gcp_run: Run) -> None:
+    job = _named(gcp_run, "gcp:cloudrunv2/job:Job", "retraining-job")
+    template = job.inputs["template"]["template"]
+    (container,) = template["containers"]
+    assert container["image"] == GCP_TRAINER and container["commands"] == ["kaizen"]
+    assert container["args"] == ["retrain", "/opt/kaizen/pipeline.py", "--data", "/data/in/latest.csv",
+                                 "--champion", "/data/packages/iris/1.0.0", "--out", "/data/packages/candidates",
+                                 "--cache", "/tmp/kaizen-cache", "--reject-ok"]
+    assert {v["name"]: v["gcs"] for v in template["volumes"]} == {
+        "data": {"bucket": "kaizen-train", "readOnly": True, "mountOptions": ["only-dir=iris"]},
+        "packages": {"bucket": "kaizen-pkgs", "readOnly": False, "mountOptions": ["only-dir=store"]}}
+    trainer_sa = template["serviceAccount"]
+    grants = {(g.inputs["bucket"], g.inputs["role"], g.inputs["member"])
+              for g in gcp_run.of_type("gcp:storage/bucketIAMMember:BucketIAMMember")
+              if g.name.startswith("retraining")}
+    assert grants == {("kaizen-train", "roles/storage.objectViewer", f"serviceAccount:{trainer_sa}"),
+                      ("kaizen-pkgs", "roles/storage.objectUser", f"serviceAccount:{trainer_sa}")}
+    assert gcp_run.outputs["retrainingJob"] == job.inputs["name"] == "kaizen-iris-gcp-dev-retrain"
+
+
+def test_gcp_scheduler_and_drift_workflow_run_the_job_as_the_invoker(gcp_run: Run) -> None:
+    job = _named(gcp_run, "gcp:cloudrunv2/job:Job", "retraining-job").inputs["name"]
+    (grant,) = gcp_run.of_type("gcp:cloudrunv2/jobIamMember:JobIamMember")
+    assert (grant.inputs["name"], grant.inputs["role"]) == (job, "roles/run.invoker")
+    invoker = _named(gcp_run, "gcp:serviceaccount/account:Account", "retraining-invoker").inputs["accountId"]
+    invoker_email = f"{invoker}@kaizen-test.iam.gserviceaccount.com"
+    assert grant.inputs["member"] == f"serviceAccount:{invoker_email}"
+    (schedule,) = gcp_run.of_type("gcp:cloudscheduler/job:Job")
+    assert schedule.inputs["schedule"] == "0 4 * * 1" and schedule.inputs["timeZone"] == "Etc/UTC"
+    target = schedule.inputs["httpTarget"]
+    assert target["uri"] == f"https://run.googleapis.com/v2/projects/kaizen-test/locations/europe-west4/jobs/{job}:run"
+    assert target["oauthToken"]["serviceAccountEmail"] == invoker_email
+    # drift: the drift policy (only) notifies the topic; Eventarc on that topic starts the workflow
+    channel = _named(gcp_run, "gcp:monitoring/notificationChannel:NotificationChannel", "retraining-drift")
+    topic = _named(gcp_run, "gcp:pubsub/topic:Topic", "retraining-drift")
+    topic_id = _fake_state(topic.typ, topic.name, topic.inputs)["id"]
+    assert channel.inputs["type"] == "pubsub" and channel.inputs["labels"] == {"topic": topic_id}
+    channel_name = _fake_state(channel.typ, channel.name, channel.inputs)["name"]
+    policies = {p.name: p.inputs["notificationChannels"]
+                for p in gcp_run.of_type("gcp:monitoring/alertPolicy:AlertPolicy")}
+    assert [n for n, channels in policies.items() if channel_name in channels] == ["monitoring-drift"]
+    (publisher,) = gcp_run.of_type("gcp:pubsub/topicIAMMember:TopicIAMMember")
+    assert publisher.inputs["role"] == "roles/pubsub.publisher" and publisher.inputs["member"] == \
+        "serviceAccount:service-123456@gcp-sa-monitoring-notification.iam.gserviceaccount.com"
+    workflow = gcp_run.one("gcp:workflows/workflow:Workflow")
+    assert workflow.inputs["serviceAccount"] == invoker_email
+    source = workflow.inputs["sourceContents"]
+    assert f"name: projects/kaizen-test/locations/europe-west4/jobs/{job}" in source
+    assert 'condition: ${notification.incident.state != "open"}' in source
+    trigger = gcp_run.one("gcp:eventarc/trigger:Trigger")
+    assert trigger.inputs["matchingCriterias"] == [{"attribute": "type",
+                                                    "value": "google.cloud.pubsub.topic.v1.messagePublished"}]
+    assert trigger.inputs["transport"] == {"pubsub": {"topic": topic_id}}
+    workflow_id = _fake_state(workflow.typ, workflow.name, workflow.inputs)["id"]
+    assert trigger.inputs["destination"] == {"workflow": workflow_id}
+    (start,) = gcp_run.of_type("gcp:projects/iAMMember:IAMMember")
+    assert start.inputs["role"] == "roles/workflows.invoker"
+    assert start.inputs["member"] == f"serviceAccount:{trigger.inputs['serviceAccount']}"
+    assert start.inputs["condition"]["expression"] == (
+        f'resource.name == "projects/kaizen-test/locations/europe-west4/workflows/{workflow.inputs["name"]}"')
+
+
+def test_gcp_stack_with_retraining_passes_the_policy_pack_and_checks_the_repository(gcp_run: Run) -> None:
+    assert violations(gcp_run) == []
+    cfg = load_stack_config("gcp-dev")
+    other = {**GCP_RETRAINING, "image": "europe-docker.pkg.dev/other/repo/trainer@sha256:" + "2" * 64}
+    with pytest.raises(Exception, match=r"kaizen:retraining\.image: .* is not in the platform repository"):
+        run_program("gcp-dev", {**cfg, "retraining": other})
+
+
+def test_gcp_schedule_only_declares_no_drift_path() -> None:
+    run = run_program("gcp-dev", {**load_stack_config("gcp-dev"), "retraining": {**GCP_RETRAINING, "onDrift": False}})
+    types = {r.typ for r in run.resources}
+    assert "gcp:cloudscheduler/job:Job" in types
+    assert not types & {"gcp:workflows/workflow:Workflow", "gcp:eventarc/trigger:Trigger", "gcp:pubsub/topic:Topic"}
+
+
+def test_azure_refuses_retraining_rather_than_ignoring_it() -> None:
+    from infra.common.config import parse_config
+
+    azure = load_stack_config("azure-dev")
+    block = {**AWS_RETRAINING, "data": "https://acct.blob.core.windows.net/train/iris.csv",
+             "packages": "https://acct.blob.core.windows.net/pkgs/store/"}
+    with pytest.raises(Exception, match="kaizen:retraining: not available on Azure yet"):
+        parse_config({**azure, "retraining": block}, "azure-dev")
