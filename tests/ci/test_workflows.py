@@ -252,6 +252,14 @@ def test_every_package_gets_its_own_jobs_and_stacks() -> None:
             assert '--package "$PACKAGE"' in run, f"{name}:{job_name}: {run}"
         package_env = {s["env"].get("PACKAGE") for s in job["steps"] if "PACKAGE" in s.get("env", {})}
         assert package_env == {"${{ matrix.package }}"}, f"{name}:{job_name}: {package_env}"
+    # The closed pull request's packages come from its own commits (the branch may be gone: refs/pull/N/head).
+    packages = _doc("kaizen-pull-request-closed.yaml")["jobs"]["packages"]
+    checkout = packages["steps"][0]
+    assert checkout["with"]["ref"] == "refs/pull/${{ github.event.pull_request.number }}/head"
+    assert checkout["with"]["fetch-depth"] == 0
+    changed = next(step for step in packages["steps"] if step.get("id") == "changed")
+    assert 'kaizen ci changed --base "$BASE_SHA"' in changed["run"]
+    assert changed["env"]["BASE_SHA"] == "${{ github.event.pull_request.base.sha }}"
     assert all("outputs.packages)[0]" not in text for text in TEMPLATES.values())
     assert "vars.KAIZEN_PACKAGE }}" not in TEMPLATES["kaizen-main.yaml"]
 
