@@ -29,14 +29,19 @@ def main() -> None:
     champion = np.where(rng.random(1000) < 0.85, y, 1 - y)
     challenger = np.where(rng.random(1000) < 0.91, y, 1 - y)
     gate = evaluate(y, champion, challenger, GateSpec(seed=4)).report()
-    preview = ("Previewing update (aws-pr-42):\n  ~ kaizen:aws:SageMakerEndpoint endpoint update [diff: ~image]\n"
+    # What `kaizen ci preview up --preview-summary` (the `pulumi preview` text) and `--summary` (the
+    # update's resource changes) write, as the pull-request workflow passes them to `kaizen ci comment`.
+    preview = ("Previewing update (aws-pr-42-models-iris):\n"
+               "  ~ kaizen:aws:SageMakerEndpoint endpoint update [diff: ~image]\n"
                "  ~ aws:sagemaker/model:Model endpoint-model replace [diff: ~primaryContainer]\nResources:\n"
-               "    ~ 1 to update\n    +-1 to replace\n    14 unchanged")
-    outputs = {"endpointName": "kaizen-iris-aws-pr-42",
+               "    ~ 1 to update\n    +-1 to replace\n    2 changes. 14 unchanged")
+    update = "pulumi up of aws-pr-42-models-iris: succeeded\n    1 replace\n    14 same\n    1 update"
+    outputs = {"endpointName": "kz-iris-aws-pr-42-models-iris",
                "image": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/kaizen/iris-classifier@sha256:"
                         "3f1c9a0d2b7e4c55a1e0f6b9d8c7a6e5f4d3c2b1a09f8e7d6c5b4a3928170605",
                "model_version": "1.0.3"}
-    body = render_comment(42, outputs, {"gate report": gate, "pulumi preview": preview})
+    body = render_comment(42, outputs, {"pulumi preview": preview, "pulumi up": update, "gate report": gate},
+                          stack="aws/models/iris")
     html = MarkdownIt("commonmark", {"html": True}).enable("table").render(body)
     html = html.replace("<details>", "<details open>")
     page = (f"<html><head><style>{CSS}</style></head><body><div class='c'><div class='h'><b>github-actions</b> "
@@ -48,7 +53,7 @@ def main() -> None:
         (Path(tmp) / "c.html").write_text(page)
         out = HERE / "img" / "pr-comment.png"
         subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-                        f"--screenshot={out}", "--window-size=980,620", f"file://{tmp}/c.html"],
+                        f"--screenshot={out}", "--window-size=980,760", f"file://{tmp}/c.html"],
                        check=True, capture_output=True, timeout=120)
     print(out)
 

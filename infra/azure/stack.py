@@ -158,7 +158,11 @@ def _serving(
             opts=after_pull,
         )
         target_id, target_name = app.app_id, physical_name("kaizen", cfg.model_ref.name, pulumi.get_stack(), max_len=32)
-        outputs.update({"appId": app.app_id, "fqdn": app.fqdn, "latestRevision": app.latest_revision})
+        outputs.update({"appId": app.app_id, "fqdn": app.fqdn, "latestRevision": app.latest_revision,
+                        # Who can reach fqdn: "external" (kaizen:azure.public), "vnet" (internal, with
+                        # kaizen:azure.infrastructureSubnetId) or "environment" (apps of its environment only).
+                        "ingress": "external" if settings.public
+                        else "vnet" if settings.infrastructure_subnet_id else "environment"})
     else:
         endpoint_name = physical_name("kz", cfg.model_ref.name, pulumi.get_stack(), suffix, max_len=32)
         ml = MlOnlineEndpoint(

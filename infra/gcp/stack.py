@@ -172,6 +172,9 @@ def _serving(
         **outputs,
         "serviceName": service.service_name,
         "serviceUri": service.uri,
+        # Who can reach serviceUri (`kaizen ci smoke-stack` says so instead of timing out): only
+        # "all" is reachable from a GitHub-hosted runner.
+        "ingress": settings.ingress,
         "revision": service.revision,
         "image": image,
         "serviceAccount": identity.email,

@@ -35,10 +35,14 @@ Target = Annotated[str, typer.Option(help="local, aws, azure or gcp")]
 
 
 def _project(directory: Path) -> Any:
-    from model_packages.ci.stacks import Project
+    from model_packages.ci.stacks import Project, check_backend
 
     if not (directory / "Pulumi.yaml").is_file():
         raise typer.BadParameter(f"{directory} has no Pulumi.yaml", param_hint="--project-dir")
+    try:
+        check_backend()
+    except KaizenError as error:
+        raise _fail(error) from None
     return Project(directory.resolve(), echo=lambda line: err.print(line, end="", markup=False, highlight=False))
 
 
@@ -131,13 +135,17 @@ def publish(
 def deploy(
     stack: Annotated[str, typer.Argument(help="Stack to deploy to (it must exist)")],
     image: Annotated[str, typer.Option(help="Digest-pinned image reference")],
+    package: Annotated[str | None, typer.Option(
+        help="Model package: use its own stack STACK-<package> (config from stacks/Pulumi.STACK.yaml)")] = None,
     project_dir: ProjectDir = Path("."),
 ) -> None:
     """Deploy exactly `image` to an existing stack and record it in the audit trail."""
     from model_packages.ci import stacks
 
     try:
-        _print_json(stacks.deploy(_project(project_dir), stack, image))
+        project = _project(project_dir)
+        name = stacks.package_stack(project, stack, package) if package else stack
+        _print_json(stacks.deploy(project, name, image))
     except KaizenError as error:
         raise _fail(error) from None
 
@@ -146,13 +154,18 @@ def deploy(
 def promote(
     source: Annotated[str, typer.Option("--from", help="Stack whose image is promoted")],
     target: Annotated[str, typer.Option("--to", help="Stack to deploy it to")],
+    package: Annotated[str | None, typer.Option(
+        help="Model package: use its own stack STACK-<package> (config from stacks/Pulumi.STACK.yaml)")] = None,
     project_dir: ProjectDir = Path("."),
 ) -> None:
     """Deploy to --to exactly the digest --from runs (build once, promote by digest)."""
     from model_packages.ci import stacks
 
     try:
-        image, outputs = stacks.promote(_project(project_dir), source, target)
+        project = _project(project_dir)
+        if package:
+            source, target = (stacks.package_stack(project, s, package) for s in (source, target))
+        image, outputs = stacks.promote(project, source, target)
     except KaizenError as error:
         raise _fail(error) from None
     err.print(f"promoted {image} from {source} to {target}")
@@ -162,13 +175,18 @@ def promote(
 @ci_app.command("rollback")
 def rollback(
     stack: Annotated[str, typer.Argument(help="Stack to roll back")],
+    package: Annotated[str | None, typer.Option(
+        help="Model package: use its own stack STACK-<package> (config from stacks/Pulumi.STACK.yaml)")] = None,
     project_dir: ProjectDir = Path("."),
 ) -> None:
     """Redeploy the image deployed before the current one (from the audit trail); record the rollback."""
     from model_packages.ci import stacks
 
     try:
-        image, outputs = stacks.rollback(_project(project_dir), stack)
+        project = _project(project_dir)
+        if package:
+            stack = stacks.package_stack(project, stack, package)
+        image, outputs = stacks.rollback(project, stack)
     except KaizenError as error:
         raise _fail(error) from None
     err.print(f"rolled {stack} back to {image}")
@@ -182,6 +200,8 @@ def preview_up(
     image: Annotated[str | None, typer.Option(help="Digest-pinned image (else the template's package)")] = None,
     package: Annotated[str | None, typer.Option(help="Model package to build (local target)")] = None,
     summary: Annotated[Path | None, typer.Option(help="Write the update's resource changes here")] = None,
+    preview_summary: Annotated[Path | None, typer.Option(
+        help="Run `pulumi preview` before the update and write its summary here")] = None,
     project_dir: ProjectDir = Path("."),
 ) -> None:
     """Create or update the preview stack of pull request PR and `pulumi up` it; print its outputs."""
@@ -189,7 +209,7 @@ def preview_up(
 
     try:
         _print_json(stacks.preview_up(_project(project_dir), target, pr, image=image, package=package,
-                                      summary=summary))
+                                      summary=summary, preview_summary=preview_summary))
     except KaizenError as error:
         raise _fail(error) from None
 
@@ -198,16 +218,39 @@ def preview_up(
 def preview_destroy(
     pr: Annotated[int, typer.Option(help="Pull request number")],
     target: Target = "local",
+    package: Annotated[str | None, typer.Option(help="Only this package's stack (default: all of the PR's)")]
+    = None,
     project_dir: ProjectDir = Path("."),
 ) -> None:
-    """Destroy and remove the preview stack of PR; succeeds when there is none."""
+    """Destroy and remove the preview stacks of PR; succeeds when there is none."""
     from model_packages.ci import stacks
 
     try:
-        existed = stacks.preview_destroy(_project(project_dir), target, pr)
+        destroyed = stacks.preview_destroy(_project(project_dir), target, pr, package)
+        name = stacks.preview_stack_name(target, pr, package)
     except KaizenError as error:
         raise _fail(error) from None
-    err.print(f"{stacks.preview_stack_name(target, pr)}: {'destroyed' if existed else 'no such stack, nothing to do'}")
+    err.print(f"destroyed {', '.join(destroyed)}" if destroyed else f"{name}: no such stack, nothing to do")
+
+
+@preview_app.command("smoke")
+def preview_smoke(
+    pr: Annotated[int, typer.Option(help="Pull request number")],
+    package: Annotated[str, typer.Option(help="The model package previewed")],
+    target: Target = "local",
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for readiness")] = 300.0,
+    project_dir: ProjectDir = Path("."),
+) -> None:
+    """Smoke-test the preview stack of PACKAGE in pull request PR (named as `preview up` names it)."""
+    from model_packages.ci import stacks
+    from model_packages.ci.smoke import smoke_outputs
+
+    try:
+        project = _project(project_dir)
+        name = stacks.preview_stack_name(target, pr, package)
+        _print_json(smoke_outputs(stacks.outputs_of(project, name), project.directory / package, timeout=timeout))
+    except KaizenError as error:
+        raise _fail(error) from None
 
 
 @ci_app.command("cleanup")
@@ -240,17 +283,35 @@ def smoke_stack(
     stack: Annotated[str, typer.Argument(help="Deployed stack")],
     package: Annotated[Path, typer.Option(help="The model package deployed there")],
     timeout: Annotated[float, typer.Option(help="Seconds to wait for readiness")] = 300.0,
+    per_package: Annotated[bool, typer.Option(
+        "--per-package", help="STACK is shared: smoke the package's own stack STACK-<package>")] = False,
     project_dir: ProjectDir = Path("."),
 ) -> None:
     """Smoke-test a stack's endpoint from its outputs (HTTP targets; Azure ML by its scoring URI with an
     Entra ID token from $KAIZEN_SMOKE_TOKEN or the Azure CLI; SageMaker through its API)."""
     from model_packages.ci.smoke import smoke_outputs
-    from model_packages.ci.stacks import outputs_of
+    from model_packages.ci.stacks import outputs_of, package_stack
 
     try:
-        _print_json(smoke_outputs(outputs_of(_project(project_dir), stack), package, timeout=timeout))
+        project = _project(project_dir)
+        name = package_stack(project, stack, str(package)) if per_package else stack
+        _print_json(smoke_outputs(outputs_of(project, name), project.directory / package, timeout=timeout))
     except KaizenError as error:
         raise _fail(error) from None
+
+
+@ci_app.command("audience")
+def smoke_audience(
+    outputs: Annotated[Path, typer.Option(help="JSON file of the stack's outputs (what deploy/preview up print)")],
+) -> None:
+    """Print the audience of the ID token the smoke test needs (a Cloud Run service URL), or nothing."""
+    from model_packages.ci.smoke import audience
+
+    try:
+        values = json.loads(outputs.read_text())
+    except (OSError, ValueError) as error:
+        raise typer.BadParameter(f"{outputs}: {error}", param_hint="--outputs") from None
+    typer.echo(audience(values if isinstance(values, dict) else {}))
 
 
 @ci_app.command("smoke")
@@ -274,6 +335,8 @@ def comment(
     repository: Annotated[str, typer.Option(envvar="GITHUB_REPOSITORY", help="OWNER/NAME")],
     outputs: Annotated[Path | None, typer.Option(help="JSON file of the preview stack's outputs")] = None,
     section: Annotated[list[str] | None, typer.Option(help="TITLE=FILE: a report to include (repeatable)")] = None,
+    stack: Annotated[str | None, typer.Option(
+        help="The preview stack shown: one comment per stack (matrix jobs do not overwrite each other)")] = None,
 ) -> None:
     """Create or update the pull request's single Kaizen comment (trimmed to GitHub's limit)."""
     from model_packages.ci.github import GitHub, render_comment
@@ -288,7 +351,8 @@ def comment(
             sections[title] = path.read_text(errors="replace")
     values = json.loads(outputs.read_text()) if outputs and outputs.is_file() else {}
     try:
-        action, number = GitHub(repository).upsert_comment(pr, render_comment(pr, values, sections))
+        action, number = GitHub(repository).upsert_comment(pr, render_comment(pr, values, sections, stack=stack),
+                                                           key=stack)
     except KaizenError as error:
         raise _fail(error) from None
     err.print(f"comment {number} {action}")
@@ -305,6 +369,9 @@ def propose(
     base: Annotated[str, typer.Option(help="Branch the pull request targets")] = "main",
     report: Annotated[list[str] | None, typer.Option(help="TITLE=FILE for the body (repeatable)")] = None,
     repo: Annotated[Path, typer.Option(help="Repository checkout")] = Path("."),
+    dispatch: Annotated[str | None, typer.Option(
+        help="Then start this workflow (file name) on the branch with inputs pr and base: a pull request "
+             "opened with GITHUB_TOKEN starts no pull_request workflow")] = None,
 ) -> None:
     """Open a pull request that replaces PACKAGE with CANDIDATE (same preview and review path)."""
     from model_packages.ci.github import GitHub
@@ -325,28 +392,38 @@ def propose(
             raise typer.BadParameter(f"--report {item!r} is not TITLE=FILE")
         reports[title] = Path(file)
     try:
-        branch, number = run_propose(repo.resolve(), candidate, package, GitHub(repository), base=base,
-                                     reports=reports)
+        github = GitHub(repository)
+        branch, number = run_propose(repo.resolve(), candidate, package, github, base=base, reports=reports)
+        if dispatch:
+            github.dispatch_workflow(dispatch, branch, {"pr": str(number), "base": base})
     except KaizenError as error:
         raise _fail(error) from None
-    _print_json({"proposed": True, "branch": branch, "pull_request": number})
+    _print_json({"proposed": True, "branch": branch, "pull_request": number, "dispatched": dispatch})
 
 
 def init_ci(
     directory: Annotated[Path, typer.Argument(help="Repository root")] = Path("."),
-    check: Annotated[bool, typer.Option(help="Only check that the workflows are present and current")] = False,
-    force: Annotated[bool, typer.Option(help="Overwrite workflows that differ")] = False,
+    check: Annotated[bool, typer.Option(help="Only check that the workflows and the project are present and current")]
+    = False,
+    force: Annotated[bool, typer.Option(help="Overwrite workflows and project files that differ")] = False,
 ) -> None:
-    """Write Kaizen's GitHub Actions workflows into DIRECTORY/.github/workflows."""
-    from model_packages.ci.workflows import install
+    """Write Kaizen's GitHub Actions workflows into DIRECTORY/.github/workflows, and the Kaizen Pulumi
+    project the `kaizen ci` commands run in (Pulumi.yaml, __main__.py, stacks/) where it is missing."""
+    from model_packages.ci.workflows import install, install_project
 
     try:
+        install_project(directory, check=True, force=force)  # refuses an unusable project before any write
         changed_files = install(directory, check=check, force=force)
+        project_files = install_project(directory, check=check, force=force)
     except KaizenError as error:
         raise _fail(error) from None
     for name in changed_files:
-        err.print(f"{'differs' if check else 'wrote'} {name}")
-    if check and changed_files:
+        err.print(f"{'differs' if check else 'wrote'} .github/workflows/{name}")
+    for name in project_files:
+        err.print(f"{'missing' if check else 'wrote'} {name}")
+    if not check and any(name.startswith("stacks/") for name in project_files):
+        err.print("edit the stacks/ files written (platform stack, region, owner, model) before the first run")
+    if check and (changed_files or project_files):
         raise typer.Exit(code=1)
 
 

@@ -31,9 +31,16 @@ def trim(body: str, limit: int = COMMENT_LIMIT) -> str:
     return body[: limit - len(_TRIMMED)] + _TRIMMED
 
 
-def render_comment(pr: int, outputs: Mapping[str, Any], sections: Mapping[str, str]) -> str:
+def marker(key: str | None = None) -> str:
+    """The first line of a Kaizen comment: one comment per pull request, or per `key` (a stack)."""
+    return MARKER if not key else f"<!-- kaizen-preview {key} -->"
+
+
+def render_comment(pr: int, outputs: Mapping[str, Any], sections: Mapping[str, str], *,
+                   stack: str | None = None) -> str:
     """The preview comment: endpoint and image digest, then each report (gate, drift, `pulumi preview`)."""
-    lines = [MARKER, f"### Kaizen preview of #{pr}", "", "| output | value |", "| --- | --- |"]
+    title = f"### Kaizen preview of #{pr}" + (f": `{stack}`" if stack else "")
+    lines = [marker(stack), title, "", "| output | value |", "| --- | --- |"]
     for key in ("endpoint_url", "endpointName", "serviceUri", "fqdn", "scoringUri", "image", "image_digest",
                 "model_version"):
         if key in outputs:
@@ -84,13 +91,15 @@ class GitHub:
                 return
             page += 1
 
-    def upsert_comment(self, pr: int, body: str) -> tuple[str, int]:
-        """Update the pull request's Kaizen comment (the one starting with MARKER) or add it."""
-        if not body.startswith(MARKER):
-            body = f"{MARKER}\n{body}"
+    def upsert_comment(self, pr: int, body: str, key: str | None = None) -> tuple[str, int]:
+        """Update the pull request's Kaizen comment (the one whose first line is the marker of `key`)
+        or add it."""
+        first = marker(key)
+        if body.split("\n", 1)[0] != first:
+            body = f"{first}\n{body}"
         body = trim(body)
         for comment in self._pages(f"/repos/{self.repository}/issues/{pr}/comments"):
-            if str(comment.get("body", "")).startswith(MARKER):
+            if str(comment.get("body", "")).split("\n", 1)[0] == first:
                 self._call("PATCH", f"/repos/{self.repository}/issues/comments/{comment['id']}", {"body": body})
                 return "updated", int(comment["id"])
         created = self._call("POST", f"/repos/{self.repository}/issues/{pr}/comments", {"body": body})
@@ -105,6 +114,13 @@ class GitHub:
         created = self._call("POST", f"/repos/{self.repository}/pulls",
                              {"head": head, "base": base, "title": title, "body": trim(body)})
         return int(created["number"])
+
+    def dispatch_workflow(self, workflow: str, ref: str, inputs: dict[str, str]) -> None:
+        """Start `workflow` (file name) on branch `ref` with `inputs` (workflow_dispatch). A pull
+        request opened with the job's GITHUB_TOKEN starts no `pull_request` workflow (GitHub's
+        rule), but a workflow_dispatch sent with that token does start one."""
+        self._call("POST", f"/repos/{self.repository}/actions/workflows/{workflow}/dispatches",
+                   {"ref": ref, "inputs": inputs})
 
     def open_pull_requests(self) -> list[int]:
         return sorted(int(p["number"]) for p in self._pages(f"/repos/{self.repository}/pulls?state=open"))

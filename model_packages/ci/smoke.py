@@ -102,10 +102,46 @@ def smoke_scoring(scoring_uri: str, package: Path, token: str, *, timeout: float
         time.sleep(2)
 
 
+IN_NETWORK = "KAIZEN_SMOKE_IN_NETWORK"
+
+
+def unreachable(outputs: dict[str, Any], env: dict[str, str] | None = None) -> str | None:
+    """Why this runner cannot reach the stack's endpoint (its `ingress` output), or None. A runner in
+    the endpoint's network says so with `$KAIZEN_SMOKE_IN_NETWORK=true` (a self-hosted runner)."""
+    env = dict(os.environ) if env is None else env
+    ingress = str(outputs.get("ingress", ""))
+    in_network = env.get(IN_NETWORK, "").lower() == "true"
+    if "serviceUri" in outputs and ingress in ("internal", "internal-and-cloud-load-balancing") and not in_network:
+        return (f"the Cloud Run service {outputs['serviceUri']} has ingress {ingress!r}: a GitHub-hosted runner "
+                "cannot reach it. Smoke-test from a self-hosted runner in the service's VPC network with "
+                f"{IN_NETWORK}=true, or set kaizen:gcp.ingress: all with kaizen:gcp.public: true "
+                "(IAM invokers still apply; the workflows send an ID token for the service)")
+    if "fqdn" in outputs and ingress == "environment":
+        return (f"the Container App {outputs['fqdn']} has internal ingress without a VNet: only apps in its own "
+                "Container Apps environment can reach it, no runner can. Set kaizen:azure.infrastructureSubnetId "
+                f"(internal ingress in your VNet; smoke-test from a self-hosted runner there with {IN_NETWORK}=true) "
+                "or kaizen:azure.public: true (external ingress; there is no kaizen:azure.externalIngress)")
+    if "fqdn" in outputs and ingress == "vnet" and not in_network:
+        return (f"the Container App {outputs['fqdn']} has internal ingress in a VNet: a GitHub-hosted runner cannot "
+                f"reach it. Smoke-test from a self-hosted runner in that VNet with {IN_NETWORK}=true, or set "
+                "kaizen:azure.public: true (external ingress)")
+    return None
+
+
+def audience(outputs: dict[str, Any]) -> str:
+    """The audience of the ID token a Cloud Run smoke test sends (the service URL); "" otherwise."""
+    return str(outputs.get("serviceUri", "")) if "serviceUri" in outputs else ""
+
+
 def smoke_outputs(outputs: dict[str, Any], package: Path, *, timeout: float = 300.0) -> dict[str, Any]:
     """Smoke-test the endpoint a stack's outputs name: the local target and Cloud Run/Container Apps
     over HTTP (`$KAIZEN_SMOKE_TOKEN` as a bearer token where the endpoint needs one), Azure ML by its
-    scoring URI with an Entra ID token, SageMaker through its runtime API (region from `$AWS_REGION`)."""
+    scoring URI with an Entra ID token, SageMaker through its runtime API (region from `$AWS_REGION`).
+    An endpoint this runner cannot reach is refused at once, saying why and what to change, instead of
+    waiting out the timeout."""
+    reason = unreachable(outputs)
+    if reason is not None:
+        raise SmokeError(reason)
     token = os.environ.get("KAIZEN_SMOKE_TOKEN")
     headers = {"Authorization": f"Bearer {token}"} if token else None
     if "endpoint_url" in outputs:

@@ -63,6 +63,44 @@ class Project:
             raise StackError(f"stack {stack} does not exist") from None
 
 
+KMS_PROVIDERS = ("awskms://", "azurekeyvault://", "gcpkms://", "hashivault://")
+
+
+def check_backend(env: dict[str, str] | None = None, home: Path | None = None) -> str:
+    """Refuse, naming the fix, a backend the workflows cannot use without a stored secret; the kind
+    of backend otherwise. Pulumi Cloud (`$PULUMI_BACKEND_URL` empty or https://) needs an access
+    token (`pulumi/auth-actions` exchanges the job's OIDC token for one; locally, `pulumi login`);
+    `azblob://` needs the storage account; a bucket backend needs a KMS secrets provider, since a
+    passphrase would be a stored secret. `file://` (a runner's throwaway state) may use a passphrase."""
+    env = dict(os.environ) if env is None else env
+    url = env.get("PULUMI_BACKEND_URL", "").strip()
+    provider = env.get("PULUMI_SECRETS_PROVIDER", "").strip()
+    if not url or url.startswith(("https://", "http://")):
+        logged_in = ((home or Path.home()) / ".pulumi" / "credentials.json").is_file()
+        if not env.get("PULUMI_ACCESS_TOKEN") and (env.get("GITHUB_ACTIONS") == "true" or not logged_in):
+            raise StackError(
+                f"the Pulumi Cloud backend ({url or 'PULUMI_BACKEND_URL is empty'}) needs PULUMI_ACCESS_TOKEN: in "
+                "GitHub Actions the workflows get one by OIDC with pulumi/auth-actions (set the repository "
+                "variable PULUMI_ORG and register GitHub as an OIDC issuer of that organization); no stored token")
+        if provider == "passphrase":
+            raise StackError("PULUMI_SECRETS_PROVIDER=passphrase needs PULUMI_CONFIG_PASSPHRASE, a stored secret: "
+                             "leave it empty (Pulumi Cloud encrypts) or use a KMS provider")
+        return "cloud"
+    scheme = url.split("://", 1)[0]
+    if scheme not in ("file", "s3", "gs", "azblob"):
+        raise StackError(f"PULUMI_BACKEND_URL {url!r}: not Pulumi Cloud (https://) or file://, s3://, gs://, azblob://")
+    if scheme == "azblob" and not env.get("AZURE_STORAGE_ACCOUNT") and "storage_account=" not in url:
+        raise StackError(f"the backend {url} needs the storage account: set AZURE_STORAGE_ACCOUNT (the workflows "
+                         "pass the repository variable AZURE_STORAGE_ACCOUNT) or add ?storage_account=NAME")
+    if scheme != "file" and not provider.startswith(KMS_PROVIDERS):
+        raise StackError(
+            f"the bucket backend {url} would encrypt stack secrets with a passphrase "
+            f"({'PULUMI_SECRETS_PROVIDER is empty' if not provider else f'PULUMI_SECRETS_PROVIDER={provider}'}), "
+            "which CI could only get from a stored secret: set PULUMI_SECRETS_PROVIDER to a KMS key "
+            "(awskms://, azurekeyvault://, gcpkms:// or hashivault://)")
+    return scheme
+
+
 def _engine_env() -> dict[str, str]:
     return {"PULUMI_SKIP_UPDATE_CHECK": "true", "PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK": "true"}
 
@@ -89,8 +127,46 @@ def _up(stack: auto.Stack, project: Project, message: str, summary: Path | None 
     return _outputs(stack)
 
 
+def _preview(stack: auto.Stack, project: Project, summary: Path) -> None:
+    """`pulumi preview` of the stack as it will be updated; its text (what the comment shows) to `summary`."""
+    try:
+        result = stack.preview(on_output=project.echo, color="never", message="kaizen: preview")
+    except auto.CommandError as err:
+        raise StackError(f"`pulumi preview` of {stack.name} failed:\n{str(err)[-3000:]}") from None
+    summary.write_text(result.stdout.strip() + "\n")
+
+
 def outputs_of(project: Project, stack_name: str) -> dict[str, Any]:
     return _outputs(project.select(stack_name))
+
+
+# ---- one stack per model package ------------------------------------------------------------------
+def package_slug(package: str | Path) -> str:
+    """The part of a stack name that names a model package: its repository path, lower-case, with
+    every run of other characters as one `-` (`models/Iris_v2` -> `models-iris-v2`)."""
+    path = Path(package)
+    text = path.name if path.is_absolute() else path.as_posix()
+    slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40].strip("-")
+    if not slug:
+        raise StackError(f"package {str(package)!r} gives no stack name")
+    return slug
+
+
+def package_stack(project: Project, stack_name: str, package: str) -> str:
+    """`<stack>-<package slug>`: the stack of `package` in a multi-package repository. Its config file
+    is written, once, from the shared `stacks/Pulumi.<stack>.yaml` with `kaizen:model` set to the
+    package's manifest, so one file per cloud and environment serves every package."""
+    from model_packages.manifest import read_manifest
+
+    name = f"{stack_name}-{package_slug(package)}"
+    out, shared = project.config_file(name), project.config_file(stack_name)
+    if not out.exists() and shared.is_file():
+        doc = yaml.safe_load(shared.read_text()) or {}
+        manifest = read_manifest(project.directory / package)
+        doc.setdefault("config", {})["kaizen:model"] = {"name": manifest.name, "version": manifest.version}
+        out.write_text(f"# written by `kaizen ci` from {shared.name} for {package}\n"
+                       + yaml.safe_dump(doc, sort_keys=False))
+    return name
 
 
 # ---- deploy by digest, rollback -------------------------------------------------------------------
@@ -150,15 +226,22 @@ def _who() -> dict[str, str]:
 
 
 # ---- preview stacks pr-N ---------------------------------------------------------------------------
-def preview_stack_name(target: str, pr: int) -> str:
+def preview_stack_name(target: str, pr: int, package: str | None = None) -> str:
+    """`pr-N` (local) or `<cloud>-pr-N`; with a package, `...-pr-N-<package slug>` (one stack per
+    changed package of the pull request)."""
     if target not in TARGETS:
         raise StackError(f"target {target!r} is not one of {', '.join(TARGETS)}")
-    return f"pr-{pr}" if target == "local" else f"{target}-pr-{pr}"
+    name = f"pr-{pr}" if target == "local" else f"{target}-pr-{pr}"
+    return f"{name}-{package_slug(package)}" if package else name
 
 
-def local_preview_ports(pr: int) -> dict[str, int]:
-    """Ports of the local pr-N: base = 20000 + (N mod 400) * 10, so previews run side by side."""
-    base = 20000 + (pr % 400) * 10
+def local_preview_ports(pr: int, package: str | None = None) -> dict[str, int]:
+    """Ports of the local pr-N: base = 20000 + (N [+ crc32 of the package slug] mod 400) * 10, so
+    previews (and the packages of one pull request) run side by side."""
+    import zlib
+
+    shift = zlib.crc32(package_slug(package).encode()) if package else 0
+    base = 20000 + ((pr + shift) % 400) * 10
     return {"REGISTRY_PORT": base + 1, "ENDPOINT_PORT": base + 2, "BACKEND_PORT_A": base + 3,
             "BACKEND_PORT_B": base + 4, "PROMETHEUS_PORT": base + 5}
 
@@ -166,7 +249,7 @@ def local_preview_ports(pr: int) -> dict[str, int]:
 def write_preview_config(project: Project, target: str, pr: int, *, image: str | None = None,
                          package: str | None = None) -> Path:
     """stacks/Pulumi.<stack>.yaml from stacks/templates/Pulumi.pr.<target>.yaml (kept when present)."""
-    stack = preview_stack_name(target, pr)
+    stack = preview_stack_name(target, pr, package)
     out = project.config_file(stack)
     if out.exists():
         return out
@@ -175,7 +258,7 @@ def write_preview_config(project: Project, target: str, pr: int, *, image: str |
         raise StackError(f"no preview template {template}")
     text = template.read_text()
     if target == "local":
-        for key, port in local_preview_ports(pr).items():
+        for key, port in local_preview_ports(pr, package).items():
             text = text.replace(f"__{key}__", str(port))
     doc = yaml.safe_load(text)
     config = doc.setdefault("config", {})
@@ -195,39 +278,57 @@ def write_preview_config(project: Project, target: str, pr: int, *, image: str |
 
 
 def preview_up(project: Project, target: str, pr: int, *, image: str | None = None,
-               package: str | None = None, summary: Path | None = None) -> dict[str, Any]:
-    """Create or update the preview stack of pull request `pr` and `pulumi up` it."""
-    stack_name = preview_stack_name(target, pr)
+               package: str | None = None, summary: Path | None = None,
+               preview_summary: Path | None = None) -> dict[str, Any]:
+    """Create or update the preview stack of pull request `pr` and `pulumi up` it; with
+    `preview_summary`, `pulumi preview` it first and write what the preview says there."""
+    stack_name = preview_stack_name(target, pr, package)
     write_preview_config(project, target, pr, image=image, package=package)
     stack = project.select(stack_name, create=True)
     if image is not None:
         stack.set_config("kaizen:image", auto.ConfigValue(check_digest_ref(image)))
+    if preview_summary is not None:
+        _preview(stack, project, preview_summary)
     outputs = _up(stack, project, f"kaizen: preview of pull request {pr}", summary)
     trail.append("preview_up", stack=stack_name, image=str(outputs.get("image", image or "")), **_who())
     return outputs
 
 
-def preview_destroy(project: Project, target: str, pr: int) -> bool:
-    """Destroy and remove pr-N and its config file. Idempotent: True when there was a stack."""
-    stack_name = preview_stack_name(target, pr)
-    existed = stack_name in project.stack_names()
-    if existed:
-        stack = project.select(stack_name)
-        try:
-            stack.destroy(on_output=project.echo, color="never", message=f"kaizen: pull request {pr} closed")
-        except auto.CommandError as err:
-            raise StackError(f"`pulumi destroy` of {stack_name} failed:\n{str(err)[-3000:]}") from None
-        project.workspace().remove_stack(stack_name)
-        trail.append("preview_destroy", stack=stack_name, **_who())
-    project.config_file(stack_name).unlink(missing_ok=True)
-    return existed
+def preview_stacks(project: Project, target: str, pr: int) -> list[str]:
+    """The preview stacks of pull request `pr` on `target`: pr-N and every pr-N-<package>."""
+    base = preview_stack_name(target, pr)
+    return sorted(n for n in project.stack_names() if n == base or n.startswith(f"{base}-"))
+
+
+def preview_destroy(project: Project, target: str, pr: int, package: str | None = None) -> list[str]:
+    """Destroy and remove the preview stack of `package` in pull request `pr` (without a package:
+    every preview stack of the pull request) and its config file. Idempotent: the stacks destroyed."""
+    names = [preview_stack_name(target, pr, package)] if package else preview_stacks(project, target, pr)
+    existing = project.stack_names()
+    destroyed = []
+    for stack_name in names:
+        if stack_name in existing:
+            stack = project.select(stack_name)
+            try:
+                stack.destroy(on_output=project.echo, color="never", message=f"kaizen: pull request {pr} closed")
+            except auto.CommandError as err:
+                raise StackError(f"`pulumi destroy` of {stack_name} failed:\n{str(err)[-3000:]}") from None
+            project.workspace().remove_stack(stack_name)
+            trail.append("preview_destroy", stack=stack_name, **_who())
+            destroyed.append(stack_name)
+        project.config_file(stack_name).unlink(missing_ok=True)
+    if not package:
+        base = preview_stack_name(target, pr)
+        for leftover in project.config_dir.glob(f"Pulumi.{base}-*.yaml"):
+            leftover.unlink()
+    return destroyed
 
 
 def preview_numbers(project: Project, target: str) -> list[int]:
     """Pull-request numbers that have a preview stack on `target`."""
-    prefix = preview_stack_name(target, 0)[:-1]
-    return sorted(int(name[len(prefix):]) for name in project.stack_names()
-                  if name.startswith(prefix) and name[len(prefix):].isdigit())
+    prefix = re.escape(preview_stack_name(target, 0)[:-1])
+    found = (re.match(rf"^{prefix}(\d+)(?:-[a-z0-9-]+)?$", name) for name in project.stack_names())
+    return sorted({int(m.group(1)) for m in found if m})
 
 
 def cleanup(project: Project, target: str, open_prs: Iterable[int]) -> list[int]:

@@ -119,7 +119,8 @@ def ci(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ci]:
         finally:
             project = stacks.Project(ROOT)
             stacks.preview_destroy(project, "local", state.pr)
-            for stack in [*state.stacks, f"pr-{state.pr}"]:
+            for stack in [*state.stacks, f"pr-{state.pr}", *(stacks.preview_stack_name("local", state.pr, p)
+                                                             for p in ("iris-1.0.0", "iris-1.0.1"))]:
                 if stack in project.stack_names():
                     project.select(stack).destroy()
                 scope = scope_name("kaizen", stack)
@@ -182,12 +183,70 @@ def test_preview_create_update_cleanup_and_idempotent_destroy(ci: Ci) -> None:
                       "--package", package, *project)
     assert _served(created)[0] == "1.0.1"
     updated = ci.json("ci", "preview", "up", "--pr", pr, "--target", "local", "--image", ci.images["1.0.1"],
-                      "--package", package, "--summary", str(ci.tmp / "up.txt"), *project)
+                      "--package", package, "--summary", str(ci.tmp / "up.txt"),
+                      "--preview-summary", str(ci.tmp / "preview.txt"), *project)
     assert updated["image_digest"] == created["image_digest"]
     assert "succeeded" in (ci.tmp / "up.txt").read_text()  # the comment's `pulumi up` section
+    preview = (ci.tmp / "preview.txt").read_text()  # the comment's `pulumi preview` section
+    assert "Previewing update" in preview and "Resources:" in preview and "unchanged" in preview, preview
+    name = stacks.preview_stack_name("local", ci.pr, package)  # one stack per package: pr-N-iris-1-0-1
+    assert name == f"pr-{pr}-iris-1-0-1" and (STACKS_DIR / f"Pulumi.{name}.yaml").is_file()
     assert ci.json("ci", "cleanup", "--target", "local", "--open", str(ci.pr + 1), *project) == {"destroyed": [ci.pr]}
-    assert not (STACKS_DIR / f"Pulumi.pr-{pr}.yaml").exists()
-    assert leftovers(scope_name("kaizen", f"pr-{pr}")) == {"containers": [], "volumes": [], "images": []}
+    assert not (STACKS_DIR / f"Pulumi.{name}.yaml").exists()
+    assert leftovers(scope_name("kaizen", name)) == {"containers": [], "volumes": [], "images": []}
     for number in (pr, pr, str(ci.pr + 50)):  # closed twice, and one that never had a stack
         assert "nothing to do" in ci.kaizen("ci", "preview", "destroy", "--pr", number, "--target", "local",
                                             *project).output
+
+
+def test_a_model_repository_init_ci_wrote_runs_kaizen_ci(ci: Ci, tmp_path: Path) -> None:
+    """`kaizen init-ci` into an empty repository, then a preview stack up and down from there (the
+    installed program, the written Pulumi.yaml and preview template), as the workflows run it."""
+    assert CliRunner().invoke(app, ["init-ci", str(tmp_path)]).exit_code == 0
+    shutil.copytree(ci.tmp / "iris-1.0.1", tmp_path / "models" / "iris")
+    pr, project = str(ci.pr + 60), ["--project-dir", str(tmp_path)]
+    try:
+        up = ci.json("ci", "preview", "up", "--pr", pr, "--target", "local", "--image", ci.images["1.0.1"],
+                     "--package", "models/iris", *project)
+        assert _served(up)[0] == "1.0.1"
+        assert (tmp_path / "stacks" / f"Pulumi.pr-{pr}-models-iris.yaml").is_file()
+    finally:
+        assert "destroyed" in ci.kaizen("ci", "preview", "destroy", "--pr", pr, "--target", "local", *project).output
+    assert leftovers(scope_name("kaizen", f"pr-{pr}-models-iris")) == {"containers": [], "volumes": [], "images": []}
+
+
+def test_two_packages_get_their_own_preview_and_deploy_stacks(ci: Ci) -> None:
+    """A pull request changing two packages previews each in its own stack pr-N-<package> (side by
+    side, own ports); closing it destroys both. On main each package deploys to its own stack
+    <stack>-<package>, configured from the shared stacks/Pulumi.<stack>.yaml."""
+    project = ["--project-dir", str(ROOT)]
+    pr = ci.pr + 70
+    served = {}
+    for version in ("1.0.0", "1.0.1"):
+        package = str(ci.tmp / f"iris-{version}")
+        outputs = ci.json("ci", "preview", "up", "--pr", str(pr), "--target", "local", "--image", ci.images[version],
+                          "--package", package, *project)
+        served[version] = (outputs["endpoint_url"], _served(outputs)[0])
+        smoke = ci.json("ci", "preview", "smoke", "--pr", str(pr), "--target", "local", "--package", package,
+                        *project)
+        assert smoke["version"] == version
+    assert served["1.0.0"][0] != served["1.0.1"][0] and [v for _, v in served.values()] == ["1.0.0", "1.0.1"]
+    assert _served({"endpoint_url": served["1.0.0"][0]})[0] == "1.0.0"  # the first still serves beside the second
+    closed = ci.kaizen("ci", "preview", "destroy", "--pr", str(pr), "--target", "local", *project).output
+    assert f"pr-{pr}-iris-1-0-0" in closed and f"pr-{pr}-iris-1-0-1" in closed
+    assert stacks.preview_stacks(stacks.Project(ROOT), "local", pr) == []
+
+    # On main: the shared stacks/Pulumi.<stack>.yaml configures each package's own stack <stack>-<package>
+    # (the shared stack itself is never deployed in a multi-package repository).
+    shared = f"ci{os.getpid() % 1000}-shared"
+    ci.local_stack(shared, "staging")
+    package = str(ci.tmp / "iris-1.0.1")
+    ci.stacks.append(f"{shared}-iris-1-0-1")  # cleaned up by the fixture whatever happens
+    deployed = ci.json("ci", "deploy", shared, "--package", package, "--image", ci.images["1.0.1"], *project)
+    assert deployed["image"] == ci.images["1.0.1"] and _served(deployed)[0] == "1.0.1"
+    config = yaml.safe_load((STACKS_DIR / f"Pulumi.{shared}-iris-1-0-1.yaml").read_text())["config"]
+    assert config["kaizen:model"] == {"name": "iris-classifier", "version": "1.0.1"}
+    assert config["kaizen:stackKind"] == "staging"
+    smoke = ci.json("ci", "smoke-stack", shared, "--per-package", "--package", package, *project)
+    assert smoke["version"] == "1.0.1"
+    assert shared not in stacks.Project(ROOT).stack_names()

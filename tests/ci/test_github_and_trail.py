@@ -110,6 +110,25 @@ def test_one_comment_per_pull_request_updated_in_place(fake_github: tuple[FakeGi
     assert next(c for c in state.comments[7] if not c["body"].startswith(github.MARKER))["body"] == "human 0"
 
 
+def test_one_comment_per_preview_stack_when_a_matrix_comments(fake_github: tuple[FakeGitHub, str]) -> None:
+    """Matrix jobs (packages x clouds) each keep their own comment, updated in place, instead of
+    overwriting one another's."""
+    state, url = fake_github
+    client = github.GitHub("o/r", token="t0ken", api_url=url)
+    numbers = {}
+    for round_ in ("1", "2"):
+        for stack in ("aws/models/a", "gcp/models/a", "aws/models/b"):
+            body = github.render_comment(7, {"image": "r/m@sha256:" + round_ * 64}, {}, stack=stack)
+            action, number = client.upsert_comment(7, body, key=stack)
+            assert action == ("created" if round_ == "1" else "updated")
+            assert numbers.setdefault(stack, number) == number
+    ours = [c for c in state.comments[7] if c["body"].startswith("<!-- kaizen-preview ")]
+    assert len(ours) == 3 and all("2" * 64 in c["body"] for c in ours)
+    assert sorted(c["body"].split("\n", 2)[1] for c in ours) == [
+        "### Kaizen preview of #7: `aws/models/a`", "### Kaizen preview of #7: `aws/models/b`",
+        "### Kaizen preview of #7: `gcp/models/a`"]
+
+
 def test_open_pull_requests_follow_every_page(fake_github: tuple[FakeGitHub, str]) -> None:
     state, url = fake_github
     assert github.GitHub("o/r", token="t0ken", api_url=url).open_pull_requests() == state.open_prs

@@ -18,11 +18,13 @@ from typer.testing import CliRunner
 from model_packages.cli import app
 
 ROOT = Path(__file__).resolve().parents[2]
+Pulls = tuple[list[dict[str, Any]], str, list[dict[str, Any]]]
 
 
 @pytest.fixture
-def pulls() -> Iterator[tuple[list[dict[str, Any]], str]]:
+def pulls() -> Iterator[Pulls]:
     opened: list[dict[str, Any]] = []
+    dispatched: list[dict[str, Any]] = []
 
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, format: str, *args: Any) -> None:
@@ -41,13 +43,18 @@ def pulls() -> Iterator[tuple[list[dict[str, Any]], str]]:
 
         def do_POST(self) -> None:
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            if self.path.endswith("/dispatches"):  # workflow_dispatch answers 204, no body
+                dispatched.append({"path": self.path, **body})
+                self.send_response(204)
+                self.end_headers()
+                return
             opened.append({**body, "number": 100 + len(opened)})
             self._send(201, opened[-1])
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        yield opened, f"http://127.0.0.1:{server.server_address[1]}"
+        yield opened, f"http://127.0.0.1:{server.server_address[1]}", dispatched
     finally:
         server.shutdown()
         server.server_close()
@@ -58,9 +65,9 @@ def _git(repo: Path, *args: str) -> str:
 
 
 def test_a_candidate_becomes_one_pull_request_with_the_gate_report(
-    tmp_path: Path, pulls: tuple[list[dict[str, Any]], str]
+    tmp_path: Path, pulls: Pulls
 ) -> None:
-    opened, api = pulls
+    opened, api, dispatched = pulls
     origin, repo = tmp_path / "origin.git", tmp_path / "repo"
     subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(origin)], check=True)
     subprocess.run(["git", "clone", "-q", str(origin), str(repo)], check=True, capture_output=True)
@@ -77,17 +84,23 @@ def test_a_candidate_becomes_one_pull_request_with_the_gate_report(
     retrained = tmp_path / "retrain.json"
     retrained.write_text(json.dumps({"promoted": True, "package": str(candidate)}))
     args = ["ci", "propose", "--from-retrain", str(retrained), "--package", "models/iris", "--repository", "o/r",
-            "--repo", str(repo), "--report", f"gate report={tmp_path / 'gate.md'}"]
+            "--repo", str(repo), "--report", f"gate report={tmp_path / 'gate.md'}",
+            "--report", f"drift report={tmp_path / 'drift.md'}", "--dispatch", "kaizen-pull-request.yaml"]
+    (tmp_path / "drift.md").write_text("# Drift: petal_length PSI 0.31\n")
     env = {"GITHUB_API_URL": api, "GITHUB_TOKEN": "t"}
     first = CliRunner().invoke(app, args, env=env)
     assert first.exit_code == 0, first.output
     assert json.loads(first.stdout) == {"proposed": True, "branch": "kaizen/retrain-iris-classifier-1.0.1",
-                                        "pull_request": 100}
+                                        "pull_request": 100, "dispatched": "kaizen-pull-request.yaml"}
+    # The pull request workflow is started explicitly on the branch, with the number it names the stack by.
+    assert dispatched == [{"path": "/repos/o/r/actions/workflows/kaizen-pull-request.yaml/dispatches",
+                           "ref": "kaizen/retrain-iris-classifier-1.0.1", "inputs": {"pr": "100", "base": "main"}}]
     pushed = _git(origin, "show", "kaizen/retrain-iris-classifier-1.0.1:models/iris/kaizen.yaml")
     assert "version: 1.0.1" in pushed
     assert "version: 1.0.0" in _git(origin, "show", "main:models/iris/kaizen.yaml")  # main is untouched
     assert opened[0]["base"] == "main" and "Promotion gate: PROMOTE" in opened[0]["body"]
     assert "+- gate: promoted" in opened[0]["body"]  # the model card diff
+    assert "Drift: petal_length PSI 0.31" in opened[0]["body"]
     again = CliRunner().invoke(app, args, env=env)
     assert again.exit_code == 0 and json.loads(again.stdout)["pull_request"] == 100 and len(opened) == 1
 

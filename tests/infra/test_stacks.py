@@ -299,6 +299,7 @@ def test_gcp_cloud_run_service(stack_run, stack: str, bounds: tuple[int, int], p
     assert (scaling["minInstanceCount"], scaling["maxInstanceCount"]) == bounds
     assert svc["template"]["maxInstanceRequestConcurrency"] == 80
     assert svc["ingress"] == "INGRESS_TRAFFIC_INTERNAL_ONLY"
+    assert run.outputs["ingress"] == "internal"  # `kaizen ci smoke-stack` says a hosted runner cannot reach it
     assert svc["deletionProtection"] is protected
     assert svc["invokerIamDisabled"] is False
     sa = run.one("gcp:serviceaccount/account:Account").inputs
@@ -368,6 +369,7 @@ def test_azure_container_app(stack_run, stack: str, bounds: tuple[int, int]) -> 
     assert container["image"] == AZURE_IMAGE
     ingress = app["configuration"]["ingress"]
     assert ingress["external"] is False and ingress["targetPort"] == 8080 and ingress["allowInsecure"] is False
+    assert run.outputs["ingress"] == "environment"  # no VNet: only apps of its environment reach it
     scale = app["template"]["scale"]
     assert (scale["minReplicas"], scale["maxReplicas"]) == bounds
     probes = {p["type"]: p["httpGet"]["path"] for p in container["probes"]}
