@@ -25,6 +25,9 @@ def base_command(
         str, typer.Option(help="runtime, builder or all", show_default=True)
     ] = "all",
     force: Annotated[bool, typer.Option("--force", help="rebuild the root file systems")] = False,
+    arch: Annotated[
+        str, typer.Option(help="amd64 or arm64 (arm64: mmdebstrap --arch=arm64 under QEMU)")
+    ] = "amd64",
 ) -> None:
     """Build the local Debian base images with mmdebstrap (cached under ~/.cache/kaizen/base)."""
     from model_packages.image import base
@@ -34,9 +37,10 @@ def base_command(
     if any(k not in base.SPECS for k in kinds):
         raise _fail(ValueError(f"unknown base kind {kind!r}: runtime, builder or all"))
     try:
-        with err.status("building base images (mmdebstrap, docker import)"):
+        arch = base.arch_for_platform(arch)
+        with err.status(f"building {arch} base images (mmdebstrap, docker import)"):
             images = base.ensure_bases(
-                docker_client(), kinds=kinds, force=force, log=lambda m: err.print(m)
+                docker_client(), kinds=kinds, force=force, log=lambda m: err.print(m), arch=arch
             )
     except KaizenError as error:
         raise _fail(error) from None
