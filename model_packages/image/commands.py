@@ -96,15 +96,17 @@ def build_command(
             bases = Bases(base or base_mod.RUNTIME_BASE, builder_base or base_mod.BUILDER_BASE)
         else:
             bases = Bases.choose(base, builder_base)
+        platforms = parse_platforms(platform) if platform else [None]
         if context_only:
             target = context_dir or Path("build") / "kaizen-context"
-            ctx = generate_context(
-                package, target, bases=bases, tag=tag, source=source, revision=revision,
-                log=lambda m: err.print(m),
-            )
-            out.print(f"build context for {ctx.tag} in {ctx.directory}")
+            for p in platforms:  # one context per platform (its bases, lock and wheels)
+                ctx = generate_context(
+                    package, target if len(platforms) == 1 else target / str(p).replace("/", "-"),
+                    bases=bases, tag=tag, source=source, revision=revision,
+                    log=lambda m: err.print(m), arch=base_mod.arch_for_platform(p) if p else base_mod.HOST_ARCH,
+                )
+                out.print(f"build context for {ctx.tag} ({ctx.platform}) in {ctx.directory}")
             return
-        platforms = parse_platforms(platform) if platform else [None]
         client = docker_client()
         if local_base:
             for p in platforms:
