@@ -94,8 +94,9 @@ def test_arm64_image_passes_the_contract_probes_under_emulation(multiarch: list[
 
 
 def test_index_lists_both_platforms_and_deploys_by_digest(multiarch: list[str], own_registry: LocalRegistry,
-                                                          tmp_path: Path) -> None:
+                                                          tmp_path: Path, built_tags: list[str]) -> None:
     records = tmp_path / "images.json"
+    built_tags.extend(f"{own_registry.address}/kaizen/iris-classifier:1.0.0-{arch}" for arch in ("amd64", "arm64"))
     result = CliRunner().invoke(app, ["push", TAG, "--registry", own_registry.address, "--platform",
                                       "linux/amd64,linux/arm64", "--records", str(records), "--json"])
     assert result.exit_code == 0, result.output
