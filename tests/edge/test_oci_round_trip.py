@@ -119,3 +119,25 @@ def test_pull_by_digest_checks_every_byte(edge_registry: LocalRegistry, tmp_path
     (tmp_path / "bundle" / "bundle.json").write_text(json.dumps(bundle))
     with pytest.raises(KaizenError, match="immutable"):
         push_bundle(tmp_path / "bundle", edge_registry.address, audit=False)
+
+
+def test_cli_export_pull_run(edge_registry: LocalRegistry, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from model_packages.cli import app
+
+    runner = CliRunner()
+    exported = runner.invoke(app, ["export", "edge", str(IRIS), "--out", str(tmp_path / "b"),
+                                   "--registry", edge_registry.address])
+    assert exported.exit_code == 0, exported.output
+    reference = json.loads(exported.stdout)["reference"]
+    pulled = runner.invoke(app, ["edge", "pull", reference, "--out", str(tmp_path / "device")])
+    assert pulled.exit_code == 0, pulled.output
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text("[6.7, 3.0, 5.2, 2.3]\n")
+    ran = runner.invoke(app, ["edge", "run", str(tmp_path / "device"), "--input", str(rows),
+                              "--out", str(tmp_path / "answers.jsonl")])
+    assert ran.exit_code == 0, ran.output
+    assert json.loads((tmp_path / "answers.jsonl").read_text()) == {"prediction": "virginica"}
+    refused = runner.invoke(app, ["export", "edge", str(IRIS), "--out", str(tmp_path / "q"), "--quantize"])
+    assert refused.exit_code == 1 and "nothing to quantise" in refused.output
