@@ -119,3 +119,29 @@ def test_index_lists_both_platforms_and_deploys_by_digest(multiarch: list[str], 
                                      "linux/amd64,linux/arm64", "--records", str(records), "--json"])
     assert again.exit_code == 0, again.output
     assert json.loads(again.stdout[again.stdout.index("{"):])["digest"] == pushed["digest"]
+
+
+def test_edge_runtime_scores_a_bundle_on_arm64(multiarch: list[str], docker_client: Any, tmp_path: Path) -> None:
+    """The device runtime on an arm64 userland (the image carries `model_packages.edge`): same answers."""
+    from model_packages.edge.bundle import export_bundle
+    from model_packages.edge.runtime import EdgeModel
+
+    bundle = tmp_path / "bundle"
+    export_bundle(EXAMPLES / "iris-classifier", bundle)
+    rows = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5]]
+    (tmp_path / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    tmp_path.chmod(0o755)
+    for path in (bundle, *bundle.iterdir(), tmp_path / "rows.jsonl"):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    out = docker_client.containers.run(
+        multiarch[1], entrypoint=["/opt/venv/bin/python", "-m", "model_packages.edge"],
+        command=["run", "/data/bundle", "--input", "/data/rows.jsonl", "--probabilities"],
+        volumes={**EMULATED, str(tmp_path): {"bind": "/data", "mode": "ro"}}, network_mode="host",
+        read_only=True, tmpfs={"/tmp": "rw,size=16m"}, remove=True, stdout=True, stderr=False,
+    )
+    device = [json.loads(line) for line in out.decode().splitlines()]
+    host = EdgeModel(bundle).predict(rows)
+    assert [d["prediction"] for d in device] == [h["prediction"] for h in host] == ["setosa", "virginica", "versicolor"]
+    for d, h in zip(device, host, strict=True):
+        for label, value in h["probabilities"].items():
+            assert abs(d["probabilities"][label] - value) < 1e-12
