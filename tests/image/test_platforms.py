@@ -73,6 +73,7 @@ def test_missing_arch_lock_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         locks.lock_path("onnx", "riscv64")
 
 
+@pytest.mark.slow  # fetches the arm64 wheels from PyPI the first time
 def test_arm64_context_uses_arm64_bases_lock_and_wheels(tmp_path: Path) -> None:
     ctx = generate_context(ROOT / "examples" / "iris-classifier", tmp_path / "ctx", bases=Bases.local(), arch="arm64")
     dockerfile = ctx.dockerfile.read_text()
