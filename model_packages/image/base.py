@@ -149,8 +149,11 @@ def arch_for_platform(platform: str) -> str:
 
 
 def emulation_ready(arch: str) -> bool:
-    """A foreign architecture's binaries can run here (binfmt_misc has its qemu entry enabled)."""
-    if arch == HOST_ARCH:
+    """`arch` binaries can run here: natively, or through binfmt_misc's enabled qemu entry."""
+    import platform
+
+    native = {"x86_64": "amd64", "aarch64": "arm64", "arm64": "arm64"}.get(platform.machine())
+    if arch in (HOST_ARCH, native):
         return True
     entry = Path("/proc/sys/fs/binfmt_misc") / _QEMU[arch]
     try:
