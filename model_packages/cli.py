@@ -240,6 +240,7 @@ def _register_optional() -> None:
         "model_packages.audit.commands",
         "model_packages.retrain.commands",
         "model_packages.batch.commands",
+        "model_packages.edge.commands",
     ):
         try:
             register = importlib.import_module(module).register

@@ -9,7 +9,9 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 log() { echo "setup: $*" >&2; }
 
-APT_PACKAGES=(python3-venv docker.io docker-registry skopeo prometheus prometheus-alertmanager mmdebstrap wrk)
+# qemu-user-static + binfmt-support: linux/arm64 images are built and tested under QEMU user emulation.
+APT_PACKAGES=(python3-venv docker.io docker-registry skopeo prometheus prometheus-alertmanager mmdebstrap wrk
+              qemu-user-static binfmt-support)
 if [ "${KAIZEN_SKIP_APT:-0}" != 1 ]; then
     missing=()
     for pkg in "${APT_PACKAGES[@]}"; do
@@ -22,6 +24,15 @@ if [ "${KAIZEN_SKIP_APT:-0}" != 1 ]; then
         $SUDO apt-get update -q >&2
         DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q "${missing[@]}" >&2
     fi
+fi
+
+# Register QEMU's aarch64 interpreter with binfmt_misc (no systemd here to do it at boot). The
+# F flag (fix-binary) makes it work inside containers and chroots too.
+if [ ! -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ] && command -v update-binfmts >/dev/null 2>&1; then
+    SUDO=""
+    [ "$(id -u)" = 0 ] || SUDO=sudo
+    [ -e /proc/sys/fs/binfmt_misc/register ] || $SUDO mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc >&2 || true
+    $SUDO update-binfmts --enable qemu-aarch64 >&2 || log "could not enable qemu-aarch64 in binfmt_misc: arm64 tests will fail"
 fi
 
 PYTHON=${PYTHON:-python3}
@@ -47,5 +58,13 @@ if [ "$("$TOOLS_BIN/actionlint" -version 2>/dev/null | head -1)" != "$ACTIONLINT
     log "installing actionlint $ACTIONLINT_VERSION"
     GOBIN="$TOOLS_BIN" GOFLAGS=-mod=mod go install "github.com/rhysd/actionlint/cmd/actionlint@$ACTIONLINT_VERSION" >&2
 fi
+# oras (the ORAS CLI), for the edge-bundle round-trip test, from the Go module proxy, pinned.
+ORAS_VERSION=v1.3.6
+if ! "$TOOLS_BIN/oras" version 2>/dev/null | grep -q "${ORAS_VERSION#v}"; then
+    log "installing oras $ORAS_VERSION"
+    GOBIN="$TOOLS_BIN" GOFLAGS=-mod=mod go install "oras.land/oras/cmd/oras@$ORAS_VERSION" >&2
+fi
 .venv/bin/kaizen base >&2
+# The arm64 bases (mmdebstrap --arch=arm64, under QEMU; cached like the amd64 ones).
+.venv/bin/kaizen base --arch arm64 >&2 || log "no arm64 bases (needs qemu-aarch64 in binfmt_misc): the multi-platform tests will fail"
 echo "$PULUMI_BIN"

@@ -12,6 +12,11 @@ A package whose wheels link a system library (LightGBM: libgomp1) is built on a 
 bases with that Debian package added, tagged with its name
 (``kaizen-base/python:3.11-bookworm-runtime-libgomp1``, :func:`variant_spec`), built on first use.
 
+Both exist per architecture (:data:`ARCHES`): ``--arch=arm64`` bases for linux/arm64 images are
+tagged with an ``-arm64`` suffix and imported with their platform, so a
+``docker build --platform linux/arm64`` runs their binaries under QEMU user emulation
+(``qemu-user-static`` with binfmt, see :func:`emulation_ready`) on an x86 host.
+
 The root file systems are cached as ``.tar.gz`` under ``~/.cache/kaizen/base/`` (override with
 ``KAIZEN_CACHE_DIR``) so a later import costs seconds, and the tarballs are reproducible
 (``SOURCE_DATE_EPOCH``) for one Debian snapshot.
@@ -23,13 +28,16 @@ For real users the default base is an upstream ``python:3.11-slim-bookworm`` pin
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from model_packages.errors import KaizenError
 
@@ -111,8 +119,55 @@ _RUNTIME_HOOKS = (
 )
 
 
+_HOST_TRIPLET = "x86_64-linux-gnu"
+
+
 class BaseImageError(KaizenError):
     """The base image could not be built or imported."""
+
+
+#: Debian architecture -> (OCI platform, multiarch triplet). amd64 is the host's.
+ARCHES: dict[str, tuple[str, str]] = {
+    "amd64": ("linux/amd64", "x86_64-linux-gnu"),
+    "arm64": ("linux/arm64", "aarch64-linux-gnu"),
+}
+HOST_ARCH = "amd64"
+_QEMU = {"arm64": "qemu-aarch64"}
+
+
+def arch_for_platform(platform: str) -> str:
+    """`linux/arm64` (or `arm64`, `linux/arm64/v8`) -> `arm64`; an unsupported one is refused."""
+    text = platform.strip().lower()
+    parts = text.split("/")
+    if len(parts) >= 2 and parts[0] != "linux":
+        raise BaseImageError(f"unsupported platform {platform!r}: only linux/amd64 and linux/arm64")
+    arch = parts[1] if len(parts) >= 2 else parts[0]
+    arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(arch, arch)
+    if arch not in ARCHES or (len(parts) == 3 and parts[2] not in ("v8", "")):
+        raise BaseImageError(f"unsupported platform {platform!r}: only linux/amd64 and linux/arm64")
+    return arch
+
+
+def emulation_ready(arch: str) -> bool:
+    """`arch` binaries can run here: natively, or through binfmt_misc's enabled qemu entry."""
+    import platform
+
+    native = {"x86_64": "amd64", "aarch64": "arm64", "arm64": "arm64"}.get(platform.machine())
+    if arch in (HOST_ARCH, native):
+        return True
+    entry = Path("/proc/sys/fs/binfmt_misc") / _QEMU[arch]
+    try:
+        return entry.read_text().splitlines()[0].strip() == "enabled"
+    except (OSError, IndexError):
+        return False
+
+
+def require_emulation(arch: str) -> None:
+    if not emulation_ready(arch):
+        raise BaseImageError(
+            f"cannot run {arch} binaries on this host: install qemu-user-static and binfmt-support "
+            f"(scripts/setup.sh) and check /proc/sys/fs/binfmt_misc/{_QEMU.get(arch, arch)}"
+        )
 
 
 @dataclass(frozen=True)
@@ -121,12 +176,18 @@ class BaseSpec:
     image: str
     packages: tuple[str, ...]
     variant: str
+    arch: str = HOST_ARCH
+
+    @property
+    def platform(self) -> str:
+        return ARCHES[self.arch][0]
 
     def cache_key(self) -> str:
-        text = "\n".join(
-            [SUITE, DEBIAN_MIRROR, DEBIAN_SECURITY, self.variant, *self.packages,
-             *mmdebstrap_options(self), "v3"]
-        )
+        parts = [SUITE, DEBIAN_MIRROR, DEBIAN_SECURITY, self.variant, *self.packages,
+                 *mmdebstrap_options(self), "v3"]
+        if self.arch != HOST_ARCH:  # the host's keys (and cached bases) stay as they were
+            parts.append(f"arch={self.arch}")
+        text = "\n".join(parts)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -136,13 +197,19 @@ SPECS = {
 }
 
 
-def variant_spec(kind: str, extra: tuple[str, ...] = ()) -> BaseSpec:
-    """The base of `kind` with the Debian packages `extra` added (the plain base without)."""
+def variant_spec(kind: str, extra: tuple[str, ...] = (), arch: str = HOST_ARCH) -> BaseSpec:
+    """The base of `kind` with the Debian packages `extra` added (the plain base without), for
+    `arch` (another architecture than the host's: an ``-<arch>`` suffix on the tag)."""
     spec = SPECS[kind]
     added = tuple(sorted(set(extra) - set(spec.packages)))
-    if not added:
+    image = f"{spec.image}-{'-'.join(added)}" if added else spec.image
+    if arch != HOST_ARCH:
+        if arch not in ARCHES:
+            raise BaseImageError(f"unsupported architecture {arch!r}: {', '.join(ARCHES)}")
+        image = f"{image}-{arch}"
+    if not added and arch == HOST_ARCH:
         return spec
-    return BaseSpec(kind, f"{spec.image}-{'-'.join(added)}", (*spec.packages, *added), spec.variant)
+    return BaseSpec(kind, image, (*spec.packages, *added), spec.variant, arch)
 
 
 def cache_dir() -> Path:
@@ -152,12 +219,14 @@ def cache_dir() -> Path:
 
 
 def rootfs_path(spec: BaseSpec) -> Path:
-    return cache_dir() / f"bookworm-{spec.kind}-{spec.cache_key()}.tar.gz"
+    arch = "" if spec.arch == HOST_ARCH else f"{spec.arch}-"
+    return cache_dir() / f"bookworm-{arch}{spec.kind}-{spec.cache_key()}.tar.gz"
 
 
 def mmdebstrap_options(spec: BaseSpec) -> list[str]:
     if spec.variant == "extract":
-        return [f"--extract-hook={hook}" for hook in _RUNTIME_HOOKS]
+        triplet = ARCHES[spec.arch][1]
+        return [f"--extract-hook={hook.replace(_HOST_TRIPLET, triplet)}" for hook in _RUNTIME_HOOKS]
     opts = [f"--dpkgopt=path-exclude={pattern}" for pattern in _EXCLUDES]
     # Keep the copyright files: licences travel with the image.
     opts.append("--dpkgopt=path-include=/usr/share/doc/*/copyright")
@@ -178,6 +247,7 @@ def mmdebstrap_command(spec: BaseSpec, target: Path) -> list[str]:
     return [
         "mmdebstrap",
         f"--variant={spec.variant}",
+        *([f"--arch={spec.arch}"] if spec.arch != HOST_ARCH else []),
         "--hook-dir=/usr/share/mmdebstrap/hooks/merged-usr",
         "--include=" + ",".join(spec.packages),
         '--aptopt=Acquire::Retries "3"',
@@ -198,6 +268,7 @@ def build_rootfs(spec: BaseSpec, *, force: bool = False, log: Callable[[str], No
         return target
     if shutil.which("mmdebstrap") is None:
         raise BaseImageError("mmdebstrap is not installed: apt-get install -y mmdebstrap")
+    require_emulation(spec.arch)  # the hooks run the foreign python3 (chroot) under QEMU
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="kaizen-base-") as tmp:
         partial = Path(tmp) / target.name
@@ -235,15 +306,63 @@ def image_current(client: object, spec: BaseSpec) -> bool:
     except docker.errors.ImageNotFound:
         return False
     labels = image.attrs.get("Config", {}).get("Labels") or {}
-    return labels.get("io.kaizen.base-key") == spec.cache_key()
+    return labels.get("io.kaizen.base-key") == spec.cache_key() and image.attrs.get("Architecture") == spec.arch
+
+
+def _config(spec: BaseSpec, diff_id: str) -> dict[str, Any]:
+    """The image configuration `import_changes` gives an imported base, for `spec.arch`."""
+    return {
+        "architecture": spec.arch,
+        "os": "linux",
+        "created": datetime.fromtimestamp(BASE_SOURCE_DATE_EPOCH, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "config": {
+            "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8"],
+            "Cmd": ["/usr/bin/python3"],
+            "Labels": {"io.kaizen.base-key": spec.cache_key(), "io.kaizen.base-kind": spec.kind},
+        },
+        "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+        "history": [{"created_by": f"kaizen base (mmdebstrap --arch={spec.arch})"}],
+    }
+
+
+def load_foreign(client: object, spec: BaseSpec, tarball: Path) -> None:
+    """`docker load` the rootfs tarball as a one-layer image of `spec.arch`."""
+    import gzip
+    import io
+    import tarfile
+
+    h = hashlib.sha256()
+    with gzip.open(tarball, "rb") as raw:
+        for chunk in iter(lambda: raw.read(1 << 20), b""):
+            h.update(chunk)
+    config = json.dumps(_config(spec, f"sha256:{h.hexdigest()}"), sort_keys=True).encode()
+    config_name = f"{hashlib.sha256(config).hexdigest()}.json"
+    manifest = json.dumps([{"Config": config_name, "RepoTags": [spec.image],
+                            "Layers": ["rootfs/layer.tar.gz"]}]).encode()
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w") as tar:
+        for name, data in ((config_name, config), ("manifest.json", manifest)):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        tar.add(str(tarball), arcname="rootfs/layer.tar.gz")
+    client.images.load(archive.getvalue())  # type: ignore[attr-defined]
 
 
 def import_base(client: object, spec: BaseSpec, tarball: Path) -> str:
-    """`docker import` the tarball as `spec.image`; returns the image id."""
+    """`docker import` the tarball as `spec.image` (with its platform); returns the image id."""
     repo, tag = spec.image.rsplit(":", 1)
-    client.api.import_image_from_file(  # type: ignore[attr-defined]
-        str(tarball), repository=repo, tag=tag, changes=import_changes(spec)
-    )
+    if spec.arch == HOST_ARCH:
+        client.api.import_image_from_file(  # type: ignore[attr-defined]
+            str(tarball), repository=repo, tag=tag, changes=import_changes(spec)
+        )
+    else:
+        # `docker import --platform` of engine 20.10 keeps only the OS (the architecture becomes the
+        # host's), so a foreign base is `docker load`ed from an image archive whose config says it.
+        load_foreign(client, spec, tarball)
+        arch = client.images.get(spec.image).attrs.get("Architecture")  # type: ignore[attr-defined]
+        if arch != spec.arch:
+            raise BaseImageError(f"docker load of {spec.image} gave architecture {arch!r}, not {spec.arch}")
     image = client.images.get(spec.image)  # type: ignore[attr-defined]
     return str(image.id)
 
@@ -255,16 +374,17 @@ def ensure_bases(
     force: bool = False,
     log: Callable[[str], None] = print,
     extra: tuple[str, ...] = (),
+    arch: str = HOST_ARCH,
 ) -> dict[str, str]:
     """Make sure the local base images exist (with the Debian packages `extra` added, see
-    :func:`variant_spec`); returns {kind: image reference}."""
+    :func:`variant_spec`) for `arch`; returns {kind: image reference}."""
     if client is None:
         import docker
 
         client = docker.from_env()
     out: dict[str, str] = {}
     for kind in kinds:
-        spec = variant_spec(kind, extra)
+        spec = variant_spec(kind, extra, arch)
         if not force and image_current(client, spec):
             out[kind] = spec.image
             continue

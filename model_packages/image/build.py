@@ -42,6 +42,7 @@ class BuildResult:
     labels: dict[str, str] = field(default_factory=dict)
     steps_cached: int = 0
     steps_total: int = 0
+    platform: str = "linux/amd64"
 
 
 def docker_client(timeout: int = 600) -> Any:
@@ -134,6 +135,7 @@ def run_build(
             network_mode="host",
             nocache=nocache,
             pull=False,
+            platform=ctx.platform,
         )
         for event in stream:
             if "error" in event or "errorDetail" in event:
@@ -175,6 +177,7 @@ def run_build(
         labels=dict(attrs["Config"].get("Labels") or {}),
         steps_cached=cached,
         steps_total=total,
+        platform=f"{attrs.get('Os', 'linux')}/{attrs.get('Architecture', ctx.arch)}",
     )
 
 
@@ -191,47 +194,61 @@ def build_package(
     source: str | None = None,
     revision: str | None = None,
     log: Callable[[str], None] = lambda _msg: None,
+    platform: str = "linux/amd64",
 ) -> BuildResult:
-    """Validate the package, generate its context, build it. A bad package is never built.
+    """Validate the package, generate its context, build it for `platform` (linux/amd64 or
+    linux/arm64; a foreign one runs under QEMU user emulation). A bad package is never built.
 
     A base image missing locally is pulled only with `pull=True` (a digest-pinned reference is
     required for that); otherwise the build stops and says how to get it."""
+    from model_packages.image.base import HOST_ARCH, arch_for_platform, ensure_bases, require_emulation
     from model_packages.package import verify_package
 
     manifest = verify_package(package_dir)  # before touching the engine: a bad package is never built
+    arch = arch_for_platform(platform)
+    require_emulation(arch)
     client = client or docker_client()
-    resolved, _ = bases.for_flavor(flavor_for(manifest))
-    if resolved != bases:  # a local base variant with the flavor's system packages, built on first use
-        from model_packages.image.base import ensure_bases
-
-        ensure_bases(client, extra=SYSTEM_PACKAGES[flavor_for(manifest)], log=log)
+    local = bases == Bases.local()
+    arch_bases = bases.for_arch(arch)
+    resolved, _ = arch_bases.for_flavor(flavor_for(manifest), arch)
+    if local and arch != HOST_ARCH:  # the foreign architecture's bases, built on first use
+        ensure_bases(client, arch=arch, log=log)
+    if resolved != arch_bases:  # a local base variant with the flavor's system packages, built on first use
+        ensure_bases(client, extra=SYSTEM_PACKAGES[flavor_for(manifest)], arch=arch, log=log)
     for ref in sorted({resolved.runtime, resolved.builder}):
-        _require_image(client, ref, pull)
+        _require_image(client, ref, pull, platform)
     if context_dir is not None:
         ctx = generate_context(
             package_dir, context_dir, bases=bases, tag=tag, source=source, revision=revision,
-            log=log,
+            log=log, arch=arch,
         )
         return run_build(ctx, client=client, nocache=nocache, progress=progress, log=log)
     with tempfile.TemporaryDirectory(prefix="kaizen-context-") as tmp:
         ctx = generate_context(
             package_dir, Path(tmp) / "context", bases=bases, tag=tag, source=source,
-            revision=revision, log=log,
+            revision=revision, log=log, arch=arch,
         )
         return run_build(ctx, client=client, nocache=nocache, progress=progress, log=log)
 
 
-def _require_image(client: Any, ref: str, pull: bool) -> None:
+def _require_image(client: Any, ref: str, pull: bool, platform: str = "linux/amd64") -> None:
     import docker.errors
 
     try:
-        client.images.get(ref)
-        return
+        image = client.images.get(ref)
     except docker.errors.ImageNotFound:
-        pass
+        image = None
+    have = None if image is None else f"{image.attrs.get('Os', 'linux')}/{image.attrs.get('Architecture', '')}"
+    if have == platform:
+        return
+    if have is not None and not (pull and "@sha256:" in ref):
+        raise BuildError(
+            f"base image {ref} is {have}, not {platform}: use the {platform} bases "
+            "(`kaizen build --local-base --platform ...` builds them) or pass --pull"
+        )
     if pull and "@sha256:" in ref:
         try:
-            client.images.pull(ref)
+            client.images.pull(ref, platform=platform)
             return
         except docker.errors.APIError as error:
             raise BuildError(f"base image {ref} could not be pulled: {error}") from None

@@ -25,6 +25,9 @@ def base_command(
         str, typer.Option(help="runtime, builder or all", show_default=True)
     ] = "all",
     force: Annotated[bool, typer.Option("--force", help="rebuild the root file systems")] = False,
+    arch: Annotated[
+        str, typer.Option(help="amd64 or arm64 (arm64: mmdebstrap --arch=arm64 under QEMU)")
+    ] = "amd64",
 ) -> None:
     """Build the local Debian base images with mmdebstrap (cached under ~/.cache/kaizen/base)."""
     from model_packages.image import base
@@ -34,9 +37,10 @@ def base_command(
     if any(k not in base.SPECS for k in kinds):
         raise _fail(ValueError(f"unknown base kind {kind!r}: runtime, builder or all"))
     try:
-        with err.status("building base images (mmdebstrap, docker import)"):
+        arch = base.arch_for_platform(arch)
+        with err.status(f"building {arch} base images (mmdebstrap, docker import)"):
             images = base.ensure_bases(
-                docker_client(), kinds=kinds, force=force, log=lambda m: err.print(m)
+                docker_client(), kinds=kinds, force=force, log=lambda m: err.print(m), arch=arch
             )
     except KaizenError as error:
         raise _fail(error) from None
@@ -71,12 +75,19 @@ def build_command(
     revision: Annotated[
         str | None, typer.Option(help="org.opencontainers.image.revision")
     ] = None,
+    platform: Annotated[
+        str | None,
+        typer.Option(help="linux/amd64, linux/arm64 or both (comma-separated): one image per "
+                     "platform, tagged TAG-<arch> (push them with `kaizen push --platform`)"),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
 ) -> None:
-    """Build the image of a model package: kaizen/NAME:VERSION."""
+    """Build the image of a model package: kaizen/NAME:VERSION (per platform: -<arch> tags)."""
     from model_packages.image import base as base_mod
     from model_packages.image.build import build_package, docker_client
-    from model_packages.image.context import Bases, generate_context
+    from model_packages.image.context import Bases, default_tag, generate_context
+    from model_packages.image.multiarch import parse_platforms, platform_tag
+    from model_packages.manifest import read_manifest
     from model_packages.package import verify_package
 
     try:
@@ -85,39 +96,49 @@ def build_command(
             bases = Bases(base or base_mod.RUNTIME_BASE, builder_base or base_mod.BUILDER_BASE)
         else:
             bases = Bases.choose(base, builder_base)
+        platforms = parse_platforms(platform) if platform else [None]
         if context_only:
             target = context_dir or Path("build") / "kaizen-context"
-            ctx = generate_context(
-                package, target, bases=bases, tag=tag, source=source, revision=revision,
-                log=lambda m: err.print(m),
-            )
-            out.print(f"build context for {ctx.tag} in {ctx.directory}")
+            for p in platforms:  # one context per platform (its bases, lock and wheels)
+                ctx = generate_context(
+                    package, target if len(platforms) == 1 else target / str(p).replace("/", "-"),
+                    bases=bases, tag=tag, source=source, revision=revision,
+                    log=lambda m: err.print(m), arch=base_mod.arch_for_platform(p) if p else base_mod.HOST_ARCH,
+                )
+                out.print(f"build context for {ctx.tag} ({ctx.platform}) in {ctx.directory}")
             return
         client = docker_client()
         if local_base:
-            base_mod.ensure_bases(client, log=lambda m: err.print(m))
-        result = build_package(
-            package,
-            bases=bases,
-            tag=tag,
-            context_dir=context_dir,
-            client=client,
-            nocache=no_cache,
-            pull=pull,
-            progress=not as_json and err.is_terminal,
-            source=source,
-            revision=revision,
-            log=lambda m: None if err.is_terminal or as_json else err.print(m, highlight=False),
-        )
+            for p in platforms:
+                arch = base_mod.arch_for_platform(p) if p else base_mod.HOST_ARCH
+                base_mod.ensure_bases(client, arch=arch, log=lambda m: err.print(m))
+        results = []
+        for p in platforms:
+            tag_p = tag if p is None else platform_tag(tag or default_tag(read_manifest(package)), p)
+            results.append(build_package(
+                package,
+                bases=bases,
+                tag=tag_p,
+                context_dir=context_dir if p is None else (context_dir / p.replace("/", "-") if context_dir else None),
+                client=client,
+                nocache=no_cache,
+                pull=pull,
+                progress=not as_json and err.is_terminal,
+                source=source,
+                revision=revision,
+                log=lambda m: None if err.is_terminal or as_json else err.print(m, highlight=False),
+                platform=p or "linux/amd64",
+            ))
     except KaizenError as error:
         raise _fail(error) from None
-    if as_json:
-        print(json.dumps(result.__dict__, indent=2))
-    else:
-        out.print(
-            f"built {result.tag} ({result.image_id[:19]}, {result.size / 1e6:.1f} MB, "
-            f"{result.seconds:.1f} s)"
-        )
+    for result in results:
+        if as_json:
+            print(json.dumps(result.__dict__, indent=2))
+        else:
+            out.print(
+                f"built {result.tag} ({result.platform}, {result.image_id[:19]}, "
+                f"{result.size / 1e6:.1f} MB, {result.seconds:.1f} s)"
+            )
 
 
 def build_trainer_command(
@@ -167,28 +188,42 @@ def push_command(
     ] = None,
     retries: Annotated[int, typer.Option(help="retries of transient errors")] = 4,
     backoff: Annotated[float, typer.Option(help="first retry delay in seconds (doubles)")] = 1.0,
+    platform: Annotated[
+        str | None,
+        typer.Option(help="push the IMAGE-<arch> images of these platforms and an OCI image "
+                     "index over them (its digest is printed)"),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
 ) -> None:
     """Push an image and print its digest-pinned reference REGISTRY/kaizen/NAME@sha256:..."""
     from model_packages.image import records as records_mod
+    from model_packages.image.multiarch import parse_platforms, push_index
     from model_packages.image.registry import push_image
 
+    result: object
     try:
         with err.status(f"pushing {image} to {registry}"):
-            result = push_image(
-                image,
-                registry,
-                records_path=records_mod.records_path(records),
-                retries=retries,
-                backoff=backoff,
-                log=lambda m: err.print(m, highlight=False),
-            )
+            if platform:
+                result = push_index(
+                    image, parse_platforms(platform), registry,
+                    records_path=records_mod.records_path(records), retries=retries,
+                    backoff=backoff, log=lambda m: err.print(m, highlight=False),
+                )
+            else:
+                result = push_image(
+                    image,
+                    registry,
+                    records_path=records_mod.records_path(records),
+                    retries=retries,
+                    backoff=backoff,
+                    log=lambda m: err.print(m, highlight=False),
+                )
     except KaizenError as error:
         raise _fail(error) from None
     if as_json:
         print(json.dumps(result.__dict__, indent=2))
     else:
-        print(result.reference)
+        print(result.reference)  # type: ignore[attr-defined]
 
 
 def register(app: typer.Typer) -> None:

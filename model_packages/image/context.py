@@ -98,14 +98,24 @@ class Bases:
     builder: str
 
     @classmethod
-    def local(cls) -> Bases:
-        return cls(RUNTIME_BASE, BUILDER_BASE)
+    def local(cls, arch: str = "amd64") -> Bases:
+        """The local mmdebstrap bases of `arch` (see :func:`model_packages.image.base.variant_spec`)."""
+        if arch == "amd64":
+            return cls(RUNTIME_BASE, BUILDER_BASE)
+        from model_packages.image.base import variant_spec
+
+        return cls(variant_spec("runtime", (), arch).image, variant_spec("builder", (), arch).image)
+
+    def for_arch(self, arch: str) -> Bases:
+        """These bases for `arch`: the local bases have one image per architecture; any other base
+        is taken as a multi-platform reference (the engine picks the platform's image)."""
+        return Bases.local(arch) if self == Bases.local() else self
 
     @classmethod
     def upstream(cls, image: str = DEFAULT_UPSTREAM_BASE) -> Bases:
         return cls(image, image)
 
-    def for_flavor(self, flavor: str) -> tuple[Bases, tuple[str, ...]]:
+    def for_flavor(self, flavor: str, arch: str = "amd64") -> tuple[Bases, tuple[str, ...]]:
         """The bases to build a `flavor` image on, and the Debian packages the Dockerfile must
         still install. The local bases have a variant with the packages built in (mmdebstrap,
         reproducible, no package manager in the image); any other base (the upstream default)
@@ -113,10 +123,11 @@ class Bases:
         needed = SYSTEM_PACKAGES.get(flavor, ())
         if not needed:
             return self, ()
-        if self == Bases.local():
+        if self in (Bases.local(), Bases.local(arch)):
             from model_packages.image.base import variant_spec
 
-            return Bases(variant_spec("runtime", needed).image, variant_spec("builder", needed).image), ()
+            return Bases(variant_spec("runtime", needed, arch).image,
+                         variant_spec("builder", needed, arch).image), ()
         return self, needed
 
     @classmethod
@@ -138,6 +149,11 @@ class BuildContext:
     bases: Bases
     tag: str
     labels: dict[str, str] = field(default_factory=dict)
+    arch: str = "amd64"
+
+    @property
+    def platform(self) -> str:
+        return f"linux/{self.arch}"
 
     @property
     def dockerfile(self) -> Path:
@@ -304,8 +320,10 @@ def generate_context(
     source: str | None = None,
     revision: str | None = None,
     log: Callable[[str], None] = lambda _msg: None,
+    arch: str = "amd64",
 ) -> BuildContext:
-    """Validate the package, then write a complete build context into `out_dir`.
+    """Validate the package, then write a complete build context into `out_dir` for the
+    image architecture `arch` (its bases, its lock and wheels).
 
     A package that fails validation raises PackageError before anything is written.
     """
@@ -314,10 +332,10 @@ def generate_context(
     package = Path(package_dir)
     manifest = verify_package(package)  # raises PackageError: never build a bad package
     flavor = flavor_for(manifest)
-    bases, system_packages = bases.for_flavor(flavor)
-    lock_file = locks.lock_path(flavor)
+    bases, system_packages = bases.for_arch(arch).for_flavor(flavor, arch)
+    lock_file = locks.lock_path(flavor, arch)
     pins = locks.read_lock(lock_file)
-    wheels = locks.ensure_wheels(pins, log=log)
+    wheels = locks.ensure_wheels(pins, log=log, arch=arch)
 
     out = Path(out_dir)
     if out.exists():
@@ -365,6 +383,7 @@ def generate_context(
         bases=bases,
         tag=tag or default_tag(manifest),
         labels=labels,
+        arch=arch,
     )
 
 

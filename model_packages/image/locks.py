@@ -1,7 +1,8 @@
 """Lock files for the dependencies inside model images, and the offline wheel cache.
 
 A lock (``locks/<flavor>.txt``) pins every distribution the serving runtime needs inside an
-image, for CPython 3.11 on manylinux x86_64, each with its ``--hash=sha256:…``. The builder stage
+image, for CPython 3.11 on manylinux x86_64, each with its ``--hash=sha256:…``; the locks of
+linux/arm64 images (manylinux aarch64 wheels, same versions) are ``locks/arm64/<flavor>.txt``. The builder stage
 installs it with ``pip install --no-index --require-hashes``, so an image build never reaches an
 index.
 
@@ -11,7 +12,7 @@ checks every hash; build contexts then copy wheels from it.
 
 Regenerate the locks (needs PyPI)::
 
-    python -m model_packages.image.locks
+    python -m model_packages.image.locks [--arch arm64] [FLAVOR...]
 """
 
 from __future__ import annotations
@@ -33,6 +34,12 @@ LOCK_DIR = Path(__file__).parent / "locks"
 
 PYTHON_VERSION = "3.11"
 PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64")
+#: The wheel platform tags of each image architecture (Debian bookworm: glibc 2.36).
+ARCH_PLATFORMS: dict[str, tuple[str, ...]] = {
+    "amd64": PLATFORMS,
+    "arm64": ("manylinux_2_28_aarch64", "manylinux_2_17_aarch64", "manylinux2014_aarch64"),
+}
+HOST_ARCH = "amd64"
 ABI = "cp311"
 
 # What the serving runtime imports. The runtime imports framework code lazily, so a flavor
@@ -102,10 +109,21 @@ def normalize(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def lock_path(flavor: str) -> Path:
-    path = LOCK_DIR / f"{flavor}.txt"
+def lock_file(flavor: str, arch: str = HOST_ARCH) -> Path:
+    """Where the lock of `flavor` for `arch` lives (it may not exist)."""
+    if arch not in ARCH_PLATFORMS:
+        raise LockError(f"no wheels for architecture {arch!r}: {', '.join(ARCH_PLATFORMS)}")
+    return LOCK_DIR / f"{flavor}.txt" if arch == HOST_ARCH else LOCK_DIR / arch / f"{flavor}.txt"
+
+
+def lock_path(flavor: str, arch: str = HOST_ARCH) -> Path:
+    path = lock_file(flavor, arch)
     if not path.exists():
-        raise LockError(f"no lock file for flavor {flavor!r} ({path})")
+        which = f"flavor {flavor!r}" if arch == HOST_ARCH else f"flavor {flavor!r} on {arch}"
+        raise LockError(
+            f"no lock file for {which} ({path}); `python -m model_packages.image.locks "
+            f"--arch {arch} {flavor}` writes it when its wheels exist"
+        )
     return path
 
 
@@ -143,10 +161,10 @@ def _wheel_name_version(filename: str) -> tuple[str, str]:
     return parts[0], parts[1]
 
 
-def _platform_args() -> list[str]:
+def _platform_args(arch: str = HOST_ARCH) -> list[str]:
     args = ["--only-binary=:all:", "--python-version", PYTHON_VERSION, "--implementation", "cp"]
     args += ["--abi", ABI, "--abi", "abi3", "--abi", "none"]
-    for plat in PLATFORMS:
+    for plat in ARCH_PLATFORMS[arch]:
         args += ["--platform", plat]
     args += ["--platform", "any"]
     return args
@@ -163,24 +181,33 @@ def _clean_env() -> dict[str, str]:
     return env
 
 
-def compile_lock(flavor: str, out: Path | None = None) -> Path:
-    """Resolve `flavor`'s requirements for cp311 manylinux x86_64 and write a hashed lock."""
+def compile_lock(flavor: str, out: Path | None = None, arch: str = HOST_ARCH) -> Path:
+    """Resolve `flavor`'s requirements for cp311 manylinux on `arch` and write a hashed lock."""
     reqs = FLAVORS[flavor]
-    out = out or LOCK_DIR / f"{flavor}.txt"
+    out = out or lock_file(flavor, arch)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    machine = "x86_64" if arch == HOST_ARCH else "aarch64"
     with tempfile.TemporaryDirectory(prefix="kaizen-lock-") as tmp:
-        cmd = [*_pip(), "download", "--isolated", "-q", "-d", tmp, *_platform_args(), *reqs]
+        cmd = [*_pip(), "download", "--isolated", "-q", "-d", tmp, *_platform_args(arch), *reqs]
+        host_lock = lock_file(flavor, HOST_ARCH)
+        if arch != HOST_ARCH and host_lock.exists():
+            # The same versions as the host's lock: one model version, one set of libraries.
+            constraints = Path(tmp) / "constraints.txt"
+            constraints.write_text("".join(f"{p.name}=={p.version}\n" for p in read_lock(host_lock)))
+            cmd += ["-c", str(constraints)]
         cert = os.environ.get("PIP_CERT")
         if cert:
             cmd[4:4] = ["--cert", cert]
         proc = subprocess.run(cmd, env=_clean_env(), capture_output=True, text=True, check=False)
         if proc.returncode != 0:
-            raise LockError(f"pip download failed for {flavor}:\n{proc.stderr[-2000:]}")
+            raise LockError(f"pip download failed for {flavor} on {arch}:\n{proc.stderr[-2000:]}")
         wheels = sorted(Path(tmp).glob("*.whl"), key=lambda p: normalize(p.name))
         excluded = EXCLUDE.get(flavor, frozenset())
         wheels = [w for w in wheels if normalize(_wheel_name_version(w.name)[0]) not in excluded]
         lines = [
-            f"# Kaizen image lock: {flavor} (CPython {PYTHON_VERSION}, manylinux x86_64).",
-            "# Generated by `python -m model_packages.image.locks`; do not edit by hand.",
+            f"# Kaizen image lock: {flavor} (CPython {PYTHON_VERSION}, manylinux {machine}).",
+            "# Generated by `python -m model_packages.image.locks"
+            + ("" if arch == HOST_ARCH else f" --arch {arch}") + "`; do not edit by hand.",
             "# Top-level: " + ", ".join(reqs),
         ]
         if excluded:
@@ -231,8 +258,10 @@ def ensure_wheels(
     *,
     cache: Path | None = None,
     log: Callable[[str], None] = lambda _msg: None,
+    arch: str = HOST_ARCH,
 ) -> list[Path]:
-    """Return the cached wheel of each pin, downloading the missing ones (hash-checked)."""
+    """Return the cached wheel of each pin (for `arch`), downloading the missing ones
+    (hash-checked)."""
     cache = cache or wheel_cache_dir()
     cache.mkdir(parents=True, exist_ok=True)
     pins = list(pins)
@@ -254,7 +283,7 @@ def ensure_wheels(
             cert = os.environ.get("PIP_CERT")
             if cert:
                 cmd += ["--cert", cert]
-            cmd += ["-d", str(dest), *_platform_args(), "-r", str(req)]
+            cmd += ["-d", str(dest), *_platform_args(arch), "-r", str(req)]
             proc = subprocess.run(
                 cmd, env=_clean_env(), capture_output=True, text=True, check=False
             )
@@ -277,9 +306,14 @@ def ensure_wheels(
 
 
 def main(argv: list[str] | None = None) -> int:
-    flavors = (argv if argv is not None else sys.argv[1:]) or sorted(FLAVORS)
-    for flavor in flavors:
-        path = compile_lock(flavor)
+    args = list(argv if argv is not None else sys.argv[1:])
+    arch = HOST_ARCH
+    if "--arch" in args:
+        at = args.index("--arch")
+        arch = args[at + 1]
+        del args[at : at + 2]
+    for flavor in args or sorted(FLAVORS):
+        path = compile_lock(flavor, arch=arch)
         print(f"wrote {path} ({len(read_lock(path))} pins)")
     return 0
 

@@ -275,11 +275,13 @@ def push_image(
     backoff: float = 1.0,
     log: Callable[[str], None] = lambda _msg: None,
     sleep: Callable[[float], None] = time.sleep,
+    remote_tag: str | None = None,
 ) -> PushResult:
     """Push `image_ref` to `registry_url`; returns the digest-pinned reference.
 
-    The result is recorded in `records_path` ("auto": $KAIZEN_IMAGES_FILE or
-    ./kaizen-images.json; None: not recorded)."""
+    The registry tag is the model version (`remote_tag` overrides it: the per-platform images of
+    a multi-platform push). The result is recorded in `records_path` ("auto": $KAIZEN_IMAGES_FILE
+    or ./kaizen-images.json; None: not recorded)."""
     if client is None:
         from model_packages.image.build import docker_client
 
@@ -287,6 +289,7 @@ def push_image(
     registry = Registry.parse(registry_url)
     image = _local_image(client, image_ref)
     repo, tag, labels = _target(image, image_ref)
+    tag = remote_tag or tag
     creds = credentials
     if creds is None and use_default_credentials:
         creds = credentials_for(registry.host)

@@ -175,8 +175,10 @@ def run_image(
     command: list[str] | None = None,
     health: str = "/ping",
     timeout: float = 30.0,
+    volumes: dict[str, dict[str, str]] | None = None,
 ) -> Iterator[Running]:
-    """Run `image` like a cloud would (host network, read-only root, tmpfs /tmp)."""
+    """Run `image` like a cloud would (host network, read-only root, tmpfs /tmp); `volumes`
+    bind-mounts host files (the arm64 cpuinfo under emulation)."""
     client.images.get(image)  # never let docker-py pull a missing image from a registry
     port = port or free_port()
     environment = {"KAIZEN_HOST": "127.0.0.1", "KAIZEN_DRAIN_SECONDS": "5", **(env or {})}
@@ -192,6 +194,7 @@ def run_image(
         tmpfs={"/tmp": "rw,size=64m"},
         detach=True,
         name=f"kaizen-test-{RUN_ID}-{uuid.uuid4().hex[:6]}",
+        volumes=volumes or {},
     )
     url = f"http://127.0.0.1:{port}"
     try:

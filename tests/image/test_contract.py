@@ -24,27 +24,37 @@ IRIS_ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]
 DIABETES_ROW = [0.03, 0.05, 0.06, 0.02, -0.04, -0.03, -0.04, 0.0, 0.02, -0.02]
 
 
-def test_sagemaker_serve_on_8080(sklearn_image: BuildResult, runner: Any) -> None:
+def require_port_8080() -> None:
     if not port_free(8080):
         if os.environ.get("CI"):
             pytest.fail("port 8080 must be free in CI (the SageMaker contract fixes it)")
         pytest.skip("port 8080 is busy on this host")
+
+
+def sagemaker_probes(url: str, timeout: float = 5) -> list[Any]:
+    """SageMaker's contract on a running iris image: /ping, /invocations in JSON and CSV;
+    returns the JSON predictions."""
+    assert requests.get(url + "/ping", timeout=timeout).status_code == 200
+    as_json = requests.post(url + "/invocations", json={"instances": IRIS_ROWS}, timeout=timeout)
+    assert as_json.status_code == 200, as_json.text
+    predictions = as_json.json()["predictions"]
+    assert len(predictions) == 2
+    as_csv = requests.post(
+        url + "/invocations",
+        data="5.1,3.5,1.4,0.2\n6.7,3.0,5.2,2.3\n",
+        headers={"Content-Type": "text/csv", "Accept": "text/csv"},
+        timeout=timeout,
+    )
+    assert as_csv.status_code == 200, as_csv.text
+    assert len([line for line in as_csv.text.splitlines() if line.strip()]) == 2
+    return predictions
+
+
+def test_sagemaker_serve_on_8080(sklearn_image: BuildResult, runner: Any) -> None:
+    require_port_8080()
     # SageMaker: `docker run IMAGE serve`, no port variable, port 8080.
     with runner(sklearn_image.tag, port=8080, port_env=None, command=["serve"]) as running:
-        assert requests.get(running.url + "/ping", timeout=2).status_code == 200
-        as_json = requests.post(
-            running.url + "/invocations", json={"instances": IRIS_ROWS}, timeout=5
-        )
-        assert as_json.status_code == 200, as_json.text
-        assert len(as_json.json()["predictions"]) == 2
-        as_csv = requests.post(
-            running.url + "/invocations",
-            data="5.1,3.5,1.4,0.2\n6.7,3.0,5.2,2.3\n",
-            headers={"Content-Type": "text/csv", "Accept": "text/csv"},
-            timeout=5,
-        )
-        assert as_csv.status_code == 200, as_csv.text
-        assert len([line for line in as_csv.text.splitlines() if line.strip()]) == 2
+        sagemaker_probes(running.url)
 
 
 def test_vertex_routes_and_port(sklearn_image: BuildResult, runner: Any) -> None:
