@@ -108,6 +108,10 @@ class Buildable(Protocol):
 
     directory: Path
     tag: str
+    arch: str
+
+    @property
+    def platform(self) -> str: ...
 
 
 def run_build(

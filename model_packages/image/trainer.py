@@ -64,6 +64,11 @@ class TrainerContext:
     tag: str
     pipeline: str
     labels: dict[str, str] = field(default_factory=dict)
+    arch: str = "amd64"  # the trainer lock is amd64's
+
+    @property
+    def platform(self) -> str:
+        return f"linux/{self.arch}"
 
     @property
     def dockerfile(self) -> Path:
