@@ -169,3 +169,18 @@ def test_ray_backend_without_an_address_is_one_clear_error(tmp_path: Path, monke
                                       "--backend", "ray"])
     assert result.exit_code == 1 and "needs the cluster's address" in result.output
     assert not (tmp_path / "out" / "iris-classifier").exists()
+
+
+def test_a_step_failing_on_ray_is_the_same_clear_error_and_caches_nothing(tmp_path: Path, cluster: Cluster) -> None:
+    import pandas as pd
+
+    frame = pd.read_csv(_iris_csv(tmp_path / "new.csv")).drop(columns=["petal_width"])
+    frame.to_csv(tmp_path / "missing.csv", index=False)
+    result = CliRunner().invoke(app, ["retrain", str(PIPELINE), "--data", str(tmp_path / "missing.csv"),
+                                      "--champion", str(CHAMPION), "--out", str(tmp_path / "out"),
+                                      "--cache", str(tmp_path / "c"), "--backend", "ray",
+                                      "--ray-address", cluster.address])
+    assert result.exit_code == 1, result.output
+    assert "lacks column 'petal_width'" in result.output and "Traceback" not in result.output
+    assert list((tmp_path / "c" / "iris-classifier" / "validate").iterdir()) == []  # no half-written output
+    assert not (tmp_path / "out" / "iris-classifier").exists()
