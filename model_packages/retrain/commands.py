@@ -41,6 +41,9 @@ def retrain_command(
     reject_ok: Annotated[bool, typer.Option(help="Exit 0 when the gate rejects (a normal outcome in CI)")] = False,
     replay: Annotated[Path | None, typer.Option(help="Replay this recorded run.json with a fresh cache and check "
                                                      "the package is byte-identical")] = None,
+    backend: Annotated[str, typer.Option(help="Where steps run: inprocess, or ray (a running Ray cluster)")]
+    = "inprocess",
+    ray_address: Annotated[str | None, typer.Option(help="Ray cluster head HOST:PORT (else $RAY_ADDRESS)")] = None,
 ) -> None:
     """Retrain; a candidate that passes the gate becomes the next package version (exit 0), one that
     fails leaves a report and an audit record and no package (exit 3). With --replay, re-run a
@@ -63,21 +66,32 @@ def retrain_command(
         raise typer.BadParameter("give the PIPELINE file and --data (or --replay RUN_JSON)")
     if (champion is None) == (stack is None):
         raise typer.BadParameter("give exactly one of --champion or --stack")
+    if backend not in ("inprocess", "ray"):
+        raise typer.BadParameter(f"--backend {backend!r}: use inprocess or ray")
     try:
         if stack is not None:
             from model_packages.ci.stacks import Project, outputs_of
 
             champion = champion_from_stack(outputs_of(Project(project_dir.resolve()), stack), out)
         assert champion is not None
-        outcome = retrain(load_pipeline(pipeline_file), data, champion, out, cache_dir=cache, params=_params(param),
-                          pipeline_file=pipeline_file)
+        pipeline = load_pipeline(pipeline_file)
+        if backend == "ray":
+            from model_packages.retrain.ray_backend import RayBackend
+
+            with RayBackend(ray_address) as cluster:
+                outcome = retrain(pipeline, data, champion, out, cache_dir=cache, params=_params(param),
+                                  pipeline_file=pipeline_file, backend=cluster)
+        else:
+            outcome = retrain(pipeline, data, champion, out, cache_dir=cache, params=_params(param),
+                              pipeline_file=pipeline_file)
     except KaizenError as error:
         err.print(f"[bold red]error:[/] {error}")
         raise typer.Exit(code=1) from None
     err.print(outcome.report.read_text())
     typer.echo(json.dumps({"promoted": outcome.promoted, "package": str(outcome.package) if outcome.package else None,
                            "report": str(outcome.report), "executed": outcome.run.executed,
-                           "cached": outcome.run.cached}))
+                           "cached": outcome.run.cached, "backend": backend,
+                           "nodes": sorted(set(outcome.run.nodes.values()))}))
     if not outcome.promoted and not reject_ok:
         raise typer.Exit(code=3)
 

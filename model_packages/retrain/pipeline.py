@@ -26,7 +26,7 @@ import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from model_packages.errors import KaizenError
 from model_packages.retrain import store
@@ -57,6 +57,15 @@ class RunResult:
     executed: list[str] = field(default_factory=list)
     cached: list[str] = field(default_factory=list)
     version: str = ""
+    nodes: dict[str, str] = field(default_factory=dict)  # step -> node that ran it (Ray backend)
+
+
+class Backend(Protocol):
+    """Runs one step elsewhere: `inputs` maps each argument to ("step", cached output directory) or
+    ("value", a parameter or context value); the step's output is saved with `store.save` into
+    `staging`. Returns the name of the node that ran it."""
+
+    def run_step(self, pipeline: Pipeline, step: Step, inputs: dict[str, tuple[str, Any]], staging: Path) -> str: ...
 
 
 def sha256_file(path: Path) -> str:
@@ -82,6 +91,7 @@ class Pipeline:
         self.name = name
         self.params = dict(params or {})
         self.steps: list[Step] = []
+        self.source_file: Path | None = None  # set by load_pipeline; a remote backend loads it there
 
     def step(self, fn: Callable[..., Any]) -> Callable[..., Any]:
         """Register `fn` as the next step; its argument names say what it reads."""
@@ -105,8 +115,10 @@ class Pipeline:
         return digest.hexdigest()
 
     def run(self, data: Path, *, cache_dir: Path, params: Mapping[str, Any] | None = None,
-            context: Mapping[str, Any] | None = None, until: str | None = None) -> RunResult:
-        """Run every step in order (up to `until`), reusing cached outputs whose key is unchanged."""
+            context: Mapping[str, Any] | None = None, until: str | None = None,
+            backend: Backend | None = None) -> RunResult:
+        """Run every step in order (up to `until`), reusing cached outputs whose key is unchanged.
+        Steps run in this process, or on `backend` (same keys, same cache, same outputs)."""
         unknown = set(params or {}) - set(self.params)
         if unknown:
             raise PipelineError(f"unknown pipeline parameter {', '.join(sorted(unknown))} "
@@ -135,12 +147,17 @@ class Pipeline:
                 result.outputs[step.name] = store.load(where)
                 result.cached.append(step.name)
             else:
-                kwargs = {n: result.outputs[n] if n in result.outputs else merged.get(n, values.get(n))
-                          for n in step.inputs}
-                output = _call(step, kwargs)
                 staging = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=_mkdir(where.parent)))
                 shutil.rmtree(staging)
-                store.save(output, staging)
+                if backend is None:
+                    kwargs = {n: result.outputs[n] if n in result.outputs else merged.get(n, values.get(n))
+                              for n in step.inputs}
+                    store.save(call_step(step, kwargs), staging)
+                else:
+                    inputs = {n: ("step", str((cache_dir / self.name / n / result.keys[n]).resolve()))
+                              if n in result.outputs else ("value", _absolute(merged.get(n, values.get(n))))
+                              for n in step.inputs}
+                    result.nodes[step.name] = backend.run_step(self, step, inputs, staging.resolve())
                 staging.rename(where)
                 result.outputs[step.name] = store.load(where)
                 result.executed.append(step.name)
@@ -154,13 +171,18 @@ def _mkdir(path: Path) -> Path:
     return path
 
 
+def _absolute(value: Any) -> Any:
+    """A path as the same file seen from another working directory (a remote worker's)."""
+    return value.resolve() if isinstance(value, Path) else value
+
+
 def _context_key(value: Any) -> str:
     if isinstance(value, Path) and value.is_dir() and (value / "kaizen.yaml").is_file():
         return sha256_file(value / "kaizen.yaml")
     return json.dumps(value, sort_keys=True, default=str)
 
 
-def _call(step: Step, kwargs: dict[str, Any]) -> Any:
+def call_step(step: Step, kwargs: dict[str, Any]) -> Any:
     try:
         return step.fn(**kwargs)
     except KaizenError:
@@ -179,4 +201,5 @@ def load_pipeline(path: Path) -> Pipeline:
     pipeline = getattr(module, "pipeline", None)
     if not isinstance(pipeline, Pipeline):
         raise PipelineError(f"{path} defines no `pipeline = Pipeline(...)`")
+    pipeline.source_file = path.resolve()
     return pipeline

@@ -12,7 +12,7 @@ from model_packages.audit import trail
 from model_packages.errors import KaizenError
 from model_packages.reproducible import code_revision, pinned_env
 from model_packages.retrain.card import write_model_card
-from model_packages.retrain.pipeline import Pipeline, RunResult, sha256_file
+from model_packages.retrain.pipeline import Backend, Pipeline, RunResult, sha256_file
 
 
 @dataclass
@@ -51,16 +51,19 @@ def package_hash(package_dir: Path) -> str | None:
 
 
 def retrain(pipeline: Pipeline, data: Path, champion: Path, out: Path, *, cache_dir: Path,
-            params: dict[str, Any] | None = None, pipeline_file: Path | None = None) -> RetrainOutcome:
+            params: dict[str, Any] | None = None, pipeline_file: Path | None = None,
+            backend: Backend | None = None) -> RetrainOutcome:
     """Gate a candidate trained on `data` against `champion`; package it into `out` if it passes.
-    Either way the gate report is written and the decision recorded in the audit trail."""
+    Either way the gate report is written and the decision recorded in the audit trail. Steps run
+    in this process, or on `backend` (e.g. Ray) with the same cache and the same artifacts."""
     from model_packages.manifest import read_manifest
 
     champion_manifest = read_manifest(champion)
     out.mkdir(parents=True, exist_ok=True)
     work = cache_dir / "work"
     context = {"champion": champion.resolve(), "work_dir": work}
-    gated = pipeline.run(data, cache_dir=cache_dir, params=params, context=context, until="gate")
+    gated = pipeline.run(data, cache_dir=cache_dir, params=params, context=context, until="gate",
+                         backend=backend)
     gate = gated.outputs.get("gate")
     if not isinstance(gate, dict) or "promote" not in gate:
         raise KaizenError(f"pipeline {pipeline.name} has no `gate` step returning a gate result")
@@ -77,7 +80,8 @@ def retrain(pipeline: Pipeline, data: Path, champion: Path, out: Path, *, cache_
     # The package's manifest and the run record name one code revision: the pipeline file's checkout.
     revision = code_revision(pipeline_file.resolve().parent if pipeline_file else None)
     with pinned_env(KAIZEN_CODE_REVISION=revision or ""):  # none stays none, not the cwd's checkout
-        full = pipeline.run(data, cache_dir=cache_dir, params=params, context=context)
+        full = pipeline.run(data, cache_dir=cache_dir, params=params, context=context, backend=backend)
+    full.nodes = {**gated.nodes, **full.nodes}  # where each step of this retrain ran
     built = full.outputs.get("package")
     if not isinstance(built, Path) or not (built / "kaizen.yaml").is_file():
         raise KaizenError(f"pipeline {pipeline.name}'s `package` step returned no model package")
