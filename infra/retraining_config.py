@@ -10,6 +10,7 @@ endpoint, started on a schedule and when the endpoint's drift alert fires. Off u
       schedule: "0 4 * * 1"                       # cron (UTC), optional
       onDrift: true                               # start when the drift alert fires (default)
       timeoutMinutes: 120
+      storageAccountId: /subscriptions/.../storageAccounts/<account>   # Azure only: the account of data/packages
 
 `data` and `packages` are storage of the stack's cloud (s3://, gs://, or
 https://<account>.blob.core.windows.net/<container>/...).
@@ -28,6 +29,8 @@ from infra.batch_config import bucket_and_prefix, location_kind
 
 DIGEST_IMAGE = re.compile(r"^[a-z0-9][a-z0-9.-]*(?::[0-9]+)?/[a-z0-9._/-]+@sha256:[0-9a-f]{64}$")
 _CRON = re.compile(r"^(\S+\s+){4}\S+$")
+_STORAGE_ACCOUNT_ID = (r"^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.Storage/"
+                       r"storageAccounts/[a-z0-9]{3,24}$")
 TRAINER_PIPELINE = "/opt/kaizen/pipeline.py"  # where `kaizen build --trainer` puts the pipeline file
 CANDIDATES = "candidates/"
 
@@ -41,6 +44,7 @@ class RetrainingSettings(BaseModel):
     schedule: str | None = None
     on_drift: bool = True
     timeout_minutes: int = Field(default=120, ge=1, le=24 * 60)
+    storage_account_id: str | None = Field(default=None, pattern=_STORAGE_ACCOUNT_ID)
 
     @field_validator("image")
     @classmethod
@@ -77,6 +81,18 @@ class RetrainingSettings(BaseModel):
         kind = location_kind(self.data)
         if kind != target:
             raise ValueError(f"data {self.data!r} is {kind} storage, but the target is {target!r}")
+        if target != "azure":
+            if self.storage_account_id is not None:
+                raise ValueError("storageAccountId is for Azure stacks only")
+            return
+        if self.storage_account_id is None:
+            raise ValueError("storageAccountId missing: the storage account (ARM id) of data and packages, "
+                             "where the job's identity gets its container-scoped roles")
+        account = self.storage_account_id.rsplit("/", 1)[-1]
+        for key in ("data", "packages"):
+            named = bucket_and_prefix(getattr(self, key))[0].split("/", 1)[0]
+            if named != account:
+                raise ValueError(f"{key} is in storage account {named!r}, but storageAccountId names {account!r}")
 
     def champion(self, model: str, version: str) -> tuple[str, str]:
         """(bucket, prefix/) of the deployed package in the store."""

@@ -327,9 +327,10 @@ class StackConfig(_Model):
             if self.target == "local" or self.stack_kind not in SERVING_KINDS:
                 raise _KeyError("retraining", "only a cloud serving stack declares the retraining job (beside its "
                                 "endpoint); the local stack retrains through Alertmanager")
-            if self.target == "azure":
-                raise _KeyError("retraining", "not available on Azure yet: the trainer cannot reach Blob Storage "
-                                "from a Container Apps job (docs/clouds.md, 'Retraining beside the endpoint')")
+            if self.target == "azure" and self.azure is not None and self.azure.compute != "containerapp":
+                raise _KeyError("retraining", "on Azure the trainer runs as a Container Apps job in the stack's "
+                                "Container Apps environment: needs kaizen:azure.compute containerapp, not "
+                                f"{self.azure.compute!r}")
             try:
                 self.retraining.check_target(self.target)
             except ValueError as err:
