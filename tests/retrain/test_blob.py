@@ -185,11 +185,13 @@ def test_a_wrong_token_is_refused_and_escaping_blob_names_are_not_written(azure:
     assert not (tmp_path / "evil").exists() and not (tmp_path / "w" / "evil").exists()
 
 
-def test_the_cli_has_the_entry_point_the_job_runs() -> None:
+@pytest.mark.parametrize("module", ["model_packages.cli", "model_packages.retrain.__main__"])
+def test_the_trainer_and_the_cli_have_the_entry_point_the_job_runs(module: str) -> None:
+    import importlib
+
     from typer.testing import CliRunner
 
-    from model_packages.cli import app
-
+    app = importlib.import_module(module).app  # the trainer image's `kaizen` is model_packages.retrain
     result = CliRunner().invoke(app, ["retrain-blob"], env={"IDENTITY_ENDPOINT": "", "KAIZEN_DATA_BLOB": ""})
     assert result.exit_code == 1
     assert "missing settings" in result.output
