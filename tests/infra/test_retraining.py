@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from infra.common.rules import Res, all_rules, evaluate
 from infra.policy.guardrails import policy_violations
 
 from .conftest import ACCOUNT, Recorded, Run, _fake_state, load_stack_config, platform_outputs, run_program
@@ -360,8 +361,36 @@ def test_azure_drift_alert_starts_exactly_this_job_with_a_start_only_role(azure_
     assert len(rules["alerts-drift"]) == 2
 
 
-def test_azure_stack_with_retraining_passes_the_policy_pack(azure_run: Run) -> None:
+def test_azure_stack_with_retraining_passes_the_policy_pack_and_the_cloud_rules(azure_run: Run) -> None:
     assert violations(azure_run) == []
+    declared = [Res(r.typ, r.name, r.inputs, r.urn, r.deps) for r in azure_run.custom]
+    assert [str(v) for v in evaluate(declared)] == []
+
+
+@pytest.mark.parametrize(("typ", "path", "value", "rule"), [
+    ("azure-native:app:Job", ("configuration", "scheduleTriggerConfig", "cronExpression"), "0 0 4 * * 1",
+     "azure-job-trigger"),  # six fields (seconds): not the format Container Apps jobs take
+    ("azure-native:app:Job", ("configuration", "replicaTimeout"), 0, "azure-job-trigger"),
+    ("azure-native:app:Job", ("configuration", "triggerType"), "Manual", "azure-job-trigger"),  # keeps the cron
+    ("azure-native:authorization:RoleDefinition", ("assignableScopes",), ["/subscriptions/0000/resourceGroups/rg/"
+     "providers/Microsoft.App/jobs/j"], "azure-custom-role-scope"),
+    ("azure-native:authorization:RoleDefinition", ("permissions",), [{"actions": ["Microsoft.App/jobs/*"]}],
+     "azure-custom-role-scope"),
+])
+def test_azure_job_rules_catch_bad_values(azure_run: Run, typ: str, path: tuple[str, ...], value: Any,
+                                          rule: str) -> None:
+    import copy
+
+    (rule_,) = [r for r in all_rules() if r.id == rule]
+    declared = [Res(r.typ, r.name, r.inputs, r.urn, r.deps) for r in azure_run.custom]
+    i = next(i for i, r in enumerate(declared) if r.typ == typ)
+    props = copy.deepcopy(dict(declared[i].props))
+    cur: Any = props
+    for key in path[:-1]:
+        cur = cur[key]
+    cur[path[-1]] = value
+    declared[i] = Res(typ, declared[i].name, props)
+    assert evaluate(declared, [rule_]), f"{rule} did not catch {path} = {value!r}"
 
 
 def test_azure_manual_job_without_schedule_and_no_drift_path_without_on_drift() -> None:
