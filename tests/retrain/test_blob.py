@@ -15,7 +15,8 @@ from xml.sax.saxutils import escape
 
 import pytest
 
-from model_packages.retrain.blob import BlobClient, BlobError, identity_token, stage_and_run
+from model_packages.azure_blob import BlobClient, BlobError, identity_token
+from model_packages.retrain.blob import stage_and_run
 
 TOKEN, HEADER, CLIENT = "tok-123", "hdr-456", "client-789"
 
