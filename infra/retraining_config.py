@@ -25,12 +25,10 @@ from urllib.parse import urlparse
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-from infra.batch_config import bucket_and_prefix, location_kind
+from infra.batch_config import STORAGE_ACCOUNT_ID, bucket_and_prefix, check_storage_account, location_kind
 
 DIGEST_IMAGE = re.compile(r"^[a-z0-9][a-z0-9.-]*(?::[0-9]+)?/[a-z0-9._/-]+@sha256:[0-9a-f]{64}$")
 _CRON = re.compile(r"^(\S+\s+){4}\S+$")
-_STORAGE_ACCOUNT_ID = (r"^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.Storage/"
-                       r"storageAccounts/[a-z0-9]{3,24}$")
 TRAINER_PIPELINE = "/opt/kaizen/pipeline.py"  # where `kaizen build --trainer` puts the pipeline file
 CANDIDATES = "candidates/"
 
@@ -44,7 +42,7 @@ class RetrainingSettings(BaseModel):
     schedule: str | None = None
     on_drift: bool = True
     timeout_minutes: int = Field(default=120, ge=1, le=24 * 60)
-    storage_account_id: str | None = Field(default=None, pattern=_STORAGE_ACCOUNT_ID)
+    storage_account_id: str | None = Field(default=None, pattern=STORAGE_ACCOUNT_ID)
 
     @field_validator("image")
     @classmethod
@@ -81,18 +79,7 @@ class RetrainingSettings(BaseModel):
         kind = location_kind(self.data)
         if kind != target:
             raise ValueError(f"data {self.data!r} is {kind} storage, but the target is {target!r}")
-        if target != "azure":
-            if self.storage_account_id is not None:
-                raise ValueError("storageAccountId is for Azure stacks only")
-            return
-        if self.storage_account_id is None:
-            raise ValueError("storageAccountId missing: the storage account (ARM id) of data and packages, "
-                             "where the job's identity gets its container-scoped roles")
-        account = self.storage_account_id.rsplit("/", 1)[-1]
-        for key in ("data", "packages"):
-            named = bucket_and_prefix(getattr(self, key))[0].split("/", 1)[0]
-            if named != account:
-                raise ValueError(f"{key} is in storage account {named!r}, but storageAccountId names {account!r}")
+        check_storage_account(target, self.storage_account_id, {"data": self.data, "packages": self.packages})
 
     def champion(self, model: str, version: str) -> tuple[str, str]:
         """(bucket, prefix/) of the deployed package in the store."""

@@ -160,6 +160,25 @@ def _serving(
         )
         target_id, target_name = app.app_id, physical_name("kaizen", cfg.model_ref.name, pulumi.get_stack(), max_len=32)
         outputs.update({"appId": app.app_id, "fqdn": app.fqdn, "latestRevision": app.latest_revision})
+        if settings.batch is not None:
+            from infra.azure.batch import ContainerAppsBatchJob, ContainerAppsBatchJobArgs
+
+            batch = ContainerAppsBatchJob(
+                "batch",
+                ContainerAppsBatchJobArgs(
+                    resource_group_name=group.name,
+                    location=settings.location,
+                    job_name=physical_name("kz", cfg.model_ref.name, pulumi.get_stack(), "batch", max_len=32),
+                    image=image,
+                    settings=settings.batch,
+                    registry_server=login_server,
+                    registry_id=registry_id,
+                    subscription_id=client.subscription_id,
+                    environment_id=app.environment_id,
+                ),
+                opts=opts,
+            )
+            outputs["batchJobId"] = batch.job_id
         if cfg.retraining is not None:
             from infra.azure.retraining import ContainerAppsRetraining, ContainerAppsRetrainingArgs
 

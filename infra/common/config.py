@@ -214,9 +214,15 @@ class AzureSettings(_Serving):
     # reachable from the VNet instead of only from inside the environment.
     infrastructure_subnet_id: Annotated[str, Field(pattern=r"^/subscriptions/.+/subnets/[^/]+$")] | None = None
     notifications: AzureNotifications = AzureNotifications()
+    batch: BatchSettings | None = None  # a Container Apps job of the same image (infra/azure/batch.py)
 
     @model_validator(mode="after")
     def _azure(self) -> AzureSettings:
+        if self.batch is not None:
+            if self.compute != "containerapp":
+                raise ValueError("batch runs as a Container Apps job in the stack's Container Apps environment: "
+                                 f"needs compute containerapp, not {self.compute!r}")
+            self.batch.check_target("azure")
         if not 30 <= self.log_retention_days <= 730:
             raise ValueError("logRetentionDays must be between 30 and 730 on Log Analytics")
         if self.compute == "containerapp" and self.canary_percent and not self.stable_revision:
