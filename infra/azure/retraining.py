@@ -12,14 +12,14 @@ environment, on a cron schedule and started by the drift alert.
   champion with that identity, runs `kaizen retrain`, and uploads the result under candidates/;
 - drift: a dedicated action group, attached to the drift alert only, whose one receiver is a Logic
   App. On a *Fired* alert the Logic App POSTs the ARM `start` operation of this job, authenticated
-  as a second user-assigned identity holding one custom role whose only action is
-  `Microsoft.App/jobs/start/action`, assigned on this job (a custom role's assignable scope cannot
-  be a single resource, so it is the resource group; the assignment is the job).
+  as a second user-assigned identity holding, on this job only, the custom role "Kaizen job starter"
+  whose single action is `Microsoft.App/jobs/start/action`. That role is created once per
+  subscription with the deployer role (`python -m infra.azure.deploy_role`, STARTER_ROLE), so the
+  deploying identity needs no roleDefinitions/write and its assignment condition can name it.
 """
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +33,7 @@ from infra.retraining_config import TRAINER_PIPELINE, RetrainingSettings
 STORAGE_BLOB_DATA_READER = "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1"
 STORAGE_BLOB_DATA_CONTRIBUTOR = "ba92f5b4-2d11-453d-a403-e96b0029c9fe"
 START_ACTION = "Microsoft.App/jobs/start/action"
+STARTER_ROLE = "5d1c3e8a-7b2f-5c4e-9a61-0f3b2d4c6e8f"  # "Kaizen job starter" (infra/azure/deploy_role.py)
 JOBS_API = "2024-03-01"
 TRIGGER = "drift"
 
@@ -40,7 +41,6 @@ TRIGGER = "drift"
 @dataclass(frozen=True)
 class ContainerAppsRetrainingArgs:
     resource_group_name: pulumi.Input[str]
-    resource_group_id: pulumi.Input[str]
     location: str
     job_name: str  # 2-32 lower-case letters, digits, '-'
     model: str
@@ -51,7 +51,6 @@ class ContainerAppsRetrainingArgs:
     registry_id: pulumi.Input[str]
     subscription_id: pulumi.Input[str]
     environment_id: pulumi.Input[str]
-    role_seed: str  # makes the custom role's GUID unique per stack
     cpu: float = 2.0
     memory: str = "4Gi"
 
@@ -164,16 +163,11 @@ class ContainerAppsRetraining(pulumi.ComponentResource):
         starter = azure.managedidentity.UserAssignedIdentity(
             f"{name}-starter", resource_group_name=args.resource_group_name, location=args.location,
             resource_name_=f"{args.job_name}-start", opts=child)
-        role_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"kaizen:{args.role_seed}:{args.job_name}:start"))
-        start_role = azure.authorization.RoleDefinition(f"{name}-start-role", azure.authorization.RoleDefinitionArgs(
-            role_definition_id=role_id, scope=args.resource_group_id,
-            role_name=f"Kaizen start {args.job_name} ({args.role_seed})",
-            description=f"Start executions of the Container Apps job {args.job_name}, nothing else",
-            role_type="CustomRole", assignable_scopes=[args.resource_group_id],
-            permissions=[azure.authorization.PermissionArgs(actions=[START_ACTION])]), opts=child)
         assignment = azure.authorization.RoleAssignment(f"{name}-start", azure.authorization.RoleAssignmentArgs(
             scope=job.id, principal_id=starter.principal_id, principal_type="ServicePrincipal",
-            role_definition_id=start_role.id), opts=child)
+            role_definition_id=pulumi.Output.concat("/subscriptions/", args.subscription_id,
+                                                    "/providers/Microsoft.Authorization/roleDefinitions/",
+                                                    STARTER_ROLE)), opts=child)
         workflow = azure.logic.Workflow(f"{name}-start", azure.logic.WorkflowArgs(
             resource_group_name=args.resource_group_name, location=args.location,
             workflow_name=f"{args.job_name}-on-drift", state="Enabled",

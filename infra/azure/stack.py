@@ -187,7 +187,6 @@ def _serving(
                 "retraining",
                 ContainerAppsRetrainingArgs(
                     resource_group_name=group.name,
-                    resource_group_id=group.id,
                     location=settings.location,
                     job_name=physical_name("kz", cfg.model_ref.name, pulumi.get_stack(), "retrain", max_len=32),
                     model=cfg.model_ref.name,
@@ -198,7 +197,6 @@ def _serving(
                     registry_id=registry_id,
                     subscription_id=client.subscription_id,
                     environment_id=app.environment_id,
-                    role_seed=pulumi.get_stack(),
                 ),
                 opts=opts,
             )

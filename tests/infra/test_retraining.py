@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 
+from infra.azure.deploy_role import starter_role_definition
+from infra.azure.retraining import STARTER_ROLE
 from infra.common.rules import Res, all_rules, evaluate
 from infra.policy.guardrails import policy_violations
 
@@ -328,15 +330,15 @@ def test_azure_trainer_identity_has_exactly_acrpull_and_the_two_container_roles(
 
 def test_azure_drift_alert_starts_exactly_this_job_with_a_start_only_role(azure_run: Run) -> None:
     job_id = _id(azure_run.one("azure-native:app:Job"))
-    (role,) = azure_run.of_type("azure-native:authorization:RoleDefinition")
-    rg = _id(_named(azure_run, "azure-native:resources:ResourceGroup", "rg"))
-    assert role.inputs["permissions"] == [{"actions": ["Microsoft.App/jobs/start/action"]}]
-    assert role.inputs["assignableScopes"] == [rg] and role.inputs["roleType"] == "CustomRole"
+    # the subscription's "Kaizen job starter" role (one action), created with the deployer role: none here
+    assert not azure_run.of_type("azure-native:authorization:RoleDefinition")
+    starter_role = starter_role_definition("0000")
+    assert starter_role["Actions"] == ["Microsoft.App/jobs/start/action"] and starter_role["Id"] == STARTER_ROLE
     starter = _named(azure_run, "azure-native:managedidentity:UserAssignedIdentity", "retraining-starter")
     starter_state = _fake_state(starter.typ, starter.name, starter.inputs)
     (assignment,) = [r for r in azure_run.of_type("azure-native:authorization:RoleAssignment")
                      if r.inputs["principalId"] == starter_state["principalId"]]
-    assert assignment.inputs["scope"] == job_id and assignment.inputs["roleDefinitionId"] == _id(role)
+    assert assignment.inputs["scope"] == job_id and assignment.inputs["roleDefinitionId"] == ROLES + STARTER_ROLE
     workflow = azure_run.one("azure-native:logic:Workflow")
     assert workflow.inputs["identity"] == {"type": "UserAssigned", "userAssignedIdentities": [starter_state["id"]]}
     assert workflow.inputs["parameters"] == {"startIdentity": {"type": "String", "value": starter_state["id"]}}
@@ -367,15 +369,25 @@ def test_azure_stack_with_retraining_passes_the_policy_pack_and_the_cloud_rules(
     assert [str(v) for v in evaluate(declared)] == []
 
 
+def test_the_starter_role_meets_the_custom_role_rule_and_the_rule_catches_bad_ones() -> None:
+    (rule,) = [r for r in all_rules() if r.id == "azure-custom-role-scope"]
+    role = starter_role_definition("0000")
+
+    def declared(scopes: list[str], actions: list[str]) -> list[Res]:
+        return [Res("azure-native:authorization:RoleDefinition", "starter",
+                    {"assignableScopes": scopes, "permissions": [{"actions": actions}]})]
+
+    assert evaluate(declared(role["AssignableScopes"], role["Actions"]), [rule]) == []
+    assert evaluate(declared(["/subscriptions/0000/resourceGroups/rg/providers/Microsoft.App/jobs/j"],
+                             role["Actions"]), [rule])  # a resource is no assignable scope
+    assert evaluate(declared(role["AssignableScopes"], ["Microsoft.App/jobs/*"]), [rule])
+
+
 @pytest.mark.parametrize(("typ", "path", "value", "rule"), [
     ("azure-native:app:Job", ("configuration", "scheduleTriggerConfig", "cronExpression"), "0 0 4 * * 1",
      "azure-job-trigger"),  # six fields (seconds): not the format Container Apps jobs take
     ("azure-native:app:Job", ("configuration", "replicaTimeout"), 0, "azure-job-trigger"),
     ("azure-native:app:Job", ("configuration", "triggerType"), "Manual", "azure-job-trigger"),  # keeps the cron
-    ("azure-native:authorization:RoleDefinition", ("assignableScopes",), ["/subscriptions/0000/resourceGroups/rg/"
-     "providers/Microsoft.App/jobs/j"], "azure-custom-role-scope"),
-    ("azure-native:authorization:RoleDefinition", ("permissions",), [{"actions": ["Microsoft.App/jobs/*"]}],
-     "azure-custom-role-scope"),
 ])
 def test_azure_job_rules_catch_bad_values(azure_run: Run, typ: str, path: tuple[str, ...], value: Any,
                                           rule: str) -> None:
@@ -402,7 +414,8 @@ def test_azure_manual_job_without_schedule_and_no_drift_path_without_on_drift() 
     run = run_program("azure-dev", {**cfg, "retraining": {**AZ_RETRAINING, "onDrift": False}})
     types = {r.typ for r in run.resources}
     assert "azure-native:app:Job" in types
-    assert not types & {"azure-native:logic:Workflow", "azure-native:authorization:RoleDefinition"}
+    assert "azure-native:logic:Workflow" not in types
+    assert [r.name for r in run.of_type("azure-native:monitor:ActionGroup")] == ["observability-actions"]
     assert all(len(r.inputs["actions"]["actionGroups"]) == 1
                for r in run.of_type("azure-native:monitor:ScheduledQueryRule"))
 
