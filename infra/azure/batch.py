@@ -19,7 +19,12 @@ import pulumi
 import pulumi_azure_native as azure
 
 from infra.azure.identity import PullIdentity, PullIdentityArgs
-from infra.azure.retraining import STORAGE_BLOB_DATA_CONTRIBUTOR, STORAGE_BLOB_DATA_READER, container_scope
+from infra.azure.retraining import (
+    STORAGE_BLOB_DATA_CONTRIBUTOR,
+    STORAGE_BLOB_DATA_READER,
+    check_job_name,
+    container_scope,
+)
 from infra.batch_config import BatchSettings, bucket_and_prefix
 
 
@@ -59,6 +64,7 @@ class ContainerAppsBatchJob(pulumi.ComponentResource):
         s = args.settings
         if s.storage_account_id is None:
             raise ValueError("kaizen:azure.batch.storageAccountId is required")
+        check_job_name(args.job_name)
         child = pulumi.ResourceOptions(parent=self)
         identity = PullIdentity(f"{name}-identity", PullIdentityArgs(
             resource_group_name=args.resource_group_name, location=args.location,

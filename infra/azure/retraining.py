@@ -20,6 +20,7 @@ environment, on a cron schedule and started by the drift alert.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,6 +54,16 @@ class ContainerAppsRetrainingArgs:
     environment_id: pulumi.Input[str]
     cpu: float = 2.0
     memory: str = "4Gi"
+
+
+_JOB_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$")
+
+
+def check_job_name(name: str) -> None:
+    """Container Apps job names: 2-32 lower-case letters, digits and '-', starting with a letter, no '--'."""
+    if not _JOB_NAME.match(name) or "--" in name:
+        raise ValueError(f"Container Apps job name {name!r}: 2-32 lower-case letters, digits and single '-', "
+                         "starting with a letter")
 
 
 def container_scope(storage_account_id: str, location: str) -> str:
@@ -112,6 +123,7 @@ class ContainerAppsRetraining(pulumi.ComponentResource):
         s = args.settings
         if s.storage_account_id is None:
             raise ValueError("kaizen:retraining.storageAccountId is required on Azure")
+        check_job_name(args.job_name)
         child = pulumi.ResourceOptions(parent=self)
         identity = PullIdentity(f"{name}-identity", PullIdentityArgs(
             resource_group_name=args.resource_group_name, location=args.location,

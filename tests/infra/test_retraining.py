@@ -444,3 +444,12 @@ def test_azure_retraining_needs_container_apps_and_the_platform_registry() -> No
     other = {**AZ_RETRAINING, "image": "other.azurecr.io/kaizen/iris-trainer@sha256:" + "3" * 64}
     with pytest.raises(Exception, match=r"kaizen:retraining\.image: .* is not in the platform registry"):
         run_program("azure-dev", {**cfg, "retraining": other})
+
+
+@pytest.mark.parametrize("name", ["a", "1job", "Job", "job-", "a--b", "x" * 33])
+def test_azure_job_names_the_service_refuses_are_refused(name: str) -> None:
+    from infra.azure.retraining import check_job_name
+
+    with pytest.raises(ValueError, match="Container Apps job name"):
+        check_job_name(name)
+    check_job_name("kz-iris-azure-dev-retrain")
