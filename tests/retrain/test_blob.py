@@ -196,3 +196,26 @@ def test_the_trainer_and_the_cli_have_the_entry_point_the_job_runs(module: str) 
     result = CliRunner().invoke(app, ["retrain-blob"], env={"IDENTITY_ENDPOINT": "", "KAIZEN_DATA_BLOB": ""})
     assert result.exit_code == 1
     assert "missing settings" in result.output
+
+
+def test_the_job_entry_point_retrains_the_example_from_blobs_end_to_end(azure: FakeAzure, tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real `kaizen retrain-blob` of the trainer's CLI: the iris pipeline on the same data as the
+    champion is rejected by the gate (exit 0 with --reject-ok); the report is uploaded, no package."""
+    from typer.testing import CliRunner
+
+    from model_packages.retrain.__main__ import app
+    from tests.retrain.test_pipeline import CHAMPION, PIPELINE, _iris_csv
+
+    monkeypatch.setenv("KAIZEN_AUDIT_TRAIL", str(tmp_path / "audit.jsonl"))
+    monkeypatch.setenv("KAIZEN_AUDIT_KEY", str(tmp_path / "key.pem"))
+    azure.blobs = {("train", "iris/latest.csv"): _iris_csv(tmp_path / "same.csv").read_bytes()}
+    for path in CHAMPION.rglob("*"):
+        if path.is_file():
+            azure.blobs[("pkgs", f"store/iris/1.0.0/{path.relative_to(CHAMPION).as_posix()}")] = path.read_bytes()
+    result = CliRunner().invoke(app, ["retrain-blob"], env={**_env(azure), "KAIZEN_PIPELINE": str(PIPELINE)})
+    assert result.exit_code == 0, result.output
+    uploaded = sorted(b for c, b in azure.blobs if c == "pkgs" and b.startswith("store/candidates/"))
+    assert "store/candidates/gate-report.md" in uploaded
+    assert azure.blobs[("pkgs", "store/candidates/gate-report.md")].decode().startswith("# Promotion gate: REJECT")
+    assert not [b for b in uploaded if b.endswith("kaizen.yaml")]  # rejected: no candidate package
