@@ -8,6 +8,7 @@
       chunkRows: 10000
       probabilities: false
       timeoutMinutes: 60
+      storageAccountId: /subscriptions/.../storageAccounts/<account>   # Azure only: the account of input/output
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from pydantic.alias_generators import to_camel
 _CRON = re.compile(r"^(\S+\s+){4}\S+$")
 _FILE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*\.(csv|jsonl|ndjson|parquet|pq)$")
 SCHEMES = {"s3": "aws", "gs": "gcp", "https": "azure", "": "local"}
+STORAGE_ACCOUNT_ID = (r"^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.Storage/"
+                      r"storageAccounts/[a-z0-9]{3,24}$")
 
 
 class BatchSettings(BaseModel):
@@ -36,6 +39,7 @@ class BatchSettings(BaseModel):
     chunk_rows: int = Field(default=10_000, ge=1, le=1_000_000)
     probabilities: bool = False
     timeout_minutes: int = Field(default=60, ge=1, le=24 * 60)
+    storage_account_id: str | None = Field(default=None, pattern=STORAGE_ACCOUNT_ID)
 
     @field_validator("inputs")
     @classmethod
@@ -65,6 +69,23 @@ class BatchSettings(BaseModel):
         kind = location_kind(self.input)
         if kind != target:
             raise ValueError(f"input {self.input!r} is {kind} storage, but the target is {target!r}")
+        check_storage_account(target, self.storage_account_id, {"input": self.input, "output": self.output})
+
+
+def check_storage_account(target: str, account_id: str | None, locations: dict[str, str]) -> None:
+    """Azure: the storage account's ARM id is required and must be the account of every location."""
+    if target != "azure":
+        if account_id is not None:
+            raise ValueError("storageAccountId is for Azure stacks only")
+        return
+    if account_id is None:
+        raise ValueError(f"storageAccountId missing: the storage account (ARM id) of {' and '.join(locations)}, "
+                         "where the job's identity gets its container-scoped roles")
+    account = account_id.rsplit("/", 1)[-1]
+    for key, location in locations.items():
+        named = bucket_and_prefix(location)[0].split("/", 1)[0]
+        if named != account:
+            raise ValueError(f"{key} is in storage account {named!r}, but storageAccountId names {account!r}")
 
 
 def location_kind(location: str) -> str:

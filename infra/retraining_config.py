@@ -10,6 +10,7 @@ endpoint, started on a schedule and when the endpoint's drift alert fires. Off u
       schedule: "0 4 * * 1"                       # cron (UTC), optional
       onDrift: true                               # start when the drift alert fires (default)
       timeoutMinutes: 120
+      storageAccountId: /subscriptions/.../storageAccounts/<account>   # Azure only: the account of data/packages
 
 `data` and `packages` are storage of the stack's cloud (s3://, gs://, or
 https://<account>.blob.core.windows.net/<container>/...).
@@ -24,7 +25,7 @@ from urllib.parse import urlparse
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-from infra.batch_config import bucket_and_prefix, location_kind
+from infra.batch_config import STORAGE_ACCOUNT_ID, bucket_and_prefix, check_storage_account, location_kind
 
 DIGEST_IMAGE = re.compile(r"^[a-z0-9][a-z0-9.-]*(?::[0-9]+)?/[a-z0-9._/-]+@sha256:[0-9a-f]{64}$")
 _CRON = re.compile(r"^(\S+\s+){4}\S+$")
@@ -41,6 +42,7 @@ class RetrainingSettings(BaseModel):
     schedule: str | None = None
     on_drift: bool = True
     timeout_minutes: int = Field(default=120, ge=1, le=24 * 60)
+    storage_account_id: str | None = Field(default=None, pattern=STORAGE_ACCOUNT_ID)
 
     @field_validator("image")
     @classmethod
@@ -77,6 +79,7 @@ class RetrainingSettings(BaseModel):
         kind = location_kind(self.data)
         if kind != target:
             raise ValueError(f"data {self.data!r} is {kind} storage, but the target is {target!r}")
+        check_storage_account(target, self.storage_account_id, {"data": self.data, "packages": self.packages})
 
     def champion(self, model: str, version: str) -> tuple[str, str]:
         """(bucket, prefix/) of the deployed package in the store."""

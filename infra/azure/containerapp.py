@@ -42,6 +42,7 @@ class ContainerAppEndpointArgs:
 
 class ContainerAppEndpoint(pulumi.ComponentResource):
     app_id: pulumi.Output[str]
+    environment_id: pulumi.Output[str]
     fqdn: pulumi.Output[str]
     latest_revision: pulumi.Output[str]
 
@@ -182,6 +183,7 @@ class ContainerAppEndpoint(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, protect=args.protect),
         )
         self.app_id = app.id
+        self.environment_id = env.id
         # The app's FQDN honours the traffic split; latest_revision_fqdn would bypass the canary.
         self.fqdn = app.configuration.apply(lambda c: (c.ingress.fqdn or "") if c and c.ingress else "")
         self.latest_revision = app.latest_revision_name

@@ -4,12 +4,13 @@ limits which roles it may assign, and the GitHub Actions federated credentials.
 Replaces Contributor + User Access Administrator on the subscription: the actions below are the
 resource providers' operations for exactly the resource types the stacks declare
 (RESOURCE_ACTIONS), and role assignments are limited by an ABAC condition on the assignment of
-this role to AcrPull and Storage Blob Data Reader ("Delegate Azure role assignment management
-with conditions", https://learn.microsoft.com/en-us/azure/role-based-access-control/delegate-role-assignments-portal).
+this role to AcrPull, Storage Blob Data Reader/Contributor and the Kaizen job starter ("Delegate
+Azure role assignment management with conditions", https://learn.microsoft.com/en-us/azure/role-based-access-control/delegate-role-assignments-portal).
 
     python -m infra.azure.deploy_role --subscription <id> --repo org/repo
-prints {"roleDefinition", "assignmentCondition", "federatedCredentials"}; then
-`az role definition create --role-definition role.json` and
+prints {"roleDefinition", "starterRoleDefinition", "assignmentCondition", "federatedCredentials"};
+then `az role definition create --role-definition role.json` (and the same for the starter role:
+the one action a drift alert's Logic App needs to start a retraining job, infra/azure/retraining.py) and
 `az role assignment create --role "Kaizen deployer" --assignee <app> --scope /subscriptions/<id>
 --condition "<assignmentCondition>" --condition-version 2.0`.
 """
@@ -23,10 +24,12 @@ from typing import Any
 
 from infra.azure.mlendpoint import STORAGE_BLOB_DATA_READER
 from infra.azure.registry import ACR_PULL_ROLE
+from infra.azure.retraining import START_ACTION, STARTER_ROLE, STORAGE_BLOB_DATA_CONTRIBUTOR
 from model_packages.ci.workflows import DEPLOY_ENVIRONMENTS
 
 ROLE_NAME = "Kaizen deployer"
-ASSIGNABLE_ROLES = (ACR_PULL_ROLE, STORAGE_BLOB_DATA_READER)
+STARTER_ROLE_NAME = "Kaizen job starter"
+ASSIGNABLE_ROLES = (ACR_PULL_ROLE, STORAGE_BLOB_DATA_READER, STORAGE_BLOB_DATA_CONTRIBUTOR, STARTER_ROLE)
 
 
 def _crud(prefix: str) -> list[str]:
@@ -52,6 +55,11 @@ RESOURCE_ACTIONS: dict[str, list[str]] = {
         *_crud("Microsoft.App/managedEnvironments"),
         "Microsoft.App/managedEnvironments/join/action",
         "Microsoft.App/operationResults/read",
+    ],
+    "azure-native:app:Job": _crud("Microsoft.App/jobs"),
+    "azure-native:logic:Workflow": [
+        *_crud("Microsoft.Logic/workflows"),
+        "Microsoft.Logic/workflows/triggers/listCallbackUrl/action",
     ],
     "azure-native:app:ContainerApp": [
         *_crud("Microsoft.App/containerApps"),
@@ -108,8 +116,23 @@ def role_definition(subscription_id: str) -> dict[str, Any]:
     }
 
 
+def starter_role_definition(subscription_id: str) -> dict[str, Any]:
+    """Start a Container Apps job execution, nothing else; assigned by the stacks on one job each."""
+    return {
+        "Name": STARTER_ROLE_NAME,
+        "Id": STARTER_ROLE,
+        "IsCustom": True,
+        "Description": "Start executions of the Container Apps job it is assigned on (Kaizen retraining).",
+        "Actions": [START_ACTION],
+        "NotActions": [],
+        "DataActions": [],
+        "NotDataActions": [],
+        "AssignableScopes": [f"/subscriptions/{subscription_id}"],
+    }
+
+
 def assignment_condition() -> str:
-    """ABAC condition (version 2.0): role assignments only for AcrPull / Storage Blob Data Reader."""
+    """ABAC condition (version 2.0): role assignments only for ASSIGNABLE_ROLES."""
     guids = ", ".join(ASSIGNABLE_ROLES)
     key = "Microsoft.Authorization/roleAssignments:RoleDefinitionId"
     return (
@@ -142,6 +165,7 @@ def main() -> None:
     a = parser.parse_args()
     doc = {
         "roleDefinition": role_definition(a.subscription),
+        "starterRoleDefinition": starter_role_definition(a.subscription),
         "assignmentCondition": assignment_condition(),
         "federatedCredentials": federated_credentials(a.repo),
     }

@@ -52,6 +52,8 @@ class EndpointAlertsArgs:
     saturation_percent: float
     max_instances: int
     drift_score: float
+    # Extra action groups of the drift alert only (the retraining job's starter, infra/azure/retraining.py).
+    drift_action_group_ids: tuple[pulumi.Input[str], ...] = ()
 
 
 class EndpointAlerts(pulumi.ComponentResource):
@@ -170,7 +172,8 @@ class EndpointAlerts(pulumi.ComponentResource):
                 window="PT15M",
             )
 
-        def log_alert(key: str, title: str, description: str, query: str, column: str, threshold: float):
+        def log_alert(key: str, title: str, description: str, query: str, column: str, threshold: float,
+                      extra_groups: tuple[pulumi.Input[str], ...] = ()):
             return azure.monitor.ScheduledQueryRule(
                 f"{name}-{key}",
                 azure.monitor.ScheduledQueryRuleArgs(
@@ -202,7 +205,7 @@ class EndpointAlerts(pulumi.ComponentResource):
                             )
                         ]
                     ),
-                    actions=azure.monitor.ActionsArgs(action_groups=[args.action_group_id]),
+                    actions=azure.monitor.ActionsArgs(action_groups=[args.action_group_id, *extra_groups]),
                 ),
                 opts=child,
             )
@@ -214,6 +217,7 @@ class EndpointAlerts(pulumi.ComponentResource):
             drift_query(args.compute, args.target_name),
             "DriftScore",
             args.drift_score,
+            args.drift_action_group_ids,
         )
         if not ml:  # the platform's metrics have no percentile: a true p99 from the request log lines
             log_alert(

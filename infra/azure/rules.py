@@ -14,6 +14,8 @@ ENDPOINT = "azure-native:machinelearningservices:OnlineEndpoint"
 METRIC_ALERT = "azure-native:monitor:MetricAlert"
 QUERY_RULE = "azure-native:monitor:ScheduledQueryRule"
 DIAGNOSTICS = "azure-native:monitor:DiagnosticSetting"
+JOB = "azure-native:app:Job"
+ROLE_DEFINITION = "azure-native:authorization:RoleDefinition"
 
 PROBES_DOC = "https://learn.microsoft.com/en-us/azure/container-apps/health-probes"
 # Per probe type, as the service validates it (terraform-provider-azurerm aligned its validation
@@ -185,7 +187,43 @@ def _app_insights(res: Res, _: list[Res]) -> Iterable[str]:
         yield "retentionInDays on a workspace-based component (retention is the workspace's)"
 
 
+JOBS_DOC = "https://learn.microsoft.com/en-us/azure/container-apps/jobs"
+_CRON_FIELDS = 5  # "standard cron expression format": minute hour day-of-month month day-of-week, in UTC
+
+
+def _job_trigger(res: Res, _: list[Res]) -> Iterable[str]:
+    conf = res.props.get("configuration") or {}
+    kind, schedule = get(conf, "triggerType"), get(conf, "scheduleTriggerConfig", "cronExpression")
+    if kind == "Schedule":
+        if not isinstance(schedule, str) or len(schedule.split()) != _CRON_FIELDS:
+            yield f"a Schedule job needs a five-field cron expression, not {schedule!r}"
+    elif get(conf, "scheduleTriggerConfig") is not None:
+        yield f"scheduleTriggerConfig on a {kind} job (only Schedule jobs run on a cron)"
+    timeout = get(conf, "replicaTimeout")
+    if not is_num(timeout) or timeout < 1:
+        yield f"replicaTimeout {timeout!r}: the maximum seconds a replica may run is required (>= 1)"
+
+
+ASSIGNABLE_SCOPES_DOC = "https://learn.microsoft.com/en-us/azure/role-based-access-control/role-definitions#assignablescopes"
+_ASSIGNABLE = re.compile(
+    r"^(/|/providers/Microsoft\.Management/managementGroups/[^/]+|/subscriptions/[^/]+(/resourceGroups/[^/]+)?)$",
+    re.IGNORECASE,
+)
+
+
+def _custom_role(res: Res, _: list[Res]) -> Iterable[str]:
+    for scope in as_list(res.props.get("assignableScopes")):
+        if isinstance(scope, str) and not _ASSIGNABLE.match(scope):
+            yield f"assignable scope {scope!r}: a management group, subscription or resource group, not a resource"
+    for perm in as_list(res.props.get("permissions")):
+        for action in as_list(get(perm, "actions")) + as_list(get(perm, "dataActions")):
+            if isinstance(action, str) and "*" in action:
+                yield f"wildcard action {action!r} in a custom role"
+
+
 RULES = [
+    Rule("azure-job-trigger", (JOB,), _job_trigger, JOBS_DOC),
+    Rule("azure-custom-role-scope", (ROLE_DEFINITION,), _custom_role, ASSIGNABLE_SCOPES_DOC),
     Rule("azure-probe-limits", (APP,), _probes, PROBE_FAILURE_MAX_SOURCE),
     Rule("azure-probe-failure-safe", (APP,), _probes_safe, PROBE_FAILURE_SAFE_SOURCE),
     Rule("azure-revision-suffix", (APP,), _revision_suffix, REVISION_SUFFIX_SOURCE),

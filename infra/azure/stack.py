@@ -71,9 +71,9 @@ def deploy(cfg: StackConfig) -> dict[str, Any]:
     return _serving(cfg, settings, group, opts, provider)
 
 
-def _checked_image(image: str, login_server: str) -> str:
+def _checked_image(image: str, login_server: str, key: str = "kaizen:image") -> str:
     if not image.startswith(login_server + "/"):
-        raise ConfigError(f"kaizen:image: {image!r} is not in the platform registry {login_server!r}")
+        raise ConfigError(f"{key}: {image!r} is not in the platform registry {login_server!r}")
     return image
 
 
@@ -130,6 +130,7 @@ def _serving(
         "identityId": identity.identity_id,
         "actionGroupId": observability.action_group_id,
     }
+    drift_groups: tuple[pulumi.Input[str], ...] = ()
     if settings.compute == "containerapp":
         app = ContainerAppEndpoint(
             "endpoint",
@@ -163,6 +164,49 @@ def _serving(
                         # kaizen:azure.infrastructureSubnetId) or "environment" (apps of its environment only).
                         "ingress": "external" if settings.public
                         else "vnet" if settings.infrastructure_subnet_id else "environment"})
+        if settings.batch is not None:
+            from infra.azure.batch import ContainerAppsBatchJob, ContainerAppsBatchJobArgs
+
+            batch = ContainerAppsBatchJob(
+                "batch",
+                ContainerAppsBatchJobArgs(
+                    resource_group_name=group.name,
+                    location=settings.location,
+                    job_name=physical_name("kz", cfg.model_ref.name, pulumi.get_stack(), "batch", max_len=32),
+                    image=image,
+                    settings=settings.batch,
+                    registry_server=login_server,
+                    registry_id=registry_id,
+                    subscription_id=client.subscription_id,
+                    environment_id=app.environment_id,
+                ),
+                opts=opts,
+            )
+            outputs["batchJobId"] = batch.job_id
+        if cfg.retraining is not None:
+            from infra.azure.retraining import ContainerAppsRetraining, ContainerAppsRetrainingArgs
+
+            trainer = cfg.retraining.image
+            retraining = ContainerAppsRetraining(
+                "retraining",
+                ContainerAppsRetrainingArgs(
+                    resource_group_name=group.name,
+                    location=settings.location,
+                    job_name=physical_name("kz", cfg.model_ref.name, pulumi.get_stack(), "retrain", max_len=32),
+                    model=cfg.model_ref.name,
+                    version=cfg.model_ref.version,
+                    settings=cfg.retraining,
+                    image=login_server.apply(lambda s: _checked_image(trainer, str(s), "kaizen:retraining.image")),
+                    registry_server=login_server,
+                    registry_id=registry_id,
+                    subscription_id=client.subscription_id,
+                    environment_id=app.environment_id,
+                ),
+                opts=opts,
+            )
+            if retraining.drift_action_group_id is not None:
+                drift_groups = (retraining.drift_action_group_id,)
+            outputs.update({"retrainingJobId": retraining.job_id, "retrainingClientId": retraining.identity_client_id})
     else:
         endpoint_name = physical_name("kz", cfg.model_ref.name, pulumi.get_stack(), suffix, max_len=32)
         ml = MlOnlineEndpoint(
@@ -213,6 +257,7 @@ def _serving(
             saturation_percent=settings.alerts.saturation_percent,
             max_instances=settings.max_instances,
             drift_score=settings.alerts.drift_score,
+            drift_action_group_ids=drift_groups,
         ),
         opts=opts,
     )

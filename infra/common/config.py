@@ -214,9 +214,15 @@ class AzureSettings(_Serving):
     # reachable from the VNet instead of only from inside the environment.
     infrastructure_subnet_id: Annotated[str, Field(pattern=r"^/subscriptions/.+/subnets/[^/]+$")] | None = None
     notifications: AzureNotifications = AzureNotifications()
+    batch: BatchSettings | None = None  # a Container Apps job of the same image (infra/azure/batch.py)
 
     @model_validator(mode="after")
     def _azure(self) -> AzureSettings:
+        if self.batch is not None:
+            if self.compute != "containerapp":
+                raise ValueError("batch runs as a Container Apps job in the stack's Container Apps environment: "
+                                 f"needs compute containerapp, not {self.compute!r}")
+            self.batch.check_target("azure")
         if not 30 <= self.log_retention_days <= 730:
             raise ValueError("logRetentionDays must be between 30 and 730 on Log Analytics")
         if self.compute == "containerapp" and self.canary_percent and not self.stable_revision:
@@ -327,9 +333,10 @@ class StackConfig(_Model):
             if self.target == "local" or self.stack_kind not in SERVING_KINDS:
                 raise _KeyError("retraining", "only a cloud serving stack declares the retraining job (beside its "
                                 "endpoint); the local stack retrains through Alertmanager")
-            if self.target == "azure":
-                raise _KeyError("retraining", "not available on Azure yet: the trainer cannot reach Blob Storage "
-                                "from a Container Apps job (docs/clouds.md, 'Retraining beside the endpoint')")
+            if self.target == "azure" and self.azure is not None and self.azure.compute != "containerapp":
+                raise _KeyError("retraining", "on Azure the trainer runs as a Container Apps job in the stack's "
+                                "Container Apps environment: needs kaizen:azure.compute containerapp, not "
+                                f"{self.azure.compute!r}")
             try:
                 self.retraining.check_target(self.target)
             except ValueError as err:

@@ -71,7 +71,7 @@ def _images(resource_type: str, props: Mapping[str, Any]) -> Iterable[Any]:
         yield _get(props, "primaryContainer", "image")
         for c in _list(props.get("containers")):
             yield _get(c, "image")
-    elif resource_type == "gcp:cloudrunv2/service:Service" or resource_type == "azure-native:app:ContainerApp":
+    elif resource_type in ("gcp:cloudrunv2/service:Service", "azure-native:app:ContainerApp", "azure-native:app:Job"):
         for c in _list(_get(props, "template", "containers")):
             yield _get(c, "image")
     elif resource_type == "azure-native:machinelearningservices:EnvironmentVersion":

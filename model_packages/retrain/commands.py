@@ -147,3 +147,6 @@ def webhook_command(
 def register(app: typer.Typer) -> None:
     app.command("retrain")(retrain_command)
     app.command("retrain-webhook")(webhook_command)
+    from model_packages.retrain.blob import retrain_blob_command
+
+    app.command("retrain-blob")(retrain_blob_command)

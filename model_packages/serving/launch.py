@@ -28,10 +28,14 @@ def main(argv: list[str] | None = None) -> int:
         from model_packages.batch.entry import main as batch_main
 
         return batch_main(args[1:])
+    if args and args[0] == "batch-blob":  # the same, on Blob Storage (model_packages/batch/blob_entry.py)
+        from model_packages.batch.blob_entry import main as blob_main
+
+        return blob_main(args[1:])
     if args and args[0] == "serve":  # SageMaker starts containers as `docker run IMAGE serve`
         args = args[1:]
     if args:
-        print("usage: python -m model_packages.serving [serve | batch INPUT... --out DIR]  "
+        print("usage: python -m model_packages.serving [serve | batch INPUT... --out DIR | batch-blob NAME...]  "
               f"(unexpected arguments: {args})", file=sys.stderr)
         return 2
     try:

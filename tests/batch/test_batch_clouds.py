@@ -197,3 +197,88 @@ def test_aws_stack_declares_the_processing_job_from_stack_config() -> None:
     (arn,) = jobs["Resource"]
     assert arn.startswith("arn:aws:sagemaker:") and ":123456789012:processing-job/" in arn
     run.one("aws:scheduler/schedule:Schedule")
+
+
+AZ_ACCOUNT = "/subscriptions/0000/resourceGroups/rg-data/providers/Microsoft.Storage/storageAccounts/kzdata"
+AZ_BATCH = {"input": "https://kzdata.blob.core.windows.net/raw/daily/", "inputs": ["day.csv", "day2.parquet"],
+            "output": "https://kzdata.blob.core.windows.net/scores/iris/", "schedule": "0 3 * * *",
+            "chunkRows": 5000, "timeoutMinutes": 45, "storageAccountId": AZ_ACCOUNT}
+
+
+def _azure_batch(batch: dict[str, Any]) -> Any:
+    from tests.infra.conftest import load_stack_config, run_program
+
+    cfg = load_stack_config("azure-dev")
+    return run_program("azure-dev", {**cfg, "azure": {**cfg["azure"], "batch": batch}})
+
+
+def test_azure_container_apps_job_scores_blobs_with_its_own_identity() -> None:
+    from tests.infra.conftest import _fake_state, platform_outputs
+
+    run = _azure_batch(AZ_BATCH)
+    job = run.one("azure-native:app:Job")
+    app = run.one("azure-native:app:ContainerApp")
+    env = run.one("azure-native:app:ManagedEnvironment")
+    assert job.inputs["jobName"] == "kz-iris-azure-dev-batch"
+    assert job.inputs["environmentId"] == _fake_state(env.typ, env.name, env.inputs)["id"]
+    conf = job.inputs["configuration"]
+    assert conf["triggerType"] == "Schedule" and conf["replicaTimeout"] == 45 * 60
+    assert conf["scheduleTriggerConfig"] == {"cronExpression": "0 3 * * *", "parallelism": 1,
+                                             "replicaCompletionCount": 1}
+    (container,) = job.inputs["template"]["containers"]
+    # the stack's model image, by digest, its `batch-blob` entry point
+    assert container["image"] == app.inputs["template"]["containers"][0]["image"]
+    assert "@sha256:" in container["image"] and "command" not in container
+    assert container["args"] == ["batch-blob", "day.csv", "day2.parquet", "--chunk-rows", "5000"]
+    (uai,) = [r for r in run.of_type("azure-native:managedidentity:UserAssignedIdentity")
+              if r.name == "batch-identity-uai"]
+    state = _fake_state(uai.typ, uai.name, uai.inputs)
+    assert {e["name"]: e["value"] for e in container["env"]} == {
+        "AZURE_CLIENT_ID": state["clientId"], "KAIZEN_BLOB_ACCOUNT_URL": "https://kzdata.blob.core.windows.net",
+        "KAIZEN_INPUT_CONTAINER": "raw", "KAIZEN_INPUT_PREFIX": "daily/", "KAIZEN_OUTPUT_CONTAINER": "scores",
+        "KAIZEN_OUTPUT_PREFIX": "iris/"}
+    assert job.inputs["identity"] == {"type": "UserAssigned", "userAssignedIdentities": [state["id"]]}
+    assert conf["registries"] == [{"server": "kaizenazureplatform.azurecr.io", "identity": state["id"]}]
+    grants = {(r.inputs["scope"], r.inputs["roleDefinitionId"].rsplit("/", 1)[-1])
+              for r in run.of_type("azure-native:authorization:RoleAssignment")
+              if r.inputs["principalId"] == state["principalId"]}
+    containers = f"{AZ_ACCOUNT}/blobServices/default/containers"
+    registry = platform_outputs()["organization/kaizen/azure-platform"]["registryId"]
+    assert grants == {
+        (registry, "7f951dda-4ed3-4680-a7ca-43fe172d538d"),  # AcrPull
+        (f"{containers}/raw", "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1"),  # Storage Blob Data Reader
+        (f"{containers}/scores", "ba92f5b4-2d11-453d-a403-e96b0029c9fe"),  # Storage Blob Data Contributor
+    }
+    assert run.outputs["batchJobId"] == _fake_state(job.typ, job.name, job.inputs)["id"]
+    from infra.common.rules import Res, evaluate
+    from tests.infra.test_policy import violations
+
+    assert violations(run) == []
+    assert [str(v) for v in evaluate([Res(r.typ, r.name, r.inputs, r.urn, r.deps) for r in run.custom])] == []
+
+
+def test_azure_batch_without_schedule_is_a_manual_job() -> None:
+    conf = _azure_batch({**AZ_BATCH, "schedule": None, "probabilities": True}).one("azure-native:app:Job")
+    assert conf.inputs["configuration"]["triggerType"] == "Manual"
+    assert conf.inputs["configuration"]["manualTriggerConfig"] == {"parallelism": 1, "replicaCompletionCount": 1}
+    assert conf.inputs["template"]["containers"][0]["args"][-1] == "--probabilities"
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"storageAccountId": None}, "storageAccountId missing"),
+    ({"storageAccountId": AZ_ACCOUNT.replace("kzdata", "other")}, "input is in storage account 'kzdata'"),
+    ({"input": "s3://raw/in/"}, "input is aws storage but output is azure"),
+])
+def test_azure_bad_batch_config_is_one_clear_error(change: dict[str, Any], message: str) -> None:
+    with pytest.raises(Exception, match=message):
+        _azure_batch({k: v for k, v in {**AZ_BATCH, **change}.items() if v is not None})
+
+
+def test_azure_batch_needs_container_apps() -> None:
+    from infra.common.config import parse_config
+    from tests.infra.conftest import load_stack_config
+
+    cfg = load_stack_config("azure-dev")
+    ml = {**cfg, "azure": {**cfg["azure"], "compute": "ml", "minInstances": 1, "mlTraffic": {}, "batch": AZ_BATCH}}
+    with pytest.raises(Exception, match="batch runs as a Container Apps job"):
+        parse_config(ml, "azure-dev")

@@ -93,6 +93,8 @@ def _fake_state(typ: str, name: str, inputs: dict[str, Any], region: str = "eu-w
                 f"/subscriptions/0000/resourceGroups/{rg}/providers/Microsoft.MachineLearningServices/"
                 f"workspaces/{inputs['workspaceName']}/onlineEndpoints/{inputs['endpointName']}"
             )
+        if typ == "azure-native:resources:ResourceGroup" and inputs.get("resourceGroupName"):
+            state["id"] = f"/subscriptions/0000/resourceGroups/{inputs['resourceGroupName']}"
         if typ == "azure-native:containerregistry:Registry":
             # ACR: the login server is the lower-cased registry name + .azurecr.io
             state["name"] = inputs["registryName"]

@@ -255,5 +255,6 @@ def test_log_metric_alert_without_a_wait_is_caught(stack_run) -> None:
 
 
 def test_every_rule_has_a_bad_case() -> None:
-    covered = {b[0] for b in BAD} | {"gcp-log-metric-propagation"}
+    # the Azure retraining job's rules: tests/infra/test_retraining.py (no committed stack declares it)
+    covered = {b[0] for b in BAD} | {"gcp-log-metric-propagation", "azure-job-trigger", "azure-custom-role-scope"}
     assert covered == set(RULES)

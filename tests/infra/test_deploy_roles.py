@@ -55,13 +55,19 @@ def test_aws_deploy_policy_is_scoped() -> None:
     assert not policy_violations(aws_role.github_trust("123456789012", "org/kaizen"))
 
 
-def test_azure_role_has_no_wildcards_and_assigns_only_two_roles() -> None:
+def test_azure_role_has_no_wildcards_and_assigns_only_four_roles() -> None:
     role = azure_role.role_definition("0000")
     assert role["AssignableScopes"] == ["/subscriptions/0000"]
     assert all("*" not in a for a in role["Actions"])
     assert "Microsoft.Authorization/roleAssignments/write" in role["Actions"]
     cond = azure_role.assignment_condition()
     assert "7f951dda-4ed3-4680-a7ca-43fe172d538d" in cond and "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1" in cond
+    # Storage Blob Data Contributor (the retraining/batch output container) and the Kaizen job starter
+    assert "ba92f5b4-2d11-453d-a403-e96b0029c9fe" in cond and azure_role.STARTER_ROLE in cond
+    assert len(azure_role.ASSIGNABLE_ROLES) == 4
+    assert "Microsoft.Authorization/roleDefinitions/write" not in role["Actions"]
+    starter = azure_role.starter_role_definition("0000")
+    assert starter["Actions"] == ["Microsoft.App/jobs/start/action"] and starter["DataActions"] == []
     subjects = {c["subject"] for c in azure_role.federated_credentials("org/kaizen")}
     assert subjects == {f"repo:org/kaizen:environment:{e}" for e in ("preview", "staging", "production")}
 

@@ -9,9 +9,12 @@ from typing import Any
 
 import pytest
 
+from infra.azure.deploy_role import starter_role_definition
+from infra.azure.retraining import STARTER_ROLE
+from infra.common.rules import Res, all_rules, evaluate
 from infra.policy.guardrails import policy_violations
 
-from .conftest import ACCOUNT, Recorded, Run, _fake_state, load_stack_config, run_program
+from .conftest import ACCOUNT, Recorded, Run, _fake_state, load_stack_config, platform_outputs, run_program
 from .test_policy import violations
 
 TRAINER = f"{ACCOUNT}.dkr.ecr.eu-west-1.amazonaws.com/kaizen/iris-trainer@sha256:" + "1" * 64
@@ -264,11 +267,189 @@ def test_gcp_schedule_only_declares_no_drift_path() -> None:
     assert not types & {"gcp:workflows/workflow:Workflow", "gcp:eventarc/trigger:Trigger", "gcp:pubsub/topic:Topic"}
 
 
-def test_azure_refuses_retraining_rather_than_ignoring_it() -> None:
+AZ_TRAINER = "kaizenazureplatform.azurecr.io/kaizen/iris-trainer@sha256:" + "3" * 64
+AZ_ACCOUNT = "/subscriptions/0000/resourceGroups/rg-data/providers/Microsoft.Storage/storageAccounts/kzdata"
+AZ_RETRAINING = {"image": AZ_TRAINER, "data": "https://kzdata.blob.core.windows.net/train/iris/latest.csv",
+                 "packages": "https://kzdata.blob.core.windows.net/pkgs/store/", "schedule": "0 4 * * 1",
+                 "timeoutMinutes": 90, "storageAccountId": AZ_ACCOUNT}
+ROLES = "/subscriptions/0000/providers/Microsoft.Authorization/roleDefinitions/"
+
+
+def _id(r: Recorded) -> str:
+    return _fake_state(r.typ, r.name, r.inputs)["id"]
+
+
+@pytest.fixture(scope="module")
+def azure_run() -> Run:
+    return run_program("azure-dev", {**load_stack_config("azure-dev"), "retraining": AZ_RETRAINING})
+
+
+def test_azure_job_runs_the_trainer_by_digest_on_the_schedule(azure_run: Run) -> None:
+    job = azure_run.one("azure-native:app:Job")
+    assert job.inputs["jobName"] == "kz-iris-azure-dev-retrain"
+    env = _named(azure_run, "azure-native:app:ManagedEnvironment", "endpoint-env")
+    assert job.inputs["environmentId"] == _id(env)  # the stack's Container Apps environment
+    conf = job.inputs["configuration"]
+    assert conf["triggerType"] == "Schedule" and conf["replicaTimeout"] == 90 * 60 and conf["replicaRetryLimit"] == 0
+    assert conf["scheduleTriggerConfig"] == {"cronExpression": "0 4 * * 1", "parallelism": 1,
+                                             "replicaCompletionCount": 1}
+    assert "manualTriggerConfig" not in conf
+    uai = _id(_named(azure_run, "azure-native:managedidentity:UserAssignedIdentity", "retraining-identity-uai"))
+    assert job.inputs["identity"] == {"type": "UserAssigned", "userAssignedIdentities": [uai]}
+    assert conf["registries"] == [{"server": "kaizenazureplatform.azurecr.io", "identity": uai}]
+    (container,) = job.inputs["template"]["containers"]
+    assert container["image"] == AZ_TRAINER and container["command"] == ["kaizen"]
+    assert container["args"] == ["retrain-blob"]
+    client = _fake_state("azure-native:managedidentity:UserAssignedIdentity", "retraining-identity-uai", {})["clientId"]
+    assert {e["name"]: e["value"] for e in container["env"]} == {
+        "AZURE_CLIENT_ID": client, "KAIZEN_BLOB_ACCOUNT_URL": "https://kzdata.blob.core.windows.net",
+        "KAIZEN_DATA_CONTAINER": "train", "KAIZEN_DATA_BLOB": "iris/latest.csv", "KAIZEN_PACKAGES_CONTAINER": "pkgs",
+        "KAIZEN_CHAMPION_PREFIX": "store/iris/1.0.0/", "KAIZEN_CANDIDATES_PREFIX": "store/candidates/",
+        "KAIZEN_PIPELINE": "/opt/kaizen/pipeline.py"}
+    assert not any("secret" in str(e) or "Key" in e["name"] for e in container["env"])
+    assert "volumes" not in job.inputs["template"]  # no Azure Files: blobs through the identity
+    assert azure_run.outputs["retrainingJobId"] == _id(job)
+
+
+def test_azure_trainer_identity_has_exactly_acrpull_and_the_two_container_roles(azure_run: Run) -> None:
+    uai = _named(azure_run, "azure-native:managedidentity:UserAssignedIdentity", "retraining-identity-uai")
+    principal = _fake_state(uai.typ, uai.name, uai.inputs)["principalId"]
+    grants = {(r.inputs["scope"], r.inputs["roleDefinitionId"])
+              for r in azure_run.of_type("azure-native:authorization:RoleAssignment")
+              if r.inputs["principalId"] == principal}
+    registry = platform_outputs()["organization/kaizen/azure-platform"]["registryId"]
+    assert registry.endswith("/registries/kaizenazureplatform")
+    containers = f"{AZ_ACCOUNT}/blobServices/default/containers"
+    assert grants == {
+        (registry, ROLES + "7f951dda-4ed3-4680-a7ca-43fe172d538d"),  # AcrPull
+        (f"{containers}/train", ROLES + "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1"),  # Storage Blob Data Reader
+        (f"{containers}/pkgs", ROLES + "ba92f5b4-2d11-453d-a403-e96b0029c9fe"),  # Storage Blob Data Contributor
+    }
+    assert not azure_run.of_type("azure-native:storage:StorageAccount")  # the user's account, no keys listed
+
+
+def test_azure_drift_alert_starts_exactly_this_job_with_a_start_only_role(azure_run: Run) -> None:
+    job_id = _id(azure_run.one("azure-native:app:Job"))
+    # the subscription's "Kaizen job starter" role (one action), created with the deployer role: none here
+    assert not azure_run.of_type("azure-native:authorization:RoleDefinition")
+    starter_role = starter_role_definition("0000")
+    assert starter_role["Actions"] == ["Microsoft.App/jobs/start/action"] and starter_role["Id"] == STARTER_ROLE
+    starter = _named(azure_run, "azure-native:managedidentity:UserAssignedIdentity", "retraining-starter")
+    starter_state = _fake_state(starter.typ, starter.name, starter.inputs)
+    (assignment,) = [r for r in azure_run.of_type("azure-native:authorization:RoleAssignment")
+                     if r.inputs["principalId"] == starter_state["principalId"]]
+    assert assignment.inputs["scope"] == job_id and assignment.inputs["roleDefinitionId"] == ROLES + STARTER_ROLE
+    workflow = azure_run.one("azure-native:logic:Workflow")
+    assert workflow.inputs["identity"] == {"type": "UserAssigned", "userAssignedIdentities": [starter_state["id"]]}
+    assert workflow.inputs["parameters"] == {"startIdentity": {"type": "String", "value": starter_state["id"]}}
+    definition = workflow.inputs["definition"]
+    assert definition["triggers"]["drift"]["type"] == "Request"
+    fired = definition["actions"]["fired"]
+    assert fired["expression"] == "@equals(triggerBody()?['data']?['essentials']?['monitorCondition'], 'Fired')"
+    assert fired["actions"]["start_job"]["inputs"] == {
+        "method": "POST", "uri": f"https://management.azure.com{job_id}/start?api-version=2024-03-01",
+        "authentication": {"type": "ManagedServiceIdentity", "identity": "@parameters('startIdentity')",
+                           "audience": "https://management.azure.com/"}}
+    group = _named(azure_run, "azure-native:monitor:ActionGroup", "retraining-drift")
+    receivers = group.inputs["logicAppReceivers"]  # a secret: the callback URL carries its SAS signature
+    assert receivers.get("4dabf18193072939515e22adb298388d") == "1b47061264138c4ac30d75fd1eb44270"
+    (receiver,) = receivers["value"]
+    assert receiver["resourceId"] == _id(workflow) and receiver["useCommonAlertSchema"] is True
+    assert not any(k.endswith("Receivers") and k != "logicAppReceivers" for k in group.inputs)
+    # the retraining action group is on the drift alert only; the stack's group stays on it too
+    rules = {r.name: r.inputs["actions"]["actionGroups"]
+             for r in azure_run.of_type("azure-native:monitor:ScheduledQueryRule")}
+    assert [n for n, groups in rules.items() if _id(group) in groups] == ["alerts-drift"]
+    assert len(rules["alerts-drift"]) == 2
+
+
+def test_azure_stack_with_retraining_passes_the_policy_pack_and_the_cloud_rules(azure_run: Run) -> None:
+    assert violations(azure_run) == []
+    declared = [Res(r.typ, r.name, r.inputs, r.urn, r.deps) for r in azure_run.custom]
+    assert [str(v) for v in evaluate(declared)] == []
+
+
+def test_the_starter_role_meets_the_custom_role_rule_and_the_rule_catches_bad_ones() -> None:
+    (rule,) = [r for r in all_rules() if r.id == "azure-custom-role-scope"]
+    role = starter_role_definition("0000")
+
+    def declared(scopes: list[str], actions: list[str]) -> list[Res]:
+        return [Res("azure-native:authorization:RoleDefinition", "starter",
+                    {"assignableScopes": scopes, "permissions": [{"actions": actions}]})]
+
+    assert evaluate(declared(role["AssignableScopes"], role["Actions"]), [rule]) == []
+    assert evaluate(declared(["/subscriptions/0000/resourceGroups/rg/providers/Microsoft.App/jobs/j"],
+                             role["Actions"]), [rule])  # a resource is no assignable scope
+    assert evaluate(declared(role["AssignableScopes"], ["Microsoft.App/jobs/*"]), [rule])
+
+
+@pytest.mark.parametrize(("typ", "path", "value", "rule"), [
+    ("azure-native:app:Job", ("configuration", "scheduleTriggerConfig", "cronExpression"), "0 0 4 * * 1",
+     "azure-job-trigger"),  # six fields (seconds): not the format Container Apps jobs take
+    ("azure-native:app:Job", ("configuration", "replicaTimeout"), 0, "azure-job-trigger"),
+    ("azure-native:app:Job", ("configuration", "triggerType"), "Manual", "azure-job-trigger"),  # keeps the cron
+])
+def test_azure_job_rules_catch_bad_values(azure_run: Run, typ: str, path: tuple[str, ...], value: Any,
+                                          rule: str) -> None:
+    import copy
+
+    (rule_,) = [r for r in all_rules() if r.id == rule]
+    declared = [Res(r.typ, r.name, r.inputs, r.urn, r.deps) for r in azure_run.custom]
+    i = next(i for i, r in enumerate(declared) if r.typ == typ)
+    props = copy.deepcopy(dict(declared[i].props))
+    cur: Any = props
+    for key in path[:-1]:
+        cur = cur[key]
+    cur[path[-1]] = value
+    declared[i] = Res(typ, declared[i].name, props)
+    assert evaluate(declared, [rule_]), f"{rule} did not catch {path} = {value!r}"
+
+
+def test_azure_manual_job_without_schedule_and_no_drift_path_without_on_drift() -> None:
+    cfg = load_stack_config("azure-dev")
+    run = run_program("azure-dev", {**cfg, "retraining": {**AZ_RETRAINING, "schedule": None}})
+    conf = run.one("azure-native:app:Job").inputs["configuration"]
+    assert conf["triggerType"] == "Manual" and "scheduleTriggerConfig" not in conf
+    assert conf["manualTriggerConfig"] == {"parallelism": 1, "replicaCompletionCount": 1}
+    run = run_program("azure-dev", {**cfg, "retraining": {**AZ_RETRAINING, "onDrift": False}})
+    types = {r.typ for r in run.resources}
+    assert "azure-native:app:Job" in types
+    assert "azure-native:logic:Workflow" not in types
+    assert [r.name for r in run.of_type("azure-native:monitor:ActionGroup")] == ["observability-actions"]
+    assert all(len(r.inputs["actions"]["actionGroups"]) == 1
+               for r in run.of_type("azure-native:monitor:ScheduledQueryRule"))
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"storageAccountId": None}, "storageAccountId missing"),
+    ({"storageAccountId": AZ_ACCOUNT.replace("kzdata", "other")}, "data is in storage account 'kzdata', but"),
+    ({"storageAccountId": "kzdata"}, "storage_account_id|storageAccountId"),
+    ({"data": "s3://kaizen-train/iris/latest.csv"}, "data is aws storage but packages is azure"),
+])
+def test_azure_bad_retraining_config_is_one_clear_error(change: dict[str, Any], message: str) -> None:
     from infra.common.config import parse_config
 
-    azure = load_stack_config("azure-dev")
-    block = {**AWS_RETRAINING, "data": "https://acct.blob.core.windows.net/train/iris.csv",
-             "packages": "https://acct.blob.core.windows.net/pkgs/store/"}
-    with pytest.raises(Exception, match="kaizen:retraining: not available on Azure yet"):
-        parse_config({**azure, "retraining": block}, "azure-dev")
+    block = {k: v for k, v in {**AZ_RETRAINING, **change}.items() if v is not None}
+    with pytest.raises(Exception, match=message):
+        parse_config({**load_stack_config("azure-dev"), "retraining": block}, "azure-dev")
+
+
+def test_azure_retraining_needs_container_apps_and_the_platform_registry() -> None:
+    from infra.common.config import parse_config
+
+    cfg = load_stack_config("azure-dev")
+    ml = {**cfg, "azure": {**cfg["azure"], "compute": "ml", "minInstances": 1, "mlTraffic": {}}}
+    with pytest.raises(Exception, match="kaizen:retraining: on Azure the trainer runs as a Container Apps job"):
+        parse_config({**ml, "retraining": AZ_RETRAINING}, "azure-dev")
+    other = {**AZ_RETRAINING, "image": "other.azurecr.io/kaizen/iris-trainer@sha256:" + "3" * 64}
+    with pytest.raises(Exception, match=r"kaizen:retraining\.image: .* is not in the platform registry"):
+        run_program("azure-dev", {**cfg, "retraining": other})
+
+
+@pytest.mark.parametrize("name", ["a", "1job", "Job", "job-", "a--b", "x" * 33])
+def test_azure_job_names_the_service_refuses_are_refused(name: str) -> None:
+    from infra.azure.retraining import check_job_name
+
+    with pytest.raises(ValueError, match="Container Apps job name"):
+        check_job_name(name)
+    check_job_name("kz-iris-azure-dev-retrain")
