@@ -7,6 +7,9 @@ the supervisor) keeps each worker's values in files and every scrape sums them; 
 
 from __future__ import annotations
 
+import glob
+import os
+from collections.abc import Iterable
 from pathlib import Path
 
 from prometheus_client import (
@@ -17,7 +20,7 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
@@ -28,6 +31,7 @@ disable_created_metrics()
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+MMAP_HEADER_BYTES = 8  # a metrics file's used-bytes header; a file shorter than it is still being created
 
 
 class DriftCollector(Collector):
@@ -64,6 +68,22 @@ class DriftCollector(Collector):
         )
 
 
+class SettledMultiProcessCollector(MultiProcessCollector):
+    """prometheus_client's multiprocess collector, skipping a worker's metrics file in the instant
+    between its creation and its first sizing: reading it then raises `struct.error`, which made a
+    worker starting beside another fail at start (its registry collects once on registration)."""
+
+    def collect(self) -> Iterable[Metric]:
+        files = []
+        for path in glob.glob(os.path.join(self._path, "*.db")):
+            try:
+                if os.path.getsize(path) >= MMAP_HEADER_BYTES:
+                    files.append(path)
+            except FileNotFoundError:  # a worker's file removed between glob and stat
+                continue
+        return self.merge(files, accumulate=True)
+
+
 class RuntimeMetrics:
     """Request counters, latency histogram, in-flight gauge, model info and drift gauges."""
 
@@ -72,7 +92,7 @@ class RuntimeMetrics:
         self.exposed = self.registry
         if multiprocess_dir is not None:
             self.exposed = CollectorRegistry(auto_describe=True)
-            MultiProcessCollector(self.exposed, str(multiprocess_dir))
+            SettledMultiProcessCollector(self.exposed, str(multiprocess_dir))
         self.requests = Counter(
             "kaizen_requests", "HTTP requests by route and status", ["route", "status"], registry=self.registry
         )

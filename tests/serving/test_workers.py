@@ -121,3 +121,24 @@ def test_workers_refuse_a_port_already_in_use(tmp_path: Path) -> None:
         result = subprocess.run([sys.executable, "-m", "model_packages.serving"], env=env, capture_output=True,
                                 text=True, timeout=60, check=False, cwd=tmp_path)
     assert result.returncode == 1 and "port_in_use" in result.stdout
+
+
+def test_a_worker_starting_beside_a_new_metrics_file_does_not_fail(tmp_path: Path) -> None:
+    """Another worker's metrics file exists but is still empty (created, not yet sized): a worker
+    starting then, and a scrape then, skip it instead of failing on `struct.error` (seen in CI)."""
+    from prometheus_client import values
+
+    from model_packages.serving.metrics import RuntimeMetrics
+
+    (tmp_path / "counter_999.db").write_bytes(b"")
+    previous = values.ValueClass
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(tmp_path)
+    try:
+        values.ValueClass = values.get_value_class()  # the multiprocess value files, as a worker has them
+        metrics = RuntimeMetrics(multiprocess_dir=tmp_path)
+        metrics.rows.inc(3)
+        text = metrics.render().decode()
+    finally:
+        values.ValueClass = previous
+        os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    assert metric(text, "kaizen_predicted_rows_total") == 3.0
