@@ -49,7 +49,7 @@ def _layouts(categorical: bool, rng: np.random.Generator) -> list[Any]:
     specs = [FeatureSpec(name=f"x{j}") for j in range(FEATURES)]
     if categorical:
         columns["x0"] = rng.choice(np.array(CATEGORIES, dtype=object), p=BASE_SHARES, size=10_000)
-        specs[0] = FeatureSpec(name="x0", dtype="categorical", categories=CATEGORIES)
+        specs[0] = FeatureSpec(name="x0", dtype="categorical", categories=list[str | int | float | bool](CATEGORIES))
     baseline = compute_baseline(columns, specs)
     layouts = []
     for j, spec in enumerate(specs):
@@ -135,7 +135,7 @@ def summary(delays: list[int | None]) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument("--river-seeds", type=int, default=3, help="seeds for ADWIN/KSWIN (slow per row)")
     parser.add_argument("--kswin-every", type=int, default=10)

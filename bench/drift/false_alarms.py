@@ -24,7 +24,7 @@ from tests.drift.test_calibration import _deployment
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument("--months", type=int, default=4)
     args = parser.parse_args()

@@ -48,7 +48,7 @@ def manifest(rng: np.random.Generator) -> Manifest:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--rows", type=int, default=10_000_000)
     args = parser.parse_args()
     rng = np.random.default_rng(0)

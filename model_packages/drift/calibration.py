@@ -23,9 +23,11 @@ import math
 
 import numpy as np
 
-TAIL_SIGMAS = 14.0  # tail probabilities beyond this many standard deviations are below 1e-40
+TAIL_SIGMAS = 10.0  # tail probabilities beyond this many standard deviations (+12 rows) are negligible
 FLOOR = 1e-300
 MAX_STATISTIC = 300.0
+ALPHA_STEPS = 20  # grid of window false-alarm probabilities per decade
+LEVEL_CACHE = 64  # solved (alpha grid value -> levels) kept per window size
 
 
 class Calibration:
@@ -61,7 +63,7 @@ class Calibration:
         else:
             logpmf = _beta_binomial_logpmf(n, p * total, (1 - p) * total, self.low, xs)
         pmf = np.where(valid, np.exp(logpmf), 0.0)
-        # P(X <= x) and P(X >= x) for x = low .. low + width - 1 (mass outside the table is < 1e-40).
+        # P(X <= x) and P(X >= x) for x = low .. low + width - 1 (mass outside the table is negligible).
         self.lower = np.minimum(np.cumsum(pmf, axis=1), 1.0)
         self.upper = np.minimum(np.cumsum(pmf[:, ::-1], axis=1)[:, ::-1], 1.0)
         self.upper[~valid] = 0.0
@@ -105,7 +107,10 @@ class Calibration:
         discrete counts allow, never above it."""
         if not 0.0 < alpha < 1.0:
             raise ValueError(f"alpha must be in (0, 1), not {alpha}")
-        key = float(f"{alpha:.4g}")
+        # Windows closed by count have arbitrary durations (alpha = duration / period): alpha is
+        # rounded onto a grid of ALPHA_STEPS per decade (within 6%), so the cache of
+        # solved levels stays small and each grid value is solved once.
+        key = 10.0 ** (round(math.log10(alpha) * ALPHA_STEPS) / ALPHA_STEPS)
         cached = self._levels.get(key)
         if cached is not None:
             return cached
@@ -139,6 +144,8 @@ class Calibration:
             if not raised:
                 break
         self._levels[key] = levels
+        while len(self._levels) > LEVEL_CACHE:
+            del self._levels[next(iter(self._levels))]
         return levels
 
 

@@ -13,7 +13,7 @@ from model_packages.drift.counters import PREDICTION, FeatureLayout, feature_lay
 from model_packages.drift.stats import fractions, jensen_shannon, psi, wasserstein
 from model_packages.manifest import Manifest
 
-CALIBRATION_CACHE = 4  # window sizes whose tail tables are kept
+CALIBRATION_CACHE = 2  # window sizes whose tail tables are kept (a few MB each with 50 features)
 
 
 @dataclass(frozen=True)

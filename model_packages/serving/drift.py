@@ -6,7 +6,9 @@ counters (`model_packages.drift.DriftState`) and a buffer of at most FLUSH_ROWS 
 
 Windows close by count (KAIZEN_DRIFT_WINDOW_ROWS rows) or by time (KAIZEN_DRIFT_WINDOW_SECONDS),
 whichever comes first, on a timer thread (never only when a request arrives or /metrics is read).
-A window with fewer than KAIZEN_DRIFT_MIN_ROWS rows is not judged: it stays open until it has them.
+A window with fewer than KAIZEN_DRIFT_MIN_ROWS rows is not judged: it stays open until it has them;
+one that grew past KAIZEN_DRIFT_WINDOW_ROWS before the tick (heavy traffic) is judged on a uniform
+random subset of that many rows.
 Each window is tested at alpha = its duration / (KAIZEN_DRIFT_FALSE_ALARM_DAYS days), so false
 alarms come at the configured rate per unit of time, whatever the traffic.
 
@@ -89,6 +91,7 @@ class DriftMonitor:
         self._last_counts: np.ndarray | None = None
         self._verdict_mtime = 0.0
         self._open_published = -1
+        self._rng = np.random.default_rng()
         self._open_rows = 0
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -168,7 +171,8 @@ class DriftMonitor:
     def _close(self, window: np.ndarray, totals: dict[str, tuple[int, np.ndarray]], now: float,
                elapsed: float) -> Verdict:
         alpha = per_window_alpha(self.config.false_alarm_days, max(elapsed, 1e-3))
-        verdict = self.state.evaluate(alpha, min_rows=self.config.min_rows, counts=window)
+        judged = self._thin(window)
+        verdict = self.state.evaluate(alpha, min_rows=self.config.min_rows, counts=judged)
         self._snapshot = {k: (inc, c.copy()) for k, (inc, c) in totals.items()}
         self._window_start = now
         with self._lock:
@@ -181,6 +185,19 @@ class DriftMonitor:
         if self.on_verdict is not None:
             self.on_verdict(verdict)
         return verdict
+
+    def _thin(self, window: np.ndarray) -> np.ndarray:
+        """Under heavy traffic a window holds every row until the next tick: judge a uniform random
+        subset of window_rows of them (per feature, multivariate hypergeometric), so the test's
+        window size, its tables and its cost stay bounded."""
+        rows = int(window[0].sum())
+        if rows <= self.config.window_rows:
+            return window
+        out = np.zeros_like(window)
+        for k in range(window.shape[0]):
+            if window[k].sum() == rows:
+                out[k] = self._rng.multivariate_hypergeometric(window[k], self.config.window_rows)
+        return out
 
     def start(self) -> None:
         """Run `tick` every config.tick_seconds on a daemon thread until `stop`."""

@@ -23,7 +23,7 @@ WINDOW_SECONDS = 3600
 FALSE_ALARM_DAYS = 30
 FEATURES = 20
 MISSING = 0.005
-CATEGORIES = ["a", "b", "c", "d"]
+CATEGORIES: list[str | int | float | bool] = ["a", "b", "c", "d"]
 SHARES = np.array([0.1, 0.2, 0.3, 0.4])
 
 
@@ -34,7 +34,7 @@ def _deployment(training_rows: int, rng: np.random.Generator) -> tuple[DriftStat
     for j in range(FEATURES):
         if j % 5 == 4:
             values = rng.choice(np.array(CATEGORIES, dtype=object), p=SHARES, size=training_rows)
-            specs.append(FeatureSpec(name=f"f{j}", dtype="categorical", categories=CATEGORIES))
+            specs.append(FeatureSpec(name=f"f{j}", dtype="categorical", categories=list(CATEGORIES)))
         else:
             values = rng.normal(size=training_rows)
             values[rng.random(training_rows) < MISSING] = np.nan

@@ -107,7 +107,7 @@ def test_level_gives_the_requested_window_false_alarm_probability() -> None:
         cal = Calibration(p, n, groups)
         alpha = 1 / 720
         levels = cal.level(alpha)
-        assert cal.window_size(levels) <= alpha
+        assert cal.window_size(levels) <= alpha * 1.06  # alpha is rounded onto a grid of 20 per decade
         assert cal.window_size(levels) > alpha * 0.8  # the budget is spent, not left to discreteness
         assert levels.min() > alpha / 480 / 1.01  # at least the Sidak level
 

@@ -206,3 +206,18 @@ def test_min_rows_above_the_window_and_alarms_more_often_than_every_other_window
         Settings.from_env({"KAIZEN_DRIFT_WINDOW_ROWS": "100", "KAIZEN_DRIFT_MIN_ROWS": "500"})
     with pytest.raises(SettingsError, match="KAIZEN_DRIFT_FALSE_ALARM_DAYS"):
         Settings.from_env({"KAIZEN_DRIFT_WINDOW_SECONDS": "86400", "KAIZEN_DRIFT_FALSE_ALARM_DAYS": "1"})
+
+
+def test_a_window_overfilled_between_ticks_is_judged_on_window_rows_rows() -> None:
+    """Heavy traffic: every row up to the tick lands in the window; the test takes a uniform subset
+    of window_rows rows, so its tables and cost stay bounded (and the verdict still sees drift)."""
+    monitor = _monitor(window_rows=1000)
+    rng = np.random.default_rng(8)
+    for _ in range(200):
+        rows = _training_like(20, rng)
+        rows[:, 2] += 1.0
+        monitor.observe(rows)
+    verdict = monitor.tick()
+    assert verdict is not None and verdict.rows == 1000 and verdict.alarm is True
+    assert monitor.cumulative[0].sum() == 4000
+    assert list(monitor.state._calibrations) == [1000]
