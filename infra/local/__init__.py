@@ -114,7 +114,8 @@ def deploy(cfg: StackConfig) -> None:
         for name in settings.batch.inputs:
             if not (Path(settings.batch.input) / name).is_file():
                 raise _fail("batch.inputs", f"{name}: no such file in {settings.batch.input}")
-    alerts_rules = monitoring.alert_rules(settings.alerts, model=model_name)
+    alerts_rules = monitoring.alert_rules(settings.alerts, model=model_name,
+                                          drift_days=settings.drift.false_alarm_days)
     _check_rules(alerts_rules)
     if settings.alerting is not None and not pulumi.runtime.is_config_secret("kaizen:local"):
         raise _fail("alerting.webhookToken", "kept in plain text: set it as a secret "
@@ -176,7 +177,7 @@ def deploy(cfg: StackConfig) -> None:
             backend_ports=settings.backends,
             tools_image=tools.ref,
             model=model_name,
-            env=settings.model_env,
+            env=settings.drift.as_env(),
             restart_policy=settings.restart_policy,
             ready_timeout_seconds=settings.ready_timeout_seconds,
         ),
@@ -199,6 +200,7 @@ def deploy(cfg: StackConfig) -> None:
             model=model_name,
             tools_image=tools.ref,
             alerts=settings.alerts,
+            drift_days=settings.drift.false_alarm_days,
             scrape_interval=settings.scrape_interval,
             restart_policy=settings.restart_policy,
             alertmanager=alerting.host if alerting is not None else None,

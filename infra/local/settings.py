@@ -8,7 +8,8 @@ Everything runs on this machine through the Docker engine, bound to 127.0.0.1:
       endpointPort: 8080              # the endpoint's stable URL (a loopback reverse proxy)
       backendPorts: [8081, 8082]      # blue/green ports of the model containers behind it
       prometheusPort: 9090
-      alerts: {latencyP99Ms: 1000, errors5xxPer5min: 5, driftScore: 0.25}  # as on the clouds
+      alerts: {latencyP99Ms: 1000, errors5xxPer5min: 5}  # as on the clouds
+      drift: {falseAlarmDays: 30, windowSeconds: 3600}  # the runtime's calibrated alarm (infra/drift_config.py)
       batch: {input: /srv/in, output: /srv/out, inputs: [day.csv]}  # optional job (infra/batch_config.py)
       alerting:                       # optional: Alertmanager routing alerts to the retraining webhook
         port: 9093
@@ -22,13 +23,14 @@ typo fails before any resource is touched with a message naming the key.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from infra.batch_config import BatchSettings
+from infra.drift_config import DriftSettings, refuse_drift_score
 
 Port = int
 
@@ -42,8 +44,12 @@ class AlertSettings(_Model):
 
     latency_p99_ms: float = Field(default=1000.0, gt=0, le=600_000)
     errors_5xx_per_5min: int = Field(default=5, ge=1, alias="errors5xxPer5min")
-    drift_score: float = Field(default=0.25, gt=0, le=10)
     for_: str = Field(default="2m", alias="for", pattern=r"^[0-9]+[smh]$")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_drift_score(cls, data: Any) -> Any:  # the fixed PSI threshold became drift.falseAlarmDays
+        return refuse_drift_score(data)
 
 
 Duration = Annotated[str, Field(pattern=r"^[0-9]+(ms|s|m|h)$")]
@@ -106,16 +112,13 @@ class LocalSettings(_Model):
     restart_policy: Literal["always", "unless-stopped", "on-failure"] = "unless-stopped"
     ready_timeout_seconds: int = Field(default=120, ge=5, le=3600)
     alerts: AlertSettings = AlertSettings()
+    drift: DriftSettings = Field(default_factory=DriftSettings, description="The runtime's calibrated drift alarm.")
     batch: BatchSettings | None = Field(
         default=None, description="A batch job run on `pulumi up` (infra/local/batch.py)."
     )
     alerting: AlertingSettings | None = Field(
         default=None, description="Alertmanager routing alerts to a webhook (infra/local/components.py)."
     )
-    drift_window_rows: int | None = Field(default=None, ge=10, le=1_000_000,
-                                          description="KAIZEN_DRIFT_WINDOW_ROWS of the model container")
-    drift_min_rows: int | None = Field(default=None, ge=1, le=1_000_000,
-                                       description="KAIZEN_DRIFT_MIN_ROWS of the model container")
 
     @model_validator(mode="after")
     def _check_batch(self) -> LocalSettings:
@@ -147,23 +150,6 @@ class LocalSettings(_Model):
                 raise ValueError(f"{key} and {seen[port]} are both {port}: ports must differ")
             seen[port] = key
         return self
-
-    @model_validator(mode="after")
-    def _check_drift(self) -> LocalSettings:
-        window, least = self.drift_window_rows, self.drift_min_rows
-        if window is not None and least is not None and least > window:
-            raise ValueError(f"driftMinRows {least} is larger than driftWindowRows {window}")
-        return self
-
-    @property
-    def model_env(self) -> dict[str, str]:
-        """Environment of the model container from these settings (the serving runtime's names)."""
-        env = {}
-        if self.drift_window_rows is not None:
-            env["KAIZEN_DRIFT_WINDOW_ROWS"] = str(self.drift_window_rows)
-        if self.drift_min_rows is not None:
-            env["KAIZEN_DRIFT_MIN_ROWS"] = str(self.drift_min_rows)
-        return env
 
     @property
     def backends(self) -> tuple[int, int]:

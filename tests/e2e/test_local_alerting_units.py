@@ -29,12 +29,12 @@ def _need(tool: str) -> str:
 
 
 def test_alerting_settings_defaults_and_derived_values() -> None:
-    s = LocalSettings.model_validate({"alerting": ALERTING, "driftWindowRows": 200, "driftMinRows": 50})
+    s = LocalSettings.model_validate({"alerting": ALERTING, "drift": {"windowRows": 200, "minRows": 50}})
     assert s.alerting is not None
     assert (s.alerting.port, s.alerting.webhook_port, s.alerting.alerts) == (19093, 19400, ["KaizenDrift"])
     assert (s.alerting.group_wait, s.alerting.repeat_interval) == ("1s", "1h")
-    assert s.model_env == {"KAIZEN_DRIFT_WINDOW_ROWS": "200", "KAIZEN_DRIFT_MIN_ROWS": "50"}
-    assert LocalSettings().model_env == {}
+    env = s.drift.as_env()
+    assert (env["KAIZEN_DRIFT_WINDOW_ROWS"], env["KAIZEN_DRIFT_MIN_ROWS"]) == ("200", "50")
     assert TOKEN not in repr(s.alerting)
 
 
@@ -64,8 +64,8 @@ def test_alerting_ports_must_not_collide() -> None:
         LocalSettings.model_validate({"alerting": {**ALERTING, "port": 9090}})
     with pytest.raises(ValidationError, match=r"alerting\.webhookUrl and endpointPort are both 8080"):
         LocalSettings.model_validate({"alerting": {**ALERTING, "webhookUrl": "http://127.0.0.1:8080/a"}})
-    with pytest.raises(ValidationError, match="driftMinRows 500 is larger than driftWindowRows 100"):
-        LocalSettings.model_validate({"driftWindowRows": 100, "driftMinRows": 500})
+    with pytest.raises(ValidationError, match=r"minRows \(500\) is larger than windowRows \(100\)"):
+        LocalSettings.model_validate({"drift": {"windowRows": 100, "minRows": 500}})
 
 
 def test_alertmanager_routes_the_named_alerts_to_the_webhook_with_the_token(tmp_path: Path) -> None:
