@@ -9,7 +9,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 log() { echo "setup: $*" >&2; }
 
-APT_PACKAGES=(python3-venv docker.io docker-registry skopeo prometheus prometheus-alertmanager mmdebstrap wrk)
+APT_PACKAGES=(python3-venv docker.io docker-registry skopeo prometheus prometheus-alertmanager mmdebstrap wrk chromium)
 if [ "${KAIZEN_SKIP_APT:-0}" != 1 ]; then
     missing=()
     for pkg in "${APT_PACKAGES[@]}"; do
