@@ -52,8 +52,6 @@ def build(manifest: Manifest, inputs: Sequence[Path], *, alpha: float, min_rows:
             if batch.rows == 0:
                 continue
             predictions = batch.predictions
-            if predictions is not None and PREDICTION in kinds and kinds[PREDICTION] != "categorical":
-                predictions = np.asarray(predictions, dtype=np.float64)
             engine.add(batch.columns, predictions)
             rows += batch.rows
             predicted += batch.rows if predictions is not None else 0

@@ -84,13 +84,15 @@ class Engine:
     def kinds(self) -> dict[str, str]:
         return {layout.name: layout.kind for layout in self._layouts}
 
-    def add(self, columns: Mapping[str, np.ndarray], predictions: np.ndarray | None) -> None:
-        """Count one batch of columns (every name in `columns` property) and its predictions."""
-        if self._core is not None:
-            self.counts += self._core.count_columns(columns, predictions)
-            return
+    def add(self, columns: Mapping[str, Any], predictions: Any) -> None:
+        """Count one batch: `columns[name]` for every name in `columns` (float arrays, object arrays
+        or `Coded` strings) and the predictions (or None). Each value goes through the drift core's
+        own `FeatureLayout.count`; a `Coded` column is counted once per distinct value, weighted."""
         for k, layout in enumerate(self._layouts):
-            self.counts[k, : len(layout.labels)] += layout.count(columns[layout.name])
+            values = predictions if layout.name == PREDICTION else columns[layout.name]
+            if values is None:
+                continue
+            self.counts[k, : len(layout.labels)] += _count(layout, values)
 
     def verdict(self) -> dict[str, Any]:
         """Rows, alpha, alarm, statistic, threshold and per-feature scores (as the runtime reports them)."""
@@ -110,6 +112,19 @@ class Engine:
                                      "alarm": None}
         return {"rows": rows, "alpha": self.alpha, "alarm": None, "statistic": None, "threshold": None,
                 "features": features}
+
+
+def _count(layout: Any, values: Any) -> np.ndarray:
+    from model_packages.report.readers import Coded
+
+    if not isinstance(values, Coded):
+        return np.asarray(layout.count(values), dtype=np.int64)
+    weights = np.bincount(values.codes + 1, minlength=len(values.values) + 1)
+    total = np.zeros(len(layout.labels), dtype=np.int64)
+    for value, weight in zip([None, *values.values], weights.tolist(), strict=True):
+        if weight:
+            total += np.asarray(layout.count(np.array([value], dtype=object)), dtype=np.int64) * weight
+    return total
 
 
 @dataclass(frozen=True)

@@ -32,10 +32,21 @@ class ReportInputError(KaizenError):
     """A captured or exported file the report cannot use (names the file, line or column)."""
 
 
+@dataclass(frozen=True)
+class Coded:
+    """A string column as dictionary codes (-1: missing) and the distinct values they index."""
+
+    codes: np.ndarray
+    values: list[Any]
+
+    def __len__(self) -> int:
+        return int(self.codes.size)
+
+
 @dataclass
 class Batch:
-    columns: dict[str, np.ndarray]
-    predictions: np.ndarray | None
+    columns: dict[str, np.ndarray | Coded]
+    predictions: np.ndarray | Coded | None
     rows: int
     first_time: str | None = None
     last_time: str | None = None
@@ -102,19 +113,40 @@ def _from_table(path: Path, table: Any, wanted: Wanted, where: str = "") -> Batc
     prediction = next((c for c in PREDICTION_COLUMNS if c in names), None)
     predictions = None
     if prediction is not None:
-        predictions = table.column(prediction).to_numpy(zero_copy_only=False)
+        predictions = _predictions(table.column(prediction))
     return Batch(columns, predictions, table.num_rows)
 
 
-def _numpy(path: Path, name: str, column: Any, strings: bool) -> np.ndarray:
+def _predictions(column: Any) -> np.ndarray | Coded:
+    import pyarrow as pa
+
+    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type) or pa.types.is_dictionary(column.type):
+        return _coded(column)
+    pc = _compute()
+    return pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
+
+
+def _coded(column: Any) -> Coded:
+    """Dictionary-encode a string column in C: rows become small integer codes."""
+    import pyarrow as pa
+
+    pc = _compute()
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    encoded = column if pa.types.is_dictionary(column.type) else pc.dictionary_encode(column)
+    codes = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+    return Coded(codes, encoded.dictionary.to_pylist())
+
+
+def _numpy(path: Path, name: str, column: Any, strings: bool) -> np.ndarray | Coded:
     import pyarrow as pa
     pc = _compute()
 
     kind = column.type
     if strings:
-        if not pa.types.is_string(kind) and not pa.types.is_large_string(kind):
+        if not pa.types.is_string(kind) and not pa.types.is_large_string(kind) and not pa.types.is_dictionary(kind):
             column = pc.cast(column, pa.string())
-        return column.to_numpy(zero_copy_only=False)
+        return _coded(column)
     if pa.types.is_null(kind):
         return np.full(len(column), np.nan)
     if pa.types.is_boolean(kind) or pa.types.is_integer(kind) or pa.types.is_floating(kind):
@@ -265,7 +297,7 @@ def _kaizen_capture(path: Path, table: Any, wanted: Wanted) -> Batch:
         flat[name] = _numpy(path, name, pc.list_flatten(values), name in wanted.strings)
     predictions = None
     if "predictions" in table.column_names:
-        predictions = pc.list_flatten(table.column("predictions").combine_chunks()).to_numpy(zero_copy_only=False)
+        predictions = _predictions(pc.list_flatten(table.column("predictions").combine_chunks()))
     rows = len(next(iter(flat.values()))) if flat else 0
     if predictions is not None and len(predictions) != rows:
         predictions = None
