@@ -70,6 +70,17 @@ def compute_baseline(
     return Baseline(rows=rows, features=stats, metrics=dict(metrics or {}))
 
 
+def prediction_baseline(predictions: np.ndarray, task: str) -> FeatureBaseline | None:
+    """The prediction baseline: label shares (classification) or value deciles (regression) of the
+    model's predictions on the training rows; None for multi-output models."""
+    values = np.asarray(predictions)
+    if values.ndim != 1 or values.size == 0:
+        return None
+    if task == "classification":
+        return _categorical_baseline([v.item() if hasattr(v, "item") else v for v in values])
+    return _numeric_baseline(values.astype(np.float64))
+
+
 def typical_row(manifest: Manifest) -> list[Any]:
     """One row in the training distribution, in feature order: each numeric feature's training
     median (rounded for integers and booleans) clipped to its range, the first category of the rest."""

@@ -136,6 +136,9 @@ class Baseline(_Model):
     rows: int
     features: dict[str, FeatureBaseline]
     metrics: dict[str, float] = Field(default_factory=dict)
+    #: The model's predictions on the training rows (label shares for classifiers, value deciles
+    #: for regressors): the reference for prediction drift. Older packages have none.
+    prediction: FeatureBaseline | None = None
 
 
 class Lineage(_Model):

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from model_packages import __version__
-from model_packages.baseline import compute_baseline
+from model_packages.baseline import compute_baseline, prediction_baseline
 from model_packages.compile import Compiled, compile_for_serving, sklearn_to_onnx
 from model_packages.errors import PackageError
 from model_packages.manifest import (
@@ -518,6 +518,7 @@ def create_package(
                     max_abs_diff=compiled.max_abs_diff, label_index=compiled.label_index,
                     inputs="columns" if compiled.column_inputs else "matrix")})
         write_manifest(manifest, staging)
+        manifest = _with_prediction_baseline(manifest, staging, columns)
         verify_package(staging, load=True)
         if out.exists():
             shutil.rmtree(out)
@@ -526,6 +527,35 @@ def create_package(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return out
+
+
+PREDICTION_BASELINE_ROWS = 100_000  # at most this many training rows (an even sample) are predicted
+
+
+def _with_prediction_baseline(manifest: Manifest, staging: Path, columns: Mapping[str, np.ndarray]) -> Manifest:
+    """Predict the training rows with the packaged model, as the runtime will serve it, and record
+    the predictions' distribution as the prediction-drift baseline (tensor models get none)."""
+    if not columns or not manifest.inputs:
+        return manifest
+    from model_packages.loading import load_model
+
+    rows = _model_rows(columns, manifest.inputs)
+    if rows.shape[0] > PREDICTION_BASELINE_ROWS:
+        rows = rows[:: -(-rows.shape[0] // PREDICTION_BASELINE_ROWS)]
+    try:
+        predictions = np.asarray(load_model(staging, verify=False).predict(rows))
+    except Exception as error:  # the same failure is reported by the warm-up check that follows
+        del error
+        return manifest
+    if manifest.output.task == "classification":
+        predictions = np.asarray([str(v.item() if hasattr(v, "item") else v) for v in predictions.reshape(-1)],
+                                 dtype=object) if predictions.ndim == 1 else predictions
+    prediction = prediction_baseline(predictions, manifest.output.task)
+    if prediction is None:
+        return manifest
+    manifest = manifest.model_copy(update={"baseline": manifest.baseline.model_copy(update={"prediction": prediction})})
+    write_manifest(manifest, staging)
+    return manifest
 
 
 def verify_package(package_dir: str | Path, *, load: bool = False) -> Manifest:
