@@ -25,10 +25,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from model_packages.baseline import compute_baseline  # noqa: E402
+from model_packages.baseline import compute_baseline, prediction_baseline  # noqa: E402
 from model_packages.manifest import FeatureSpec, Lineage, Manifest, OutputSpec, write_manifest  # noqa: E402
 
-CATEGORIES = ["a", "b", "c", "d", "e"]
+CATEGORIES: list[str | int | float] = ["a", "b", "c", "d", "e"]
 
 
 def make_package(where: Path, features: int, categorical: int, rng: np.random.Generator) -> list[FeatureSpec]:
@@ -41,23 +41,12 @@ def make_package(where: Path, features: int, categorical: int, rng: np.random.Ge
         columns[spec.name] = (rng.choice(CATEGORIES, train).astype(object) if spec.dtype == "categorical"
                               else rng.normal(0.0, 1.0, train))
     baseline = compute_baseline(columns, specs)  # type: ignore[arg-type]
-    labels = ["no", "yes"]
-    extra = {}
-    try:  # the drift core's prediction baseline, when the manifest has it
-        from model_packages.manifest import Baseline
-
-        if "prediction" in Baseline.model_fields:
-            from model_packages.baseline import compute_baseline as cb
-
-            pred = cb({"p": rng.choice(labels, train).astype(object)},
-                      [FeatureSpec(name="p", dtype="categorical", categories=labels)])
-            extra = {"prediction": pred.features["p"]}
-    except ImportError:
-        pass
+    labels: list[str | int | float] = ["no", "yes"]
+    prediction = prediction_baseline(rng.choice(labels, train).astype(object), "classification")
     manifest = Manifest(
         name="bench-drift", version="1.0.0", framework="onnx", format="onnx", artifact="model.onnx",
         artifact_sha256="0" * 64, inputs=specs, output=OutputSpec(task="classification", labels=labels),
-        baseline=baseline.model_copy(update=extra),
+        baseline=baseline.model_copy(update={"prediction": prediction}),
         lineage=Lineage(data_sha256="0" * 64, created_at="2026-01-01T00:00:00Z", kaizen_version="bench"),  # type: ignore[arg-type]
     )
     where.mkdir(parents=True, exist_ok=True)

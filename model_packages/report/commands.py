@@ -62,8 +62,11 @@ def report(
         "report.html"),
     since: Annotated[str | None, typer.Option(help="Only capture records at or after this time (ISO-8601)")] = None,
     until: Annotated[str | None, typer.Option(help="Only capture records at or before this time (ISO-8601)")] = None,
-    false_alarm_days: Annotated[float, typer.Option(help="Expected days between false alarms")] = 30.0,
-    window_seconds: Annotated[float, typer.Option(help="How often the runtime checks a window (s)")] = 60.0,
+    false_alarm_days: Annotated[float, typer.Option(
+        help="Expected days between false alarms (KAIZEN_DRIFT_FALSE_ALARM_DAYS)")] = 30.0,
+    window_seconds: Annotated[float, typer.Option(
+        help="The runtime's drift window (KAIZEN_DRIFT_WINDOW_SECONDS)")] = 3600.0,
+    min_rows: Annotated[int, typer.Option(help="No verdict below this many rows (KAIZEN_DRIFT_MIN_ROWS)")] = 100,
     alpha: Annotated[float | None, typer.Option(help="False-alarm probability of this one check "
                                                      "(default from the two options above)")] = None,
 ) -> None:
@@ -71,11 +74,16 @@ def report(
     from model_packages.report.drift_report import build, load_package, write
 
     try:
-        level = alpha if alpha is not None else min(0.5, window_seconds / (false_alarm_days * 86_400.0))
+        from model_packages.drift import per_window_alpha
+
+        if alpha is None and (false_alarm_days <= 0 or window_seconds <= 0):
+            raise KaizenError("--false-alarm-days and --window-seconds must be positive")
+        level = alpha if alpha is not None else per_window_alpha(false_alarm_days, window_seconds)
         if not 0 < level < 1:
             raise KaizenError(f"--alpha {level} must be between 0 and 1")
         manifest = load_package(package)
-        numbers = build(manifest, captured, alpha=level, since=_when(since, "--since"), until=_when(until, "--until"))
+        numbers = build(manifest, captured, alpha=level, min_rows=min_rows, since=_when(since, "--since"),
+                        until=_when(until, "--until"))
         html_path, json_path = write(numbers, out)
     except KaizenError as error:
         raise _fail(error) from None

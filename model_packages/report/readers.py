@@ -334,7 +334,7 @@ def _sagemaker(path: Path, wanted: Wanted) -> Iterator[Batch]:
             rows.extend(got)
             if when:
                 times.append(_norm_time(when))
-    columns: dict[str, np.ndarray] = {}
+    columns: dict[str, np.ndarray | Coded] = {}
     for k, name in enumerate(wanted.columns):
         values = [r[k] for r in rows]
         if name in wanted.strings:

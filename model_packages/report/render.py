@@ -48,7 +48,7 @@ def chart(name: str, labels: list[str], expected: list[float], actual: list[floa
     step = (width - left - 6) / slots
     top = max([*expected, *actual, 0.01])
     scale = (height - bottom - 8) / top
-    parts = [f'<svg class="chart" data-feature="{html.escape(name)}" xmlns="http://www.w3.org/2000/svg" '
+    parts = [f'<svg class="chart" data-feature="{html.escape(name)}" '
              f'width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" '
              f'aria-label="{html.escape(name)}: baseline and current distribution">']
     base_y = height - bottom
