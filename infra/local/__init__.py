@@ -172,6 +172,8 @@ def deploy(cfg: StackConfig) -> None:
             model=model_name,
             restart_policy=settings.restart_policy,
             ready_timeout_seconds=settings.ready_timeout_seconds,
+            env=settings.capture.env() if settings.capture else {},
+            capture_dir=settings.capture.dir if settings.capture else None,
         ),
     )
     monitor = LocalMonitoring(

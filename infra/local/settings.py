@@ -10,6 +10,7 @@ Everything runs on this machine through the Docker engine, bound to 127.0.0.1:
       prometheusPort: 9090
       alerts: {latencyP99Ms: 1000, errors5xxPer5min: 5, driftScore: 0.25}  # as on the clouds
       batch: {input: /srv/in, output: /srv/out, inputs: [day.csv]}  # optional job (infra/batch_config.py)
+      capture: {rate: 0.1, dir: /srv/kaizen-capture, format: kaizen}  # optional data capture (host dir)
 
 Keys are accepted in camelCase (Pulumi's convention) or snake_case. Unknown keys are refused, so a
 typo fails before any resource is touched with a message naming the key.
@@ -17,7 +18,7 @@ typo fails before any resource is touched with a message naming the key.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
@@ -38,6 +39,29 @@ class AlertSettings(_Model):
     errors_5xx_per_5min: int = Field(default=5, ge=1, alias="errors5xxPer5min")
     drift_score: float = Field(default=0.25, gt=0, le=10)
     for_: str = Field(default="2m", alias="for", pattern=r"^[0-9]+[smh]$")
+
+
+class CaptureSettings(_Model):
+    """Data capture of the model container into a host directory (mounted at CONTAINER_DIR)."""
+
+    CONTAINER_DIR: ClassVar[str] = "/var/lib/kaizen/capture"
+
+    rate: float = Field(gt=0, le=1, description="Share of successful prediction requests captured")
+    dir: str = Field(pattern=r"^/[^:]*$", description="Absolute host directory the records go to")
+    format: Literal["kaizen", "sagemaker"] = "kaizen"
+    max_file_bytes: int = Field(default=16 << 20, ge=4096)
+    max_total_bytes: int = Field(default=1 << 30, ge=4096)
+
+    def env(self) -> dict[str, str]:
+        return {"KAIZEN_CAPTURE_RATE": f"{self.rate:g}", "KAIZEN_CAPTURE_DIR": self.CONTAINER_DIR,
+                "KAIZEN_CAPTURE_FORMAT": self.format, "KAIZEN_CAPTURE_MAX_FILE_BYTES": str(self.max_file_bytes),
+                "KAIZEN_CAPTURE_MAX_TOTAL_BYTES": str(self.max_total_bytes)}
+
+    @model_validator(mode="after")
+    def _bounds(self) -> CaptureSettings:
+        if self.max_total_bytes < self.max_file_bytes:
+            raise ValueError("capture.maxTotalBytes must be at least capture.maxFileBytes")
+        return self
 
 
 class LocalSettings(_Model):
@@ -61,6 +85,9 @@ class LocalSettings(_Model):
     alerts: AlertSettings = AlertSettings()
     batch: BatchSettings | None = Field(
         default=None, description="A batch job run on `pulumi up` (infra/local/batch.py)."
+    )
+    capture: CaptureSettings | None = Field(
+        default=None, description="Sampled data capture into a host directory (model_packages/serving/capture.py)."
     )
 
     @model_validator(mode="after")
