@@ -121,8 +121,8 @@ def page(report: dict[str, Any]) -> str:
         f"<h1>Drift report: {html.escape(model['name'])} {html.escape(model['version'])} "
         f"{_badge(verdict.get('alarm'))}</h1>"
         f'<p class="meta">{verdict["rows"]} rows from {len(report["inputs"])} file(s){when} · '
-        f"false-alarm probability per window (alpha) {_fmt(verdict.get('alpha'))} · statistic "
-        f"{_fmt(verdict.get('statistic'))} (threshold {_fmt(verdict.get('threshold'))}) · "
+        f"false-alarm probability of this window {_fmt(verdict.get('alpha'))} · drift score "
+        f"{_fmt(verdict.get('statistic'))} (the largest statistic / threshold; the alarm fires at 1) · "
         f"{'calibrated verdict' if report['calibrated'] else 'PSI only (no calibrated drift core)'}</p>"
         '<p class="legend"><span style="background:' + BASE_COLOR + '"></span>baseline (training)'
         '<span style="background:' + LIVE_COLOR + '"></span>current</p>'
