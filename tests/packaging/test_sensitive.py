@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -15,7 +16,7 @@ from model_packages.package import create_package
 def _iris() -> tuple[np.ndarray, np.ndarray, list[str]]:
     from sklearn.datasets import load_iris
 
-    data = load_iris()
+    data: Any = load_iris()
     return data.data, np.array(data.target_names)[data.target], ["sl", "sw", "pl", "pw"]
 
 
