@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -17,7 +18,7 @@ def iris_pkg(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     from model_packages.package import create_package
 
-    data = load_iris(as_frame=True)
+    data: Any = load_iris(as_frame=True)
     x = data.data.rename(columns=lambda c: c.replace(" (cm)", "").replace(" ", "_"))
     y = np.array(data.target_names)[data.target]
     model = LogisticRegression(max_iter=500).fit(x.to_numpy(), y)

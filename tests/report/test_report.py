@@ -6,6 +6,7 @@ import json
 import re
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -55,11 +56,12 @@ def test_unshifted_rows_do_not_alarm(iris_pkg: Path, tmp_path: Path) -> None:
     import pandas as pd
     from sklearn.datasets import load_iris
 
-    data = load_iris(as_frame=True).data
+    iris: Any = load_iris(as_frame=True)
+    data = iris.data
     data.columns = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
     sample = data.sample(300, replace=True, random_state=3)
     frame = pd.DataFrame(sample.to_numpy(), columns=data.columns)
-    labels = np.array(load_iris().target_names)[load_iris().target[sample.index]]
+    labels = np.array(iris.target_names)[iris.target.to_numpy()[sample.index]]
     frame["prediction"] = labels
     frame.to_csv(tmp_path / "rows.csv", index=False)
     result = report(iris_pkg, tmp_path / "rows.csv", out=tmp_path / "r.html")
@@ -215,7 +217,7 @@ def test_headless_chromium_renders_every_chart(iris_pkg: Path, tmp_path: Path) -
                    capture_output=True, timeout=120, check=True)
     image = Image.open(shot).convert("RGB")
     assert image.size == (1280, 1600)
-    colors = image.getcolors(maxcolors=1 << 20) or []
+    colors: list[tuple[int, Any]] = image.getcolors(maxcolors=1 << 20) or []
     assert len(colors) > 50, "the screenshot is not blank"
     orange = sum(count for count, rgb in colors if rgb[0] > 200 and 100 < rgb[1] < 140 and rgb[2] < 80)
     assert orange > 2000, "the current distribution's bars are drawn"
