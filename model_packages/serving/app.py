@@ -139,7 +139,7 @@ class App:
         manifest = runner.manifest
         self.model_name, self.model_version = manifest.name, manifest.version
         self.openapi = json.dumps(build_openapi(manifest, self.settings)).encode()
-        self.metrics.model_loaded(manifest, runner.stats)
+        self.metrics.model_loaded(manifest, runner.drift)
         self.log.fields.update(model=manifest.name, version=manifest.version)
         if self.settings.capture.enabled:
             self.capture = Capture(self.settings.capture, manifest, self.metrics.count_capture,

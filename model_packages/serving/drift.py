@@ -1,204 +1,306 @@
-"""Per-request feature statistics in the serving path, compared with the training baseline.
+"""Drift in the serving path: tumbling windows of fixed-size counters, judged by the calibrated alarm.
 
-The hot path only appends the validated matrix to a buffer (well under a microsecond); binning and
-the Population Stability Index are computed lazily, when the buffer fills or metrics are read.
+The hot path only appends the (sampled) validated matrix and its predictions to a short buffer;
+binning happens when the buffer holds FLUSH_ROWS rows or on the timer. Memory is constant: the
+counters (`model_packages.drift.DriftState`) and a buffer of at most FLUSH_ROWS rows.
 
-No single request decides the score: each contributes at most REQUEST_SHARE of the window (a big
-batch is sampled evenly). The window is a short deque of merged histograms, so frequent scrapes do
-not grow memory. With several worker processes each publishes its window histogram to a shared
-directory and every worker scores the sum.
+Windows close by count (KAIZEN_DRIFT_WINDOW_ROWS rows) or by time (KAIZEN_DRIFT_WINDOW_SECONDS),
+whichever comes first, on a timer thread (never only when a request arrives or /metrics is read).
+A window with fewer than KAIZEN_DRIFT_MIN_ROWS rows is not judged: it stays open until it has them.
+Each window is tested at alpha = its duration / (KAIZEN_DRIFT_FALSE_ALARM_DAYS days), so false
+alarms come at the configured rate per unit of time, whatever the traffic.
+
+No single request decides a window: each contributes at most REQUEST_SHARE of it (a big batch is
+sampled evenly). With several worker processes, every worker publishes its cumulative counters
+(since it started) to a shared directory on each tick; the leader (worker 0) sums them, takes the
+difference from the sum at the previous close as the window, judges it and publishes the verdict,
+which every worker's /metrics serves. A row published after a close simply falls in the next window.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import threading
-from collections import deque
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from model_packages.drift import DriftState, Verdict, per_window_alpha
 from model_packages.manifest import Manifest
 
-EPSILON = 1e-4  # floor on bin fractions, so empty bins do not make PSI infinite
 FLUSH_ROWS = 2048
-REQUEST_SHARE = 0.02  # the largest part of the window one request may fill
-WINDOW_ENTRIES = 16  # the window slides in steps of about window_rows / WINDOW_ENTRIES
+REQUEST_SHARE = 0.02  # the largest part of a window one request may fill
+VERDICT_FILE = "verdict.json"
+OPEN_FILE = "open-rows"
 
 
-def psi(expected: np.ndarray, actual: np.ndarray) -> np.ndarray:
-    """Population Stability Index per row of two (features x bins) fraction matrices."""
-    e = np.clip(expected, EPSILON, None)
-    a = np.clip(actual, EPSILON, None)
-    return np.sum((a - e) * np.log(a / e), axis=-1)
+@dataclass(frozen=True)
+class DriftConfig:
+    """The drift settings of the runtime (from KAIZEN_DRIFT_* variables)."""
 
-
-
-class FeatureStats:
-    """Sliding-window histograms of live features on the baseline's bins.
-
-    Numeric features use the baseline's decile edges; string categorical features use one bin per
-    training category plus an "unseen" bin (expected fraction 0, floored at EPSILON), so the PSI
-    of a categorical feature rises when new categories appear or frequencies move."""
-
-    def __init__(self, manifest: Manifest, window_rows: int = 5000, min_rows: int = 100,
-                 share_dir: Path | None = None, worker: int = 0) -> None:
-        self.window_rows = window_rows
-        self.min_rows = min_rows
-        self.request_rows = max(1, math.ceil(window_rows * REQUEST_SHARE))
-        self.entry_rows = max(1, min(FLUSH_ROWS, window_rows // WINDOW_ENTRIES))
-        self.share_dir = share_dir
-        self.share_path = share_dir / f"drift-{worker}.npy" if share_dir else None
-        self.columns: list[int] = []
-        self.cat_columns: list[int] = []
-        self.cat_bins: list[dict[str, int]] = []
-        self.names: list[str] = []
-        cat_names: list[str] = []
-        edges: list[list[float]] = []
-        fractions: list[list[float]] = []
-        cat_fractions: list[list[float]] = []
-        for i, spec in enumerate(manifest.inputs):
-            base = manifest.baseline.features.get(spec.name)
-            if base is None:
-                continue
-            if base.category_fractions and spec.dtype == "categorical" and not spec.numeric_categories:
-                categories = [str(c) for c in spec.categories or []]
-                self.cat_columns.append(i)
-                cat_names.append(spec.name)
-                self.cat_bins.append({c: k for k, c in enumerate(categories)})
-                cat_fractions.append([base.category_fractions.get(c, 0.0) for c in categories] + [0.0])
-            elif base.bin_edges and base.bin_fractions:
-                self.columns.append(i)
-                self.names.append(spec.name)
-                edges.append(base.bin_edges)
-                fractions.append(base.bin_fractions)
-        self.names.extend(cat_names)
-        all_fractions = fractions + cat_fractions
-        bins = max((len(f) for f in all_fractions), default=1)
-        # Pad edges with +inf so every numeric feature uses the same number of bins.
-        self.edges = np.full((len(edges), bins - 1), np.inf)
-        for k, e in enumerate(edges):
-            self.edges[k, : len(e)] = e
-        self.expected = np.zeros((len(all_fractions), bins))
-        for k, f in enumerate(all_fractions):
-            self.expected[k, : len(f)] = f
-        self.bins = bins
-        self._pending: list[np.ndarray] = []
-        self._pending_rows = 0
-        self._window: deque[tuple[int, np.ndarray]] = deque()
-        self._counts = np.zeros((len(all_fractions), bins))
-        self._rows = 0
-        self._lock = threading.Lock()
+    enabled: bool = True
+    window_rows: int = 5000
+    window_seconds: float = 3600.0
+    min_rows: int = 100
+    false_alarm_days: float = 30.0
 
     @property
-    def enabled(self) -> bool:
-        return bool(self.names)
+    def alpha(self) -> float:
+        """The false-alarm probability of a full-length (time-closed) window."""
+        return per_window_alpha(self.false_alarm_days, self.window_seconds)
 
-    def observe(self, rows: np.ndarray) -> None:
-        """Hot-path hook: remember a validated matrix (float, or object with string columns; an even
-        sample of a big batch)."""
-        if not self.names or rows.ndim != 2:
+    @property
+    def tick_seconds(self) -> float:
+        return max(0.05, min(1.0, self.window_seconds / 5))
+
+
+class DriftMonitor:
+    """The runtime's drift hook: counts rows, closes windows on its timer and judges them."""
+
+    def __init__(self, manifest: Manifest, config: DriftConfig | None = None, *, share_dir: Path | None = None,
+                 worker: int = 0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.config = config = config or DriftConfig()
+        self.state = DriftState.from_manifest(manifest)
+        self.enabled = config.enabled and self.state.enabled
+        self.request_rows = max(1, math.ceil(config.window_rows * REQUEST_SHARE))
+        self.share_dir = share_dir
+        self.worker = worker
+        self.leader = worker == 0
+        self.clock = clock
+        self.on_verdict: Callable[[Verdict], None] | None = None
+        self._lock = threading.Lock()
+        self._pending: list[tuple[np.ndarray, np.ndarray | None]] = []
+        self._pending_rows = 0
+        shape = self.state.counts.shape
+        self.cumulative = np.zeros(shape, dtype=np.int64)  # this worker's rows since start
+        self._snapshot: dict[str, tuple[int, np.ndarray]] = {}  # leader: each worker's sum at the last close
+        self._window_start = clock()
+        self._window = np.zeros(shape, dtype=np.int64)  # leader: the open window (last tick)
+        self.windows = 0
+        self.last: Verdict | None = None
+        self._last_counts: np.ndarray | None = None
+        self._verdict_mtime = 0.0
+        self._open_published = -1
+        self._open_rows = 0
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self.nominal_thresholds: dict[str, float] = {}
+        if self.enabled and self.leader:
+            # Computed once at start-up (and recorded): the thresholds of a full window.
+            self.nominal_thresholds = self.state.thresholds(config.alpha, config.window_rows)
+
+    # -- hot path ---------------------------------------------------------------------------
+    def observe(self, rows: np.ndarray, predictions: np.ndarray | None = None) -> None:
+        """Remember a validated matrix and its predictions (an even sample of a big batch)."""
+        if not self.enabled or rows.ndim != 2:
             return
+        if predictions is not None and (predictions.ndim != 1 or predictions.shape[0] != rows.shape[0]):
+            predictions = None
         if rows.shape[0] > self.request_rows:
-            rows = rows[:: math.ceil(rows.shape[0] / self.request_rows)]
+            step = math.ceil(rows.shape[0] / self.request_rows)
+            rows = rows[::step]
+            predictions = predictions[::step] if predictions is not None else None
         with self._lock:
-            self._pending.append(rows)
+            self._pending.append((rows, predictions))
             self._pending_rows += rows.shape[0]
             full = self._pending_rows >= FLUSH_ROWS
         if full:
             self.flush()
 
+    # -- timer ------------------------------------------------------------------------------
     def flush(self) -> None:
-        """Bin pending rows into the window and drop what has slid out of it."""
+        """Bin the buffered rows into this worker's counters."""
         with self._lock:
-            if not self._pending:
-                return
-            batch = np.concatenate(self._pending)
-            self._pending.clear()
-            self._pending_rows = 0
-            counts = np.zeros_like(self._counts)
-            numeric = batch[:, self.columns].astype(np.float64)
-            for k in range(len(self.columns)):
-                values = numeric[:, k]
-                values = values[~np.isnan(values)]
-                idx = np.searchsorted(self.edges[k], values, side="right")
-                counts[k] += np.bincount(idx, minlength=self.bins)[: self.bins]
-            offset = len(self.columns)
-            for k, (col, index) in enumerate(zip(self.cat_columns, self.cat_bins, strict=True)):
-                unseen = len(index)
-                row = counts[offset + k]
-                for value in batch[:, col].tolist():
-                    if isinstance(value, str):  # missing values (NaN/None) are not counted
-                        row[index.get(value, unseen)] += 1
-            if self._window and self._window[-1][0] < self.entry_rows:  # merge small flushes (frequent scrapes)
-                last_rows, last = self._window.pop()
-                self._window.append((last_rows + batch.shape[0], last + counts))
-            else:
-                self._window.append((batch.shape[0], counts))
-            self._counts += counts
-            self._rows += batch.shape[0]
-            while self._window and self._rows - self._window[0][0] >= self.window_rows:
-                dropped_rows, dropped = self._window.popleft()
-                self._counts -= dropped
-                self._rows -= dropped_rows
-            self._publish()
+            pending, self._pending, self._pending_rows = self._pending, [], 0
+        if not pending:
+            return
+        counts = np.zeros_like(self.cumulative)
+        with_predictions = [(r, p) for r, p in pending if p is not None]
+        without = [r for r, p in pending if p is None]
+        if with_predictions:
+            counts += self.state.count(np.concatenate([r for r, _ in with_predictions]),
+                                       np.concatenate([p for _, p in with_predictions]))
+        if without:
+            counts += self.state.count(np.concatenate(without))
+        with self._lock:
+            self.cumulative += counts
+
+    def tick(self) -> Verdict | None:
+        """One timer step: bin, publish, and (leader) close the window when it is full or old
+        enough; returns the verdict of a window it closed."""
+        if not self.enabled:
+            return None
+        self.flush()
+        self._publish()
+        if not self.leader:
+            return None
+        now = self.clock()
+        totals = self._totals()
+        window = np.zeros_like(self.cumulative)
+        for key, (incarnation, counts) in totals.items():
+            previous = self._snapshot.get(key)
+            if previous is not None and previous[0] == incarnation:
+                window += counts - previous[1]
+            else:  # a worker that (re)started since the last close
+                window += counts
+        with self._lock:
+            self._window = window
+        rows = int(window[0].sum())
+        self._publish_open(rows)
+        elapsed = now - self._window_start
+        if rows >= self.config.window_rows or elapsed >= self.config.window_seconds:
+            if rows == 0:
+                self._window_start = now
+                return None
+            if rows < self.config.min_rows:
+                return None  # too few rows to judge: the window stays open
+            return self._close(window, totals, now, elapsed)
+        return None
+
+    def _close(self, window: np.ndarray, totals: dict[str, tuple[int, np.ndarray]], now: float,
+               elapsed: float) -> Verdict:
+        alpha = per_window_alpha(self.config.false_alarm_days, max(elapsed, 1e-3))
+        verdict = self.state.evaluate(alpha, min_rows=self.config.min_rows, counts=window)
+        self._snapshot = {k: (inc, c.copy()) for k, (inc, c) in totals.items()}
+        self._window_start = now
+        with self._lock:
+            self.last = verdict
+            self._last_counts = window
+            self._window = np.zeros_like(window)
+            self.windows += 1
+        self._publish_verdict(verdict, window)
+        self._publish_open(0)
+        if self.on_verdict is not None:
+            self.on_verdict(verdict)
+        return verdict
+
+    def start(self) -> None:
+        """Run `tick` every config.tick_seconds on a daemon thread until `stop`."""
+        if not self.enabled or self._thread is not None:
+            return
+        self._thread = threading.Thread(target=self._run, name="kaizen-drift", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.config.tick_seconds):
+            try:
+                self.tick()
+            except Exception:  # drift must never take the server down
+                continue
+
+    # -- sharing between workers ------------------------------------------------------------
+    def _key(self) -> str:
+        return f"drift-{self.worker}"
 
     def _publish(self) -> None:
-        """Write this worker's window histogram for the others (atomically: write, then rename)."""
-        if self.share_path is None:
-            return
-        tmp = self.share_path.with_suffix(f".{os.getpid()}.tmp")
-        with open(tmp, "wb") as out:
-            np.save(out, np.concatenate([[float(self._rows)], self._counts.ravel()]))
-        os.replace(tmp, self.share_path)
-
-    def _combined(self) -> tuple[np.ndarray, int]:
-        """This worker's window plus what the other workers last published."""
-        counts, rows = self._counts.copy(), self._rows
+        """Write this worker's cumulative counters for the leader (atomically: write, then rename)."""
         if self.share_dir is None:
-            return counts, rows
+            return
+        path = self.share_dir / f"{self._key()}.npy"
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        with self._lock:
+            data = np.concatenate([[os.getpid()], self.cumulative.ravel()])
+        with open(tmp, "wb") as out:
+            np.save(out, data)
+        os.replace(tmp, path)
+
+    def _totals(self) -> dict[str, tuple[int, np.ndarray]]:
+        """Every worker's cumulative counters (this worker's own, live), keyed by worker."""
+        with self._lock:
+            totals = {self._key(): (os.getpid(), self.cumulative.copy())}
+        if self.share_dir is None:
+            return totals
         for path in self.share_dir.glob("drift-*.npy"):
-            if path == self.share_path:
+            if path.stem == self._key():
                 continue
             try:
                 published = np.load(path)
             except (OSError, ValueError, EOFError):
                 continue
-            if published.shape == (1 + counts.size,):
-                rows += int(published[0])
-                counts += published[1:].reshape(counts.shape)
-        return counts, rows
+            if published.shape == (1 + self.cumulative.size,):
+                totals[path.stem] = (int(published[0]), published[1:].reshape(self.cumulative.shape))
+        return totals
 
-    def scores(self) -> dict[str, float]:
-        """PSI per feature over the window; empty until `min_rows` rows have been seen."""
-        self.flush()
+    def _publish_verdict(self, verdict: Verdict, window: np.ndarray) -> None:
+        if self.share_dir is None:
+            return
+        path = self.share_dir / VERDICT_FILE
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"windows": self.windows, "verdict": verdict.as_dict(),
+                                   "counts": window.tolist()}))
+        os.replace(tmp, path)
+
+    def _publish_open(self, rows: int) -> None:
+        """The leader's count of rows in the open window, for the other workers' /metrics."""
+        if self.share_dir is None or rows == self._open_published:
+            return
+        self._open_published = rows
+        path = self.share_dir / OPEN_FILE
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(str(rows))
+        os.replace(tmp, path)
+
+    def _load_verdict(self) -> None:
+        """Workers other than the leader serve the leader's last verdict and open-window rows."""
+        if self.share_dir is None or self.leader:
+            return
+        try:
+            open_rows = int((self.share_dir / OPEN_FILE).read_text())
+        except (OSError, ValueError):
+            open_rows = None
+        if open_rows is not None:
+            with self._lock:
+                self._open_rows = open_rows
+        path = self.share_dir / VERDICT_FILE
+        try:
+            mtime = path.stat().st_mtime
+            if mtime == self._verdict_mtime:
+                return
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return
+        self._verdict_mtime = mtime
+        self.windows = int(data["windows"])
+        self.last = _verdict_from_dict(data["verdict"])
+        self._last_counts = np.asarray(data["counts"], dtype=np.int64)
+
+    # -- reading ----------------------------------------------------------------------------
+    def snapshot(self) -> tuple[Verdict | None, int, int, np.ndarray | None]:
+        """(last verdict, closed windows, rows in the open window, counts of the last closed window)."""
+        self._load_verdict()
         with self._lock:
-            counts, rows = self._combined()
-        if rows < self.min_rows or not self.names:
-            return {}
-        totals = counts.sum(axis=1, keepdims=True)
-        actual = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
-        values = psi(self.expected, actual)
-        return {name: float(v) for name, v in zip(self.names, values, strict=True)}
+            open_rows = self._open_rows  # the leader's count, read from the shared directory
+            if self.leader:
+                open_rows = int(self._window[0].sum()) if self.state.enabled else 0
+            return self.last, self.windows, open_rows, self._last_counts
 
     def unseen_fractions(self) -> dict[str, float]:
-        """Per categorical feature, the share of the window's values that training never saw."""
-        self.flush()
-        offset = len(self.columns)
-        with self._lock:
-            counts, _ = self._combined()  # every worker's window, like psi()
-            out: dict[str, float] = {}
-            for k, index in enumerate(self.cat_bins):
-                row = counts[offset + k]
-                total = row.sum()
-                out[self.names[offset + k]] = float(row[len(index)] / total) if total else 0.0
+        """Per categorical feature, the share of the last closed window's values training never saw."""
+        _, _, _, counts = self.snapshot()
+        out: dict[str, float] = {}
+        for k, layout in enumerate(self.state.layouts):
+            if layout.kind != "categorical":
+                continue
+            total = counts[k].sum() if counts is not None else 0
+            out[layout.name] = float(counts[k, layout.size - 1] / total) if counts is not None and total else 0.0
         return out
 
-    def unseen_fraction(self, name: str) -> float:
-        return self.unseen_fractions()[name]
 
-    @property
-    def window_rows_seen(self) -> int:
-        with self._lock:
-            return self._combined()[1] + self._pending_rows
+def _verdict_from_dict(data: dict[str, Any]) -> Verdict:
+    from model_packages.drift import FeatureScore
+
+    return Verdict(rows=int(data["rows"]), alpha=float(data["alpha"]), alarm=data["alarm"],
+                   statistic=float(data["statistic"]),
+                   features={name: FeatureScore(**score) for name, score in data["features"].items()})

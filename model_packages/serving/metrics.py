@@ -1,8 +1,8 @@
 """Prometheus metrics of the runtime, on a registry of its own.
 
 With several worker processes, prometheus_client's multiprocess mode (PROMETHEUS_MULTIPROC_DIR, set by
-the supervisor) keeps each worker's values in files and every scrape sums them; drift is summed by
-`FeatureStats` itself.
+the supervisor) keeps each worker's values in files and every scrape sums them; drift counters are
+summed by `DriftMonitor` itself (the leader judges the sum; every worker serves its verdict).
 """
 
 from __future__ import annotations
@@ -17,12 +17,12 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from model_packages.manifest import Manifest
-from model_packages.serving.drift import FeatureStats
+from model_packages.serving.drift import DriftMonitor
 
 disable_created_metrics()
 
@@ -31,37 +31,64 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class DriftCollector(Collector):
-    """Computes drift gauges at scrape time, keeping the request path cheap."""
+    """Drift gauges of the last closed window (the leader's verdict, with several workers)."""
 
-    def __init__(self, stats: FeatureStats) -> None:
-        self.stats = stats
+    def __init__(self, monitor: DriftMonitor) -> None:
+        self.monitor = monitor
 
     def collect(self):  # type: ignore[override]
-        scores = self.stats.scores()
-        per_feature = GaugeMetricFamily(
-            "kaizen_feature_drift_psi",
-            "Population Stability Index of a feature over the live window against the training baseline",
-            labels=["feature"],
-        )
-        for name, value in scores.items():
-            per_feature.add_metric([name], value)
-        yield per_feature
+        verdict, windows, open_rows, _ = self.monitor.snapshot()
+        judged = verdict if verdict is not None and verdict.alarm is not None else None
         yield GaugeMetricFamily(
-            "kaizen_drift_score",
-            "Largest feature PSI over the live window (-1 until enough rows have been seen)",
-            value=max(scores.values()) if scores else -1.0,
+            "kaizen_drift_alarm",
+            "1 when the last closed drift window failed the calibrated test (false alarms at the configured rate)",
+            value=1.0 if judged is not None and judged.alarm else 0.0,
         )
+        yield GaugeMetricFamily(
+            "kaizen_drift_statistic",
+            "Calibrated drift score of the last closed window: max over features of statistic / threshold "
+            "(the alarm fires at >= 1; 0 before the first window)",
+            value=judged.statistic if judged is not None else 0.0,
+        )
+        yield CounterMetricFamily("kaizen_drift_windows", "Drift windows closed and judged", value=windows)
+        yield GaugeMetricFamily(
+            "kaizen_drift_false_alarm_probability", "False-alarm probability the last closed window was tested at",
+            value=judged.alpha if judged is not None else self.monitor.config.alpha,
+        )
+        yield GaugeMetricFamily("kaizen_drift_window_rows", "Rows in the open drift window", value=open_rows)
+        # The per-feature test is kaizen_drift_feature_statistic/_threshold: kaizen_drift_statistic is the
+        # window's calibrated score (one family cannot mix both meanings).
+        families = {
+            name: GaugeMetricFamily(f"kaizen_drift_{'feature_' if name in ('statistic', 'threshold') else ''}{name}",
+                                    help_text, labels=["feature"])
+            for name, help_text in (
+                ("psi", "Population Stability Index of a feature over the last closed window"),
+                ("js", "Jensen-Shannon distance (base 2) of a feature over the last closed window"),
+                ("wasserstein", "Wasserstein-1 distance over the baseline std of a numeric feature, last window"),
+                ("statistic", "-log10 of the smallest exact binomial tail probability of a feature's slots"),
+                ("threshold", "The statistic at which a feature alarms (calibrated to the false-alarm rate)"),
+            )
+        }
+        if judged is not None:
+            for name, score in judged.features.items():
+                families["psi"].add_metric([name], score.psi)
+                families["js"].add_metric([name], score.js)
+                if score.wasserstein is not None:
+                    families["wasserstein"].add_metric([name], score.wasserstein)
+                families["statistic"].add_metric([name], score.statistic)
+                families["threshold"].add_metric([name], score.threshold)
+        else:
+            for name, threshold in self.monitor.nominal_thresholds.items():
+                families["threshold"].add_metric([name], threshold)
+        yield from families.values()
         unseen = GaugeMetricFamily(
             "kaizen_feature_unseen_fraction",
-            "Share of a categorical feature's values in the live window that the training data never had",
+            "Share of a categorical feature's values in the last closed window that the training data never had",
             labels=["feature"],
         )
-        for name, value in self.stats.unseen_fractions().items():
+        for name, value in self.monitor.unseen_fractions().items():
             unseen.add_metric([name], value)
         yield unseen
-        yield GaugeMetricFamily(
-            "kaizen_drift_window_rows", "Rows in the live drift window", value=self.stats.window_rows_seen
-        )
 
 
 class RuntimeMetrics:
@@ -102,10 +129,11 @@ class RuntimeMetrics:
         )
         self._children: dict[tuple[str, int], tuple[Counter, Histogram, Counter | None]] = {}
 
-    def model_loaded(self, manifest: Manifest, stats: FeatureStats) -> None:
+    def model_loaded(self, manifest: Manifest, drift: DriftMonitor) -> None:
         self.info.labels(manifest.name, manifest.version, manifest.artifact_sha256, manifest.framework).set(1)
         self.ready.set(1)
-        self.exposed.register(DriftCollector(stats))
+        if drift.enabled:
+            self.exposed.register(DriftCollector(drift))
 
     def observe(self, route: str, status: int, seconds: float) -> None:
         """Count one finished request (label children cached: this is the hot path)."""

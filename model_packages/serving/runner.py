@@ -13,7 +13,7 @@ from model_packages.errors import PackageError, RequestError
 from model_packages.loading import LoadedModel, load_model
 from model_packages.manifest import Manifest
 from model_packages.serving.codecs import to_json_values
-from model_packages.serving.drift import FeatureStats
+from model_packages.serving.drift import DriftConfig, DriftMonitor
 from model_packages.serving.schema import InputSchema
 from model_packages.serving.tensors import TensorSchema
 
@@ -21,19 +21,19 @@ from model_packages.serving.tensors import TensorSchema
 class Runner:
     """Runs validated rows through a loaded model."""
 
-    def __init__(self, model: LoadedModel, stats: FeatureStats) -> None:
+    def __init__(self, model: LoadedModel, drift: DriftMonitor) -> None:
         self.model = model
         self.manifest: Manifest = model.manifest
         self.schema = TensorSchema(model.manifest) if model.manifest.tensor_input else InputSchema(model.manifest)
-        self.stats = stats
+        self.drift = drift
         self.labels = [str(label) for label in model.manifest.output.labels or []]
         self.keep_seen = False  # data capture on: remember this thread's last rows and predictions
         self._seen = threading.local()
 
     def predict_array(self, rows: np.ndarray) -> np.ndarray:
         """Predict and feed the drift statistics (the one place both happen)."""
-        self.stats.observe(rows)
         predictions = _finite(self.model.predict(rows), "prediction")
+        self.drift.observe(rows, predictions)
         if self.keep_seen:
             self._seen.value = (rows, predictions)
         return predictions
@@ -110,8 +110,7 @@ def load_runner(
     *,
     verify: bool = True,
     serve_with: str | None = None,
-    window_rows: int = 5000,
-    min_rows: int = 100,
+    drift: DriftConfig | None = None,
     share_dir: Path | None = None,
     worker: int = 0,
 ) -> Runner:
@@ -122,8 +121,8 @@ def load_runner(
     line and exit non-zero instead of printing a traceback."""
     try:
         model = load_model(package_dir, verify=verify, serve_with=serve_with)
-        stats = FeatureStats(model.manifest, window_rows, min_rows, share_dir=share_dir, worker=worker)
-        runner = Runner(model, stats)
+        monitor = DriftMonitor(model.manifest, drift, share_dir=share_dir, worker=worker)
+        runner = Runner(model, monitor)
         runner.warm_up()
     except PackageError:
         raise

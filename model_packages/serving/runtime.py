@@ -15,6 +15,6 @@ def build_runner(settings: Settings, worker: WorkerContext | None = None) -> Run
     """Load and verify the package, attach drift statistics (shared across workers), warm the model
     up; every failure is one PackageError (`runner.load_runner`)."""
     return load_runner(
-        settings.model_dir, window_rows=settings.drift_window_rows, min_rows=settings.drift_min_rows,
+        settings.model_dir, drift=settings.drift,
         share_dir=worker.drift_dir if worker else None, worker=worker.index if worker else 0,
     )

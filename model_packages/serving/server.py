@@ -36,8 +36,10 @@ from typing import Any, cast
 
 import httptools
 
+from model_packages.drift import Verdict
 from model_packages.errors import PackageError
 from model_packages.serving.app import App, Request, Response, error_response
+from model_packages.serving.drift import DriftMonitor
 from model_packages.serving.logs import JsonLog
 from model_packages.serving.settings import Settings
 
@@ -419,8 +421,6 @@ class Server:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop)
         tasks = [loop.create_task(self._flush_logs()), loop.create_task(self._sweep())]
-        if self.worker is None or self.worker.index == 0:
-            tasks.append(loop.create_task(self._log_drift()))
         loader = loop.run_in_executor(self.executor, self._load)
         stopped = loop.create_task(self._stopped.wait())
         await asyncio.wait({loader, stopped}, return_when=asyncio.FIRST_COMPLETED)
@@ -436,12 +436,15 @@ class Server:
                 self.stop()
             else:
                 self.app.set_runner(runner)
+                self._start_drift(runner.drift)
                 _tune_gc()
                 if self.worker is not None:
                     self.worker.set_ready(True)
                 self.log.event("ready", seconds=round(time.perf_counter() - started, 3))
                 self.log.flush()
         await stopped
+        if self.app.runner is not None:
+            self.app.runner.drift.stop()
         server.close()
         await self._accept_backlog(backlog)
         await self._drain()
@@ -501,7 +504,7 @@ class Server:
             await asyncio.sleep(0.01)
 
     async def _sweep(self) -> None:
-        """Once every 0.25 s: the Date header and every connection's timeouts (and, with workers, drift)."""
+        """Once every 0.25 s: the Date header and every connection's timeouts."""
         ticks = 0
         while True:
             await asyncio.sleep(0.25)
@@ -510,27 +513,35 @@ class Server:
             for connection in list(self.connections):
                 connection.expire(now)
             ticks += 1
-            if self.worker is not None and self.app.runner is not None and ticks % 4 == 0:
-                self.app.runner.stats.flush()  # publish this worker's drift rows for the others
 
     async def _flush_logs(self) -> None:
         while True:
             await asyncio.sleep(0.5)
             self.log.flush()
 
-    async def _log_drift(self) -> None:
-        """Emit the drift score as a log line, for clouds whose monitoring reads logs."""
-        interval = self.settings.drift_log_interval
-        if interval <= 0:
+    def _start_drift(self, drift: DriftMonitor) -> None:
+        """Start the drift timer; the leader logs the start-up thresholds once and a `drift` line per
+        closed window (what the clouds' log-based alarms read: `drift_alarm` is 0 or 1)."""
+        if not drift.enabled:
             return
-        while True:
-            await asyncio.sleep(interval)
-            runner = self.app.runner
-            if runner is not None:
-                scores = runner.stats.scores()
-                if scores:
-                    self.log.event("drift", drift_score=round(max(scores.values()), 6),
-                                   features={k: round(v, 6) for k, v in scores.items()})
+        if drift.leader:
+            config = drift.config
+            self.log.event("drift_calibrated", false_alarm_days=config.false_alarm_days,
+                           window_seconds=config.window_seconds, window_rows=config.window_rows,
+                           min_rows=config.min_rows, alpha=config.alpha,
+                           thresholds={k: round(v, 3) for k, v in drift.nominal_thresholds.items()})
+            drift.on_verdict = self._log_verdict
+        drift.start()
+
+    def _log_verdict(self, verdict: Verdict) -> None:
+        features = sorted(verdict.features.items(), key=lambda item: -item[1].statistic / max(item[1].threshold, 1e-9))
+        self.log.event(
+            "drift", drift_alarm=int(bool(verdict.alarm)), drift_statistic=round(verdict.statistic, 4),
+            rows=verdict.rows, alpha=verdict.alpha,
+            drifting=[name for name, score in features if score.alarm],
+            features={name: {"statistic": round(score.statistic, 3), "threshold": round(score.threshold, 3),
+                             "psi": round(score.psi, 4)} for name, score in features[:20]},
+        )
 
 
 def _tune_gc() -> None:

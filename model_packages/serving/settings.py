@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from model_packages.errors import KaizenError
+from model_packages.serving.drift import DriftConfig
 
 DEFAULT_MODEL_DIR = "/opt/kaizen/model"
 SAGEMAKER_MODEL_DIR = "/opt/ml/model"
@@ -139,9 +140,7 @@ class Settings:
     capture: CaptureSettings = field(default_factory=CaptureSettings)
     log_requests: bool = True
     drain_seconds: float = 20.0
-    drift_window_rows: int = 5000
-    drift_min_rows: int = 100
-    drift_log_interval: float = 60.0
+    drift: DriftConfig = field(default_factory=DriftConfig)
     max_rows: int = DEFAULT_MAX_ROWS
     keepalive_timeout: float = 5.0  # uvicorn's default; behind a load balancer: longer than its idle timeout
     header_timeout: float = 10.0
@@ -159,10 +158,7 @@ class Settings:
         health = [r for r in (_route(env, "AIP_HEALTH_ROUTE"), _route(env, "KAIZEN_READINESS_ROUTE")) if r]
         live = [r for r in (_route(env, "KAIZEN_LIVENESS_ROUTE"),) if r]
         predict = [r for r in (_route(env, "AIP_PREDICT_ROUTE"), _route(env, "KAIZEN_SCORING_ROUTE")) if r]
-        window = _int(env, "KAIZEN_DRIFT_WINDOW_ROWS", 5000, 10, 1_000_000)
-        min_rows = _int(env, "KAIZEN_DRIFT_MIN_ROWS", 100, 1, 1_000_000)
-        if min_rows > window:
-            raise SettingsError(f"KAIZEN_DRIFT_MIN_ROWS={min_rows} is larger than KAIZEN_DRIFT_WINDOW_ROWS={window}")
+        drift = _drift(env)
         return cls(
             model_dir=_model_dir(env),
             host=env.get("KAIZEN_HOST") or "0.0.0.0",
@@ -174,9 +170,7 @@ class Settings:
             capture=CaptureSettings.from_env(env),
             log_requests=_flag(env, "KAIZEN_LOG_REQUESTS", True),
             drain_seconds=_float(env, "KAIZEN_DRAIN_SECONDS", 20.0, 0.0, 3600.0),
-            drift_window_rows=window,
-            drift_min_rows=min_rows,
-            drift_log_interval=_float(env, "KAIZEN_DRIFT_LOG_INTERVAL", 60.0, 1.0, 86_400.0, off=True),
+            drift=drift,
             max_rows=_int(env, "KAIZEN_MAX_ROWS", DEFAULT_MAX_ROWS, 1, 10_000_000),
             keepalive_timeout=_float(env, "KAIZEN_KEEPALIVE_TIMEOUT", 5.0, 0.1, 3600.0),
             header_timeout=_float(env, "KAIZEN_HEADER_TIMEOUT", 10.0, 0.1, 3600.0),
@@ -184,6 +178,24 @@ class Settings:
             max_connections=_int(env, "KAIZEN_MAX_CONNECTIONS", 1000, 1, 1_000_000),
             workers=_int(env, "KAIZEN_WORKERS", 0, 0, 1024) or default_workers(),
         )
+
+
+def _drift(env: Mapping[str, str]) -> DriftConfig:
+    """KAIZEN_DRIFT (on/off), the window (rows and seconds, whichever first), the rows below which a
+    window is not judged, and the expected days between false alarms."""
+    enabled = _flag(env, "KAIZEN_DRIFT", True)
+    # Above 100,000 rows per window the exact tail tables grow past tens of MB; nobody needs more.
+    window = _int(env, "KAIZEN_DRIFT_WINDOW_ROWS", 5000, 10, 100_000)
+    min_rows = _int(env, "KAIZEN_DRIFT_MIN_ROWS", 100, 1, 100_000)
+    if min_rows > window:
+        raise SettingsError(f"KAIZEN_DRIFT_MIN_ROWS={min_rows} is larger than KAIZEN_DRIFT_WINDOW_ROWS={window}")
+    seconds = _float(env, "KAIZEN_DRIFT_WINDOW_SECONDS", 3600.0, 1.0, 7 * 86_400.0)
+    days = _float(env, "KAIZEN_DRIFT_FALSE_ALARM_DAYS", 30.0, 0.01, 36_500.0)
+    if seconds / (days * 86_400.0) > 0.5:
+        raise SettingsError(f"KAIZEN_DRIFT_FALSE_ALARM_DAYS={env.get('KAIZEN_DRIFT_FALSE_ALARM_DAYS')} is too short "
+                            f"for KAIZEN_DRIFT_WINDOW_SECONDS={seconds:g}: at most one false alarm per two windows")
+    return DriftConfig(enabled=enabled, window_rows=window, window_seconds=seconds, min_rows=min_rows,
+                       false_alarm_days=days)
 
 
 def _cgroup_cpus() -> float | None:

@@ -151,12 +151,12 @@ def test_label_disagreement(iris_package: Path) -> None:
     (iris_package / "kaizen.yaml").write_text(yaml.safe_dump(data))
     with pytest.raises(PackageError, match="classes"):
         load_model(iris_package, serve_with="source")
-    from model_packages.serving.drift import FeatureStats
+    from model_packages.serving.drift import DriftMonitor
     from model_packages.serving.runner import Runner
 
     compiled = load_model(iris_package)
     with pytest.raises(PackageError, match=r"predicts '\w+', which is not in output\.labels"):
-        Runner(compiled, FeatureStats(compiled.manifest)).warm_up()
+        Runner(compiled, DriftMonitor(compiled.manifest)).warm_up()
 
 
 def test_pickle_refused_unless_trusted(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ from sklearn.preprocessing import OneHotEncoder
 from model_packages.manifest import FeatureSpec
 from model_packages.package import create_package
 from model_packages.serving.app import App, Request
+from model_packages.serving.drift import DriftConfig
 from model_packages.serving.logs import JsonLog
 from model_packages.serving.runtime import build_runner
 from model_packages.serving.settings import Settings, SettingsError
@@ -28,7 +30,7 @@ ROW = [5.1, 3.5, 1.4, 0.2]
 
 def make_app(package: Path, **settings: object) -> tuple[App, io.StringIO]:
     stream = io.StringIO()
-    options: dict[str, object] = {"drift_window_rows": 1000, "drift_min_rows": 10, **settings}
+    options: dict[str, object] = {"drift": DriftConfig(window_rows=1000, min_rows=10), **settings}
     config = Settings(model_dir=package, **options)  # type: ignore[arg-type]
     app = App(config, JsonLog(stream))
     app.set_runner(build_runner(config))
@@ -203,8 +205,17 @@ def test_metrics_count_requests_and_drift() -> None:
     assert 'kaizen_request_errors_total{route="predict",status="400"} 1.0' in text
     assert "kaizen_predicted_rows_total 30.0" in text
     assert 'kaizen_model_info{artifact_sha256="' in text
-    drift = [x for x in text.splitlines() if x.startswith("kaizen_drift_score ")]
-    assert drift and float(drift[0].split()[1]) > 1.0  # 30 identical rows drift far from the training spread
+    assert "kaizen_drift_window_rows 0.0" in text  # the timer has not run: nothing binned yet
+    assert app.runner is not None
+    app.runner.drift.clock = lambda: time.monotonic() + 7200  # an hour later: the window's time is up
+    verdict = app.runner.drift.tick()  # what the timer does: close the window (30 >= min_rows 10)
+    assert verdict is not None and verdict.alarm is True  # 30 identical rows are far from the training spread
+    text = app.handle(Request("GET", "/metrics")).body.decode()
+    assert "kaizen_drift_alarm 1.0" in text and "kaizen_drift_windows_total 1.0" in text
+    statistic = [x for x in text.splitlines() if x.startswith("kaizen_drift_statistic ")]
+    assert statistic and float(statistic[0].split()[1]) >= 1.0
+    for family in ("psi", "js", "wasserstein", "feature_statistic", "feature_threshold"):
+        assert f'kaizen_drift_{family}{{feature="petal_length"}}' in text
 
 
 def test_settings_from_env() -> None:

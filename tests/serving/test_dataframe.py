@@ -145,19 +145,31 @@ def test_unseen_categories_are_counted_for_drift(churn: tuple[Pipeline, Path]) -
     app, _ = make_app(churn[1])
     runner = app.runner
     assert runner is not None
-    frame, _ = churn_frame(rows=400, seed=1)
+    frame, _ = churn_frame()  # the training rows themselves (another seed is another distribution)
+    frame = frame.sample(400, random_state=1)
     training_like = frame.astype(object).where(frame.notna(), None).to_numpy().tolist()
-    assert call(app, "POST", "/predict", {"instances": training_like})[0] == 200
-    scores = runner.stats.scores()
-    assert set(scores) == set(COLUMNS) and scores["plan"] < 0.1
-    assert runner.stats.unseen_fraction("plan") == 0.0
-    unseen = [[30.0, 70.0, "gold"]] * 400
-    assert call(app, "POST", "/predict", {"instances": unseen})[0] == 200
-    assert runner.stats.unseen_fraction("plan") == pytest.approx(0.5)
-    assert runner.stats.scores()["plan"] > 1.0
+    for start in range(0, 400, 20):  # requests of 20 rows: one request fills at most 2% of a window
+        assert call(app, "POST", "/predict", {"instances": training_like[start:start + 20]})[0] == 200
+    clock = [0.0]
+    runner.drift.clock = lambda: clock[0]
+    runner.drift._window_start = 0.0
+    clock[0] = 3600.0  # the window's time is up: the timer closes it
+    verdict = runner.drift.tick()
+    assert verdict is not None and verdict.rows == 400 and verdict.alarm is False
+    # Every input feature and the model's predictions (the package records their baseline).
+    assert set(verdict.features) == {*COLUMNS, "__prediction__"} and verdict.features["plan"].psi < 0.1
+    assert runner.drift.unseen_fractions()["plan"] == 0.0
+    unseen = [[30.0, 70.0, "gold"]] * 20
+    for _ in range(20):
+        assert call(app, "POST", "/predict", {"instances": unseen})[0] == 200
+    clock[0] = 7200.0
+    verdict = runner.drift.tick()
+    assert verdict is not None and verdict.alarm is True and verdict.features["plan"].alarm
+    assert runner.drift.unseen_fractions()["plan"] == pytest.approx(1.0)
     metrics = app.handle(Request("GET", "/metrics")).body.decode()
-    assert 'kaizen_feature_unseen_fraction{feature="plan"} 0.5' in metrics
-    assert 'kaizen_feature_drift_psi{feature="plan"}' in metrics
+    assert 'kaizen_feature_unseen_fraction{feature="plan"} 1.0' in metrics
+    assert 'kaizen_drift_psi{feature="plan"}' in metrics and 'kaizen_drift_psi{feature="__prediction__"}' in metrics
+    assert "kaizen_drift_alarm 1.0" in metrics
 
 
 def test_model_that_cannot_take_nulls_or_unseen_gets_400s(tmp_path: Path) -> None:

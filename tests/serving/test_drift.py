@@ -1,24 +1,27 @@
-"""Drift in the serving path: PSI against the training baseline's decile bins."""
+"""Drift in the serving path: tumbling windows (rows or seconds) judged by the calibrated alarm."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from model_packages.drift import per_window_alpha
 from model_packages.manifest import read_manifest
-from model_packages.serving.drift import FeatureStats, psi
+from model_packages.serving.drift import FLUSH_ROWS, DriftConfig, DriftMonitor
 from model_packages.serving.settings import Settings, SettingsError
 
 IRIS = Path(__file__).resolve().parents[2] / "examples" / "iris-classifier"
 
 
-def test_psi_of_identical_distributions_is_zero() -> None:
-    fractions = np.full((2, 10), 0.1)
-    assert np.allclose(psi(fractions, fractions), 0.0)
-    shifted = np.array([[0.5] + [0.5 / 9] * 9])
-    assert psi(fractions[:1], shifted)[0] > 0.25
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
 
 
 def _training_like(n: int, rng: np.random.Generator) -> np.ndarray:
@@ -28,105 +31,178 @@ def _training_like(n: int, rng: np.random.Generator) -> np.ndarray:
     return data[rng.integers(0, len(data), size=n)]
 
 
-def test_training_like_traffic_does_not_drift() -> None:
-    stats = FeatureStats(read_manifest(IRIS), window_rows=5000, min_rows=100)
+def _monitor(clock: Clock | None = None, **config: float) -> DriftMonitor:
+    options: dict[str, float] = {"window_rows": 1000, "window_seconds": 3600, "min_rows": 100, **config}
+    return DriftMonitor(read_manifest(IRIS), DriftConfig(**options),  # type: ignore[arg-type]
+                        clock=clock or Clock())
+
+
+def test_training_like_traffic_closes_quiet_windows_by_count() -> None:
+    clock = Clock()
+    monitor = _monitor(clock)
     rng = np.random.default_rng(1)
-    for _ in range(300):
-        stats.observe(_training_like(4, rng))
-    scores = stats.scores()
-    assert set(scores) == {"sepal_length", "sepal_width", "petal_length", "petal_width"}
-    assert max(scores.values()) < 0.1
+    verdicts = []
+    for _ in range(5):
+        for _ in range(50):
+            monitor.observe(_training_like(20, rng))
+        clock.now += 60
+        verdicts.append(monitor.tick())
+    assert all(v is not None and v.alarm is False and v.rows == 1000 for v in verdicts)
+    assert monitor.windows == 5
+    first = verdicts[0]
+    assert first is not None
+    assert set(first.features) == {"sepal_length", "sepal_width", "petal_length", "petal_width"}
+    # A count-closed window of 60 s is tested at 60 s / 30 days: false alarms per unit of time stay put.
+    assert first.alpha == pytest.approx(per_window_alpha(30, 60))
 
 
-def test_shifted_feature_drifts_and_is_named() -> None:
-    stats = FeatureStats(read_manifest(IRIS), window_rows=5000, min_rows=100)
+def test_shifted_feature_alarms_and_is_named() -> None:
+    monitor = _monitor()
     rng = np.random.default_rng(2)
-    for _ in range(300):
-        rows = _training_like(4, rng)
-        rows[:, 2] += 3.0  # petal length shifted by 3 cm
-        stats.observe(rows)
-    scores = stats.scores()
-    assert scores["petal_length"] > 0.25
-    assert max(scores, key=lambda k: scores[k]) == "petal_length"
+    for _ in range(50):
+        rows = _training_like(20, rng)
+        rows[:, 2] += 1.0  # petal length shifted by 1 cm
+        monitor.observe(rows)
+    verdict = monitor.tick()
+    assert verdict is not None and verdict.alarm is True and verdict.statistic >= 1
+    drifting = [name for name, score in verdict.features.items() if score.alarm]
+    assert "petal_length" in drifting and "sepal_width" not in drifting
 
 
-def test_window_forgets_old_traffic() -> None:
-    stats = FeatureStats(read_manifest(IRIS), window_rows=2000, min_rows=100)
+def test_time_windows_close_on_the_timer_without_requests_or_scrapes() -> None:
+    """Earlier bug: windows closed only when a request arrived or /metrics was read."""
+    monitor = _monitor(time.monotonic, window_seconds=1.0)  # type: ignore[arg-type]
     rng = np.random.default_rng(3)
-    for _ in range(100):
-        shifted = _training_like(40, rng)
-        shifted[:, 0] += 5
-        stats.observe(shifted)
-    assert stats.scores()["sepal_length"] > 0.25
-    for _ in range(150):
-        stats.observe(_training_like(40, rng))
-    assert stats.scores()["sepal_length"] < 0.1
+    monitor.observe(_training_like(20, rng))
+    for _ in range(10):
+        monitor.observe(_training_like(20, rng))
+    monitor.start()
+    try:
+        deadline = time.monotonic() + 15
+        while monitor.windows == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        monitor.stop()
+    verdict, windows, _, _ = monitor.snapshot()
+    assert windows >= 1 and verdict is not None and verdict.rows == 220 and verdict.alarm is False
 
 
-def test_one_big_request_cannot_decide_the_score() -> None:
-    """Attack a15: after skewed traffic, one 6,000-row training-like request used to reset the score to 0.02."""
-    stats = FeatureStats(read_manifest(IRIS), window_rows=5000, min_rows=100)
+def test_a_window_with_too_few_rows_stays_open_until_it_has_them() -> None:
+    clock = Clock()
+    monitor = _monitor(clock)
     rng = np.random.default_rng(4)
-    skewed = np.tile([7.9, 2.0, 6.9, 2.5], (50, 1))
-    for _ in range(200):
-        stats.observe(skewed)
-    before = max(stats.scores().values())
-    stats.observe(_training_like(6000, rng))
-    assert before > 5 and max(stats.scores().values()) > 2.0  # still far above the 0.25 alert
-    calm = FeatureStats(read_manifest(IRIS), window_rows=5000, min_rows=100)
-    for _ in range(200):
-        calm.observe(_training_like(50, rng))
-    calm.observe(np.tile([7.9, 2.0, 6.9, 2.5], (6000, 1)))  # one skewed request does not forge an alarm
-    assert max(calm.scores().values()) < 0.25
+    monitor.observe(_training_like(20, rng))
+    clock.now += 4000
+    assert monitor.tick() is None and monitor.windows == 0
+    assert monitor.snapshot()[2] == 20
+    for _ in range(5):
+        monitor.observe(_training_like(20, rng))
+    verdict = monitor.tick()
+    assert verdict is not None and verdict.rows == 120
+    assert verdict.alpha == pytest.approx(per_window_alpha(30, 4000))  # tested over its whole duration
 
 
-def test_scrapes_do_not_grow_the_window() -> None:
-    """Attack a16: with a large window each scrape used to add one window entry per pending row."""
-    stats = FeatureStats(read_manifest(IRIS), window_rows=1_000_000, min_rows=1)
+def test_an_idle_window_restarts_its_clock() -> None:
+    clock = Clock()
+    monitor = _monitor(clock)
+    clock.now += 7200
+    assert monitor.tick() is None
+    for _ in range(10):
+        monitor.observe(_training_like(20, np.random.default_rng(5)))
+    clock.now += 3600
+    verdict = monitor.tick()
+    assert verdict is not None and verdict.alpha == pytest.approx(per_window_alpha(30, 3600))
+
+
+def test_one_big_request_cannot_decide_a_window() -> None:
+    """Attack a15: one huge request fills at most 2% of a window (an even sample of its rows)."""
+    monitor = _monitor(window_rows=5000)
+    rng = np.random.default_rng(6)
+    monitor.observe(np.tile([7.9, 2.0, 6.9, 2.5], (6000, 1)))
+    monitor.flush()
+    assert monitor.cumulative[0].sum() == 100
+    for _ in range(245):
+        monitor.observe(_training_like(20, rng))
+    verdict = monitor.tick()
+    assert verdict is not None and verdict.rows == 5000
+    assert all(score.psi < 0.25 for score in verdict.features.values())
+
+
+def test_memory_is_bounded_whatever_the_traffic() -> None:
+    """Attack a16: scrapes or tiny requests must not grow anything: counters have a fixed shape and
+    the buffer never holds more than FLUSH_ROWS rows."""
+    monitor = _monitor(window_rows=100_000, min_rows=1)
     row = np.array([[5.1, 3.5, 1.4, 0.2]])
+    shape = monitor.cumulative.shape
     for _ in range(5000):
-        stats.observe(row)
-        stats.scores()
-    assert stats.window_rows_seen == 5000
-    assert len(stats._window) <= 3
+        monitor.observe(row)
+        monitor.snapshot()
+        assert monitor._pending_rows < FLUSH_ROWS
+    monitor.tick()
+    assert monitor.cumulative.shape == shape and monitor.snapshot()[2] == 5000
 
 
-def test_workers_score_the_sum_of_their_windows(tmp_path: Path) -> None:
+def test_workers_judge_the_sum_of_their_rows_and_report_one_verdict(tmp_path: Path) -> None:
+    """Neither worker alone has min_rows; the leader judges the sum once both have published."""
     manifest = read_manifest(IRIS)
-    first = FeatureStats(manifest, window_rows=5000, min_rows=100, share_dir=tmp_path, worker=0)
-    second = FeatureStats(manifest, window_rows=5000, min_rows=100, share_dir=tmp_path, worker=1)
-    rng = np.random.default_rng(5)
+    config = DriftConfig(window_rows=1000, window_seconds=3600, min_rows=300)
+    clock = Clock()
+    leader = DriftMonitor(manifest, config, share_dir=tmp_path, worker=0, clock=clock)
+    other = DriftMonitor(manifest, config, share_dir=tmp_path, worker=1, clock=clock)
+    rng = np.random.default_rng(7)
+    for monitor in (leader, other):
+        for _ in range(20):
+            rows = _training_like(10, rng)
+            rows[:, 2] += 1.5
+            monitor.observe(rows)
+    assert other.tick() is None  # publishes; only the leader judges
+    clock.now += 3600
+    verdict = leader.tick()
+    assert verdict is not None and verdict.rows == 400 and verdict.alarm is True
+    seen, windows, _, _ = other.snapshot()  # the other worker serves the leader's verdict
+    assert windows == 1 and seen is not None and seen.alarm is True and seen.rows == 400
+    # The next window starts from the sum at the close: old rows are not counted again.
     for _ in range(40):
-        shifted = _training_like(10, rng)
-        shifted[:, 2] += 3.0
-        second.observe(shifted)
-    second.flush()
-    assert first.scores()["petal_length"] > 0.25 and first.window_rows_seen == 400
-    for _ in range(40):
-        first.observe(_training_like(10, rng))
-    assert first.window_rows_seen == 800 and second.window_rows_seen == 400 + 0  # second has not seen first's yet
-    first.flush()
-    assert second.window_rows_seen == 800
+        other.observe(_training_like(10, rng))
+    other.tick()
+    clock.now += 3600
+    verdict = leader.tick()
+    assert verdict is not None and verdict.rows == 400 and verdict.alarm is False
 
 
-def test_no_score_before_min_rows() -> None:
-    stats = FeatureStats(read_manifest(IRIS), min_rows=100)
-    stats.observe(np.ones((5, 4)))
-    assert stats.scores() == {}
+def test_drift_off_counts_nothing() -> None:
+    monitor = _monitor()
+    off = DriftMonitor(read_manifest(IRIS), DriftConfig(enabled=False))
+    off.observe(np.ones((5, 4)))
+    assert not off.enabled and off.tick() is None and off.cumulative.sum() == 0
+    assert monitor.enabled
+    assert Settings.from_env({"KAIZEN_DRIFT": "off"}).drift.enabled is False
+
+
+def test_settings_read_the_drift_variables() -> None:
+    drift = Settings.from_env({"KAIZEN_DRIFT_FALSE_ALARM_DAYS": "7", "KAIZEN_DRIFT_WINDOW_SECONDS": "600",
+                               "KAIZEN_DRIFT_WINDOW_ROWS": "2000", "KAIZEN_DRIFT_MIN_ROWS": "50"}).drift
+    assert (drift.false_alarm_days, drift.window_seconds, drift.window_rows, drift.min_rows) == (7, 600, 2000, 50)
+    assert drift.alpha == pytest.approx(600 / (7 * 86_400))
+    default = Settings.from_env({}).drift
+    assert (default.enabled, default.false_alarm_days, default.window_seconds, default.window_rows,
+            default.min_rows) == (True, 30, 3600, 5000, 100)
 
 
 @pytest.mark.parametrize(("name", "value"), [
-    ("KAIZEN_DRIFT_LOG_INTERVAL", "1e-300"), ("KAIZEN_DRIFT_LOG_INTERVAL", "nan"), ("KAIZEN_DRAIN_SECONDS", "nan"),
+    ("KAIZEN_DRIFT_WINDOW_SECONDS", "1e-300"), ("KAIZEN_DRIFT_WINDOW_SECONDS", "nan"), ("KAIZEN_DRAIN_SECONDS", "nan"),
     ("KAIZEN_DRAIN_SECONDS", "inf"), ("KAIZEN_DRIFT_WINDOW_ROWS", "-5"), ("KAIZEN_DRIFT_WINDOW_ROWS", "10000000"),
+    ("KAIZEN_DRIFT_FALSE_ALARM_DAYS", "0"), ("KAIZEN_DRIFT_FALSE_ALARM_DAYS", "0.001"), ("KAIZEN_DRIFT", "maybe"),
     ("KAIZEN_KEEPALIVE_TIMEOUT", "0"), ("KAIZEN_WORKERS", "-1"),
 ])
 def test_absurd_settings_are_refused(name: str, value: str) -> None:
-    """a22: 1e-300 made an idle server spin a core; nan turned the drift log or the drain off silently."""
+    """a22: 1e-300 made an idle server spin a core; nan turned features off silently."""
     with pytest.raises(SettingsError, match=name):
         Settings.from_env({name: value})
 
 
-def test_min_rows_above_the_window_is_refused() -> None:
+def test_min_rows_above_the_window_and_alarms_more_often_than_every_other_window_are_refused() -> None:
     with pytest.raises(SettingsError, match="KAIZEN_DRIFT_MIN_ROWS"):
         Settings.from_env({"KAIZEN_DRIFT_WINDOW_ROWS": "100", "KAIZEN_DRIFT_MIN_ROWS": "500"})
-    assert Settings.from_env({"KAIZEN_DRIFT_LOG_INTERVAL": "0"}).drift_log_interval == 0  # 0 still means off
+    with pytest.raises(SettingsError, match="KAIZEN_DRIFT_FALSE_ALARM_DAYS"):
+        Settings.from_env({"KAIZEN_DRIFT_WINDOW_SECONDS": "86400", "KAIZEN_DRIFT_FALSE_ALARM_DAYS": "1"})

@@ -43,7 +43,12 @@ def test_two_workers_share_the_port_and_one_metrics_view(server_factory: Callabl
         with requests.Session() as session:
             answer = session.post(server.url + "/predict", json={"instances": [ROW] * 5}, timeout=5)
             assert answer.json() == {"predictions": ["setosa"] * 5}
-    time.sleep(1.2)  # workers publish their drift rows once a second
+    # Workers publish their drift counters once a second; the leader sums them on its next tick.
+    deadline = time.monotonic() + 10
+    while metric(requests.get(server.url + "/metrics", timeout=5).text, r"kaizen_drift_window_rows") != 300:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    time.sleep(1.2)  # and the other worker has read the leader's count
     scrapes = [requests.get(server.url + "/metrics", timeout=5).text for _ in range(6)]
     for text in scrapes:  # whichever worker answers, the totals are the same
         assert metric(text, r'kaizen_requests_total\{route="predict",status="200"\}') == 60
@@ -69,6 +74,33 @@ def test_two_workers_share_the_port_and_one_metrics_view(server_factory: Callabl
     assert server.process.wait(timeout=15) == 0
     assert time.monotonic() - started < 5
     assert not any(Path(f"/proc/{pid}").exists() for pid in children_safe(workers))
+
+
+def test_workers_judge_the_sum_of_their_rows_and_report_one_verdict(
+        server_factory: Callable[..., RunningServer]) -> None:
+    """Earlier bug: 400 shifted rows split over two workers raised no alarm. Neither worker alone
+    reaches KAIZEN_DRIFT_MIN_ROWS; the leader judges the sum and every worker serves its verdict."""
+    server = server_factory(IRIS, {"KAIZEN_WORKERS": "2", "KAIZEN_LOG_REQUESTS": "false",
+                                   "KAIZEN_DRIFT_WINDOW_ROWS": "400", "KAIZEN_DRIFT_MIN_ROWS": "300",
+                                   "KAIZEN_DRIFT_WINDOW_SECONDS": "3600"})
+    deadline = time.monotonic() + 30
+    while requests.get(server.url + "/health/ready", timeout=5).status_code != 200:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    shifted = [[7.9, 2.2, 6.9, 2.5]] * 8  # 8 rows: 2% of a 400-row window, the most one request counts
+    for _ in range(50):  # new connections: the kernel spreads them over both workers
+        with requests.Session() as session:
+            assert session.post(server.url + "/predict", json={"instances": shifted}, timeout=5).status_code == 200
+    deadline = time.monotonic() + 15
+    while metric(requests.get(server.url + "/metrics", timeout=5).text, r"kaizen_drift_windows_total") < 1:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    time.sleep(1.2)  # the other worker reads the leader's verdict on its scrape
+    for text in [requests.get(server.url + "/metrics", timeout=5).text for _ in range(6)]:
+        assert metric(text, r"kaizen_drift_windows_total") == 1
+        assert metric(text, r"kaizen_drift_alarm") == 1
+    lines = [line for line in server.logs().splitlines() if '"event":"drift"' in line]
+    assert len(lines) == 1 and '"drift_alarm":1' in lines[0] and '"rows":400' in lines[0]
 
 
 def children_safe(pids: list[int]) -> list[int]:
