@@ -67,9 +67,11 @@ def test_report_json_equals_metrics_for_the_same_rows(server_factory: Callable[.
     assert set(features) == set(metrics["kaizen_drift_psi"]) and "__prediction__" in features
     for name, feature in features.items():
         score = feature["score"]
-        for key in ("psi", "js", "statistic", "threshold"):
-            assert math.isclose(score[key], metrics[f"kaizen_drift_{key}"][name], rel_tol=1e-9, abs_tol=1e-12), (
-                name, key, score[key], metrics[f"kaizen_drift_{key}"][name])
+        for key, metric in (("psi", "kaizen_drift_psi"), ("js", "kaizen_drift_js"),
+                            ("statistic", "kaizen_drift_feature_statistic"),
+                            ("threshold", "kaizen_drift_feature_threshold")):
+            assert math.isclose(score[key], metrics[metric][name], rel_tol=1e-9, abs_tol=1e-12), (
+                name, key, score[key], metrics[metric][name])
         if score["wasserstein"] is not None:
             assert math.isclose(score["wasserstein"], metrics["kaizen_drift_wasserstein"][name], rel_tol=1e-9)
     assert report["verdict"]["alarm"] == (metrics["kaizen_drift_alarm"][""] == 1.0)
