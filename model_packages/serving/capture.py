@@ -1,8 +1,9 @@
 """Sampled data capture: validated inputs and predictions, written off the request path.
 
-The request path only draws a random number and, for a sampled request, puts references to the
-validated matrix and the predictions on a bounded queue (`Capture.offer`). A writer thread formats
-and writes them: to stdout (one JSON line per request) or to rotating JSON Lines files in a directory,
+The request path only draws a random number and, for a sampled request, appends references to the
+validated matrix and the predictions to a deque bounded in requests and rows (`Capture.offer`: no
+thread wake-up). A writer thread drains it every 0.1 s, formats and writes them: to stdout (one JSON
+line per request) or to rotating JSON Lines files in a directory,
 in Kaizen's record shape or in SageMaker's data-capture shape and layout
 (`ENDPOINT/VARIANT/yyyy/mm/dd/hh/*.jsonl`, records with `captureData`/`eventMetadata`), so the drift
 report reads both. A full queue, a full disk or any write error drops the sample and counts it
@@ -19,11 +20,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import queue
 import random
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,7 +36,8 @@ from model_packages.manifest import Manifest
 from model_packages.serving.codecs import to_json_values
 from model_packages.serving.settings import CaptureSettings
 
-BATCH = 256  # records formatted and written per write call at most
+BATCH = 512  # records formatted and written per write call at most
+POLL = 0.1  # seconds between the writer's passes over the queue
 PARTIAL = ".partial"
 
 Counter = Callable[[str, int], None]  # (what, n): "written" or a drop reason
@@ -96,6 +98,14 @@ class RecordFormatter:
 
 def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), allow_nan=False, default=str)
+
+
+class PartialWrite(OSError):
+    """Writing stopped with an error after `written` lines."""
+
+    def __init__(self, written: int) -> None:
+        super().__init__(f"write failed after {written} lines")
+        self.written = written
 
 
 class StdoutSink:
@@ -185,7 +195,24 @@ class DirectorySink:
             total -= size
 
     def write(self, lines: list[str], now: float) -> None:
-        data = ("\n".join(lines) + "\n").encode()
+        """Append whole lines, rotating whenever the next piece would pass max_file_bytes."""
+        piece: list[bytes] = []
+        size = done = 0
+        try:
+            for line in lines:
+                data = line.encode() + b"\n"
+                if piece and self.size + size + len(data) > self.settings.max_file_bytes:
+                    self._append(b"".join(piece), now)
+                    done += len(piece)
+                    piece, size = [], 0
+                piece.append(data)
+                size += len(data)
+            if piece:
+                self._append(b"".join(piece), now)
+        except OSError as error:
+            raise PartialWrite(done) from error
+
+    def _append(self, data: bytes, now: float) -> None:
         if self._due(now, len(data)):
             self.rotate()
         if self.fd is None:
@@ -214,15 +241,19 @@ class DirectorySink:
 
 
 class Capture:
-    """Sampled capture with a bounded queue and one writer thread."""
+    """Sampled capture: a deque bounded in requests and rows, drained by one writer thread every POLL
+    seconds (the request path never wakes it)."""
 
     def __init__(self, settings: CaptureSettings, manifest: Manifest, count: Counter,
                  write_lines: Callable[[list[str]], None] | None = None, tag: str | None = None) -> None:
         self.settings = settings
         self.count = count
         self.formatter = RecordFormatter(manifest, settings.layout)
-        self.queue: queue.Queue[tuple[float, str, str, np.ndarray, np.ndarray] | None] = queue.Queue(
-            settings.queue_size)
+        self.pending: deque[tuple[float, str, str, np.ndarray, np.ndarray]] = deque()
+        self.limit = settings.queue_size
+        self.row_limit = settings.queue_rows
+        self.queued_rows = 0
+        self.lock = threading.Lock()  # guards queued_rows; held for a few instructions, never while writing
         self.random = random.Random()
         if settings.destination == "stdout":
             if write_lines is None:
@@ -230,49 +261,45 @@ class Capture:
             self.sink: StdoutSink | DirectorySink = StdoutSink(write_lines)
         else:
             self.sink = DirectorySink(settings, tag or f"p{os.getpid()}")
+        self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._run, name="kaizen-capture", daemon=True)
         self.thread.start()
 
     def offer(self, request_id: str, route: str, rows: np.ndarray, predictions: np.ndarray) -> None:
-        """The request path: sample, then enqueue references (never blocks, never raises)."""
+        """The request path: sample, then append references (never blocks, never raises)."""
         try:
             if self.random.random() >= self.settings.rate:
                 return
-            self.queue.put_nowait((time.time(), request_id, route, rows, predictions))
-        except queue.Full:
-            self.count("queue_full", 1)
+            n = int(rows.shape[0])
+            with self.lock:
+                full = len(self.pending) >= self.limit or self.queued_rows + n > self.row_limit
+                if not full:
+                    self.queued_rows += n
+                    self.pending.append((time.time(), request_id, route, rows, predictions))
+            if full:
+                self.count("queue_full", 1)
         except Exception:  # capture must never fail a request
             self.count("error", 1)
 
     def _run(self) -> None:
-        stopping = False
-        while not stopping:
-            try:
-                item = self.queue.get(timeout=0.5)
-            except queue.Empty:
-                self._tick()
-                continue
-            items = [item]
-            while len(items) < BATCH:
-                try:
-                    items.append(self.queue.get_nowait())
-                except queue.Empty:
-                    break
-            if None in items:
-                stopping = True
-                items = [i for i in items if i is not None]
-            self._write(items)  # type: ignore[arg-type]
-            self._tick()
+        while not self.stopping.wait(POLL):
+            self._drain()
+        self._drain()
         with contextlib.suppress(OSError):
             self.sink.close()
 
-    def _tick(self) -> None:
+    def _drain(self) -> None:
+        while self.pending:
+            items = []
+            with self.lock:
+                while self.pending and len(items) < BATCH:
+                    items.append(self.pending.popleft())
+                self.queued_rows -= sum(int(item[3].shape[0]) for item in items)
+            self._write(items)
         with contextlib.suppress(OSError):
             self.sink.tick(time.time())
 
     def _write(self, items: list[tuple[float, str, str, np.ndarray, np.ndarray]]) -> None:
-        if not items:
-            return
         lines: list[str] = []
         for ts, request_id, route, rows, predictions in items:
             try:
@@ -283,15 +310,15 @@ class Capture:
             return
         try:
             self.sink.write(lines, time.time())
-        except OSError:
-            self.count("write_error", len(lines))
+        except OSError as error:
+            written = error.written if isinstance(error, PartialWrite) else 0
+            if written:
+                self.count("written", written)
+            self.count("write_error", len(lines) - written)
             return
         self.count("written", len(lines))
 
     def close(self, timeout: float = 5.0) -> None:
         """Write what is queued, finish the current file and stop the writer."""
-        try:
-            self.queue.put(None, timeout=timeout)
-        except queue.Full:
-            return
+        self.stopping.set()
         self.thread.join(timeout)

@@ -90,7 +90,8 @@ class CaptureSettings:
     max_file_bytes: int = 16 << 20
     max_file_seconds: float = 300.0
     max_total_bytes: int = 1 << 30
-    queue_size: int = 1000
+    queue_size: int = 10_000  # requests waiting for the writer
+    queue_rows: int = 200_000  # rows waiting for the writer (bounds memory whatever the request size)
     endpoint: str = "kaizen"
     variant: str = "AllTraffic"
 
@@ -120,7 +121,8 @@ class CaptureSettings:
         return cls(
             rate=rate, destination=destination, layout=layout, max_file_bytes=max_file,
             max_file_seconds=_float(env, "KAIZEN_CAPTURE_MAX_FILE_SECONDS", 300.0, 1.0, 86_400.0),
-            max_total_bytes=total, queue_size=_int(env, "KAIZEN_CAPTURE_QUEUE", 1000, 1, 1_000_000),
+            max_total_bytes=total, queue_size=_int(env, "KAIZEN_CAPTURE_QUEUE", 10_000, 1, 1_000_000),
+            queue_rows=_int(env, "KAIZEN_CAPTURE_QUEUE_ROWS", 200_000, 1, 100_000_000),
             endpoint=env.get("KAIZEN_CAPTURE_ENDPOINT") or "kaizen",
             variant=env.get("KAIZEN_CAPTURE_VARIANT") or "AllTraffic",
         )
