@@ -221,3 +221,28 @@ def test_headless_chromium_renders_every_chart(iris_pkg: Path, tmp_path: Path) -
     assert len(colors) > 50, "the screenshot is not blank"
     orange = sum(count for count, rgb in colors if rgb[0] > 200 and 100 < rgb[1] < 140 and rgb[2] < 80)
     assert orange > 2000, "the current distribution's bars are drawn"
+
+
+def test_sagemaker_records_as_the_endpoint_writes_them(iris_pkg: Path, tmp_path: Path) -> None:
+    """Lists in feature order, CSV input, BASE64 output: what SageMaker's own capture holds."""
+    import base64
+
+    rows = shifted_rows(6)
+    lists = rows.to_numpy().tolist()
+
+    def line(data: str, encoding: str, ctype: str, answers: list[str]) -> str:
+        out = base64.b64encode(json.dumps({"predictions": answers}).encode()).decode()
+        return json.dumps({"captureData": {
+            "endpointInput": {"observedContentType": ctype, "mode": "INPUT", "data": data, "encoding": encoding},
+            "endpointOutput": {"observedContentType": "application/json", "mode": "OUTPUT", "data": out,
+                               "encoding": "BASE64"}},
+            "eventMetadata": {"eventId": "e", "inferenceTime": "2026-11-26T17:00:00Z"}, "eventVersion": "0"})
+
+    csv_text = "\n".join(",".join(str(v) for v in r) for r in lists[3:])
+    (tmp_path / "c.jsonl").write_text(
+        line(json.dumps({"instances": lists[:3]}), "JSON", "application/json", ["setosa"] * 3) + "\n"
+        + line(csv_text, "CSV", "text/csv", ["virginica"] * 3) + "\n")
+    rows.assign(prediction=["setosa"] * 3 + ["virginica"] * 3).to_csv(tmp_path / "rows.csv", index=False)
+    got = report(iris_pkg, tmp_path / "c.jsonl", out=tmp_path / "c.html", extra=("--min-rows", "1"))
+    want = report(iris_pkg, tmp_path / "rows.csv", out=tmp_path / "r.html", extra=("--min-rows", "1"))
+    assert numbers(got) == numbers(want) and got["rows"] == 6 and got["predicted_rows"] == 6
