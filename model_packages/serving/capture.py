@@ -147,7 +147,31 @@ class DirectorySink:
             return folder / name
         return self.root / f"capture-{stamp.strftime('%Y%m%dT%H%M%S')}Z-{self.tag}-{self.seq:05d}.jsonl"
 
+    def recover(self, now: float) -> int:
+        """Put in place what a killed writer left: `.partial` files older than two rotation periods, cut
+        back to their last whole line (a live writer renames its file within one period)."""
+        found = 0
+        for partial in self.root.rglob("." + "*" + PARTIAL):
+            try:
+                if now - partial.stat().st_mtime < 2 * self.settings.max_file_seconds:
+                    continue
+                data = partial.read_bytes()
+                whole = data[: data.rfind(b"\n") + 1]
+                final = partial.with_name(partial.name[1: -len(PARTIAL)])
+                if whole:
+                    with open(partial, "r+b") as handle:
+                        handle.truncate(len(whole))
+                    os.replace(partial, final)
+                    found += 1
+                else:
+                    partial.unlink()
+            except OSError:
+                continue
+        return found
+
     def _open(self, now: float) -> None:
+        if self.seq == 0:
+            self.recover(now)
         final = self._final_name(now)
         final.parent.mkdir(parents=True, exist_ok=True)
         partial = final.with_name("." + final.name + PARTIAL)

@@ -215,3 +215,20 @@ def test_small_queue_counts_every_sample(server_factory: Callable[..., RunningSe
     dropped = metric(server, "kaizen_capture_dropped_total")
     assert written + dropped == 40 and written >= 1
     assert os.path.isdir(tmp_path / "c")
+
+
+def test_a_killed_writers_partial_file_is_put_in_place(server_factory: Callable[..., RunningServer],
+                                                        tmp_path: Path) -> None:
+    where = tmp_path / "capture"
+    env = {"KAIZEN_CAPTURE_RATE": "1", "KAIZEN_CAPTURE_DIR": str(where), "KAIZEN_CAPTURE_MAX_FILE_SECONDS": "1"}
+    where.mkdir()
+    stale = where / ".capture-20260101T000000Z-p1-00001.jsonl.partial"
+    stale.write_text(json.dumps({"time": "2026-01-01T00:00:00.000000Z", "request_id": "old", "inputs": {},
+                                 "predictions": []}) + "\n" + '{"time": "2026-01-01T00:00:01')  # cut mid-line
+    os.utime(stale, (time.time() - 10, time.time() - 10))
+    server = server_factory(IRIS, env)
+    assert post(server, [ROW]).status_code == 200
+    stop(server)
+    recovered = where / "capture-20260101T000000Z-p1-00001.jsonl"
+    assert not stale.exists() and recovered.is_file()
+    assert [json.loads(x)["request_id"] for x in recovered.read_text().splitlines()] == ["old"]
