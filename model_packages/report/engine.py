@@ -8,6 +8,7 @@ back to the baseline's decile bins and PSI only (no calibrated verdict).
 from __future__ import annotations
 
 import itertools
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -45,6 +46,7 @@ class Engine:
         else:
             self._core = DriftState.from_manifest(manifest)
             self._layouts = list(self._core.layouts)
+        self._prewarm: threading.Thread | None = None
         self.counts = np.zeros((len(self._layouts), max((len(s.labels) for s in self._layouts), default=1)),
                                dtype=np.int64)
 
@@ -65,6 +67,16 @@ class Engine:
                 self._layouts.append(_Layout(spec.name, "numeric", column, labels,
                                              np.array([0.0, *base.bin_fractions]),
                                              inner=np.asarray(base.bin_edges, dtype=np.float64)))
+
+    def prewarm(self, rows: int) -> None:
+        """Solve the calibration for a window of `rows` rows in a thread while the rows are being read
+        (numpy releases the GIL; the tables depend only on the row count and alpha)."""
+        if self._core is None or rows < max(1, self.min_rows):
+            return
+        core, alpha = self._core, self.alpha
+        self._prewarm = threading.Thread(target=core.thresholds, args=(alpha, rows), name="kaizen-calibration",
+                                         daemon=True)
+        self._prewarm.start()
 
     @property
     def calibrated(self) -> bool:
@@ -96,6 +108,9 @@ class Engine:
 
     def verdict(self) -> dict[str, Any]:
         """Rows, alpha, alarm, statistic, threshold and per-feature scores (as the runtime reports them)."""
+        if self._prewarm is not None:
+            self._prewarm.join()
+            self._prewarm = None
         if self._core is not None:
             return self._core.evaluate(self.alpha, min_rows=self.min_rows, counts=self.counts).as_dict()
         rows = int(self.counts[0].sum()) if self._layouts else 0
