@@ -46,3 +46,21 @@ def test_unknown_sensitive_name_is_refused(tmp_path: Path) -> None:
         create_package(model, x, y, out_dir=tmp_path / "p", name="iris-s", version="1.0.0", feature_names=names,
                        compile_onnx=False, sensitive=["ssn"])
     assert not (tmp_path / "p").exists()
+
+
+def test_kaizen_package_sensitive_option(tmp_path: Path) -> None:
+    import pandas as pd
+    import skops.io as sio
+    from sklearn.linear_model import LogisticRegression
+    from typer.testing import CliRunner
+
+    from model_packages.cli import app
+
+    x, y, names = _iris()
+    sio.dump(LogisticRegression(max_iter=500).fit(pd.DataFrame(x, columns=names), y), tmp_path / "m.skops")
+    pd.DataFrame(x, columns=names).assign(species=y).to_csv(tmp_path / "d.csv", index=False)
+    result = CliRunner().invoke(app, ["package", str(tmp_path / "m.skops"), "--data", str(tmp_path / "d.csv"),
+                                      "--target", "species", "--name", "iris-s", "--version", "1.0.0",
+                                      "--out", str(tmp_path / "p"), "--sensitive", "pw"])
+    assert result.exit_code == 0, result.output
+    assert [s.name for s in read_manifest(tmp_path / "p").inputs if s.sensitive] == ["pw"]
