@@ -11,9 +11,15 @@ import pulumi_aws as aws
 
 from infra.aws.endpoint import VARIANT
 
-DRIFT_METRIC = "DriftScore"
+DRIFT_METRIC = "DriftAlarm"  # 0/1 per closed window: the runtime's calibrated verdict
+DRIFT_STATISTIC_METRIC = "DriftStatistic"  # the calibrated score (alarm at >= 1), for the dashboard
 DRIFT_NAMESPACE_PREFIX = "Kaizen"
 DRIFT_PATTERN = '{ $.event = "drift" }'
+
+
+def drift_period(window_seconds: float) -> int:
+    """The drift alarm's period: a multiple of 60 s holding at least one window (at most a day)."""
+    return int(min(86_400, max(60, -(-int(window_seconds) // 60) * 60)))
 
 
 def drift_namespace(endpoint_name: str) -> str:
@@ -29,7 +35,8 @@ class EndpointMonitoringArgs:
     latency_p99_ms: float
     errors_5xx_per_5min: int
     saturation_percent: float
-    drift_score: float
+    drift_window_seconds: float
+    drift_false_alarm_days: float
     serverless: bool
     account_id: pulumi.Input[str]
     partition: pulumi.Input[str]
@@ -57,17 +64,19 @@ class EndpointMonitoring(pulumi.ComponentResource):
             aws.cloudwatch.LogGroupArgs(name=f"/aws/sagemaker/Endpoints/{ep}", retention_in_days=args.retention_days),
             opts=child,
         )
-        aws.cloudwatch.LogMetricFilter(
-            f"{name}-drift-filter",
-            aws.cloudwatch.LogMetricFilterArgs(
-                log_group_name=log_group.name,
-                pattern=DRIFT_PATTERN,
-                metric_transformation=aws.cloudwatch.LogMetricFilterMetricTransformationArgs(
-                    name=DRIFT_METRIC, namespace=drift_namespace(ep), value="$.drift_score"
+        for suffix, metric, field_name in (("drift-filter", DRIFT_METRIC, "drift_alarm"),
+                                           ("drift-statistic-filter", DRIFT_STATISTIC_METRIC, "drift_statistic")):
+            aws.cloudwatch.LogMetricFilter(
+                f"{name}-{suffix}",
+                aws.cloudwatch.LogMetricFilterArgs(
+                    log_group_name=log_group.name,
+                    pattern=DRIFT_PATTERN,
+                    metric_transformation=aws.cloudwatch.LogMetricFilterMetricTransformationArgs(
+                        name=metric, namespace=drift_namespace(ep), value=f"$.{field_name}"
+                    ),
                 ),
-            ),
-            opts=child,
-        )
+                opts=child,
+            )
 
         if args.topic_arn is not None:
             topic_arn: pulumi.Output[str] = pulumi.Output.from_input(args.topic_arn)
@@ -189,14 +198,18 @@ class EndpointMonitoring(pulumi.ComponentResource):
                 name=f"{ep}-drift",
                 alarm_actions=actions,
                 ok_actions=actions,
-                alarm_description=f"runtime drift score (max PSI) above {args.drift_score}",
+                alarm_description=(
+                    "the runtime's calibrated drift test failed on a closed window (drift_alarm=1); "
+                    f"false alarms about once per {args.drift_false_alarm_days:g} days"
+                ),
                 namespace=drift_namespace(ep),
                 metric_name=DRIFT_METRIC,
                 statistic="Maximum",
-                period=300,
+                # One verdict line per window: each period holds the last window's verdict.
+                period=drift_period(args.drift_window_seconds),
                 evaluation_periods=1,
-                threshold=args.drift_score,
-                comparison_operator="GreaterThanThreshold",
+                threshold=1,
+                comparison_operator="GreaterThanOrEqualToThreshold",
                 treat_missing_data="notBreaching",
             ),
         )
@@ -271,8 +284,9 @@ class EndpointMonitoring(pulumi.ComponentResource):
                     ),
                     _widget(
                         3,
-                        "Drift score (max PSI)",
-                        [[drift_namespace(ep), DRIFT_METRIC, {"stat": "Maximum"}]],
+                        "Drift: calibrated score (alarm at 1) and verdict",
+                        [[drift_namespace(ep), DRIFT_STATISTIC_METRIC, {"stat": "Maximum"}],
+                         [drift_namespace(ep), DRIFT_METRIC, {"stat": "Maximum"}]],
                         args.region,
                     ),
                 ]

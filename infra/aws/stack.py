@@ -111,7 +111,8 @@ def _serving(
             latency_p99_ms=settings.alerts.latency_p99_ms,
             errors_5xx_per_5min=settings.alerts.errors_5xx_per_5min,
             saturation_percent=settings.alerts.saturation_percent,
-            drift_score=settings.alerts.drift_score,
+            drift_window_seconds=settings.drift.window_seconds,
+            drift_false_alarm_days=settings.drift.false_alarm_days,
             serverless=serverless,
             account_id=account_id,
             partition=partition,
@@ -172,7 +173,7 @@ def _serving(
             rollback_alarm_names=[monitoring.alarm_names["latency"], monitoring.alarm_names["errors"]]
             if not serverless
             else [],
-            environment={"KAIZEN_DRIFT_LOG_INTERVAL": "60", **runtime.as_env()},
+            environment={**settings.drift.as_env(), **runtime.as_env()},
             autoscaling=settings.autoscaling,
             protect=cfg.protect,
         ),

@@ -20,7 +20,8 @@ def latency_query(name: str) -> str:
 
 
 def drift_query(compute: str, name: str) -> str:
-    """KQL turning the runtime's `{"event":"drift","drift_score":x}` lines into DriftScore."""
+    """KQL turning the runtime's `{"event":"drift","drift_alarm":0|1}` lines (one per closed
+    window, the calibrated verdict) into DriftAlarm."""
     if compute == "containerapp":
         source = f'ContainerAppConsoleLogs_CL | where ContainerAppName_s == "{name}" | extend d = parse_json(Log_s)'
     else:
@@ -33,7 +34,7 @@ def drift_query(compute: str, name: str) -> str:
         )
     return (
         f'{source} | where tostring(d.event) == "drift" '
-        "| summarize DriftScore = max(todouble(d.drift_score)) by bin(TimeGenerated, 5m)"
+        "| summarize DriftAlarm = max(toint(d.drift_alarm)) by bin(TimeGenerated, 5m)"
     )
 
 
@@ -51,7 +52,7 @@ class EndpointAlertsArgs:
     errors_5xx_per_5min: int
     saturation_percent: float
     max_instances: int
-    drift_score: float
+    drift_false_alarm_days: float
 
 
 class EndpointAlerts(pulumi.ComponentResource):
@@ -209,11 +210,12 @@ class EndpointAlerts(pulumi.ComponentResource):
 
         drift = log_alert(
             "drift",
-            f"DriftScore above {args.drift_score}",
-            "Kaizen runtime drift score (max PSI across features), metric DriftScore",
+            "calibrated drift alarm (drift_alarm=1)",
+            "A drift window failed the runtime's calibrated test; false alarms about once per "
+            f"{args.drift_false_alarm_days:g} days",
             drift_query(args.compute, args.target_name),
-            "DriftScore",
-            args.drift_score,
+            "DriftAlarm",
+            0,
         )
         if not ml:  # the platform's metrics have no percentile: a true p99 from the request log lines
             log_alert(

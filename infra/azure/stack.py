@@ -97,7 +97,7 @@ def _serving(
     else:
         vcpus, front_end = workers_for_cpu(settings.cpu), "azure-containerapp"
     runtime = runtime_env("azure", front_end, vcpus, settings.runtime.workers, settings.runtime.keep_alive_timeout)
-    environment = {"KAIZEN_DRIFT_LOG_INTERVAL": "60", **runtime.as_env()}
+    environment = {**settings.drift.as_env(), **runtime.as_env()}
 
     observability = Observability(
         "observability",
@@ -208,7 +208,7 @@ def _serving(
             errors_5xx_per_5min=settings.alerts.errors_5xx_per_5min,
             saturation_percent=settings.alerts.saturation_percent,
             max_instances=settings.max_instances,
-            drift_score=settings.alerts.drift_score,
+            drift_false_alarm_days=settings.drift.false_alarm_days,
         ),
         opts=opts,
     )

@@ -24,6 +24,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from infra.batch_config import BatchSettings
+from infra.drift_config import DriftSettings, refuse_drift_score
 from infra.local.settings import LocalSettings  # owned by the `local` target
 from model_packages.ci.workflows import DEPLOY_ENVIRONMENTS
 from model_packages.image import records
@@ -123,7 +124,11 @@ class Alerts(_Model):
     latency_p99_ms: Annotated[float, Field(gt=0)] = 1000.0
     errors_5xx_per_5min: Annotated[int, Field(ge=1, alias="errors5xxPer5min")] = 5
     saturation_percent: Annotated[float, Field(gt=0, le=100)] = 80.0
-    drift_score: Annotated[float, Field(gt=0)] = 0.25
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_drift_score(cls, data: Any) -> Any:  # the fixed PSI threshold became drift.falseAlarmDays
+        return refuse_drift_score(data)
 
 
 class RuntimeSettings(_Model):
@@ -141,6 +146,7 @@ class _Serving(_Model):
     public: bool = False
     log_retention_days: Annotated[int, Field(ge=1, le=3653)] = 30
     alerts: Alerts = Alerts()
+    drift: DriftSettings = DriftSettings()
 
     @model_validator(mode="after")
     def _bounds(self) -> _Serving:

@@ -13,13 +13,15 @@ import pulumi_random as random
 import pulumiverse_time as time
 
 DRIFT_FILTER = 'jsonPayload.event="drift"'
+# The runtime's calibrated verdict per closed window: 1 when the window failed the test.
+DRIFT_ALARM_FILTER = f"{DRIFT_FILTER} AND jsonPayload.drift_alarm=1"
 # A new log-based metric can take "up to 10 minutes" before alert policies may reference it
 # (hashicorp/terraform-provider-google#11102); depends_on alone cannot wait for that.
 METRIC_PROPAGATION = "300s"
 
 
 def drift_metric_name(service: str) -> str:
-    return f"Kaizen/{service}/DriftScore"
+    return f"Kaizen/{service}/DriftAlarms"
 
 
 @dataclass(frozen=True)
@@ -30,7 +32,7 @@ class ServiceMonitoringArgs:
     latency_p99_ms: float
     errors_5xx_per_5min: int
     saturation_percent: float
-    drift_score: float
+    drift_false_alarm_days: float
     channel_ids: list[str] = field(default_factory=list)
     emails: list[str] = field(default_factory=list)
 
@@ -79,16 +81,10 @@ class ServiceMonitoring(pulumi.ComponentResource):
             gcp.logging.MetricArgs(
                 project=args.project,
                 name=metric_name,
-                description="Kaizen runtime drift score (max PSI across features)",
-                filter=f"{resource} AND {DRIFT_FILTER}",
-                value_extractor="EXTRACT(jsonPayload.drift_score)",
+                description="Kaizen runtime drift windows that failed the calibrated test (drift_alarm=1)",
+                filter=f"{resource} AND {DRIFT_ALARM_FILTER}",
                 metric_descriptor=gcp.logging.MetricMetricDescriptorArgs(
-                    metric_kind="DELTA", value_type="DISTRIBUTION", unit="1", display_name="DriftScore"
-                ),
-                bucket_options=gcp.logging.MetricBucketOptionsArgs(
-                    explicit_buckets=gcp.logging.MetricBucketOptionsExplicitBucketsArgs(
-                        bounds=[0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 1.0, 2.0]
-                    )
+                    metric_kind="DELTA", value_type="INT64", unit="1", display_name="DriftAlarms"
                 ),
             ),
             opts=child,
@@ -212,13 +208,13 @@ class ServiceMonitoring(pulumi.ComponentResource):
         )
         drift = policy(
             "drift",
-            f"drift score above {args.drift_score}",
+            f"calibrated drift alarm (false alarms about once per {args.drift_false_alarm_days:g} days)",
             [
                 threshold(
-                    "DriftScore (max PSI)",
+                    "drift windows with drift_alarm=1",
                     f'metric.type="logging.googleapis.com/user/{metric_name}"',
-                    "ALIGN_PERCENTILE_99",
-                    args.drift_score,
+                    "ALIGN_SUM",
+                    0.0,
                     period="300s",
                     duration="0s",
                 ),
@@ -252,7 +248,7 @@ class ServiceMonitoring(pulumi.ComponentResource):
                 'metric.type="run.googleapis.com/container/cpu/utilizations"',
                 "ALIGN_PERCENTILE_99",
             ),
-            chart("Drift score", f'metric.type="logging.googleapis.com/user/{metric_name}"', "ALIGN_PERCENTILE_99"),
+            chart("Drift alarms (calibrated)", f'metric.type="logging.googleapis.com/user/{metric_name}"', "ALIGN_SUM"),
         ]
         dashboard = gcp.monitoring.Dashboard(
             f"{name}-dashboard",

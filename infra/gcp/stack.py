@@ -97,7 +97,7 @@ def _serving(
             latency_p99_ms=settings.alerts.latency_p99_ms,
             errors_5xx_per_5min=settings.alerts.errors_5xx_per_5min,
             saturation_percent=settings.alerts.saturation_percent,
-            drift_score=settings.alerts.drift_score,
+            drift_false_alarm_days=settings.drift.false_alarm_days,
             channel_ids=list(settings.notifications.channel_ids),
             emails=list(settings.notifications.emails),
         ),
@@ -122,7 +122,7 @@ def _serving(
             stable_revision=settings.stable_revision,
             deletion_protection=cfg.protect,
             environment={
-                "KAIZEN_DRIFT_LOG_INTERVAL": "60",
+                **settings.drift.as_env(),
                 **runtime_env(
                     "gcp", "gcp", int(settings.cpu), settings.runtime.workers, settings.runtime.keep_alive_timeout
                 ).as_env(),

@@ -111,7 +111,8 @@ def deploy(cfg: StackConfig) -> None:
         for name in settings.batch.inputs:
             if not (Path(settings.batch.input) / name).is_file():
                 raise _fail("batch.inputs", f"{name}: no such file in {settings.batch.input}")
-    alerts_rules = monitoring.alert_rules(settings.alerts, model=model_name)
+    alerts_rules = monitoring.alert_rules(settings.alerts, model=model_name,
+                                          drift_days=settings.drift.false_alarm_days)
     _check_rules(alerts_rules)
     binaries = tools_binaries()
 
@@ -170,9 +171,9 @@ def deploy(cfg: StackConfig) -> None:
             backend_ports=settings.backends,
             tools_image=tools.ref,
             model=model_name,
+            env={**settings.drift.as_env(), **(settings.capture.env() if settings.capture else {})},
             restart_policy=settings.restart_policy,
             ready_timeout_seconds=settings.ready_timeout_seconds,
-            env=settings.capture.env() if settings.capture else {},
             capture_dir=settings.capture.dir if settings.capture else None,
         ),
     )
@@ -185,6 +186,7 @@ def deploy(cfg: StackConfig) -> None:
             model=model_name,
             tools_image=tools.ref,
             alerts=settings.alerts,
+            drift_days=settings.drift.false_alarm_days,
             scrape_interval=settings.scrape_interval,
             restart_policy=settings.restart_policy,
         ),

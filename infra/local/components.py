@@ -272,6 +272,7 @@ class LocalMonitoringArgs:
     model: str
     tools_image: pulumi.Input[str]
     alerts: AlertSettings = field(default_factory=AlertSettings)
+    drift_days: float = 30.0  # the runtime's time between false drift alarms (for the alert summary)
     scrape_interval: str = "5s"
     restart_policy: str = "unless-stopped"
 
@@ -286,7 +287,7 @@ class LocalMonitoring(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: LocalMonitoringArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__(f"{PKG}:Monitoring", name, None, opts)
-        self.rules = monitoring.alert_rules(args.alerts, model=args.model)
+        self.rules = monitoring.alert_rules(args.alerts, model=args.model, drift_days=args.drift_days)
         config = monitoring.prometheus_config(
             target=args.target, scrape_interval=args.scrape_interval, model=args.model
         )

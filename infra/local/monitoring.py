@@ -10,8 +10,9 @@ CONFIG_PATH = "/etc/kaizen/prometheus.yml"
 RULES_PATH = "/etc/kaizen/rules.yml"
 
 
-def alert_rules(alerts: AlertSettings, *, model: str) -> str:
-    """Alert rules for p99 latency, 5xx rate and drift (checked by `promtool check rules`)."""
+def alert_rules(alerts: AlertSettings, *, model: str, drift_days: float = 30.0) -> str:
+    """Alert rules for p99 latency, 5xx rate and drift (checked by `promtool check rules`);
+    `drift_days` is the runtime's configured time between false drift alarms (for the summary)."""
     w = "5m"
     p99_seconds = alerts.latency_p99_ms / 1000.0
     labels = {"severity": "page", "model": model}
@@ -46,11 +47,13 @@ def alert_rules(alerts: AlertSettings, *, model: str) -> str:
                     },
                     {
                         "alert": "KaizenDrift",
-                        "expr": f"max(kaizen_drift_score) > {alerts.drift_score}",
-                        "for": alerts.for_,
+                        # The runtime's calibrated verdict on its last closed window; no `for`:
+                        # the window is the persistence, and its false-alarm rate is configured.
+                        "expr": "max(kaizen_drift_alarm) >= 1",
                         "labels": labels,
                         "annotations": {
-                            "summary": f"input drift of {model}: max PSI above {alerts.drift_score}",
+                            "summary": f"drift of {model}: the last window failed the calibrated test "
+                                       f"(false alarms about once per {drift_days:g} days)",
                         },
                     },
                     {

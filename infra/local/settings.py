@@ -8,7 +8,8 @@ Everything runs on this machine through the Docker engine, bound to 127.0.0.1:
       endpointPort: 8080              # the endpoint's stable URL (a loopback reverse proxy)
       backendPorts: [8081, 8082]      # blue/green ports of the model containers behind it
       prometheusPort: 9090
-      alerts: {latencyP99Ms: 1000, errors5xxPer5min: 5, driftScore: 0.25}  # as on the clouds
+      alerts: {latencyP99Ms: 1000, errors5xxPer5min: 5}  # as on the clouds
+      drift: {falseAlarmDays: 30, windowSeconds: 3600}  # the runtime's calibrated alarm (infra/drift_config.py)
       batch: {input: /srv/in, output: /srv/out, inputs: [day.csv]}  # optional job (infra/batch_config.py)
       capture: {rate: 0.1, dir: /srv/kaizen-capture, format: kaizen}  # optional data capture (host dir)
 
@@ -18,12 +19,13 @@ typo fails before any resource is touched with a message naming the key.
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 from infra.batch_config import BatchSettings
+from infra.drift_config import DriftSettings, refuse_drift_score
 
 Port = int
 
@@ -37,8 +39,12 @@ class AlertSettings(_Model):
 
     latency_p99_ms: float = Field(default=1000.0, gt=0, le=600_000)
     errors_5xx_per_5min: int = Field(default=5, ge=1, alias="errors5xxPer5min")
-    drift_score: float = Field(default=0.25, gt=0, le=10)
     for_: str = Field(default="2m", alias="for", pattern=r"^[0-9]+[smh]$")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_drift_score(cls, data: Any) -> Any:  # the fixed PSI threshold became drift.falseAlarmDays
+        return refuse_drift_score(data)
 
 
 class CaptureSettings(_Model):
@@ -83,6 +89,7 @@ class LocalSettings(_Model):
     restart_policy: Literal["always", "unless-stopped", "on-failure"] = "unless-stopped"
     ready_timeout_seconds: int = Field(default=120, ge=5, le=3600)
     alerts: AlertSettings = AlertSettings()
+    drift: DriftSettings = Field(default_factory=DriftSettings, description="The runtime's calibrated drift alarm.")
     batch: BatchSettings | None = Field(
         default=None, description="A batch job run on `pulumi up` (infra/local/batch.py)."
     )

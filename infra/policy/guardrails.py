@@ -325,14 +325,14 @@ def _alarm_targets(args: StackValidationArgs) -> list[str]:
     if "aws:sagemaker/endpoint:Endpoint" in types:
         alarms = [r for r in args.resources if r.resource_type == "aws:cloudwatch/metricAlarm:MetricAlarm"]
         metrics = {r.props.get("metricName") for r in alarms}
-        for needed in ("ModelLatency", "Invocation5XXErrors", "DriftScore"):
+        for needed in ("ModelLatency", "Invocation5XXErrors", "DriftAlarm"):
             if needed not in metrics:
                 problems.append(f"SageMaker endpoint without a {needed} alarm")
         problems += [f"alarm {r.name} notifies nobody" for r in alarms if not r.props.get("alarmActions")]
     if "gcp:cloudrunv2/service:Service" in types:
         policies = [r for r in args.resources if r.resource_type == "gcp:monitoring/alertPolicy:AlertPolicy"]
         text = json.dumps([r.props.get("conditions") for r in policies], default=str)
-        for needed in ("request_latencies", "5xx", "DriftScore"):
+        for needed in ("request_latencies", "5xx", "DriftAlarms"):
             if needed not in text:
                 problems.append(f"Cloud Run service without a {needed} alert policy")
         problems += [

@@ -31,23 +31,35 @@ MAX_STATISTIC = 300.0
 class Calibration:
     """Tail tables and the solved per-slot level for windows of exactly `n` rows."""
 
-    def __init__(self, expected: np.ndarray, n: int, groups: np.ndarray | None = None) -> None:
+    def __init__(self, expected: np.ndarray, n: int, groups: np.ndarray | None = None,
+                 concentration: np.ndarray | None = None) -> None:
         """`expected`: the baseline probabilities of every slot of every feature, concatenated;
-        `groups`: the feature index of each slot (default: one feature)."""
+        `groups`: the feature index of each slot (default: one feature); `concentration`: per slot,
+        the training rows (plus prior pseudo-counts) the probability was estimated from. With it a
+        slot's count is Beta-binomial (the baseline's own sampling error is part of the null: the
+        Dirichlet posterior of the training counts, Jeffreys prior); without it, Binomial."""
         if n < 1:
             raise ValueError("a window needs at least one row")
         p = np.clip(np.asarray(expected, dtype=np.float64), 1e-12, 1.0 - 1e-12)
         self.n = n
-        sigma = np.sqrt(n * p * (1 - p))
+        var = n * p * (1 - p)
+        total = None if concentration is None else np.asarray(concentration, dtype=np.float64)
+        if total is not None:
+            var = var * (total + n) / (total + 1)
+        sigma = np.sqrt(var)
         self.low = np.clip(np.floor(n * p - TAIL_SIGMAS * sigma - 12), 0, n).astype(np.int64)
         high = np.clip(np.ceil(n * p + TAIL_SIGMAS * sigma + 12), 0, n).astype(np.int64)
         width = int((high - self.low).max()) + 1
         x = self.low[:, None] + np.arange(width)[None, :]
         valid = x <= n
-        xs = np.minimum(x, n)
-        logfact = np.concatenate([[0.0], np.cumsum(np.log(np.arange(1, n + 1, dtype=np.float64)))])
-        logpmf = (logfact[n] - logfact[xs] - logfact[n - xs]
-                  + xs * np.log(p)[:, None] + (n - xs) * np.log1p(-p)[:, None])
+        xs = np.minimum(x, n).astype(np.float64)
+        if total is None:
+            logfact = np.concatenate([[0.0], np.cumsum(np.log(np.arange(1, n + 1, dtype=np.float64)))])
+            ix = xs.astype(np.int64)
+            logpmf = (logfact[n] - logfact[ix] - logfact[n - ix]
+                      + xs * np.log(p)[:, None] + (n - xs) * np.log1p(-p)[:, None])
+        else:
+            logpmf = _beta_binomial_logpmf(n, p * total, (1 - p) * total, self.low, xs)
         pmf = np.where(valid, np.exp(logpmf), 0.0)
         # P(X <= x) and P(X >= x) for x = low .. low + width - 1 (mass outside the table is < 1e-40).
         self.lower = np.minimum(np.cumsum(pmf, axis=1), 1.0)
@@ -128,6 +140,22 @@ class Calibration:
                 break
         self._levels[key] = levels
         return levels
+
+
+def _beta_binomial_logpmf(n: int, a: np.ndarray, b: np.ndarray, low: np.ndarray, xs: np.ndarray) -> np.ndarray:
+    """log P(X = x) of Beta-binomial(n, a, b) on rows x = low .. low + width - 1 (clipped at n):
+    exact at `low` (math.lgamma, once per slot), then the pmf ratio recursion, in logs."""
+    lg = np.vectorize(math.lgamma, otypes=[np.float64])
+    k = low.astype(np.float64)
+    start = (lg(n + 1.0) - lg(k + 1) - lg(n - k + 1)
+             + lg(k + a) + lg(n - k + b) - lg(n + a + b) + lg(a + b) - lg(a) - lg(b))
+    x = xs[:, :-1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = (np.log(np.maximum(n - x, 0.0)) + np.log(x + a[:, None])
+                 - np.log(x + 1) - np.log(n - x - 1 + b[:, None]))
+    ratio = np.where(x < n, ratio, -np.inf)  # beyond n the table is invalid anyway
+    steps = np.concatenate([np.zeros((low.size, 1)), np.cumsum(ratio, axis=1)], axis=1)
+    return start[:, None] + steps
 
 
 def statistic(tail: np.ndarray | float) -> np.ndarray:

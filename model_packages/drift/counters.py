@@ -42,6 +42,8 @@ class FeatureLayout:
     inner: np.ndarray = field(default_factory=lambda: np.zeros(0))  # numeric: the baseline's bin_edges
     std: float | None = None
     index: dict[str, int] = field(default_factory=dict)  # categorical: value -> slot
+    #: training rows plus prior pseudo-counts behind `expected` (the baseline's own sampling error)
+    weight: float = 0.0
 
     @property
     def size(self) -> int:
@@ -89,9 +91,9 @@ def _floats(values: np.ndarray | Sequence[object]) -> np.ndarray:
     return np.array([np.nan if v is None else float(v) for v in array.tolist()], dtype=np.float64)  # type: ignore[arg-type]
 
 
-def _normalise(weights: list[float]) -> np.ndarray:
+def _normalise(weights: list[float]) -> tuple[np.ndarray, float]:
     array = np.asarray(weights, dtype=np.float64)
-    return array / array.sum()
+    return array / array.sum(), float(array.sum())
 
 
 def numeric_layout(name: str, column: int, base: FeatureBaseline) -> FeatureLayout | None:
@@ -105,8 +107,9 @@ def numeric_layout(name: str, column: int, base: FeatureBaseline) -> FeatureLayo
     bounds = [base.min, *base.bin_edges, base.max]
     labels += [f"[{a:g}, {b:g})" for a, b in pairwise(bounds)]
     labels += [f"> {base.max:g}"]
-    return FeatureLayout(name, "numeric", column, labels, _normalise(weights), edges=edges, inner=inner,
-                         std=base.std if base.std else None)
+    expected, weight = _normalise(weights)
+    return FeatureLayout(name, "numeric", column, labels, expected, edges=edges, inner=inner,
+                         std=base.std if base.std else None, weight=weight)
 
 
 def boolean_layout(name: str, column: int, base: FeatureBaseline) -> FeatureLayout | None:
@@ -114,7 +117,8 @@ def boolean_layout(name: str, column: int, base: FeatureBaseline) -> FeatureLayo
         return None
     true = base.mean * base.count
     weights = [base.missing + BIN_PRIOR, base.count - true + BIN_PRIOR, true + BIN_PRIOR]
-    return FeatureLayout(name, "boolean", column, ["missing", "false", "true"], _normalise(weights))
+    expected, weight = _normalise(weights)
+    return FeatureLayout(name, "boolean", column, ["missing", "false", "true"], expected, weight=weight)
 
 
 def categorical_layout(name: str, column: int, base: FeatureBaseline,
@@ -127,8 +131,9 @@ def categorical_layout(name: str, column: int, base: FeatureBaseline,
     weights += [base.category_fractions.get(c, 0.0) * base.count + BIN_PRIOR for c in names]
     weights.append(BIN_PRIOR)  # unseen
     index = {c: k + 1 for k, c in enumerate(names)}
-    return FeatureLayout(name, "categorical", column, ["missing", *names, "unseen"], _normalise(weights),
-                         index=index)
+    expected, weight = _normalise(weights)
+    return FeatureLayout(name, "categorical", column, ["missing", *names, "unseen"], expected,
+                         index=index, weight=weight)
 
 
 def feature_layouts(manifest: Manifest, *, prediction: bool = True) -> list[FeatureLayout]:

@@ -63,6 +63,9 @@ class DriftState:
             self._mask[k, : layout.size] = True
         self._flat_expected = self.expected[self._mask]
         self._groups = np.nonzero(self._mask)[0]
+        weights = np.array([layout.weight for layout in self.layouts], dtype=np.float64)
+        # Beta-binomial slots when every feature knows how many training rows it came from.
+        self._concentration = weights[self._groups] if self.layouts and (weights > 0).all() else None
         self._calibrations: OrderedDict[int, Calibration] = OrderedDict()
 
     @classmethod
@@ -131,7 +134,7 @@ class DriftState:
         """Tail tables for windows of `n` rows (a few window sizes are cached)."""
         cal = self._calibrations.get(n)
         if cal is None:
-            cal = Calibration(self._flat_expected, n, self._groups)
+            cal = Calibration(self._flat_expected, n, self._groups, self._concentration)
             self._calibrations[n] = cal
             while len(self._calibrations) > CALIBRATION_CACHE:
                 self._calibrations.popitem(last=False)
@@ -192,11 +195,14 @@ class DriftState:
         return Verdict(rows=n, alpha=alpha, alarm=any(s.alarm for s in features.values()),
                        statistic=top, features=features)
 
-    def null_counts(self, n: int, windows: int, rng: np.random.Generator) -> np.ndarray:
-        """`windows` windows of `n` rows drawn from the baseline: (windows, features, slots)."""
+    def null_counts(self, n: int, windows: int, rng: np.random.Generator,
+                    probabilities: Sequence[np.ndarray] | None = None) -> np.ndarray:
+        """`windows` windows of `n` rows drawn from `probabilities` (per feature; default the
+        baseline's `expected`): (windows, features, slots)."""
         out = np.zeros((windows, *self.counts.shape), dtype=np.int64)
         for k, layout in enumerate(self.layouts):
-            out[:, k, : layout.size] = rng.multinomial(n, layout.expected, size=windows)
+            p = layout.expected if probabilities is None else probabilities[k]
+            out[:, k, : layout.size] = rng.multinomial(n, p, size=windows)
         return out
 
     def alarms(self, alpha: float, windows: np.ndarray) -> np.ndarray:

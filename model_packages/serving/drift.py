@@ -74,6 +74,8 @@ class DriftMonitor:
         self.leader = worker == 0
         self.clock = clock
         self.on_verdict: Callable[[Verdict], None] | None = None
+        self.on_error: Callable[[str], None] | None = None
+        self._last_error = ""
         self._lock = threading.Lock()
         self._pending: list[tuple[np.ndarray, np.ndarray | None]] = []
         self._pending_rows = 0
@@ -197,8 +199,11 @@ class DriftMonitor:
         while not self._stop.wait(self.config.tick_seconds):
             try:
                 self.tick()
-            except Exception:  # drift must never take the server down
-                continue
+            except Exception as error:  # drift must never take the server down; say why, once per kind
+                message = f"{type(error).__name__}: {error}"
+                if message != self._last_error and self.on_error is not None:
+                    self.on_error(message)
+                self._last_error = message
 
     # -- sharing between workers ------------------------------------------------------------
     def _key(self) -> str:

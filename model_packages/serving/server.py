@@ -531,6 +531,7 @@ class Server:
                            min_rows=config.min_rows, alpha=config.alpha,
                            thresholds={k: round(v, 3) for k, v in drift.nominal_thresholds.items()})
             drift.on_verdict = self._log_verdict
+        drift.on_error = lambda message: self.log.event("drift_error", error=message)
         drift.start()
 
     def _log_verdict(self, verdict: Verdict) -> None:

@@ -29,6 +29,8 @@ pytestmark = [pytest.mark.pulumi, pytest.mark.docker, pytest.mark.timeout(900)]
 
 EXAMPLE = ROOT / "examples" / "iris-classifier"
 ROW = [[5.1, 3.5, 1.4, 0.2]]
+DRIFT = {"falseAlarmDays": 30, "windowSeconds": 5, "windowRows": 400, "minRows": 100}
+DRIFT_REQUEST_ROWS = 8  # 2% of a 400-row window: the most one request counts
 TIMINGS: dict[str, float] = {}
 
 
@@ -118,6 +120,8 @@ def ctx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ctx]:
             "backendPorts": backends,
             "scrapeInterval": "1s",
             "package": "",
+            # Small drift windows so the module sees several close: 400 rows or 5 s, judged from 100 rows.
+            "drift": DRIFT,
         },
     }
     c = Ctx(stack=stack, scope=scope_name("kaizen", name), ports=ports, config=config, tmp=tmp)
@@ -218,6 +222,60 @@ def test_alert_rules_pass_promtool(ctx: Ctx, tmp_path: Path) -> None:
     rules.write_text(alert_rules(AlertSettings(), model="iris-classifier"))
     proc = subprocess.run([promtool, "check", "rules", str(rules)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def _prom(ctx: Ctx, query: str) -> list[dict[str, Any]]:
+    prom = f"http://127.0.0.1:{ctx.ports['prometheusPort']}"
+    return requests.get(f"{prom}/api/v1/query", params={"query": query}, timeout=5).json()["data"]["result"]
+
+
+def _drift_firing(ctx: Ctx) -> bool:
+    return bool(_prom(ctx, 'ALERTS{alertname="KaizenDrift",alertstate="firing"}'))
+
+
+def _windows(ctx: Ctx) -> float:
+    result = _prom(ctx, "max(kaizen_drift_windows_total)")
+    return float(result[0]["value"][1]) if result else 0.0
+
+
+def _send(ctx: Ctx, rows: list[list[float]]) -> None:
+    for start in range(0, len(rows), DRIFT_REQUEST_ROWS):
+        answer = requests.post(f"{ctx.endpoint}/predict", json={"instances": rows[start:start + DRIFT_REQUEST_ROWS]},
+                               timeout=10)
+        assert answer.status_code == 200, answer.text
+
+
+def test_prometheus_fires_kaizen_drift_on_shifted_traffic_only(ctx: Ctx) -> None:
+    """Baseline traffic closes windows without an alarm; shifted traffic fires KaizenDrift within
+    the documented delay (a 400-row window closes within a 1 s drift tick, then one 1 s scrape and
+    one 1 s rule evaluation: a few seconds after the 400th shifted row)."""
+    import numpy as np
+    from sklearn.datasets import load_iris
+
+    data = np.asarray(load_iris(return_X_y=True)[0])
+    rng = np.random.default_rng(11)
+    before = _windows(ctx)
+    _send(ctx, data[rng.integers(0, len(data), size=800)].tolist())  # two windows of training-like rows
+    deadline = time.monotonic() + 60
+    while _windows(ctx) < before + 2:
+        assert time.monotonic() < deadline, "no drift window closed: " + "; ".join(
+            x for x in requests.get(f"{ctx.endpoint}/metrics", timeout=5).text.splitlines()
+            if x.startswith(("kaizen_drift_window", "kaizen_drift_alarm", "kaizen_predicted")))
+        time.sleep(0.5)
+    time.sleep(3)  # a scrape and a rule evaluation after the verdicts
+    assert _prom(ctx, "max(kaizen_drift_alarm)")[0]["value"][1] == "0"
+    assert not _drift_firing(ctx)
+    shifted = data[rng.integers(0, len(data), size=400)]
+    shifted[:, 2] += 2.0  # petal length 2 cm longer than in training
+    started = time.monotonic()
+    _send(ctx, shifted.tolist())
+    sent = time.monotonic()
+    deadline = sent + 30
+    while not _drift_firing(ctx):
+        assert time.monotonic() < deadline, "KaizenDrift did not fire on shifted traffic"
+        time.sleep(0.25)
+    TIMINGS["drift_alert_after_last_shifted_row"] = round(time.monotonic() - sent, 1)
+    TIMINGS["drift_alert_after_first_shifted_row"] = round(time.monotonic() - started, 1)
 
 
 def test_second_up_is_a_noop(ctx: Ctx) -> None:

@@ -31,9 +31,19 @@ def test_settings_defaults_and_camel_case() -> None:
     assert s.backends == (18081, 18082)
     assert s.endpoint_url == "http://127.0.0.1:18080"
     assert LocalSettings.model_validate({"endpoint_port": 18080}).endpoint_port == 18080
-    alerts = {"latencyP99Ms": 300, "errors5xxPer5min": 7, "driftScore": 0.2, "for": "1m"}
+    alerts = {"latencyP99Ms": 300, "errors5xxPer5min": 7, "for": "1m"}
     parsed = LocalSettings.model_validate({"alerts": alerts}).alerts
     assert (parsed.latency_p99_ms, parsed.errors_5xx_per_5min, parsed.for_) == (300, 7, "1m")
+    drift = LocalSettings.model_validate({"drift": {"falseAlarmDays": 7, "windowSeconds": 5, "windowRows": 400,
+                                                     "minRows": 100}}).drift
+    assert drift.as_env() == {"KAIZEN_DRIFT": "on", "KAIZEN_DRIFT_FALSE_ALARM_DAYS": "7",
+                              "KAIZEN_DRIFT_WINDOW_SECONDS": "5", "KAIZEN_DRIFT_WINDOW_ROWS": "400",
+                              "KAIZEN_DRIFT_MIN_ROWS": "100"}
+
+
+def test_the_removed_drift_score_is_refused_naming_its_replacement() -> None:
+    with pytest.raises(ValidationError, match=r"driftScore was removed.*drift\.falseAlarmDays"):
+        LocalSettings.model_validate({"alerts": {"driftScore": 0.25}})
 
 
 def test_the_repository_stack_files_are_valid() -> None:
@@ -69,6 +79,8 @@ def test_the_repository_stack_files_are_valid() -> None:
         ({"endpointPort": 8080, "backendPorts": [8080, 8081]}, "backendPorts[0]"),
         ({"endpiontPort": 8080}, "endpiontPort"),
         ({"alerts": {"driftScore": -1}}, "driftScore"),
+        ({"drift": {"windowRows": 100, "minRows": 500}}, "minRows"),
+        ({"drift": {"falseAlarmDays": 0}}, "falseAlarmDays"),
         ({"restartPolicy": "sometimes"}, "restartPolicy"),
     ],
 )
@@ -85,7 +97,7 @@ def test_alert_rules_cover_latency_errors_drift() -> None:
     assert "> 0.25" in rules["KaizenHighP99Latency"]["expr"]
     assert "kaizen_request_duration_seconds_bucket" in rules["KaizenHighP99Latency"]["expr"]
     assert 'status=~"5.."' in rules["KaizenHighErrorRate"]["expr"]
-    assert "kaizen_drift_score" in rules["KaizenDrift"]["expr"]
+    assert rules["KaizenDrift"]["expr"] == "max(kaizen_drift_alarm) >= 1" and "for" not in rules["KaizenDrift"]
     config = json.loads(prometheus_config(target="127.0.0.1:1", scrape_interval="5s", model="m"))
     assert config["scrape_configs"][0]["static_configs"][0]["targets"] == ["127.0.0.1:1"]
 

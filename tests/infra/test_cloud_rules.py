@@ -243,7 +243,7 @@ def test_rule_catches_a_bad_value(stack_run, rule_id: str, stack: str, typ: str,
 def test_log_metric_alert_without_a_wait_is_caught(stack_run) -> None:
     res = [r for r in resources(stack_run("gcp-dev")) if r.typ != "time:index/sleep:Sleep"]
     found = evaluate(res, [RULES["gcp-log-metric-propagation"]])
-    assert len(found) == 1 and "DriftScore" in json.dumps(found[0].res.props["conditions"])
+    assert len(found) == 1 and "DriftAlarms" in json.dumps(found[0].res.props["conditions"])
 
 
 def test_every_rule_has_a_bad_case() -> None:

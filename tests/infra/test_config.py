@@ -203,3 +203,23 @@ def test_program_stops_before_declaring_any_resource() -> None:
 
     assert isinstance(conftest.LAST_MOCKS, RecordingMocks)
     assert conftest.LAST_MOCKS.resources == []
+
+
+@pytest.mark.parametrize("stack", ["aws-dev", "gcp-dev", "azure-dev"])
+def test_the_fixed_psi_drift_threshold_is_refused_naming_its_replacement(stack: str) -> None:
+    raw = _cfg(stack)
+    cloud = stack.split("-")[0]
+    raw[cloud] = {**raw[cloud], "alerts": {**raw[cloud].get("alerts", {}), "driftScore": 0.25}}
+    msg = _error(raw, stack)
+    assert f"kaizen:{cloud}.alerts" in msg and "driftScore was removed" in msg and "drift.falseAlarmDays" in msg
+
+
+def test_drift_settings_reach_the_runtime_environment() -> None:
+    raw = _cfg("aws-dev")
+    raw["aws"] = {**raw["aws"], "drift": {"falseAlarmDays": 14, "windowSeconds": 1800}}
+    cfg = parse_config(raw, "aws-dev")
+    assert cfg.aws is not None
+    env = cfg.aws.drift.as_env()
+    assert env["KAIZEN_DRIFT_FALSE_ALARM_DAYS"] == "14" and env["KAIZEN_DRIFT_WINDOW_SECONDS"] == "1800"
+    raw["aws"]["drift"] = {"falseAlarmDays": 0.01, "windowSeconds": 3600}
+    assert "falseAlarmDays" in _error(raw)

@@ -222,26 +222,30 @@ def test_aws_alarms_latency_errors_saturation_drift_to_topic(stack_run, stack: s
     assert {"Service": "cloudwatch.amazonaws.com"} in principals
     topic_arn = f"arn:aws:sns:eu-west-1:{ACCOUNT}:{topic.name}-"
     by_metric = {a["metricName"]: a for a in alarms.values()}
-    assert set(by_metric) >= {"ModelLatency", "Invocation5XXErrors", "DriftScore"}
+    assert set(by_metric) >= {"ModelLatency", "Invocation5XXErrors", "DriftAlarm"}
     assert by_metric["ModelLatency"]["extendedStatistic"] == "p99"
     ms = load_stack_config(stack)["aws"].get("alerts", {}).get("latencyP99Ms", 1000)
     assert by_metric["ModelLatency"]["threshold"] == ms * 1000  # ModelLatency is in microseconds
-    drift = by_metric["DriftScore"]
-    assert drift["namespace"] == f"Kaizen/kaizen-iris-{stack}" and drift["threshold"] == 0.25
+    drift = by_metric["DriftAlarm"]  # the runtime's calibrated verdict (0/1 per closed window), not a PSI
+    assert drift["namespace"] == f"Kaizen/kaizen-iris-{stack}" and drift["threshold"] == 1
+    assert drift["comparisonOperator"] == "GreaterThanOrEqualToThreshold" and drift["statistic"] == "Maximum"
+    assert drift["period"] == 3600  # one default window (3600 s) per period
+    assert "30 days" in drift["alarmDescription"]
     assert any(m in by_metric for m in ("CPUUtilization", "ServerlessConcurrentExecutionsUtilization"))
     if "CPUUtilization" in by_metric:  # a sum over cores: 80 % of every vCPU
         vcpus = aws_vcpus(load_stack_config(stack)["aws"].get("instanceType", "ml.m5.large"))
         assert vcpus and by_metric["CPUUtilization"]["threshold"] == 80 * vcpus
     for alarm in alarms.values():
         assert len(alarm["alarmActions"]) == 1 and alarm["alarmActions"][0].startswith(topic_arn)
-    flt = run.one("aws:cloudwatch/logMetricFilter:LogMetricFilter").inputs
-    assert flt["logGroupName"] == f"/aws/sagemaker/Endpoints/kaizen-iris-{stack}"
-    assert flt["pattern"] == '{ $.event = "drift" }'
-    assert flt["metricTransformation"] == {
-        "name": "DriftScore",
-        "namespace": f"Kaizen/kaizen-iris-{stack}",
-        "value": "$.drift_score",
-    }
+    filters = {f.inputs["metricTransformation"]["name"]: f.inputs
+               for f in run.of_type("aws:cloudwatch/logMetricFilter:LogMetricFilter")}
+    assert set(filters) == {"DriftAlarm", "DriftStatistic"}
+    for name, field_name in (("DriftAlarm", "drift_alarm"), ("DriftStatistic", "drift_statistic")):
+        flt = filters[name]
+        assert flt["logGroupName"] == f"/aws/sagemaker/Endpoints/kaizen-iris-{stack}"
+        assert flt["pattern"] == '{ $.event = "drift" }'
+        assert flt["metricTransformation"] == {
+            "name": name, "namespace": f"Kaizen/kaizen-iris-{stack}", "value": f"$.{field_name}"}
     assert run.one("aws:cloudwatch/logGroup:LogGroup").inputs["retentionInDays"] in (7, 30, 365)
     body = json.loads(run.one("aws:cloudwatch/dashboard:Dashboard").inputs["dashboardBody"])
     assert len(body["widgets"]) == 4
@@ -298,6 +302,7 @@ def test_gcp_cloud_run_service(stack_run, stack: str, bounds: tuple[int, int], p
     assert container["resources"]["cpuIdle"] is (bounds[0] == 0)  # warm instances keep their timers running
     env = {e["name"]: e["value"] for e in container["envs"]}
     assert env["KAIZEN_WORKERS"] == "1" and int(env["KAIZEN_KEEPALIVE_TIMEOUT"]) > 600  # GFE keeps 600 s
+    assert env["KAIZEN_DRIFT_FALSE_ALARM_DAYS"] == "30" and env["KAIZEN_DRIFT"] == "on"  # the calibrated alarm
     assert svc["traffics"] == [{"type": "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST", "percent": 100}]
     invokers = run.of_type("gcp:cloudrunv2/serviceIamMember:ServiceIamMember")
     assert invokers and all(i.inputs["role"] == "roles/run.invoker" for i in invokers)
@@ -313,9 +318,11 @@ def test_gcp_alerts_and_drift_metric(stack_run, stack: str) -> None:
     run: Run = stack_run(stack)
     svc = f"kaizen-iris-{stack}"
     metric = run.one("gcp:logging/metric:Metric").inputs
-    assert metric["name"] == f"Kaizen/{svc}/DriftScore"
-    assert 'jsonPayload.event="drift"' in metric["filter"]
-    assert metric["valueExtractor"] == "EXTRACT(jsonPayload.drift_score)"
+    assert metric["name"] == f"Kaizen/{svc}/DriftAlarms"
+    # Counts the windows the runtime's calibrated test failed: no PSI threshold anywhere.
+    assert 'jsonPayload.event="drift" AND jsonPayload.drift_alarm=1' in metric["filter"]
+    assert "valueExtractor" not in metric
+    assert metric["metricDescriptor"]["valueType"] == "INT64" and metric["metricDescriptor"]["metricKind"] == "DELTA"
     channel = run.one("gcp:monitoring/notificationChannel:NotificationChannel")
     assert channel.inputs["labels"] == {"email_address": "ml-oncall@example.com"}
     policies = run.of_type("gcp:monitoring/alertPolicy:AlertPolicy")
@@ -325,9 +332,13 @@ def test_gcp_alerts_and_drift_metric(stack_run, stack: str) -> None:
         'response_code_class="5xx"',
         "cpu/utilizations",
         'response_code="429"',
-        f"logging.googleapis.com/user/Kaizen/{svc}/DriftScore",
+        f"logging.googleapis.com/user/Kaizen/{svc}/DriftAlarms",
     ):
         assert needle in filters, needle
+    drift = next(p.inputs for p in policies if "drift" in p.inputs["displayName"])
+    condition = drift["conditions"][0]["conditionThreshold"]
+    assert condition["thresholdValue"] == 0.0 and condition["comparison"] == "COMPARISON_GT"
+    assert condition["aggregations"][0]["perSeriesAligner"] == "ALIGN_SUM" and condition["duration"] == "0s"
     for p in policies:
         assert p.inputs["notificationChannels"] == [
             f"{channel.name}-" + p.inputs["notificationChannels"][0].split("-")[-1]
@@ -380,6 +391,7 @@ def test_azure_container_app(stack_run, stack: str, bounds: tuple[int, int]) -> 
         "secretRef": "appinsights-connection-string",
     }
     assert env["KAIZEN_KEEPALIVE_TIMEOUT"]["value"] == "255" and env["KAIZEN_WORKERS"]["value"] == "1"
+    assert env["KAIZEN_DRIFT_FALSE_ALARM_DAYS"]["value"] == "30"
     _azure_identity_and_alerts(run, stack, "containerapp")
 
 
@@ -402,6 +414,7 @@ def test_azure_ml_endpoint(stack_run) -> None:
     assert dep["sku"]["capacity"] == 2
     assert props["requestSettings"]["maxConcurrentRequestsPerInstance"] == 50  # Azure's default: 1
     assert props["environmentVariables"]["KAIZEN_WORKERS"] == "4"  # Standard_DS3_v2: 4 vCPUs
+    assert props["environmentVariables"]["KAIZEN_DRIFT_WINDOW_SECONDS"] == "3600"
     autoscale = run.one("azure-native:monitor:AutoscaleSetting").inputs
     capacity = autoscale["profiles"][0]["capacity"]
     assert (capacity["minimum"], capacity["maximum"]) == ("2", "6")
@@ -459,8 +472,9 @@ def _azure_identity_and_alerts(run: Run, stack: str, compute: str) -> None:
         assert "percentile(todouble(d.latency_ms), 99)" in p99["query"] and p99["metricMeasureColumn"] == "P99"
     assert not rules
     condition = drift["criteria"]["allOf"][0]
-    assert '"drift"' in condition["query"] and condition["metricMeasureColumn"] == "DriftScore"
-    assert condition["threshold"] == 0.25
+    assert '"drift"' in condition["query"] and condition["metricMeasureColumn"] == "DriftAlarm"
+    assert "max(toint(d.drift_alarm))" in condition["query"] and "drift_score" not in condition["query"]
+    assert condition["threshold"] == 0 and condition["operator"] == "GreaterThan"
     for rule in [a.inputs["actions"][0]["actionGroupId"] for a in alerts] + drift["actions"]["actionGroups"]:
         assert rule.endswith(group.name.split("/")[-1]) or group.name in rule
     assert run.one("azure-native:portal:Dashboard")
