@@ -60,7 +60,10 @@ def compute_baseline(
     for spec in features:
         column = columns[spec.name]
         rows = max(rows, len(column))
-        if spec.dtype == "categorical" and not spec.numeric_categories:
+        if spec.sensitive:  # counts only: no value of a sensitive column leaves the training data
+            missing = sum(1 for v in column if v is None or (isinstance(v, float) and v != v))
+            stats[spec.name] = FeatureBaseline(count=len(column) - missing, missing=missing)
+        elif spec.dtype == "categorical" and not spec.numeric_categories:
             stats[spec.name] = _categorical_baseline(list(column))
         else:
             stats[spec.name] = _numeric_baseline(np.asarray(column, dtype=np.float64))

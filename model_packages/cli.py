@@ -99,6 +99,8 @@ def package_command(
     target: Annotated[str | None, typer.Option(help="Target column in the training data")] = None,
     categorical: Annotated[list[str] | None, typer.Option(help="Read this column as strings (repeatable)")] = None,
     drop: Annotated[list[str] | None, typer.Option(help="Leave this column out (repeatable)")] = None,
+    sensitive: Annotated[list[str] | None, typer.Option(
+        help="Mark this input sensitive: never captured, never echoed in errors or logs (repeatable)")] = None,
     task: Annotated[str | None, typer.Option(help="classification or regression (inferred)")] = None,
     labels: Annotated[str | None, typer.Option(help="Comma-separated class labels (ONNX classifiers)")] = None,
     trusted: Annotated[bool, typer.Option(help="Allow pickle formats (only for models you trust)")] = False,
@@ -129,7 +131,7 @@ def package_command(
         label_list = [x.strip() for x in labels.split(",")] if labels else None
         path = create_package(
             estimator, columns, y, out_dir=out, name=name, version=version, artifact_format=fmt,
-            task=task, labels=label_list, trusted=trusted, overwrite=overwrite,
+            task=task, labels=label_list, trusted=trusted, overwrite=overwrite, sensitive=sensitive,
         )
     except KaizenError as error:
         raise _fail(error) from None
@@ -241,6 +243,7 @@ def _register_optional() -> None:
         "model_packages.retrain.commands",
         "model_packages.batch.commands",
         "model_packages.edge.commands",
+        "model_packages.report.commands",
     ):
         try:
             register = importlib.import_module(module).register

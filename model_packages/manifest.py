@@ -63,6 +63,9 @@ class FeatureSpec(_Model):
     allow_unknown: bool = False
     #: the pandas dtype of the training column, for models fitted on a DataFrame.
     pandas_dtype: Annotated[str, Field(max_length=64)] | None = None
+    #: personal or secret data: never written by data capture, never echoed in errors or logs, and
+    #: its baseline keeps only counts (no quantiles, bins or category shares).
+    sensitive: bool = False
 
     @model_validator(mode="after")
     def _consistent(self) -> FeatureSpec:

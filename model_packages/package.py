@@ -336,6 +336,16 @@ def _compile(model: Any, columns: Mapping[str, np.ndarray], task: str, manifest:
     return compile_for_serving(model, matrix, task, framework, reference)
 
 
+def _mark_sensitive(specs: list[FeatureSpec], names: Sequence[str]) -> list[FeatureSpec]:
+    """Mark the named features `sensitive: true` (never captured, never echoed in errors or logs)."""
+    known = {s.name for s in specs}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise PackageError(f"sensitive feature {unknown[0]!r} is not an input (inputs: {', '.join(sorted(known))})")
+    wanted = set(names)
+    return [s.model_copy(update={"sensitive": True}) if s.name in wanted else s for s in specs]
+
+
 def create_package(
     model: Any,
     x: Any,
@@ -358,6 +368,7 @@ def create_package(
     compile_onnx: bool = True,
     overwrite: bool = False,
     input_example: Sequence[Sequence[Scalar | bool | None]] | None = None,
+    sensitive: Sequence[str] | None = None,
 ) -> Path:
     """Build a model package from a fitted estimator (or ONNX model) and its training data.
 
@@ -416,6 +427,7 @@ def create_package(
         specs = [s.model_copy(update={"pandas_dtype": None}) for s in specs]
     if [s.name for s in specs] != list(columns):
         raise PackageError("feature specs must name the training data's columns in order")
+    specs = _mark_sensitive(specs, sensitive or ())
     train_input: Any = None
     if is_estimator:
         from model_packages.loading import frame_builder

@@ -9,9 +9,10 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 log() { echo "setup: $*" >&2; }
 
-# qemu-user-static + binfmt-support: linux/arm64 images are built and tested under QEMU user emulation.
+# qemu-user-static + binfmt-support: linux/arm64 images are built and tested under QEMU user emulation;
+# chromium renders the drift report in its browser test.
 APT_PACKAGES=(python3-venv docker.io docker-registry skopeo prometheus prometheus-alertmanager mmdebstrap wrk
-              qemu-user-static binfmt-support)
+              qemu-user-static binfmt-support chromium)
 if [ "${KAIZEN_SKIP_APT:-0}" != 1 ]; then
     missing=()
     for pkg in "${APT_PACKAGES[@]}"; do

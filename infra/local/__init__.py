@@ -177,9 +177,10 @@ def deploy(cfg: StackConfig) -> None:
             backend_ports=settings.backends,
             tools_image=tools.ref,
             model=model_name,
-            env=settings.drift.as_env(),
+            env={**settings.drift.as_env(), **(settings.capture.env() if settings.capture else {})},
             restart_policy=settings.restart_policy,
             ready_timeout_seconds=settings.ready_timeout_seconds,
+            capture_dir=settings.capture.dir if settings.capture else None,
         ),
     )
     alerting = None

@@ -208,6 +208,7 @@ class LocalEndpointArgs:
     restart_policy: str = "unless-stopped"
     ready_timeout_seconds: int = 120
     ready_path: str = "/health/ready"
+    capture_dir: str | None = None  # host directory for data capture (env carries KAIZEN_CAPTURE_*)
 
 
 class LocalEndpoint(pulumi.ComponentResource):
@@ -233,6 +234,7 @@ class LocalEndpoint(pulumi.ComponentResource):
                 "ready_path": args.ready_path,
                 "model": args.model,
                 "ready_timeout": args.ready_timeout_seconds,
+                "capture_dir": args.capture_dir,
                 "port": None,
                 "name": None,
                 "container_id": None,

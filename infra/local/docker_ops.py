@@ -181,6 +181,7 @@ def run_container(
     env: Mapping[str, str] | None = None,
     files: Mapping[str, str] | None = None,
     volumes: Mapping[str, str] | None = None,
+    binds: Mapping[str, str] | None = None,
     restart_policy: str = "unless-stopped",
     labels: Mapping[str, str] | None = None,
     init: bool = True,
@@ -196,6 +197,8 @@ def run_container(
         except _not_found():
             c.volumes.create(name=vol, labels=all_labels)
         mounts[vol] = {"bind": path, "mode": "rw"}
+    for host, path in (binds or {}).items():  # host directories (absolute paths), read-write
+        mounts[host] = {"bind": path, "mode": "rw"}
     policy: dict[str, Any] = {"Name": restart_policy}
     if restart_policy == "on-failure":
         policy["MaximumRetryCount"] = 10

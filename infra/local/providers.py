@@ -241,6 +241,20 @@ class ModelImageProvider(_Base):
 
 
 # ---- model containers (blue/green backends) -----------------------------------------------------
+def capture_directory(path: str) -> str:
+    """Create the host capture directory, writable by the image's non-root user (uid 10001) only."""
+    import os
+
+    from model_packages.image.context import USER_ID
+
+    os.makedirs(path, mode=0o750, exist_ok=True)
+    if os.geteuid() == 0:
+        os.chown(path, USER_ID, USER_ID)
+    elif not os.access(path, os.W_OK):
+        raise ops.LocalResourceError(f"capture directory {path} is not writable")
+    return path
+
+
 class ModelContainerProvider(_Base):
     """One model container, by digest, on a free one of the two backend ports.
 
@@ -256,6 +270,7 @@ class ModelContainerProvider(_Base):
         "restart_policy",
         "ready_path",
         "model",
+        "capture_dir",
     ]
 
     def create(self, props: dict[str, Any]) -> CreateResult:
@@ -277,6 +292,9 @@ class ModelContainerProvider(_Base):
             )
         self._pull(props["image"])
         env = {**props.get("env", {}), "KAIZEN_HOST": "127.0.0.1", "PORT": str(port)}
+        binds = {}
+        if props.get("capture_dir"):
+            binds[capture_directory(props["capture_dir"])] = env.get("KAIZEN_CAPTURE_DIR", "/var/lib/kaizen/capture")
         container = ops.run_container(
             name=name,
             image=props["image"],
@@ -284,6 +302,7 @@ class ModelContainerProvider(_Base):
             scope=scope,
             role="model",
             env=env,
+            binds=binds,
             restart_policy=props.get("restart_policy", "unless-stopped"),
             labels={ops.LABEL_PORT: str(port)},
         )

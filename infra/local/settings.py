@@ -16,6 +16,7 @@ Everything runs on this machine through the Docker engine, bound to 127.0.0.1:
         webhookUrl: http://127.0.0.1:9400/alerts
         webhookToken: ...             # `pulumi config set --secret --path kaizen:local.alerting.webhookToken`
         alerts: [KaizenDrift]
+      capture: {rate: 0.1, dir: /srv/kaizen-capture, format: kaizen}  # optional data capture (host dir)
 
 Keys are accepted in camelCase (Pulumi's convention) or snake_case. Unknown keys are refused, so a
 typo fails before any resource is touched with a message naming the key.
@@ -23,7 +24,7 @@ typo fails before any resource is touched with a message naming the key.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -93,6 +94,29 @@ class AlertingSettings(_Model):
         return port
 
 
+class CaptureSettings(_Model):
+    """Data capture of the model container into a host directory (mounted at CONTAINER_DIR)."""
+
+    CONTAINER_DIR: ClassVar[str] = "/var/lib/kaizen/capture"
+
+    rate: float = Field(gt=0, le=1, description="Share of successful prediction requests captured")
+    dir: str = Field(pattern=r"^/[^:]*$", description="Absolute host directory the records go to")
+    format: Literal["kaizen", "sagemaker"] = "kaizen"
+    max_file_bytes: int = Field(default=16 << 20, ge=4096)
+    max_total_bytes: int = Field(default=1 << 30, ge=4096)
+
+    def env(self) -> dict[str, str]:
+        return {"KAIZEN_CAPTURE_RATE": f"{self.rate:g}", "KAIZEN_CAPTURE_DIR": self.CONTAINER_DIR,
+                "KAIZEN_CAPTURE_FORMAT": self.format, "KAIZEN_CAPTURE_MAX_FILE_BYTES": str(self.max_file_bytes),
+                "KAIZEN_CAPTURE_MAX_TOTAL_BYTES": str(self.max_total_bytes)}
+
+    @model_validator(mode="after")
+    def _bounds(self) -> CaptureSettings:
+        if self.max_total_bytes < self.max_file_bytes:
+            raise ValueError("capture.maxTotalBytes must be at least capture.maxFileBytes")
+        return self
+
+
 class LocalSettings(_Model):
     """The `kaizen:local` stack config object."""
 
@@ -118,6 +142,9 @@ class LocalSettings(_Model):
     )
     alerting: AlertingSettings | None = Field(
         default=None, description="Alertmanager routing alerts to a webhook (infra/local/components.py)."
+    )
+    capture: CaptureSettings | None = Field(
+        default=None, description="Sampled data capture into a host directory (model_packages/serving/capture.py)."
     )
 
     @model_validator(mode="after")

@@ -13,6 +13,7 @@ from typing import Any
 from model_packages import __version__
 from model_packages.errors import RequestError
 from model_packages.serving import codecs
+from model_packages.serving.capture import Capture
 from model_packages.serving.logs import JsonLog
 from model_packages.serving.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from model_packages.serving.metrics import RuntimeMetrics
@@ -106,6 +107,7 @@ class App:
         self.log = log or JsonLog()
         self.metrics = metrics or RuntimeMetrics()
         self.runner: Runner | None = None
+        self.capture: Capture | None = None
         self.draining = False  # SIGTERM received: readiness answers 503 so balancers stop sending
         self.peers_ready: Callable[[], bool] | None = None  # with several workers: are all of them ready?
         self.model_name: str | None = None
@@ -139,7 +141,19 @@ class App:
         self.openapi = json.dumps(build_openapi(manifest, self.settings)).encode()
         self.metrics.model_loaded(manifest, runner.drift)
         self.log.fields.update(model=manifest.name, version=manifest.version)
+        if self.settings.capture.enabled:
+            self.capture = Capture(self.settings.capture, manifest, self.metrics.count_capture,
+                                   write_lines=self.log.write_lines)
+            runner.keep_seen = True
+            self.log.event("capture", rate=self.settings.capture.rate, destination=self.settings.capture.destination,
+                           layout=self.settings.capture.layout,
+                           sensitive=[s.name for s in manifest.inputs if s.sensitive])
         self.runner = runner
+
+    def close(self) -> None:
+        """Finish data capture (what is queued is written, the current file renamed into place)."""
+        if self.capture is not None:
+            self.capture.close()
 
     # -- dispatch -------------------------------------------------------------------------------
     def _lookup(self, method: str, path: str) -> tuple[str, Handler | None, list[str]]:
@@ -189,10 +203,10 @@ class App:
         if self.settings.log_requests and route not in HEALTH_ROUTES:
             self.log.event("request", request_id=request_id, method=request.method, route=route,
                            status=response.status, latency_ms=round(elapsed * 1000, 3), rows=request.rows)
-        if self.settings.data_capture and self.runner is not None and route not in HEALTH_ROUTES:
-            self.log.event("capture", request_id=request_id, route=route, status=response.status,
-                           request=request.body.decode("utf-8", "replace"),
-                           response=response.body.decode("utf-8", "replace"))
+        if self.capture is not None and self.runner is not None:
+            seen = self.runner.take_seen()  # always taken, so a later request never captures stale rows
+            if seen is not None and response.status == 200:
+                self.capture.offer(request_id, route, seen[0], seen[1])
         return response
 
     def _check_rows(self, count: int) -> None:

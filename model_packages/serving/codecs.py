@@ -140,7 +140,8 @@ def _csv_value(cell: str, schema: InputSchema, i: int, j: int) -> Any:
         return float(cell)
     except ValueError:
         name = f"csv[{i}].{schema.names[j]}"
-        raise RequestError(f"{name}: {cell[:40]!r} is not a number", field=name) from None
+        shown = "the value" if schema.specs[j].sensitive else repr(cell[:40])
+        raise RequestError(f"{name}: {shown} is not a number", field=name) from None
 
 
 def rows_from_v2(payload: Any, schema: InputSchema, binary: bytes = b"") -> tuple[np.ndarray, dict[str, Any]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 import time
 from typing import IO, Any
 
@@ -17,6 +18,7 @@ class JsonLog:
         self.stream = stream or sys.stdout
         self.fields = fields
         self._buffer: list[str] = []
+        self._lock = threading.Lock()  # flush (event loop) and capture lines (writer thread) share the stream
 
     def event(self, event: str, **fields: Any) -> None:
         record = {"ts": round(time.time(), 3), "event": event, **self.fields, **fields}
@@ -29,6 +31,14 @@ class JsonLog:
         if not self._buffer:
             return
         lines, self._buffer = self._buffer, []  # events may arrive from the inference thread meanwhile
+        self.write_lines(lines)
+
+    def write_lines(self, lines: list[str]) -> None:
+        """Write whole lines now (also data capture's stdout sink), never interleaved with another writer."""
+        with self._lock:
+            self._write(lines)
+
+    def _write(self, lines: list[str]) -> None:
         piece: list[str] = []
         size = 0
         for line in lines:

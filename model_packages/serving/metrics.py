@@ -141,6 +141,12 @@ class RuntimeMetrics:
             "kaizen_model_info", "The model being served", ["name", "version", "artifact_sha256", "framework"],
             registry=self.registry, multiprocess_mode="max",
         )
+        self.capture_written = Counter("kaizen_capture_written", "Data-capture records written",
+                                       registry=self.registry)
+        self.capture_dropped = Counter(
+            "kaizen_capture_dropped", "Sampled data-capture records dropped (queue_full, write_error, error)",
+            ["reason"], registry=self.registry,
+        )
         self._children: dict[tuple[str, int], tuple[Counter, Histogram, Counter | None]] = {}
 
     def model_loaded(self, manifest: Manifest, drift: DriftMonitor) -> None:
@@ -161,6 +167,13 @@ class RuntimeMetrics:
         children[1].observe(seconds)
         if children[2] is not None:
             children[2].inc()
+
+    def count_capture(self, what: str, n: int) -> None:
+        """Data capture's counter callback: `written`, or the reason a sample was dropped."""
+        if what == "written":
+            self.capture_written.inc(n)
+        else:
+            self.capture_dropped.labels(what).inc(n)
 
     def render(self) -> bytes:
         return generate_latest(self.exposed)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +27,22 @@ class Runner:
         self.schema = TensorSchema(model.manifest) if model.manifest.tensor_input else InputSchema(model.manifest)
         self.drift = drift
         self.labels = [str(label) for label in model.manifest.output.labels or []]
+        self.keep_seen = False  # data capture on: remember this thread's last rows and predictions
+        self._seen = threading.local()
 
     def predict_array(self, rows: np.ndarray) -> np.ndarray:
         """Predict and feed the drift statistics (the one place both happen)."""
         predictions = _finite(self.model.predict(rows), "prediction")
         self.drift.observe(rows, predictions)
+        if self.keep_seen:
+            self._seen.value = (rows, predictions)
         return predictions
+
+    def take_seen(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """The rows and predictions this thread's request produced (once), for data capture."""
+        seen = getattr(self._seen, "value", None)
+        self._seen.value = None
+        return seen
 
     def predict(self, rows: np.ndarray) -> list[Any]:
         return to_json_values(self.predict_array(rows))

@@ -11,6 +11,7 @@ from model_packages.errors import RequestError
 from model_packages.manifest import FeatureSpec, Manifest
 
 _NUMBER = (int, float)
+WITHHELD = "(value withheld: sensitive feature)"
 
 
 class InputSchema:
@@ -123,6 +124,9 @@ class InputSchema:
                         raise RequestError(f"{name}: expected a category (string), got {type(value).__name__}",
                                            field=name)
                     if j not in self.open_cols and str(value) not in self.string_cols[j]:
+                        if spec.sensitive:
+                            raise RequestError(f"{name}: the value is not one of the feature's categories "
+                                               "(sensitive feature: value withheld)", field=name)
                         raise RequestError(
                             f"{name}: {value!r} is not one of the categories "
                             f"{sorted(self.string_cols[j])}",
@@ -133,11 +137,13 @@ class InputSchema:
                     try:
                         values.append(float(value))
                     except OverflowError:
-                        raise RequestError(f"{name}: {_short(value)} is too large", field=name) from None
+                        shown = WITHHELD if spec.sensitive else _short(value)
+                        raise RequestError(f"{name}: {shown} is too large", field=name) from None
                 else:
+                    shown = WITHHELD if spec.sensitive else _short(value)
                     raise RequestError(
                         f"{name}: expected a number for {spec.dtype} feature, got {type(value).__name__} "
-                        f"{_short(value)}",
+                        f"{shown}",
                         field=name,
                     )
             out.append(values)
@@ -201,6 +207,10 @@ class InputSchema:
 
     def _value_error(self, field: str, row: int, col: int, value: Any, problem: str) -> RequestError:
         name = f"{field}[{row}].{self.names[col]}"
+        if self.specs[col].sensitive:  # say what is wrong, never the value (nor the bound it was checked against)
+            return RequestError(f"{name}: the value {problem.split(' the ')[0]} the allowed range"
+                                if problem.startswith(("is below", "is above")) else f"{name}: the value {problem}",
+                                field=name)
         return RequestError(f"{name}: {float(value):g} {problem}", field=name)
 
 

@@ -451,6 +451,7 @@ class Server:
         for task in tasks:
             task.cancel()
         self.executor.shutdown(wait=False, cancel_futures=True)
+        self.app.close()
         self.log.event("stopped", exit_code=self.exit_code)
         self.log.flush()
         return self.exit_code

@@ -81,6 +81,54 @@ def _model_dir(env: Mapping[str, str]) -> Path:
 
 
 @dataclass(frozen=True)
+class CaptureSettings:
+    """Data capture (`model_packages/serving/capture.py`): off unless KAIZEN_CAPTURE_RATE > 0."""
+
+    rate: float = 0.0  # share of successful prediction requests captured, 0..1
+    destination: str = "stdout"  # a directory, or "stdout"
+    layout: str = "kaizen"  # "kaizen" (one record per request) or "sagemaker" (SageMaker's capture layout)
+    max_file_bytes: int = 16 << 20
+    max_file_seconds: float = 300.0
+    max_total_bytes: int = 1 << 30
+    queue_size: int = 10_000  # requests waiting for the writer
+    queue_rows: int = 200_000  # rows waiting for the writer (bounds memory whatever the request size)
+    endpoint: str = "kaizen"
+    variant: str = "AllTraffic"
+
+    @property
+    def enabled(self) -> bool:
+        return self.rate > 0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> CaptureSettings:
+        legacy = _flag(env, "KAIZEN_DATA_CAPTURE", False)  # older switch: capture every request
+        rate = _float(env, "KAIZEN_CAPTURE_RATE", 1.0 if legacy else 0.0, 0.0, 1.0)
+        layout = env.get("KAIZEN_CAPTURE_FORMAT") or "kaizen"
+        if layout not in ("kaizen", "sagemaker"):
+            raise SettingsError(f"KAIZEN_CAPTURE_FORMAT={layout!r} is not one of kaizen, sagemaker")
+        destination = env.get("KAIZEN_CAPTURE_DIR") or "stdout"
+        if destination != "stdout" and not destination.startswith("/"):
+            raise SettingsError(f"KAIZEN_CAPTURE_DIR={destination!r} must be an absolute directory or 'stdout'")
+        for name in ("KAIZEN_CAPTURE_ENDPOINT", "KAIZEN_CAPTURE_VARIANT"):
+            value = env.get(name) or ""
+            if value and not all(c.isalnum() or c in "-_." for c in value):
+                raise SettingsError(f"{name}={value!r} may hold only letters, digits, '-', '_' and '.'")
+        max_file = _int(env, "KAIZEN_CAPTURE_MAX_FILE_BYTES", 16 << 20, 4096, 1 << 34)
+        total = _int(env, "KAIZEN_CAPTURE_MAX_TOTAL_BYTES", 1 << 30, 4096, 1 << 44)
+        if total < max_file:
+            raise SettingsError(f"KAIZEN_CAPTURE_MAX_TOTAL_BYTES={total} is smaller than "
+                                f"KAIZEN_CAPTURE_MAX_FILE_BYTES={max_file}")
+        return cls(
+            rate=rate, destination=destination, layout=layout, max_file_bytes=max_file,
+            max_file_seconds=_float(env, "KAIZEN_CAPTURE_MAX_FILE_SECONDS", 300.0, 1.0, 86_400.0),
+            max_total_bytes=total, queue_size=_int(env, "KAIZEN_CAPTURE_QUEUE", 10_000, 1, 1_000_000),
+            queue_rows=_int(env, "KAIZEN_CAPTURE_QUEUE_ROWS", 200_000, 1, 100_000_000),
+            endpoint=env.get("KAIZEN_CAPTURE_ENDPOINT") or "kaizen",
+            variant=env.get("KAIZEN_CAPTURE_VARIANT") or "AllTraffic",
+        )
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything the runtime reads from its environment."""
 
@@ -91,7 +139,7 @@ class Settings:
     health_routes: tuple[str, ...] = ()
     liveness_routes: tuple[str, ...] = ()
     predict_routes: tuple[str, ...] = ()
-    data_capture: bool = False
+    capture: CaptureSettings = field(default_factory=CaptureSettings)
     log_requests: bool = True
     drain_seconds: float = 20.0
     drift: DriftConfig = field(default_factory=DriftConfig)
@@ -121,7 +169,7 @@ class Settings:
             health_routes=tuple(health),
             liveness_routes=tuple(live),
             predict_routes=tuple(predict),
-            data_capture=_flag(env, "KAIZEN_DATA_CAPTURE", False),
+            capture=CaptureSettings.from_env(env),
             log_requests=_flag(env, "KAIZEN_LOG_REQUESTS", True),
             drain_seconds=_float(env, "KAIZEN_DRAIN_SECONDS", 20.0, 0.0, 3600.0),
             drift=drift,

@@ -280,3 +280,21 @@ def test_proxy_relays_chunked_answers(proxy_setup: tuple[int, int, int, Path]) -
         timeout=5,
     )
     assert r.status_code == 200 and r.json()["echo"] == 15
+
+
+def test_capture_settings_become_env_and_a_host_directory(tmp_path: Path) -> None:
+    from infra.local.providers import capture_directory
+    from model_packages.serving.settings import CaptureSettings as RuntimeCapture
+
+    s = LocalSettings.model_validate({"capture": {"rate": 0.25, "dir": str(tmp_path / "cap"), "format": "sagemaker"}})
+    assert s.capture is not None
+    env = s.capture.env()
+    runtime = RuntimeCapture.from_env(env)  # the container's runtime accepts exactly this
+    assert (runtime.rate, runtime.layout, runtime.destination) == (0.25, "sagemaker", "/var/lib/kaizen/capture")
+    made = Path(capture_directory(s.capture.dir))
+    assert made.is_dir() and (made.stat().st_uid == 10001 or os.geteuid() != 0)
+    for bad, needle in (({"rate": 0, "dir": "/x"}, "rate"), ({"rate": 0.5, "dir": "relative"}, "dir"),
+                        ({"rate": 0.5, "dir": "/x", "maxFileBytes": 10_000, "maxTotalBytes": 5000}, "maxTotalBytes")):
+        with pytest.raises(ValidationError) as err:
+            LocalSettings.model_validate({"capture": bad})
+        assert needle in str(err.value) + json.dumps([e["loc"] for e in err.value.errors()])

@@ -177,12 +177,22 @@ def test_request_log_and_request_id(iris_app: App) -> None:
     assert "instances" not in stream.getvalue()  # never the payload without data capture
 
 
-def test_data_capture_logs_payload() -> None:
-    app, stream = make_app(IRIS, data_capture=True)
-    app.handle(Request("POST", "/predict", {}, json.dumps({"instances": [ROW]}).encode()))
+def test_data_capture_to_stdout_has_validated_rows_not_raw_payload() -> None:
+    from model_packages.serving.settings import CaptureSettings
+
+    app, stream = make_app(IRIS, capture=CaptureSettings(rate=1.0))
+    assert app.capture is not None
+    app.handle(Request("POST", "/predict", {b"x-request-id": b"cap-1"}, json.dumps({"instances": [ROW]}).encode()))
+    app.handle(Request("POST", "/predict", {}, b"{"))  # a 400: never captured
+    app.close()
     app.log.flush()
-    capture = [json.loads(x) for x in stream.getvalue().splitlines() if '"capture"' in x]
-    assert capture and "5.1" in capture[0]["request"] and "setosa" in capture[0]["response"]
+    records = [json.loads(x) for x in stream.getvalue().splitlines() if '"inputs"' in x]
+    assert len(records) == 1
+    record = records[0]
+    assert record["request_id"] == "cap-1" and record["predictions"] == ["setosa"]
+    assert record["inputs"]["sepal_length"] == [5.1] and record["model"] == "iris-classifier"
+    assert record["version"] == "1.0.0" and record["time"].endswith("Z")
+    assert "instances" not in stream.getvalue()  # the raw body is never logged
 
 
 def test_metrics_count_requests_and_drift() -> None:
