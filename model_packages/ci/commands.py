@@ -1,6 +1,7 @@
 """`kaizen ci ...`: every step of the GitHub Actions workflows, runnable (and tested) anywhere.
 
     kaizen ci changed --base origin/main        model packages changed since BASE (JSON list)
+    kaizen ci test                              the repository's own lint (ruff) and tests (pytest)
     kaizen ci deploy STACK --image REF@sha256:…  set kaizen:image, `pulumi up`, record in the audit trail
     kaizen ci promote --from staging --to prod  deploy exactly the digest staging runs
     kaizen ci rollback STACK                    redeploy the digest deployed before the current one
@@ -94,6 +95,27 @@ def check_packages(
         except KaizenError as error:
             raise _fail(KaizenError(f"{name}: {error}")) from None
         err.print(f"{name}: {manifest.name} {manifest.version} ok")
+
+
+@ci_app.command("test")
+def test_repository(
+    root: Annotated[Path, typer.Option(help="Repository root")] = Path("."),
+) -> None:
+    """The repository's own checks: `ruff check` when it holds Python code, `pytest` when it has a
+    tests/ directory; every check runs, and the command fails if any failed."""
+    from model_packages.ci.checks import repository_checks, run_checks
+
+    try:
+        checks = repository_checks(root)
+    except KaizenError as error:
+        raise _fail(error) from None
+    if not checks:
+        err.print("no Python code and no tests/ directory: nothing to lint or test")
+        return
+    failed = run_checks(root, checks)
+    if failed:
+        raise _fail(KaizenError(f"failed: {', '.join(failed)}"))
+    err.print(f"passed: {', '.join(c.name for c in checks)}")
 
 
 @ci_app.command("publish")
