@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from model_packages.image.localregistry import free_port
+from model_packages.image.localregistry import LocalRegistry, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -83,6 +83,18 @@ def running_server(
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+@contextmanager
+def local_registry() -> Iterator[LocalRegistry]:
+    """A Debian `docker-registry` on its own free loopback port for as long as the block runs; a
+    missing registry fails in CI and skips elsewhere."""
+    if shutil.which("docker-registry") is None:
+        if os.environ.get("CI"):
+            pytest.fail("docker-registry not installed in CI")
+        pytest.skip("docker-registry not installed")
+    with LocalRegistry() as reg:
+        yield reg
 
 
 @pytest.fixture

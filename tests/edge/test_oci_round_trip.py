@@ -21,7 +21,7 @@ from model_packages.edge.oci import ARTIFACT_TYPE, pull_bundle, push_bundle
 from model_packages.errors import KaizenError
 from model_packages.image.localregistry import LocalRegistry
 from model_packages.manifest import read_manifest
-from tests.conftest import running_server
+from tests.conftest import local_registry, running_server
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,11 +40,7 @@ def _oras() -> str:
 @pytest.fixture(scope="module")
 def edge_registry() -> Iterator[LocalRegistry]:
     """This module's own registry on its own free port (never shared with the image tests)."""
-    if shutil.which("docker-registry") is None:
-        if os.environ.get("CI"):
-            pytest.fail("docker-registry not installed in CI")
-        pytest.skip("docker-registry not installed")
-    with LocalRegistry() as reg:
+    with local_registry() as reg:
         yield reg
 
 

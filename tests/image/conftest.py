@@ -28,6 +28,7 @@ from model_packages.image.build import BuildResult, build_package
 from model_packages.image.context import Bases
 from model_packages.image.localregistry import LocalRegistry, free_port
 from model_packages.package import copy_without_serving_artifact
+from tests.conftest import local_registry
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
@@ -145,11 +146,7 @@ def onnx_clean_image(
 
 @pytest.fixture(scope="session")
 def registry() -> Iterator[LocalRegistry]:
-    if shutil.which("docker-registry") is None:
-        if os.environ.get("CI"):
-            pytest.fail("docker-registry not installed in CI")
-        pytest.skip("docker-registry not installed")
-    with LocalRegistry() as reg:
+    with local_registry() as reg:
         yield reg
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +24,7 @@ from model_packages.image.base import emulation_ready, ensure_bases
 from model_packages.image.context import Bases
 from model_packages.image.localregistry import LocalRegistry
 
+from ..conftest import local_registry
 from .conftest import EXAMPLES, RUN_ID
 from .test_contract import require_port_8080, sagemaker_probes
 
@@ -47,11 +47,7 @@ def arm64_bases(docker_client: Any, bases: Bases) -> Bases:
 @pytest.fixture(scope="module")
 def own_registry() -> Iterator[LocalRegistry]:
     """This module's own registry on a free port (not the session one of test_push.py)."""
-    if shutil.which("docker-registry") is None:
-        if os.environ.get("CI"):
-            pytest.fail("docker-registry not installed in CI")
-        pytest.skip("docker-registry not installed")
-    with LocalRegistry() as reg:
+    with local_registry() as reg:
         yield reg
 
 
