@@ -20,6 +20,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
+from model_packages.serving import contract as c
+
 DRIFT_SCORE_REMOVED = (
     "driftScore was removed: drift no longer alarms on a fixed PSI but on a calibrated test; set "
     "drift.falseAlarmDays (expected days between false alarms, default 30) instead, e.g. "
@@ -57,9 +59,9 @@ class DriftSettings(BaseModel):
     def as_env(self) -> dict[str, str]:
         """The runtime's environment variables (model_packages/serving/settings.py)."""
         return {
-            "KAIZEN_DRIFT": "on" if self.enabled else "off",
-            "KAIZEN_DRIFT_FALSE_ALARM_DAYS": f"{self.false_alarm_days:g}",
-            "KAIZEN_DRIFT_WINDOW_SECONDS": f"{self.window_seconds:g}",
-            "KAIZEN_DRIFT_WINDOW_ROWS": str(self.window_rows),
-            "KAIZEN_DRIFT_MIN_ROWS": str(self.min_rows),
+            c.ENV_DRIFT: "on" if self.enabled else "off",
+            c.ENV_DRIFT_FALSE_ALARM_DAYS: f"{self.false_alarm_days:g}",
+            c.ENV_DRIFT_WINDOW_SECONDS: f"{self.window_seconds:g}",
+            c.ENV_DRIFT_WINDOW_ROWS: str(self.window_rows),
+            c.ENV_DRIFT_MIN_ROWS: str(self.min_rows),
         }

@@ -12,6 +12,8 @@ import math
 import re
 from dataclasses import dataclass
 
+from model_packages.serving import contract as c
+
 # Idle timeout (s) of each front end towards the container, and where it is documented.
 FRONT_END_IDLE_S: dict[str, tuple[int, str]] = {
     # SageMaker gives each invocation 60 s; a kept-alive connection must survive that window.
@@ -98,7 +100,7 @@ class RuntimeEnv:
     keepalive_timeout_s: int
 
     def as_env(self) -> dict[str, str]:
-        return {"KAIZEN_WORKERS": str(self.workers), "KAIZEN_KEEPALIVE_TIMEOUT": str(self.keepalive_timeout_s)}
+        return {c.ENV_WORKERS: str(self.workers), c.ENV_KEEPALIVE_TIMEOUT: str(self.keepalive_timeout_s)}
 
 
 def runtime_env(

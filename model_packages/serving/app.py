@@ -12,7 +12,7 @@ from typing import Any
 
 from model_packages import __version__
 from model_packages.errors import RequestError
-from model_packages.serving import codecs
+from model_packages.serving import codecs, contract
 from model_packages.serving.capture import Capture
 from model_packages.serving.logs import JsonLog
 from model_packages.serving.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -114,12 +114,12 @@ class App:
         self.model_version: str | None = None
         self.openapi: bytes = b"{}"
         self.routes: dict[str, dict[str, tuple[str, Handler]]] = {}
-        self._add("GET", "/ping", "ping", self.ready)
-        self._add("GET", "/health/live", "live", self.live)
-        self._add("GET", "/health/ready", "ready", self.ready)
-        self._add("POST", "/invocations", "invocations", self.invocations)
-        self._add("POST", "/predict", "predict", self.predict)
-        self._add("GET", "/metrics", "metrics", self.render_metrics)
+        self._add("GET", contract.PING_PATH, "ping", self.ready)
+        self._add("GET", contract.LIVE_PATH, "live", self.live)
+        self._add("GET", contract.READY_PATH, "ready", self.ready)
+        self._add("POST", contract.INVOCATIONS_PATH, "invocations", self.invocations)
+        self._add("POST", contract.PREDICT_PATH, "predict", self.predict)
+        self._add("GET", contract.METRICS_PATH, "metrics", self.render_metrics)
         self._add("GET", "/openapi.json", "openapi", lambda _: Response(200, self.openapi))
         self._add("GET", "/v2", "v2_server", self.v2_server)
         self._add("GET", "/v2/health/live", "v2_live", self.live)

@@ -38,6 +38,7 @@ import httptools
 
 from model_packages.drift import Verdict
 from model_packages.errors import PackageError
+from model_packages.serving import contract
 from model_packages.serving.app import App, Request, Response, error_response
 from model_packages.serving.drift import DriftMonitor
 from model_packages.serving.logs import JsonLog
@@ -428,9 +429,9 @@ class Server:
             try:
                 runner = loader.result()
             except PackageError as error:
-                # Every worker loads the same package: the first one reports it, the others say so
+                # Every worker loads the same package: the first to fail reports it, the others say so
                 # under another name, so a bad package is one `model_load_failed` line.
-                first = self.worker is None or getattr(self.worker, "index", 0) == 0
+                first = self.worker is None or self.worker.claim_failure_report()
                 self.log.event("model_load_failed" if first else "worker_load_failed", error=str(error))
                 self.exit_code = 1
                 self.stop()
@@ -537,7 +538,8 @@ class Server:
     def _log_verdict(self, verdict: Verdict) -> None:
         features = sorted(verdict.features.items(), key=lambda item: -item[1].statistic / max(item[1].threshold, 1e-9))
         self.log.event(
-            "drift", drift_alarm=int(bool(verdict.alarm)), drift_statistic=round(verdict.statistic, 4),
+            contract.DRIFT_EVENT, **{contract.DRIFT_ALARM_FIELD: int(bool(verdict.alarm)),
+                                     contract.DRIFT_STATISTIC_FIELD: round(verdict.statistic, 4)},
             rows=verdict.rows, alpha=verdict.alpha,
             drifting=[name for name, score in features if score.alarm],
             features={name: {"statistic": round(score.statistic, 3), "threshold": round(score.threshold, 3),

@@ -9,10 +9,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from model_packages.errors import KaizenError
+from model_packages.serving import contract as c
+from model_packages.serving.contract import DEFAULT_MODEL_DIR, SAGEMAKER_MODEL_DIR
 from model_packages.serving.drift import DriftConfig
 
-DEFAULT_MODEL_DIR = "/opt/kaizen/model"
-SAGEMAKER_MODEL_DIR = "/opt/ml/model"
 DEFAULT_MAX_BODY = 1_572_864  # 1.5 MiB, Vertex AI's online prediction limit
 DEFAULT_MAX_ROWS = 20_000  # above this one request holds the GIL long enough to delay health checks
 
@@ -73,8 +73,8 @@ def _route(env: Mapping[str, str], name: str) -> str | None:
 
 
 def _model_dir(env: Mapping[str, str]) -> Path:
-    if env.get("KAIZEN_MODEL_DIR"):
-        return Path(env["KAIZEN_MODEL_DIR"])
+    if env.get(c.ENV_MODEL_DIR):
+        return Path(env[c.ENV_MODEL_DIR])
     if (Path(SAGEMAKER_MODEL_DIR) / "kaizen.yaml").is_file():
         return Path(SAGEMAKER_MODEL_DIR)
     return Path(DEFAULT_MODEL_DIR)
@@ -102,19 +102,19 @@ class CaptureSettings:
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> CaptureSettings:
         legacy = _flag(env, "KAIZEN_DATA_CAPTURE", False)  # older switch: capture every request
-        rate = _float(env, "KAIZEN_CAPTURE_RATE", 1.0 if legacy else 0.0, 0.0, 1.0)
-        layout = env.get("KAIZEN_CAPTURE_FORMAT") or "kaizen"
+        rate = _float(env, c.ENV_CAPTURE_RATE, 1.0 if legacy else 0.0, 0.0, 1.0)
+        layout = env.get(c.ENV_CAPTURE_FORMAT) or "kaizen"
         if layout not in ("kaizen", "sagemaker"):
             raise SettingsError(f"KAIZEN_CAPTURE_FORMAT={layout!r} is not one of kaizen, sagemaker")
-        destination = env.get("KAIZEN_CAPTURE_DIR") or "stdout"
+        destination = env.get(c.ENV_CAPTURE_DIR) or "stdout"
         if destination != "stdout" and not destination.startswith("/"):
             raise SettingsError(f"KAIZEN_CAPTURE_DIR={destination!r} must be an absolute directory or 'stdout'")
         for name in ("KAIZEN_CAPTURE_ENDPOINT", "KAIZEN_CAPTURE_VARIANT"):
             value = env.get(name) or ""
             if value and not all(c.isalnum() or c in "-_." for c in value):
                 raise SettingsError(f"{name}={value!r} may hold only letters, digits, '-', '_' and '.'")
-        max_file = _int(env, "KAIZEN_CAPTURE_MAX_FILE_BYTES", 16 << 20, 4096, 1 << 34)
-        total = _int(env, "KAIZEN_CAPTURE_MAX_TOTAL_BYTES", 1 << 30, 4096, 1 << 44)
+        max_file = _int(env, c.ENV_CAPTURE_MAX_FILE_BYTES, 16 << 20, 4096, 1 << 34)
+        total = _int(env, c.ENV_CAPTURE_MAX_TOTAL_BYTES, 1 << 30, 4096, 1 << 44)
         if total < max_file:
             raise SettingsError(f"KAIZEN_CAPTURE_MAX_TOTAL_BYTES={total} is smaller than "
                                 f"KAIZEN_CAPTURE_MAX_FILE_BYTES={max_file}")
@@ -134,7 +134,7 @@ class Settings:
 
     model_dir: Path
     host: str = "0.0.0.0"
-    port: int = 8080
+    port: int = c.PORT
     max_body_bytes: int = DEFAULT_MAX_BODY
     health_routes: tuple[str, ...] = ()
     liveness_routes: tuple[str, ...] = ()
@@ -156,14 +156,14 @@ class Settings:
         env = os.environ if env is None else env
         # Vertex sets AIP_HTTP_PORT; Cloud Run and Container Apps set PORT.
         port = _int(env, "AIP_HTTP_PORT", 0, 1, 65535) or _int(env, "PORT", 0, 1, 65535)
-        port = port or _int(env, "KAIZEN_PORT", 8080, 1, 65535)
-        health = [r for r in (_route(env, "AIP_HEALTH_ROUTE"), _route(env, "KAIZEN_READINESS_ROUTE")) if r]
-        live = [r for r in (_route(env, "KAIZEN_LIVENESS_ROUTE"),) if r]
-        predict = [r for r in (_route(env, "AIP_PREDICT_ROUTE"), _route(env, "KAIZEN_SCORING_ROUTE")) if r]
+        port = port or _int(env, c.ENV_PORT, c.PORT, 1, 65535)
+        health = [r for r in (_route(env, "AIP_HEALTH_ROUTE"), _route(env, c.ENV_READINESS_ROUTE)) if r]
+        live = [r for r in (_route(env, c.ENV_LIVENESS_ROUTE),) if r]
+        predict = [r for r in (_route(env, "AIP_PREDICT_ROUTE"), _route(env, c.ENV_SCORING_ROUTE)) if r]
         drift = _drift(env)
         return cls(
             model_dir=_model_dir(env),
-            host=env.get("KAIZEN_HOST") or "0.0.0.0",
+            host=env.get(c.ENV_HOST) or "0.0.0.0",
             port=port,
             max_body_bytes=_int(env, "KAIZEN_MAX_BODY_BYTES", DEFAULT_MAX_BODY, 1024, 1 << 30),
             health_routes=tuple(health),
@@ -174,25 +174,25 @@ class Settings:
             drain_seconds=_float(env, "KAIZEN_DRAIN_SECONDS", 20.0, 0.0, 3600.0),
             drift=drift,
             max_rows=_int(env, "KAIZEN_MAX_ROWS", DEFAULT_MAX_ROWS, 1, 10_000_000),
-            keepalive_timeout=_float(env, "KAIZEN_KEEPALIVE_TIMEOUT", 5.0, 0.1, 3600.0),
+            keepalive_timeout=_float(env, c.ENV_KEEPALIVE_TIMEOUT, 5.0, 0.1, 3600.0),
             header_timeout=_float(env, "KAIZEN_HEADER_TIMEOUT", 10.0, 0.1, 3600.0),
             body_timeout=_float(env, "KAIZEN_BODY_TIMEOUT", 30.0, 0.1, 3600.0),
             max_connections=_int(env, "KAIZEN_MAX_CONNECTIONS", 1000, 1, 1_000_000),
-            workers=_int(env, "KAIZEN_WORKERS", 0, 0, 1024) or default_workers(),
+            workers=_int(env, c.ENV_WORKERS, 0, 0, 1024) or default_workers(),
         )
 
 
 def _drift(env: Mapping[str, str]) -> DriftConfig:
     """KAIZEN_DRIFT (on/off), the window (rows and seconds, whichever first), the rows below which a
     window is not judged, and the expected days between false alarms."""
-    enabled = _flag(env, "KAIZEN_DRIFT", True)
+    enabled = _flag(env, c.ENV_DRIFT, True)
     # Above 100,000 rows per window the exact tail tables grow past tens of MB; nobody needs more.
-    window = _int(env, "KAIZEN_DRIFT_WINDOW_ROWS", 5000, 10, 100_000)
-    min_rows = _int(env, "KAIZEN_DRIFT_MIN_ROWS", 100, 1, 100_000)
+    window = _int(env, c.ENV_DRIFT_WINDOW_ROWS, 5000, 10, 100_000)
+    min_rows = _int(env, c.ENV_DRIFT_MIN_ROWS, 100, 1, 100_000)
     if min_rows > window:
         raise SettingsError(f"KAIZEN_DRIFT_MIN_ROWS={min_rows} is larger than KAIZEN_DRIFT_WINDOW_ROWS={window}")
-    seconds = _float(env, "KAIZEN_DRIFT_WINDOW_SECONDS", 3600.0, 1.0, 7 * 86_400.0)
-    days = _float(env, "KAIZEN_DRIFT_FALSE_ALARM_DAYS", 30.0, 0.01, 36_500.0)
+    seconds = _float(env, c.ENV_DRIFT_WINDOW_SECONDS, 3600.0, 1.0, 7 * 86_400.0)
+    days = _float(env, c.ENV_DRIFT_FALSE_ALARM_DAYS, 30.0, 0.01, 36_500.0)
     if seconds / (days * 86_400.0) > 0.5:
         raise SettingsError(f"KAIZEN_DRIFT_FALSE_ALARM_DAYS={env.get('KAIZEN_DRIFT_FALSE_ALARM_DAYS')} is too short "
                             f"for KAIZEN_DRIFT_WINDOW_SECONDS={seconds:g}: at most one false alarm per two windows")

@@ -69,6 +69,18 @@ class WorkerContext:
     def all_ready(self) -> bool:
         return self._board[: self.count] == self._all
 
+    def claim_failure_report(self) -> bool:
+        """True for the first worker to fail loading: it names the failure, the others defer to it.
+
+        Whichever worker fails first may not be worker 0 (the supervisor stops the rest as soon as one
+        fails), so the claim is an exclusive create in the run directory, not an index.
+        """
+        try:
+            os.close(os.open(self.run_dir / "load_failed", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            return False
+        return True
+
 
 def _prepare(count: int) -> Path:
     run_dir = Path(tempfile.mkdtemp(prefix="kaizen-run-"))

@@ -236,7 +236,8 @@ def test_load_failure_is_one_json_line_not_a_traceback(iris_package: Path) -> No
     assert result.returncode == 1
     assert "Traceback" not in result.stdout + result.stderr
     failures = [json.loads(line) for line in result.stdout.splitlines() if "model_load_failed" in line]
-    assert len(failures) == 1 and "ValueError" in failures[0]["error"] and "warm-up" in failures[0]["error"]
+    assert len(failures) == 1, result.stdout + result.stderr
+    assert "ValueError" in failures[0]["error"] and "warm-up" in failures[0]["error"]
     kaizen = Path(sys.executable).parent / "kaizen"
     serve = subprocess.run([str(kaizen), "serve", str(package), "--port", str(free_port())], capture_output=True,
                            text=True, timeout=60, check=False)

@@ -174,3 +174,15 @@ def test_a_worker_starting_beside_a_new_metrics_file_does_not_fail(tmp_path: Pat
         values.ValueClass = previous
         os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
     assert metric(text, "kaizen_predicted_rows_total") == 3.0
+
+
+def test_the_first_worker_to_fail_loading_names_the_failure(tmp_path: Path) -> None:
+    """Worker 1 may fail before worker 0, which the supervisor then stops mid-load (seen in CI): the
+    report goes to whichever fails first, once, not to a fixed index."""
+    from model_packages.serving.workers import WorkerContext
+
+    (tmp_path / "ready").write_bytes(b"\x00\x00")
+    second, first = WorkerContext(1, 2, tmp_path), WorkerContext(0, 2, tmp_path)
+    assert second.claim_failure_report() is True
+    assert first.claim_failure_report() is False
+    assert second.claim_failure_report() is False
