@@ -65,6 +65,14 @@ if ! "$TOOLS_BIN/oras" version 2>/dev/null | grep -q "${ORAS_VERSION#v}"; then
     log "installing oras $ORAS_VERSION"
     GOBIN="$TOOLS_BIN" GOFLAGS=-mod=mod go install "oras.land/oras/cmd/oras@$ORAS_VERSION" >&2
 fi
+# Azurite (Microsoft's Azure Storage emulator) from the npm registry, pinned, for the Azure Blob tests.
+AZURITE_VERSION=3.37.0
+AZURITE_DIR="$HOME/.cache/kaizen/azurite"
+if ! grep -qs "\"version\": \"$AZURITE_VERSION\"" "$AZURITE_DIR/node_modules/azurite/package.json"; then
+    log "installing azurite $AZURITE_VERSION"
+    mkdir -p "$AZURITE_DIR"
+    npm install --prefix "$AZURITE_DIR" --no-audit --no-fund --loglevel=error "azurite@$AZURITE_VERSION" >&2
+fi
 .venv/bin/kaizen base >&2
 # The arm64 bases (mmdebstrap --arch=arm64, under QEMU; cached like the amd64 ones).
 .venv/bin/kaizen base --arch arm64 >&2 || log "no arm64 bases (needs qemu-aarch64 in binfmt_misc): the multi-platform tests will fail"

@@ -6,11 +6,14 @@ infrastructure), so the component declares what starts one: a state machine whos
 `arn:aws:states:::sagemaker:createProcessingJob.sync` (it waits for the job), and, with a schedule,
 an EventBridge Scheduler schedule that starts an execution. Each input file is one ProcessingInput
 (exactly that key), the output prefix gets one directory per execution, uploaded as it is written.
+A failed job is retried in the same execution (so the same prefix, as is a redrive), and the
+container's `--resume-from` skips the chunks the killed attempt uploaded (model_packages/batch/resume.py).
 
 Three roles, each for one service and one job:
 - processing (sagemaker.amazonaws.com): read exactly the input keys, list the input bucket only
-  under those keys, write under the output prefix, pull from one ECR repository (the login token
-  action has no resource-level permissions: `Resource: "*"`, as in identity.py), write its logs;
+  under those keys, write (and read back, to resume) under the output prefix, pull from one ECR
+  repository (the login token action has no resource-level permissions: `Resource: "*"`, as in
+  identity.py), write its logs;
 - state machine (states.amazonaws.com): create/describe/stop processing jobs of this name prefix,
   pass only the processing role and only to SageMaker, and manage the one EventBridge rule the
   `.sync` integration uses (https://docs.aws.amazon.com/step-functions/latest/dg/sagemaker-iam.html);
@@ -82,6 +85,12 @@ def processing_policy(args: ProcessingBatchJobArgs, repository_arn: str) -> dict
          "Condition": {"StringEquals": {"s3:prefix": keys}}},
         {"Sid": "WriteScores", "Effect": "Allow", "Action": ["s3:PutObject", "s3:AbortMultipartUpload"],
          "Resource": [f"arn:aws:s3:::{out_bucket}/{out_prefix}{args.job_prefix}/*"]},
+        # a retried job reads back what the killed attempt uploaded (`batch --resume-from`)
+        {"Sid": "ReadScores", "Effect": "Allow", "Action": ["s3:GetObject"],
+         "Resource": [f"arn:aws:s3:::{out_bucket}/{out_prefix}{args.job_prefix}/*"]},
+        {"Sid": "ListScores", "Effect": "Allow", "Action": ["s3:ListBucket"],
+         "Resource": [f"arn:aws:s3:::{out_bucket}"],
+         "Condition": {"StringLike": {"s3:prefix": [f"{out_prefix}{args.job_prefix}/*"]}}},
         {"Sid": "EcrAuthToken", "Effect": "Allow", "Action": ["ecr:GetAuthorizationToken"], "Resource": "*"},
         {"Sid": "PullModelImage", "Effect": "Allow", "Action": ECR_PULL_ACTIONS, "Resource": [repository_arn]},
         {"Sid": "JobLogs", "Effect": "Allow",
@@ -107,21 +116,28 @@ def definition(args: ProcessingBatchJobArgs, image: str, role_arn: str) -> dict[
     s = args.settings
     in_bucket, in_prefix = bucket_and_prefix(s.input)
     out_bucket, out_prefix = bucket_and_prefix(s.output)
+    scores = f"s3://{out_bucket}/{out_prefix}{args.job_prefix}/"
     container_args = ["batch", *(f"{IN}/{k}/{n}" for k, n in enumerate(s.inputs)), "--out", OUT,
-                      "--chunk-rows", str(s.chunk_rows), *(["--probabilities"] if s.probabilities else [])]
+                      "--chunk-rows", str(s.chunk_rows), *(["--probabilities"] if s.probabilities else []),
+                      "--resume-from", scores + "{execution}/"]
     return {"Comment": "Kaizen batch scoring: one SageMaker Processing job, waited for", "StartAt": "Score",
             "States": {"Score": {"Type": "Task", "Resource": "arn:aws:states:::sagemaker:createProcessingJob.sync",
-                                 "End": True, "Parameters": {
+                                 "End": True,
+                                 # a new job of the same execution resumes under the same prefix
+                                 "Retry": [{"ErrorEquals": ["States.TaskFailed"], "IntervalSeconds": 60,
+                                            "MaxAttempts": 2, "BackoffRate": 2.0}],
+                                 "Parameters": {
         "ProcessingJobName.$": f"States.Format('{args.job_prefix}-{{}}', States.UUID())",
         "RoleArn": role_arn,
         "AppSpecification": {"ImageUri": image, "ContainerArguments": container_args},
+        "Environment": {"KAIZEN_BATCH_RUN.$": "$$.Execution.Name"},  # `{execution}` in --resume-from
         "ProcessingResources": {"ClusterConfig": {"InstanceCount": 1, "InstanceType": args.instance_type,
                                                   "VolumeSizeInGB": args.volume_gb}},
         "ProcessingInputs": [{"InputName": f"input-{k}", "S3Input": {
             "S3Uri": f"s3://{in_bucket}/{in_prefix}{n}", "LocalPath": f"{IN}/{k}", "S3DataType": "S3Prefix",
             "S3InputMode": "File"}} for k, n in enumerate(s.inputs)],
         "ProcessingOutputConfig": {"Outputs": [{"OutputName": "scores", "S3Output": {
-            "S3Uri.$": f"States.Format('s3://{out_bucket}/{out_prefix}{args.job_prefix}/{{}}/', $$.Execution.Name)",
+            "S3Uri.$": f"States.Format('{scores}{{}}/', $$.Execution.Name)",
             "LocalPath": OUT, "S3UploadMode": "Continuous"}}]},
         "StoppingCondition": {"MaxRuntimeInSeconds": s.timeout_minutes * 60},
     }}}}

@@ -78,6 +78,12 @@ def _private_key() -> Ed25519PrivateKey:
     return loaded
 
 
+def public_key_pem() -> bytes:
+    """The signing key's public half (PEM), to verify this writer's records elsewhere."""
+    return _private_key().public_key().public_bytes(serialization.Encoding.PEM,
+                                                    serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
 def public_keys() -> dict[str, Ed25519PublicKey]:
     """Trusted verification keys by key id: `$KAIZEN_AUDIT_PUBKEYS` (PEM files, ':'-separated),
     else the public half of the signing key."""

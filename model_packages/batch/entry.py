@@ -2,7 +2,10 @@
 
 stdlib + numpy only (what every image has); one JSON log line per chunk and one summary line.
 Exit codes: 0 done (rejects are listed in the output, not an error), 1 the model failed to load,
-2 bad arguments or inputs.
+2 bad arguments or inputs, 3 `--resume-from` could not read S3.
+
+`--resume-from s3://bucket/prefix/{execution}/` (a SageMaker Processing job, infra/aws/batch.py):
+the chunks an earlier run of the execution uploaded there are skipped (model_packages/batch/resume.py).
 """
 
 from __future__ import annotations
@@ -40,9 +43,26 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--out", required=True, type=Path, help="output directory (resumable)")
     parser.add_argument("--chunk-rows", type=int, default=int(os.environ.get("KAIZEN_BATCH_CHUNK_ROWS", "10000")))
     parser.add_argument("--probabilities", action="store_true", help="add one p_<label> column per label")
+    parser.add_argument("--resume-from", help="s3://bucket/prefix/ where an earlier run of this job uploaded --out")
     parser.add_argument("--model-dir", type=Path, default=Path(os.environ.get("KAIZEN_MODEL_DIR", "/opt/kaizen/model")))
     args = parser.parse_args(argv)
     args.out = Path(str(args.out).replace("{execution}", execution_id()))
+    hashes: list[str] | None = None
+    if args.resume_from:
+        from model_packages.batch.resume import input_hashes, seed_from_s3
+        from model_packages.batch.s3 import S3Client, S3Error
+
+        uri = args.resume_from.replace("{execution}", execution_id())
+        try:
+            hashes = input_hashes(args.inputs)
+            chunks = seed_from_s3(uri, args.out, args.inputs, hashes, S3Client.from_env(os.environ))
+        except S3Error as error:
+            _log(event="batch_failed", error=str(error))
+            return 3
+        except BatchError as error:
+            _log(event="batch_failed", error=str(error))
+            return 2
+        _log(event="batch_resume", prefix=uri, chunks_done=chunks)
     try:
         job = open_job(args.model_dir, args.inputs, args.out, chunk_rows=args.chunk_rows,
                        probabilities=args.probabilities)
@@ -52,6 +72,8 @@ def main(argv: list[str]) -> int:
     except BatchError as error:
         _log(event="batch_failed", error=str(error))
         return 2
+    if hashes is not None:  # what the next run of this execution checks its inputs against
+        job.manifest["inputs_sha256"] = hashes
 
     def on_chunk(result: ChunkResult) -> None:
         _log(event="batch_chunk", input=str(args.inputs[result.input_index]), chunk=result.chunk,

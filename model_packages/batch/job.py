@@ -66,7 +66,12 @@ def _atomic_write(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def _input_record(path: Path) -> dict[str, Any]:
+def chunk_dir(kind: str, k: int, path: Path) -> str:
+    """`<kind>/<k>-<stem>`: where chunk files of input k go, relative to the output directory."""
+    return f"{kind}/{k:03d}-{path.stem}"
+
+
+def input_record(path: Path) -> dict[str, Any]:
     stat = path.stat()
     return {"path": str(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
@@ -103,7 +108,7 @@ class BatchJob:
                       "serving_sha256": m.serving.artifact_sha256 if m.serving else None},
             "chunk_rows": self.chunk_rows,
             "probabilities": self.probabilities,
-            "inputs": [_input_record(p) for p in self.inputs],
+            "inputs": [input_record(p) for p in self.inputs],
         }
 
     def _open_manifest(self) -> dict[str, Any]:
@@ -128,7 +133,7 @@ class BatchJob:
         _atomic_write(self.out / MANIFEST, json.dumps(self.manifest, indent=1, sort_keys=True).encode())
 
     def _dir(self, kind: str, k: int) -> Path:
-        return self.out / kind / f"{k:03d}-{self.inputs[k].stem}"
+        return self.out / chunk_dir(kind, k, self.inputs[k])
 
     # -- scoring --------------------------------------------------------------------------------
     def run(self, on_chunk: Callable[[ChunkResult], None] | None = None) -> Summary:
@@ -188,12 +193,12 @@ class BatchJob:
                 writer.writerows([first + n, v] for n, v in zip(index, values, strict=True))
             else:
                 writer.writerows([first + n, v, *p] for n, v, p in zip(index, values, proba.tolist(), strict=True))
-        _atomic_write(self._dir("predictions", k) / f"{i:06d}.csv", out.getvalue().encode())
-        if rejects:
+        if rejects:  # first: a chunk whose predictions file exists has its rejects written too
             source = str(self.inputs[k])
             lines = "".join(json.dumps({"input": source, "row": row, "reason": reason}) + "\n"
                             for row, reason in sorted(rejects))
             _atomic_write(self._dir("rejects", k) / f"{i:06d}.jsonl", lines.encode())
+        _atomic_write(self._dir("predictions", k) / f"{i:06d}.csv", out.getvalue().encode())
         return len(rows) - len(rejects), len(rejects)
 
     def _score(self, rows: list[Any] | np.ndarray, index: list[int], first: int,

@@ -12,6 +12,11 @@ A bundle holds exactly what a device needs to score rows like the server does::
 The parity rows are the package's warm-up rows plus rows built from the baseline (each quantile
 level across all features, each feature at each histogram edge with the others at their medians),
 so they are in the training distribution without shipping training data.
+
+A tensor-input model (images [N,3,H,W], token sequences [N,T], ...) carries its signature in
+schema.json (`tensor_input`: name, datatype, shape; -1 for dynamic dimensions) and bundle.json;
+its parity batch is seeded and of the signature's shape (see :func:`parity_tensor`), since such a
+package's baseline has no per-feature statistics to build rows from.
 """
 
 from __future__ import annotations
@@ -92,6 +97,32 @@ def parity_rows(manifest: Manifest) -> list[list[Any]]:
     return rows
 
 
+PARITY_ITEMS = 16
+PARITY_DYNAMIC = 4  # a dynamic non-batch dimension (a sequence length) in the parity batch
+
+
+def parity_tensor(manifest: Manifest, seed: int = 0) -> np.ndarray:
+    """A seeded batch of PARITY_ITEMS items of the tensor signature: standard normal floats,
+    uint8 over 0..255, booleans, other integers 0/1 (a safe index for any embedding table);
+    dynamic dimensions PARITY_DYNAMIC long. Item 0 is all zeros (the server's warm-up item)."""
+    from model_packages.serving.tensors import V2_TO_NUMPY
+
+    spec = manifest.tensor_input
+    if spec is None:
+        raise EdgeError(f"{manifest.name} takes named inputs, not a tensor")
+    shape = (PARITY_ITEMS, *(PARITY_DYNAMIC if d == -1 else d for d in spec.shape[1:]))
+    dtype = np.dtype(V2_TO_NUMPY[spec.datatype])
+    rng = np.random.default_rng(seed)
+    if dtype.kind == "f":
+        batch = rng.standard_normal(shape).astype(dtype)
+    elif dtype == np.uint8:
+        batch = rng.integers(0, 256, shape).astype(dtype)
+    else:
+        batch = rng.integers(0, 2, shape).astype(dtype)
+    batch[0] = 0
+    return batch
+
+
 def _in_range(spec: Any, value: float) -> float:
     if spec.dtype == "integer":
         value = float(round(value))
@@ -154,11 +185,10 @@ def export_bundle(package_dir: str | Path, out_dir: str | Path, *, quantise: boo
     from model_packages.loading import OnnxModel, load_model
     from model_packages.package import verify_package
     from model_packages.serving.schema import InputSchema
+    from model_packages.serving.tensors import TensorSchema
 
     package = Path(package_dir)
     manifest = verify_package(package)
-    if manifest.tensor_input is not None:
-        raise EdgeError("tensor-input (deep-learning) models are not supported by edge bundles yet")
     source = onnx_source(manifest, package)
     out = Path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -178,7 +208,10 @@ def export_bundle(package_dir: str | Path, out_dir: str | Path, *, quantise: boo
             device = OnnxModel(edge, model_path)
         except PackageError as error:
             raise EdgeError(f"the bundle's model does not load: {error}") from None
-        matrix = InputSchema(manifest).matrix(parity_rows(manifest))
+        if manifest.tensor_input is not None:
+            matrix = TensorSchema(manifest).check(parity_tensor(manifest), field="parity")
+        else:
+            matrix = InputSchema(manifest).matrix(parity_rows(manifest))
         parity = measure_parity(server, device, matrix, manifest.output.task)
         schema = edge.model_dump(mode="json", exclude={"baseline"}, exclude_none=True)
         baseline = edge.baseline.model_dump(mode="json")
@@ -198,6 +231,7 @@ def export_bundle(package_dir: str | Path, out_dir: str | Path, *, quantise: boo
             "quantization": {"method": "onnxruntime.quantization.quantize_dynamic", "weight_type": "QInt8",
                              "tensors": quantised} if quantise else None,
             "parity": parity.as_dict(),
+            "tensor_input": manifest.tensor_input.model_dump(mode="json") if manifest.tensor_input else None,
             "files": {
                 name: sha256_bytes((work / name).read_bytes())
                 for name in ("model.onnx", "schema.json", "baseline.json")

@@ -6,9 +6,11 @@ checks the server applies), and scores rows from JSON Lines::
 
     python -m model_packages.edge run BUNDLE --input rows.jsonl [--probabilities] [--out FILE]
 
-Each input line is a row (a list in feature order, or an object keyed by feature name); each output
-line is ``{"prediction": …}`` (plus ``"probabilities"``), or ``{"row": i, "error": …}`` for a row the
-schema refuses (exit status 3 when there was any). Every file of the bundle is checked against
+Each input line is a row (a list in feature order, or an object keyed by feature name) or, for a
+tensor-input model, one item: a nested array of the signature's shape without the batch axis (what
+the server takes as one of `instances`); each output line is ``{"prediction": …}`` (plus
+``"probabilities"``), or ``{"row": i, "error": …}`` for a row the schema refuses (exit status 3
+when there was any). Every file of the bundle is checked against
 the hashes in bundle.json before the model loads.
 """
 
@@ -66,15 +68,17 @@ class EdgeModel:
     def __init__(self, directory: str | Path) -> None:
         from model_packages.loading import OnnxModel
         from model_packages.serving.schema import InputSchema
+        from model_packages.serving.tensors import TensorSchema
 
         self.directory = Path(directory)
         self.info, self.manifest = read_bundle(self.directory)
         self.model = OnnxModel(self.manifest, self.directory / "model.onnx")
-        self.schema = InputSchema(self.manifest)
+        self.schema = TensorSchema(self.manifest) if self.manifest.tensor_input else InputSchema(self.manifest)
         self.labels = [str(label) for label in self.manifest.output.labels or []]
 
     def predict(self, rows: list[Any]) -> list[dict[str, Any]]:
-        """Validate `rows` (RequestError naming the row and feature) and score them."""
+        """Validate `rows` (RequestError naming the row and feature, or the tensor's shape/type
+        problem) and score them."""
         from model_packages.serving.codecs import to_json_values
 
         matrix = self.schema.matrix(rows)

@@ -3,13 +3,25 @@
 and the champion package from Blob Storage with the job's managed identity
 (model_packages/azure_blob.py), runs `kaizen retrain`, and uploads what it wrote (the candidate
 package if the gate passed, the gate report, run.json) under the candidates prefix.
+
+The run's audit trail leaves the replica too (its disk is gone when the execution ends): whether
+the run passed, was rejected by the gate or failed, the trail it wrote is checked (chain and
+signatures) and uploaded as
+<KAIZEN_AUDIT_CONTAINER>/<KAIZEN_AUDIT_PREFIX><execution>/{audit.jsonl, audit-key.pub, anchor.json}
+(default: the package container, `audit/` beside `candidates/`; execution: the Container Apps job
+execution's name), so `kaizen audit verify --trail audit.jsonl` with KAIZEN_AUDIT_PUBKEYS set to
+that key (and the anchor) checks it anywhere. Each execution writes its own names: nothing
+uploaded earlier is overwritten.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import shutil
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
 from model_packages.azure_blob import BlobClient, BlobError, check_account_url, identity_token, relative_name
@@ -42,13 +54,52 @@ def stage_and_run(env: Mapping[str, str], work: Path, run: Callable[[Path, Path,
         client.download(packages, name, champion / relative_name(name, champion_prefix))
     out = work / "out"
     out.mkdir(parents=True, exist_ok=True)
-    run(Path(env["KAIZEN_PIPELINE"]), data, champion, out)
+    try:
+        run(Path(env["KAIZEN_PIPELINE"]), data, champion, out)
+    except BaseException:
+        with contextlib.suppress(BlobError):  # a failed run's records matter most; its own error is reported
+            ship_audit(client, env, work / "audit")
+        raise
     uploaded = []
     for path in sorted(p for p in out.rglob("*") if p.is_file()):
         name = candidates + path.relative_to(out).as_posix()
         client.upload(packages, name, path)
         uploaded.append(name)
-    return uploaded
+    return uploaded + ship_audit(client, env, work / "audit")
+
+
+def audit_location(env: Mapping[str, str]) -> tuple[str, str]:
+    """(container, prefix/<execution>/) where this execution's audit trail goes."""
+    container = env.get("KAIZEN_AUDIT_CONTAINER") or env["KAIZEN_PACKAGES_CONTAINER"]
+    prefix = env.get("KAIZEN_AUDIT_PREFIX") or env["KAIZEN_CANDIDATES_PREFIX"].removesuffix("candidates/") + "audit/"
+    if not prefix.endswith("/"):
+        raise BlobError("KAIZEN_AUDIT_PREFIX must end with '/'")
+    execution = env.get("CONTAINER_APP_JOB_EXECUTION_NAME", "")
+    if not execution or "/" in execution or execution in (".", ".."):
+        execution = datetime.now(UTC).strftime("run-%Y%m%dT%H%M%S%fZ")
+    return container, f"{prefix}{execution}/"
+
+
+def ship_audit(client: BlobClient, env: Mapping[str, str], staging: Path) -> list[str]:
+    """Upload the audit trail this process wrote (checked first), its verification key and its
+    anchor; returns the blob names (none when the run recorded nothing)."""
+    from model_packages.audit import trail
+
+    source = trail.trail_path()
+    if not source.is_file() or source.stat().st_size == 0:
+        return []
+    try:
+        anchor = trail.anchor(source)
+    except trail.AuditError as error:
+        raise BlobError(f"the run's audit trail does not verify, not uploaded: {error}") from None
+    staging.mkdir(parents=True, exist_ok=True)
+    (staging / "audit-key.pub").write_bytes(trail.public_key_pem())
+    (staging / "anchor.json").write_text(json.dumps(anchor, sort_keys=True) + "\n")
+    files = {"audit.jsonl": source, "audit-key.pub": staging / "audit-key.pub", "anchor.json": staging / "anchor.json"}
+    container, prefix = audit_location(env)
+    for name, path in files.items():
+        client.upload(container, prefix + name, path)
+    return [prefix + name for name in files]
 
 
 def retrain_blob_command() -> None:
@@ -66,6 +117,9 @@ def retrain_blob_command() -> None:
                         project_dir=Path("."), cache=out.parent / "cache", param=None, reject_ok=True, replay=None)
 
     work = Path(tempfile.mkdtemp(prefix="kaizen-blob-"))
+    own_trail = "KAIZEN_AUDIT_TRAIL" not in os.environ
+    if own_trail:  # this execution's records only, in a trail of their own
+        os.environ["KAIZEN_AUDIT_TRAIL"] = str(work / "audit.jsonl")
     try:
         for name in stage_and_run(os.environ, work, run):
             typer.echo(name)
@@ -73,4 +127,6 @@ def retrain_blob_command() -> None:
         Console(stderr=True).print(f"[bold red]error:[/] {error}")
         raise typer.Exit(code=1) from None
     finally:
+        if own_trail:
+            os.environ.pop("KAIZEN_AUDIT_TRAIL", None)
         shutil.rmtree(work, ignore_errors=True)

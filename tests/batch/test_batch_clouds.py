@@ -116,6 +116,8 @@ def test_aws_processing_job_state_machine_and_schedule_are_least_privilege() -> 
     assert processing["ReadInputs"]["Resource"] == ["arn:aws:s3:::raw/daily/day.csv"]
     assert processing["ListInputs"]["Condition"] == {"StringEquals": {"s3:prefix": ["daily/day.csv"]}}
     assert processing["WriteScores"]["Resource"] == ["arn:aws:s3:::scores/iris/iris-batch/*"]
+    assert processing["ReadScores"]["Resource"] == ["arn:aws:s3:::scores/iris/iris-batch/*"]  # to resume
+    assert processing["ListScores"]["Condition"] == {"StringLike": {"s3:prefix": ["iris/iris-batch/*"]}}
     assert processing["PullModelImage"]["Resource"] == [repo]
     wildcards = [s["Sid"] for p in policies.values() for s in p["Statement"] if s["Resource"] == "*"]
     assert wildcards == ["EcrAuthToken"]  # the one action without resource-level permissions
@@ -131,7 +133,11 @@ def test_aws_processing_job_state_machine_and_schedule_are_least_privilege() -> 
     assert task["Resource"] == "arn:aws:states:::sagemaker:createProcessingJob.sync"
     params = task["Parameters"]
     assert params["AppSpecification"]["ContainerArguments"] == [
-        "batch", "/opt/ml/processing/input/0/day.csv", "--out", "/opt/ml/processing/output", "--chunk-rows", "10000"]
+        "batch", "/opt/ml/processing/input/0/day.csv", "--out", "/opt/ml/processing/output", "--chunk-rows", "10000",
+        "--resume-from", "s3://scores/iris/iris-batch/{execution}/"]
+    # the execution's name, which a retry (or a redrive) keeps: a new job resumes the killed one's prefix
+    assert params["Environment"] == {"KAIZEN_BATCH_RUN.$": "$$.Execution.Name"}
+    assert task["Retry"][0]["ErrorEquals"] == ["States.TaskFailed"] and task["Retry"][0]["MaxAttempts"] >= 1
     assert params["ProcessingInputs"][0]["S3Input"]["S3Uri"] == "s3://raw/daily/day.csv"
     assert params["ProcessingOutputConfig"]["Outputs"][0]["S3Output"]["S3Uri.$"].startswith(
         "States.Format('s3://scores/iris/iris-batch/{}/'")

@@ -111,10 +111,41 @@ def _env(server: FakeAzure) -> dict[str, str]:
             "KAIZEN_BLOB_ACCOUNT_URL": server.url, "KAIZEN_DATA_CONTAINER": "train",
             "KAIZEN_DATA_BLOB": "iris/latest.csv", "KAIZEN_PACKAGES_CONTAINER": "pkgs",
             "KAIZEN_CHAMPION_PREFIX": "store/iris/1.0.0/", "KAIZEN_CANDIDATES_PREFIX": "store/candidates/",
-            "KAIZEN_PIPELINE": "/opt/kaizen/pipeline.py"}
+            "KAIZEN_PIPELINE": "/opt/kaizen/pipeline.py", "CONTAINER_APP_JOB_EXECUTION_NAME": EXECUTION}
 
 
-def test_stages_data_and_champion_runs_and_uploads_the_result(azure: FakeAzure, tmp_path: Path) -> None:
+EXECUTION = "kz-iris-retrain-x1y2z"
+AUDIT = f"store/audit/{EXECUTION}/"
+
+
+@pytest.fixture
+def own_trail(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """This test's own audit trail and signing key (the job's are fresh in each replica)."""
+    monkeypatch.setenv("KAIZEN_AUDIT_TRAIL", str(tmp_path / "trail" / "audit.jsonl"))
+    monkeypatch.setenv("KAIZEN_AUDIT_KEY", str(tmp_path / "trail" / "key.pem"))
+    monkeypatch.delenv("KAIZEN_AUDIT_PUBKEYS", raising=False)
+    return tmp_path / "trail" / "audit.jsonl"
+
+
+def uploaded_trail(blobs: dict[tuple[str, str], bytes], container: str, prefix: str, tmp: Path,
+                   monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """The uploaded trail, verified elsewhere with only what was uploaded beside it: its key and anchor."""
+    from model_packages.audit import trail
+
+    where = tmp / "verifier"
+    where.mkdir()
+    for name in ("audit.jsonl", "audit-key.pub", "anchor.json"):
+        (where / name).write_bytes(blobs[(container, prefix + name)])
+    monkeypatch.setenv("KAIZEN_AUDIT_PUBKEYS", str(where / "audit-key.pub"))
+    monkeypatch.setenv("KAIZEN_AUDIT_KEY", str(where / "no-such-key.pem"))
+    anchor = json.loads((where / "anchor.json").read_text())
+    records = trail.verify(where / "audit.jsonl", anchor)
+    assert anchor["seq"] == len(records) > 0
+    return records
+
+
+def test_stages_data_and_champion_runs_and_uploads_the_result(azure: FakeAzure, tmp_path: Path, own_trail: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     azure.blobs = {("train", "iris/latest.csv"): b"a,b\n1,2\n",
                    ("pkgs", "store/iris/1.0.0/kaizen.yaml"): b"name: iris\n",
                    ("pkgs", "store/iris/1.0.0/model/model.skops"): b"\x00model",
@@ -128,11 +159,18 @@ def test_stages_data_and_champion_runs_and_uploads_the_result(azure: FakeAzure, 
         (out / "iris" / "1.1.0").mkdir(parents=True)
         (out / "iris" / "1.1.0" / "kaizen.yaml").write_text("name: iris\nversion: 1.1.0\n")
         (out / "gate-report.md").write_text("promoted")
+        from model_packages.audit import trail
+
+        trail.append("gate", decision="promote", candidate="1.1.0")
 
     uploaded = stage_and_run(_env(azure), tmp_path, run)
     assert seen == {"pipeline": Path("/opt/kaizen/pipeline.py"), "data": b"a,b\n1,2\n",
                     "champion": ["kaizen.yaml", "model/model.skops", "schema.json"]}
-    assert uploaded == ["store/candidates/gate-report.md", "store/candidates/iris/1.1.0/kaizen.yaml"]
+    assert uploaded == ["store/candidates/gate-report.md", "store/candidates/iris/1.1.0/kaizen.yaml",
+                        f"{AUDIT}audit.jsonl", f"{AUDIT}audit-key.pub", f"{AUDIT}anchor.json"]
+    assert azure.blobs[("pkgs", f"{AUDIT}audit.jsonl")] == own_trail.read_bytes()
+    (record,) = uploaded_trail(azure.blobs, "pkgs", AUDIT, tmp_path, monkeypatch)
+    assert record["event"] == "gate" and record["decision"] == "promote"
     assert azure.blobs[("pkgs", "store/candidates/iris/1.1.0/kaizen.yaml")] == b"name: iris\nversion: 1.1.0\n"
     assert azure.blobs[("pkgs", "store/candidates/gate-report.md")] == b"promoted"
     # the token is the job's user-assigned identity's, for Blob Storage
@@ -140,16 +178,41 @@ def test_stages_data_and_champion_runs_and_uploads_the_result(azure: FakeAzure, 
     assert query == {"resource": ["https://storage.azure.com/"], "api-version": ["2019-08-01"], "client_id": [CLIENT]}
 
 
-def test_a_failed_run_uploads_nothing(azure: FakeAzure, tmp_path: Path) -> None:
+def test_a_failed_run_uploads_no_candidate_but_its_audit_records(azure: FakeAzure, tmp_path: Path, own_trail: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     azure.blobs = {("train", "iris/latest.csv"): b"x", ("pkgs", "store/iris/1.0.0/kaizen.yaml"): b"y"}
 
     def run(_p: Path, _d: Path, _c: Path, out: Path) -> None:
+        from model_packages.audit import trail
+
         (out / "partial").write_text("half")
+        trail.append("retrain_run", status="started")
         raise BlobError("schema check failed")
 
+    env = {**_env(azure), "KAIZEN_AUDIT_CONTAINER": "audit", "KAIZEN_AUDIT_PREFIX": "kaizen/"}
     with pytest.raises(BlobError, match="schema check failed"):
+        stage_and_run(env, tmp_path, run)
+    audit = f"kaizen/{EXECUTION}/"
+    assert set(azure.blobs) == {("train", "iris/latest.csv"), ("pkgs", "store/iris/1.0.0/kaizen.yaml"),
+                                *(("audit", audit + n) for n in ("audit.jsonl", "audit-key.pub", "anchor.json"))}
+    (record,) = uploaded_trail(azure.blobs, "audit", audit, tmp_path, monkeypatch)
+    assert record["event"] == "retrain_run"
+
+
+def test_a_trail_that_does_not_verify_is_not_uploaded(azure: FakeAzure, tmp_path: Path, own_trail: Path) -> None:
+    from model_packages.audit import trail
+
+    azure.blobs = {("train", "iris/latest.csv"): b"x", ("pkgs", "store/iris/1.0.0/kaizen.yaml"): b"y"}
+
+    def run(_p: Path, _d: Path, _c: Path, out: Path) -> None:
+        trail.append("gate", decision="reject")
+        trail.append("gate", decision="reject")
+        lines = own_trail.read_text().splitlines()
+        own_trail.write_text(lines[1] + "\n" + lines[0] + "\n")  # reordered
+
+    with pytest.raises(BlobError, match=r"audit trail does not verify, not uploaded: .*out of sequence"):
         stage_and_run(_env(azure), tmp_path, run)
-    assert set(azure.blobs) == {("train", "iris/latest.csv"), ("pkgs", "store/iris/1.0.0/kaizen.yaml")}
+    assert not [b for c, b in azure.blobs if "audit" in b]
 
 
 def test_missing_champion_data_or_identity_is_one_clear_error(azure: FakeAzure, tmp_path: Path) -> None:
@@ -219,3 +282,7 @@ def test_the_job_entry_point_retrains_the_example_from_blobs_end_to_end(azure: F
     assert "store/candidates/gate-report.md" in uploaded
     assert azure.blobs[("pkgs", "store/candidates/gate-report.md")].decode().startswith("# Promotion gate: REJECT")
     assert not [b for b in uploaded if b.endswith("kaizen.yaml")]  # rejected: no candidate package
+    # the job's audit records left the replica, and check out with what was uploaded beside them
+    records = uploaded_trail(azure.blobs, "pkgs", AUDIT, tmp_path, monkeypatch)
+    (gate,) = [r for r in records if r["event"] == "gate"]
+    assert gate["promote"] is False
