@@ -1,5 +1,10 @@
 """CloudWatch: endpoint log group with retention, drift metric from the runtime's log line,
-alarms (p99 latency, 5xx, saturation, drift) to an SNS topic, one dashboard."""
+alarms (p99 latency, 5xx, saturation, drift) to an SNS topic, one dashboard.
+
+The alarms are data: :func:`alarm_specs` is the table (one :class:`AlarmSpec` per alarm), and
+:func:`_alarm` turns a spec into a `MetricAlarm` with what every alarm shares (actions, comparison,
+missing data). The dashboard body is the pure :func:`dashboard_body`.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +15,24 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.aws.endpoint import VARIANT
+from infra.common.config import Alerts
+from infra.common.dashboards import grid
+from infra.drift_config import DriftSettings
+from model_packages.serving import contract as c
 
 DRIFT_METRIC = "DriftAlarm"  # 0/1 per closed window: the runtime's calibrated verdict
 DRIFT_STATISTIC_METRIC = "DriftStatistic"  # the calibrated score (alarm at >= 1), for the dashboard
 DRIFT_NAMESPACE_PREFIX = "Kaizen"
-DRIFT_PATTERN = '{ $.event = "drift" }'
+DRIFT_PATTERN = f'{{ $.event = "{c.DRIFT_EVENT}" }}'
+# Metric filters: the CloudWatch metric each field of the runtime's drift line becomes.
+DRIFT_FILTERS = (("drift-filter", DRIFT_METRIC, c.DRIFT_ALARM_FIELD),
+                 ("drift-statistic-filter", DRIFT_STATISTIC_METRIC, c.DRIFT_STATISTIC_FIELD))
+SAGEMAKER = "AWS/SageMaker"
+ENDPOINT_METRICS = "/aws/sagemaker/Endpoints"  # instance metrics (CPU) of an endpoint
+LATENCY_METRIC, ERRORS_METRIC = "ModelLatency", "Invocation5XXErrors"
+SERVERLESS_SATURATION_METRIC, CPU_METRIC = "ServerlessConcurrentExecutionsUtilization", "CPUUtilization"
+# Every SageMaker endpoint alarms on these (infra/policy/guardrails.py checks it).
+REQUIRED_METRICS = (LATENCY_METRIC, ERRORS_METRIC, DRIFT_METRIC)
 
 
 def drift_period(window_seconds: float) -> int:
@@ -28,15 +46,78 @@ def drift_namespace(endpoint_name: str) -> str:
 
 
 @dataclass(frozen=True)
+class AlarmSpec:
+    """One CloudWatch alarm: `key` names it (`<endpoint>-<key>`) and its resource (`<component>-<key>`)."""
+
+    output: str  # key in EndpointMonitoring.alarm_names / alarm_ids
+    key: str
+    namespace: str
+    metric: str
+    statistic: str  # Sum | Average | Maximum, or a percentile (p99: an extended statistic)
+    period: int
+    evaluation_periods: int
+    threshold: float
+    description: str
+    datapoints: int | None = None  # datapoints_to_alarm (default: all evaluation periods)
+    comparison: str = "GreaterThanThreshold"
+    endpoint_dimensions: bool = True  # False: the metric's namespace already names the endpoint
+
+
+def alarm_specs(endpoint: str, alerts: Alerts, drift: DriftSettings, serverless: bool, vcpus: int) -> list[AlarmSpec]:
+    """The endpoint's alarms: p99 latency, 5xx, saturation (serverless concurrency or CPU), drift."""
+    if serverless:
+        saturation = AlarmSpec("saturation", "saturation", SAGEMAKER, SERVERLESS_SATURATION_METRIC, "Maximum", 60, 5,
+                               alerts.saturation_percent / 100.0,
+                               "serverless concurrency close to its maximum (throttling)")
+    else:
+        # CPUUtilization sums the cores: 0-400 % on 4 vCPUs (rules.METRICS_DOC).
+        saturation = AlarmSpec("saturation", "saturation", ENDPOINT_METRICS, CPU_METRIC, "Average", 60, 10,
+                               alerts.saturation_percent * vcpus,
+                               f"CPU utilization above {alerts.saturation_percent}% of {vcpus} vCPUs", datapoints=8)
+    return [
+        AlarmSpec("latency", "latency-p99", SAGEMAKER, LATENCY_METRIC, "p99", 60, 5,
+                  alerts.latency_p99_ms * 1000.0,  # ModelLatency is in microseconds
+                  f"p99 model latency above {alerts.latency_p99_ms} ms", datapoints=3),
+        AlarmSpec("errors", "errors-5xx", SAGEMAKER, ERRORS_METRIC, "Sum", 300, 1, float(alerts.errors_5xx_per_5min),
+                  f"more than {alerts.errors_5xx_per_5min} 5xx responses in 5 minutes"),
+        saturation,
+        # One verdict line per window: each period holds the last window's verdict.
+        AlarmSpec("drift", "drift", drift_namespace(endpoint), DRIFT_METRIC, "Maximum",
+                  drift_period(drift.window_seconds), 1, 1,
+                  f"the runtime's calibrated drift test failed on a closed window ({c.DRIFT_ALARM_FIELD}=1); "
+                  f"false alarms about once per {drift.false_alarm_days:g} days",
+                  comparison="GreaterThanOrEqualToThreshold", endpoint_dimensions=False),
+    ]
+
+
+def dashboard_body(endpoint: str, region: str, serverless: bool) -> dict:
+    """The CloudWatch dashboard: latency, invocations and 5xx, saturation, drift."""
+    dims = ["EndpointName", endpoint, "VariantName", VARIANT]
+    saturation = ([SAGEMAKER, SERVERLESS_SATURATION_METRIC, *dims] if serverless
+                  else [ENDPOINT_METRICS, CPU_METRIC, *dims])
+    drift = drift_namespace(endpoint)
+    widgets = [
+        ("p99 latency (us)", [[SAGEMAKER, LATENCY_METRIC, *dims, {"stat": "p99"}]]),
+        ("Invocations / 5xx", [[SAGEMAKER, "Invocations", *dims, {"stat": "Sum"}],
+                               [SAGEMAKER, ERRORS_METRIC, *dims, {"stat": "Sum"}]]),
+        ("Saturation", [saturation]),
+        ("Drift: calibrated score (alarm at 1) and verdict",
+         [[drift, DRIFT_STATISTIC_METRIC, {"stat": "Maximum"}], [drift, DRIFT_METRIC, {"stat": "Maximum"}]]),
+    ]
+    return {"widgets": [
+        {"type": "metric", "x": x, "y": y, "width": 12, "height": 6,
+         "properties": {"title": title, "metrics": metrics, "region": region, "period": 60, "view": "timeSeries"}}
+        for x, y, (title, metrics) in grid(widgets, 12, 6)
+    ]}
+
+
+@dataclass(frozen=True)
 class EndpointMonitoringArgs:
     endpoint_name: str
     region: str
     retention_days: int
-    latency_p99_ms: float
-    errors_5xx_per_5min: int
-    saturation_percent: float
-    drift_window_seconds: float
-    drift_false_alarm_days: float
+    alerts: Alerts
+    drift: DriftSettings
     serverless: bool
     account_id: pulumi.Input[str]
     partition: pulumi.Input[str]
@@ -50,8 +131,8 @@ class EndpointMonitoring(pulumi.ComponentResource):
     log_group_arn: pulumi.Output[str]
     topic_arn: pulumi.Output[str]
     alarm_names: dict[str, pulumi.Output[str]]
-    alarm_arns: dict[str, pulumi.Output[str]]
-    dashboard_name: pulumi.Output[str]
+    alarm_ids: dict[str, pulumi.Output[str]]  # the alarms' ARNs
+    dashboard: pulumi.Output[str]  # the dashboard's name
 
     def __init__(self, name: str, args: EndpointMonitoringArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("kaizen:aws:EndpointMonitoring", name, None, opts)
@@ -64,8 +145,7 @@ class EndpointMonitoring(pulumi.ComponentResource):
             aws.cloudwatch.LogGroupArgs(name=f"/aws/sagemaker/Endpoints/{ep}", retention_in_days=args.retention_days),
             opts=child,
         )
-        for suffix, metric, field_name in (("drift-filter", DRIFT_METRIC, "drift_alarm"),
-                                           ("drift-statistic-filter", DRIFT_STATISTIC_METRIC, "drift_statistic")):
+        for suffix, metric, field_name in DRIFT_FILTERS:
             aws.cloudwatch.LogMetricFilter(
                 f"{name}-{suffix}",
                 aws.cloudwatch.LogMetricFilterArgs(
@@ -77,246 +157,90 @@ class EndpointMonitoring(pulumi.ComponentResource):
                 ),
                 opts=child,
             )
-
-        if args.topic_arn is not None:
-            topic_arn: pulumi.Output[str] = pulumi.Output.from_input(args.topic_arn)
-        else:
-            # CloudWatch cannot publish to a topic under the AWS-managed SNS key; a customer key
-            # whose policy lets CloudWatch use it works (rules.SNS_CW_DOC).
-            key = aws.kms.Key(
-                f"{name}-alarms-key",
-                aws.kms.KeyArgs(
-                    description=f"Kaizen alarm topic {ep}",
-                    enable_key_rotation=True,
-                    deletion_window_in_days=7,
-                    policy=pulumi.Output.all(args.partition, args.account_id).apply(
-                        lambda v: json.dumps(alarm_key_policy(v[0], v[1]))
-                    ),
-                ),
-                opts=child,
-            )
-            topic = aws.sns.Topic(
-                f"{name}-alarms",
-                aws.sns.TopicArgs(display_name=f"Kaizen {ep}", kms_master_key_id=key.arn),
-                opts=child,
-            )
-            topic_arn = topic.arn
+        topic_arn = self._topic(name, args)
         for i, email in enumerate(args.emails):
             aws.sns.TopicSubscription(
                 f"{name}-email-{i}",
                 aws.sns.TopicSubscriptionArgs(topic=topic_arn, protocol="email", endpoint=email),
                 opts=child,
             )
-
-        dims = {"EndpointName": ep, "VariantName": VARIANT}
-
-        actions = [topic_arn]
-
-        def alarm(key: str, alarm_args: aws.cloudwatch.MetricAlarmArgs) -> aws.cloudwatch.MetricAlarm:
-            return aws.cloudwatch.MetricAlarm(f"{name}-{key}", alarm_args, opts=child)
-
-        latency = alarm(
-            "latency-p99",
-            aws.cloudwatch.MetricAlarmArgs(
-                name=f"{ep}-latency-p99",
-                alarm_actions=actions,
-                ok_actions=actions,
-                alarm_description=f"p99 model latency above {args.latency_p99_ms} ms",
-                namespace="AWS/SageMaker",
-                metric_name="ModelLatency",
-                dimensions=dims,
-                extended_statistic="p99",
-                period=60,
-                evaluation_periods=5,
-                datapoints_to_alarm=3,
-                threshold=args.latency_p99_ms * 1000.0,  # ModelLatency is in microseconds
-                comparison_operator="GreaterThanThreshold",
-                treat_missing_data="notBreaching",
-            ),
-        )
-        errors = alarm(
-            "errors-5xx",
-            aws.cloudwatch.MetricAlarmArgs(
-                name=f"{ep}-errors-5xx",
-                alarm_actions=actions,
-                ok_actions=actions,
-                alarm_description=f"more than {args.errors_5xx_per_5min} 5xx responses in 5 minutes",
-                namespace="AWS/SageMaker",
-                metric_name="Invocation5XXErrors",
-                dimensions=dims,
-                statistic="Sum",
-                period=300,
-                evaluation_periods=1,
-                threshold=float(args.errors_5xx_per_5min),
-                comparison_operator="GreaterThanThreshold",
-                treat_missing_data="notBreaching",
-            ),
-        )
-        if args.serverless:
-            saturation = alarm(
-                "saturation",
-                aws.cloudwatch.MetricAlarmArgs(
-                    name=f"{ep}-saturation",
-                    alarm_actions=actions,
-                    ok_actions=actions,
-                    alarm_description="serverless concurrency close to its maximum (throttling)",
-                    namespace="AWS/SageMaker",
-                    metric_name="ServerlessConcurrentExecutionsUtilization",
-                    dimensions=dims,
-                    statistic="Maximum",
-                    period=60,
-                    evaluation_periods=5,
-                    threshold=args.saturation_percent / 100.0,
-                    comparison_operator="GreaterThanThreshold",
-                    treat_missing_data="notBreaching",
-                ),
-            )
-        else:
-            saturation = alarm(
-                "saturation",
-                aws.cloudwatch.MetricAlarmArgs(
-                    name=f"{ep}-saturation",
-                    alarm_actions=actions,
-                    ok_actions=actions,
-                    alarm_description=f"CPU utilization above {args.saturation_percent}% of {args.vcpus} vCPUs",
-                    namespace="/aws/sagemaker/Endpoints",
-                    metric_name="CPUUtilization",
-                    dimensions=dims,
-                    statistic="Average",
-                    period=60,
-                    evaluation_periods=10,
-                    datapoints_to_alarm=8,
-                    # CPUUtilization sums the cores: 0-400 % on 4 vCPUs (rules.METRICS_DOC).
-                    threshold=args.saturation_percent * args.vcpus,
-                    comparison_operator="GreaterThanThreshold",
-                    treat_missing_data="notBreaching",
-                ),
-            )
-        drift = alarm(
-            "drift",
-            aws.cloudwatch.MetricAlarmArgs(
-                name=f"{ep}-drift",
-                alarm_actions=actions,
-                ok_actions=actions,
-                alarm_description=(
-                    "the runtime's calibrated drift test failed on a closed window (drift_alarm=1); "
-                    f"false alarms about once per {args.drift_false_alarm_days:g} days"
-                ),
-                namespace=drift_namespace(ep),
-                metric_name=DRIFT_METRIC,
-                statistic="Maximum",
-                # One verdict line per window: each period holds the last window's verdict.
-                period=drift_period(args.drift_window_seconds),
-                evaluation_periods=1,
-                threshold=1,
-                comparison_operator="GreaterThanOrEqualToThreshold",
-                treat_missing_data="notBreaching",
-            ),
-        )
-
-        body = json.dumps(
-            {
-                "widgets": [
-                    _widget(
-                        0,
-                        "p99 latency (us)",
-                        [
-                            [
-                                "AWS/SageMaker",
-                                "ModelLatency",
-                                "EndpointName",
-                                ep,
-                                "VariantName",
-                                VARIANT,
-                                {"stat": "p99"},
-                            ]
-                        ],
-                        args.region,
-                    ),
-                    _widget(
-                        1,
-                        "Invocations / 5xx",
-                        [
-                            [
-                                "AWS/SageMaker",
-                                "Invocations",
-                                "EndpointName",
-                                ep,
-                                "VariantName",
-                                VARIANT,
-                                {"stat": "Sum"},
-                            ],
-                            [
-                                "AWS/SageMaker",
-                                "Invocation5XXErrors",
-                                "EndpointName",
-                                ep,
-                                "VariantName",
-                                VARIANT,
-                                {"stat": "Sum"},
-                            ],
-                        ],
-                        args.region,
-                    ),
-                    _widget(
-                        2,
-                        "Saturation",
-                        [
-                            [
-                                "AWS/SageMaker",
-                                "ServerlessConcurrentExecutionsUtilization",
-                                "EndpointName",
-                                ep,
-                                "VariantName",
-                                VARIANT,
-                            ]
-                            if args.serverless
-                            else [
-                                "/aws/sagemaker/Endpoints",
-                                "CPUUtilization",
-                                "EndpointName",
-                                ep,
-                                "VariantName",
-                                VARIANT,
-                            ]
-                        ],
-                        args.region,
-                    ),
-                    _widget(
-                        3,
-                        "Drift: calibrated score (alarm at 1) and verdict",
-                        [[drift_namespace(ep), DRIFT_STATISTIC_METRIC, {"stat": "Maximum"}],
-                         [drift_namespace(ep), DRIFT_METRIC, {"stat": "Maximum"}]],
-                        args.region,
-                    ),
-                ]
-            }
-        )
+        specs = alarm_specs(ep, args.alerts, args.drift, args.serverless, args.vcpus)
+        alarms = {spec.output: _alarm(name, ep, spec, [topic_arn], child) for spec in specs}
         dashboard = aws.cloudwatch.Dashboard(
             f"{name}-dashboard",
-            aws.cloudwatch.DashboardArgs(dashboard_name=ep, dashboard_body=body),
+            aws.cloudwatch.DashboardArgs(
+                dashboard_name=ep, dashboard_body=json.dumps(dashboard_body(ep, args.region, args.serverless))
+            ),
             opts=child,
         )
 
         self.log_group_name = log_group.name
         self.log_group_arn = log_group.arn
         self.topic_arn = topic_arn
-        self.alarm_names = {
-            "latency": latency.name,
-            "errors": errors.name,
-            "saturation": saturation.name,
-            "drift": drift.name,
-        }
-        self.alarm_arns = {"latency": latency.arn, "errors": errors.arn, "drift": drift.arn}
-        self.dashboard_name = dashboard.dashboard_name
+        self.alarm_names = {key: alarm.name for key, alarm in alarms.items()}
+        self.alarm_ids = {key: alarm.arn for key, alarm in alarms.items()}
+        self.dashboard = dashboard.dashboard_name
         self.register_outputs(
             {
                 "log_group_name": self.log_group_name,
                 "topic_arn": self.topic_arn,
                 "alarm_names": self.alarm_names,
-                "dashboard_name": self.dashboard_name,
+                "dashboard": self.dashboard,
             }
         )
+
+    def _topic(self, name: str, args: EndpointMonitoringArgs) -> pulumi.Output[str]:
+        if args.topic_arn is not None:
+            return pulumi.Output.from_input(args.topic_arn)
+        child = pulumi.ResourceOptions(parent=self)
+        # CloudWatch cannot publish to a topic under the AWS-managed SNS key; a customer key
+        # whose policy lets CloudWatch use it works (rules.SNS_CW_DOC).
+        key = aws.kms.Key(
+            f"{name}-alarms-key",
+            aws.kms.KeyArgs(
+                description=f"Kaizen alarm topic {args.endpoint_name}",
+                enable_key_rotation=True,
+                deletion_window_in_days=7,
+                policy=pulumi.Output.all(args.partition, args.account_id).apply(
+                    lambda v: json.dumps(alarm_key_policy(v[0], v[1]))
+                ),
+            ),
+            opts=child,
+        )
+        topic = aws.sns.Topic(
+            f"{name}-alarms",
+            aws.sns.TopicArgs(display_name=f"Kaizen {args.endpoint_name}", kms_master_key_id=key.arn),
+            opts=child,
+        )
+        return topic.arn
+
+
+def _alarm(
+    component: str, endpoint: str, spec: AlarmSpec, actions: list[pulumi.Input[str]], opts: pulumi.ResourceOptions
+) -> aws.cloudwatch.MetricAlarm:
+    """One alarm of the table, with what they all share: notify on ALARM and OK, missing data is fine."""
+    extended = spec.statistic.startswith("p")
+    return aws.cloudwatch.MetricAlarm(
+        f"{component}-{spec.key}",
+        aws.cloudwatch.MetricAlarmArgs(
+            name=f"{endpoint}-{spec.key}",
+            alarm_actions=actions,
+            ok_actions=actions,
+            alarm_description=spec.description,
+            namespace=spec.namespace,
+            metric_name=spec.metric,
+            dimensions={"EndpointName": endpoint, "VariantName": VARIANT} if spec.endpoint_dimensions else None,
+            statistic=None if extended else spec.statistic,
+            extended_statistic=spec.statistic if extended else None,
+            period=spec.period,
+            evaluation_periods=spec.evaluation_periods,
+            datapoints_to_alarm=spec.datapoints,
+            threshold=spec.threshold,
+            comparison_operator=spec.comparison,
+            treat_missing_data="notBreaching",
+        ),
+        opts=opts,
+    )
 
 
 def alarm_key_policy(partition: str, account_id: str) -> dict:
@@ -339,21 +263,4 @@ def alarm_key_policy(partition: str, account_id: str) -> dict:
                 "Resource": "*",
             },
         ],
-    }
-
-
-def _widget(i: int, title: str, metrics: list, region: str) -> dict:
-    return {
-        "type": "metric",
-        "x": (i % 2) * 12,
-        "y": (i // 2) * 6,
-        "width": 12,
-        "height": 6,
-        "properties": {
-            "title": title,
-            "metrics": metrics,
-            "region": region,
-            "period": 60,
-            "view": "timeSeries",
-        },
     }

@@ -108,11 +108,8 @@ def _serving(
             endpoint_name=name,
             region=settings.region,
             retention_days=settings.log_retention_days,
-            latency_p99_ms=settings.alerts.latency_p99_ms,
-            errors_5xx_per_5min=settings.alerts.errors_5xx_per_5min,
-            saturation_percent=settings.alerts.saturation_percent,
-            drift_window_seconds=settings.drift.window_seconds,
-            drift_false_alarm_days=settings.drift.false_alarm_days,
+            alerts=settings.alerts,
+            drift=settings.drift,
             serverless=serverless,
             account_id=account_id,
             partition=partition,
@@ -150,7 +147,7 @@ def _serving(
             partition=partition,
             capture_prefix_arn=capture.prefix_arn if capture else None,
             capture_kms_key_arn=capture.kms_key_arn if capture else None,
-            alarm_arns=[monitoring.alarm_arns["latency"], monitoring.alarm_arns["errors"]] if not serverless else None,
+            alarm_arns=[monitoring.alarm_ids["latency"], monitoring.alarm_ids["errors"]] if not serverless else None,
         ),
         opts=opts,
     )
@@ -188,7 +185,7 @@ def _serving(
         "image": image,
         "executionRoleArn": role.role_arn,
         "alarmTopicArn": monitoring.topic_arn,
-        "dashboardName": monitoring.dashboard_name,
+        "dashboardName": monitoring.dashboard,
         "logGroupName": monitoring.log_group_name,
     }
     if capture is not None:
@@ -208,7 +205,7 @@ def _serving(
         retraining = RetrainingPipeline("retraining", RetrainingPipelineArgs(
             account_id="", region=settings.region, pipeline_name=f"{name[:70].rstrip('-')}-retrain",
             model=model, version=cfg.model_ref.version, settings=cfg.retraining,
-            drift_alarm_arn=monitoring.alarm_arns["drift"], kms_key_arn=capture.kms_key_arn if capture else None,
+            drift_alarm_arn=monitoring.alarm_ids["drift"], kms_key_arn=capture.kms_key_arn if capture else None,
             instance_type=settings.instance_type), opts, account=account_id)
         outputs["retrainingPipelineArn"] = retraining.pipeline_arn
     return outputs

@@ -10,7 +10,7 @@ import pulumi_azure_native as azure
 from infra.azure.containerapp import ContainerAppEndpoint, ContainerAppEndpointArgs
 from infra.azure.identity import PullIdentity, PullIdentityArgs
 from infra.azure.mlendpoint import MlEndpointArgs, MlOnlineEndpoint
-from infra.azure.monitoring import EndpointAlerts, EndpointAlertsArgs
+from infra.azure.monitoring import EndpointMonitoring, EndpointMonitoringArgs
 from infra.azure.observability import Observability, ObservabilityArgs
 from infra.azure.registry import ContainerRegistry, ContainerRegistryArgs
 from infra.common.config import AzureSettings, ConfigError, StackConfig
@@ -241,9 +241,9 @@ def _serving(
         )
         target_id, target_name = ml.endpoint_id, endpoint_name
         outputs.update({"endpointId": ml.endpoint_id, "scoringUri": ml.scoring_uri, "deployments": ml.deployment_names})
-    alerts = EndpointAlerts(
+    alerts = EndpointMonitoring(
         "alerts",
-        EndpointAlertsArgs(
+        EndpointMonitoringArgs(
             resource_group_name=group.name,
             location=settings.location,
             base_name=base,
@@ -252,14 +252,12 @@ def _serving(
             target_id=target_id,
             workspace_id=observability.workspace_id,
             action_group_id=observability.action_group_id,
-            latency_p99_ms=settings.alerts.latency_p99_ms,
-            errors_5xx_per_5min=settings.alerts.errors_5xx_per_5min,
-            saturation_percent=settings.alerts.saturation_percent,
+            alerts=settings.alerts,
+            drift=settings.drift,
             max_instances=settings.max_instances,
-            drift_false_alarm_days=settings.drift.false_alarm_days,
             drift_action_group_ids=drift_groups,
         ),
         opts=opts,
     )
-    outputs.update({"alertIds": alerts.alert_ids, "dashboardId": alerts.dashboard_id})
+    outputs.update({"alertIds": alerts.alarm_ids, "dashboardId": alerts.dashboard})
     return outputs

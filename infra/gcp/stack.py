@@ -11,7 +11,7 @@ from infra.common.config import ConfigError, GcpSettings, StackConfig
 from infra.common.naming import physical_name
 from infra.common.runtime import runtime_env
 from infra.gcp.identity import RuntimeIdentity, RuntimeIdentityArgs
-from infra.gcp.monitoring import ServiceMonitoring, ServiceMonitoringArgs
+from infra.gcp.monitoring import EndpointMonitoring, EndpointMonitoringArgs
 from infra.gcp.registry import ArtifactRegistry, ArtifactRegistryArgs
 from infra.gcp.service import CloudRunService, CloudRunServiceArgs
 
@@ -109,16 +109,14 @@ def _serving(
             project_number=gcp.organizations.get_project_output(
                 project_id=settings.project, opts=pulumi.InvokeOutputOptions(provider=provider)).number,
         ), opts=opts)
-    monitoring = ServiceMonitoring(
+    monitoring = EndpointMonitoring(
         "monitoring",
-        ServiceMonitoringArgs(
+        EndpointMonitoringArgs(
             project=settings.project,
             service_name=name,
             retention_days=settings.log_retention_days,
-            latency_p99_ms=settings.alerts.latency_p99_ms,
-            errors_5xx_per_5min=settings.alerts.errors_5xx_per_5min,
-            saturation_percent=settings.alerts.saturation_percent,
-            drift_false_alarm_days=settings.drift.false_alarm_days,
+            alerts=settings.alerts,
+            drift=settings.drift,
             channel_ids=list(settings.notifications.channel_ids),
             emails=list(settings.notifications.emails),
             drift_channel_ids=[retraining.drift_channel] if retraining and retraining.drift_channel else [],
@@ -179,5 +177,5 @@ def _serving(
         "image": image,
         "serviceAccount": identity.email,
         "notificationChannels": monitoring.channels,
-        "alertPolicies": monitoring.alert_policy_names,
+        "alertPolicies": monitoring.alarm_ids,
     }

@@ -21,9 +21,13 @@ from pulumi_policy import (
     StackValidationPolicy,
 )
 
+from infra.aws import monitoring as aws_monitoring
 from infra.aws.rules import ALLOWED_WILDCARD_RESOURCE_ACTIONS, PIPELINE_PREFIX_RESOURCE, has_instance_storage
+from infra.azure import monitoring as azure_monitoring
+from infra.common.config import Alerts
 from infra.common.rules import Res, evaluate
 from infra.common.tags import tag_property
+from infra.gcp import monitoring as gcp_monitoring
 
 DIGEST_IMAGE = re.compile(r"^[a-z0-9][a-z0-9.-]*(?::[0-9]+)?/[a-z0-9._/-]+@sha256:[0-9a-f]{64}$")
 REQUIRED_TAGS = ("kaizen-project", "kaizen-stack", "owner", "cost-center")
@@ -325,14 +329,15 @@ def _alarm_targets(args: StackValidationArgs) -> list[str]:
     if "aws:sagemaker/endpoint:Endpoint" in types:
         alarms = [r for r in args.resources if r.resource_type == "aws:cloudwatch/metricAlarm:MetricAlarm"]
         metrics = {r.props.get("metricName") for r in alarms}
-        for needed in ("ModelLatency", "Invocation5XXErrors", "DriftAlarm"):
+        for needed in aws_monitoring.REQUIRED_METRICS:  # the metrics of the alarm table (infra/aws/monitoring.py)
             if needed not in metrics:
                 problems.append(f"SageMaker endpoint without a {needed} alarm")
         problems += [f"alarm {r.name} notifies nobody" for r in alarms if not r.props.get("alarmActions")]
     if "gcp:cloudrunv2/service:Service" in types:
         policies = [r for r in args.resources if r.resource_type == "gcp:monitoring/alertPolicy:AlertPolicy"]
-        text = json.dumps([r.props.get("conditions") for r in policies], default=str)
-        for needed in ("request_latencies", "5xx", "DriftAlarms"):
+        text = " ".join(str(_get(c, "conditionThreshold", "filter")) for r in policies
+                        for c in _list(r.props.get("conditions")))
+        for needed in gcp_monitoring.REQUIRED_METRICS:  # the policy table's metrics (infra/gcp/monitoring.py)
             if needed not in text:
                 problems.append(f"Cloud Run service without a {needed} alert policy")
         problems += [
@@ -341,9 +346,14 @@ def _alarm_targets(args: StackValidationArgs) -> list[str]:
     if types & {"azure-native:app:ContainerApp", "azure-native:machinelearningservices:OnlineEndpoint"}:
         alerts = [r for r in args.resources if r.resource_type == "azure-native:monitor:MetricAlert"]
         drift = [r for r in args.resources if r.resource_type == "azure-native:monitor:ScheduledQueryRule"]
-        if len(alerts) < 3:
-            problems.append("Azure endpoint without latency/5xx/saturation metric alerts")
-        if not any("drift" in json.dumps(r.props.get("criteria"), default=str) for r in drift):
+        # The metric alert table (infra/azure/monitoring.py): the same criteria names on either compute.
+        needed = [spec.key for spec in azure_monitoring.metric_alert_specs("containerapp", Alerts(), 1)]
+        names = {_get(r.props, "criteria", "allOf", 0, "name") for r in alerts}
+        missing = [key for key in needed if key not in names]
+        if missing:
+            problems.append(f"Azure endpoint without {'/'.join(missing)} metric alerts")
+        column = azure_monitoring.DRIFT_COLUMN
+        if not any(_get(r.props, "criteria", "allOf", 0, "metricMeasureColumn") == column for r in drift):
             problems.append("Azure endpoint without a drift query alert")
         problems += [f"alert {r.name} notifies nobody" for r in alerts if not r.props.get("actions")]
     return problems

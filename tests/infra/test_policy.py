@@ -227,7 +227,27 @@ def test_missing_drift_alarm_is_flagged(stack_run, stack: str) -> None:
     policy = BY_NAME["endpoint-alarms"]
     assert isinstance(policy, StackValidationPolicy)
     policy.validate(StackValidationArgs(kept, None), lambda msg, urn=None: found.append(msg))
-    assert found, stack
+    assert found and all("rift" in f for f in found), (stack, found)
+    complete: list[str] = []
+    policy.validate(StackValidationArgs(_policy_resources(run), None), lambda msg, urn=None: complete.append(msg))
+    assert complete == [], complete
+
+
+@pytest.mark.parametrize("stack", ["aws-dev", "gcp-dev", "azure-dev", "azure-prod"])
+def test_missing_latency_alarm_is_flagged(stack_run, stack: str) -> None:
+    run: Run = stack_run(stack)
+    alarm_types = (
+        "aws:cloudwatch/metricAlarm:MetricAlarm",
+        "gcp:monitoring/alertPolicy:AlertPolicy",
+        "azure-native:monitor:MetricAlert",
+    )
+    kept = [r for r in _policy_resources(run)
+            if not (r.resource_type in alarm_types and r.name.endswith("latency-p99"))]
+    found: list[str] = []
+    policy = BY_NAME["endpoint-alarms"]
+    assert isinstance(policy, StackValidationPolicy)
+    policy.validate(StackValidationArgs(kept, None), lambda msg, urn=None: found.append(msg))
+    assert len(found) == 1 and ("atency" in found[0] or "request_latencies" in found[0]), (stack, found)
 
 
 def test_pack_module_builds_a_policy_pack() -> None:
