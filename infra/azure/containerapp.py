@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_azure_native as azure
 
-PORT = 8080
+from model_packages.serving import contract as c
 
 
 @dataclass(frozen=True)
@@ -113,7 +113,7 @@ class ContainerAppEndpoint(pulumi.ComponentResource):
                     ],
                     ingress=azure.app.IngressArgs(
                         external=args.public,
-                        target_port=PORT,
+                        target_port=c.PORT,
                         transport="http",
                         allow_insecure=False,
                         traffic=traffic,
@@ -130,7 +130,7 @@ class ContainerAppEndpoint(pulumi.ComponentResource):
                                 for k, v in sorted(
                                     {
                                         **args.environment,
-                                        "PORT": str(PORT),
+                                        "PORT": str(c.PORT),  # the platform variable the runtime reads first
                                     }.items()
                                 )
                             ]
@@ -143,13 +143,13 @@ class ContainerAppEndpoint(pulumi.ComponentResource):
                             probes=[
                                 azure.app.ContainerAppProbeArgs(
                                     type="Liveness",
-                                    http_get=probe(path="/health/live", port=PORT),
+                                    http_get=probe(path=c.LIVE_PATH, port=c.PORT),
                                     period_seconds=15,
                                     failure_threshold=3,
                                 ),
                                 azure.app.ContainerAppProbeArgs(
                                     type="Readiness",
-                                    http_get=probe(path="/health/ready", port=PORT),
+                                    http_get=probe(path=c.READY_PATH, port=c.PORT),
                                     period_seconds=5,
                                     failure_threshold=3,
                                 ),
@@ -158,7 +158,7 @@ class ContainerAppEndpoint(pulumi.ComponentResource):
                                 # limit the service applies (infra/azure/rules.py).
                                 azure.app.ContainerAppProbeArgs(
                                     type="Startup",
-                                    http_get=probe(path="/health/ready", port=PORT),
+                                    http_get=probe(path=c.READY_PATH, port=c.PORT),
                                     initial_delay_seconds=10,
                                     period_seconds=23,
                                     failure_threshold=10,

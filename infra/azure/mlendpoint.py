@@ -1,9 +1,10 @@
 """Azure ML managed online endpoint + deployment running the Kaizen image as a custom container.
 
-Routes match the runtime (`/health/live`, `/health/ready`, `/predict` on 8080) and are also
-passed to it through KAIZEN_*_ROUTE. Deployments are named after the image digest; the
-endpoint's traffic map comes from `mlTraffic` (Azure rejects traffic to a deployment that does
-not exist yet, so a new digest is rolled out in two `pulumi up` steps: deploy at 0 %, then shift).
+Routes are the serving contract's (model_packages/serving/contract.py: live, ready and predict paths
+on its port) and are also passed to the runtime through its KAIZEN_*_ROUTE variables. Deployments
+are named after the image digest; the endpoint's traffic map comes from `mlTraffic` (Azure rejects
+traffic to a deployment that does not exist yet, so a new digest is rolled out in two `pulumi up`
+steps: deploy at 0 %, then shift).
 `previousImage` keeps the old deployment alive during that window (blue/green).
 """
 
@@ -17,9 +18,8 @@ import pulumiverse_time as time
 
 from infra.azure.identity import RBAC_PROPAGATION
 from infra.common.config import ml_deployment_name
+from model_packages.serving import contract as c
 
-PORT = 8080
-LIVENESS, READINESS, SCORING = "/health/live", "/health/ready", "/predict"
 STORAGE_BLOB_DATA_READER = "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1"  # built-in role
 # Online-endpoint log categories live on workspaces/onlineEndpoints, not on the workspace
 # (https://learn.microsoft.com/en-us/azure/azure-monitor/reference/supported-logs/microsoft-machinelearningservices-workspaces-onlineendpoints-logs).
@@ -183,9 +183,7 @@ class MlOnlineEndpoint(pulumi.ComponentResource):
         names = []
         env_vars = {
             **args.environment,
-            "KAIZEN_LIVENESS_ROUTE": LIVENESS,
-            "KAIZEN_READINESS_ROUTE": READINESS,
-            "KAIZEN_SCORING_ROUTE": SCORING,
+            **c.routes_env(),
         }
         for digest, image in images:
             dname = deployment_name(digest)
@@ -201,9 +199,9 @@ class MlOnlineEndpoint(pulumi.ComponentResource):
                         image=image,
                         os_type="Linux",
                         inference_config=azure.machinelearningservices.InferenceContainerPropertiesArgs(
-                            liveness_route=azure.machinelearningservices.RouteArgs(path=LIVENESS, port=PORT),
-                            readiness_route=azure.machinelearningservices.RouteArgs(path=READINESS, port=PORT),
-                            scoring_route=azure.machinelearningservices.RouteArgs(path=SCORING, port=PORT),
+                            liveness_route=azure.machinelearningservices.RouteArgs(path=c.LIVE_PATH, port=c.PORT),
+                            readiness_route=azure.machinelearningservices.RouteArgs(path=c.READY_PATH, port=c.PORT),
+                            scoring_route=azure.machinelearningservices.RouteArgs(path=c.PREDICT_PATH, port=c.PORT),
                         ),
                     ),
                 ),

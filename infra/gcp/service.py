@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_gcp as gcp
 
-PORT = 8080
+from model_packages.serving import contract as c
+
 INGRESS = {
     "internal": "INGRESS_TRAFFIC_INTERNAL_ONLY",
     "internal-and-cloud-load-balancing": "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER",
@@ -60,7 +61,6 @@ class CloudRunService(pulumi.ComponentResource):
             ]
         else:
             traffics = [gcp.cloudrunv2.ServiceTrafficArgs(type=LATEST, percent=100)]
-        probe_port = PORT
         service = gcp.cloudrunv2.Service(
             f"{name}-service",
             gcp.cloudrunv2.ServiceArgs(
@@ -80,7 +80,7 @@ class CloudRunService(pulumi.ComponentResource):
                         gcp.cloudrunv2.ServiceTemplateContainerArgs(
                             name="model",
                             image=args.image,
-                            ports=gcp.cloudrunv2.ServiceTemplateContainerPortsArgs(container_port=PORT, name="http1"),
+                            ports=gcp.cloudrunv2.ServiceTemplateContainerPortsArgs(container_port=c.PORT, name="http1"),
                             resources=gcp.cloudrunv2.ServiceTemplateContainerResourcesArgs(
                                 limits={"cpu": args.cpu, "memory": args.memory},
                                 # Request-based CPU starves the runtime's drift/log timers between
@@ -94,7 +94,7 @@ class CloudRunService(pulumi.ComponentResource):
                             ],
                             startup_probe=gcp.cloudrunv2.ServiceTemplateContainerStartupProbeArgs(
                                 http_get=gcp.cloudrunv2.ServiceTemplateContainerStartupProbeHttpGetArgs(
-                                    path="/health/ready", port=probe_port
+                                    path=c.READY_PATH, port=c.PORT
                                 ),
                                 period_seconds=5,
                                 failure_threshold=48,
@@ -102,7 +102,7 @@ class CloudRunService(pulumi.ComponentResource):
                             ),
                             liveness_probe=gcp.cloudrunv2.ServiceTemplateContainerLivenessProbeArgs(
                                 http_get=gcp.cloudrunv2.ServiceTemplateContainerLivenessProbeHttpGetArgs(
-                                    path="/health/live", port=probe_port
+                                    path=c.LIVE_PATH, port=c.PORT
                                 ),
                                 period_seconds=15,
                                 failure_threshold=3,

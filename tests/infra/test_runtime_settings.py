@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from infra.common.runtime import FRONT_END_IDLE_S, aws_vcpus, azure_vcpus, workers_for_cpu
+from model_packages.serving import contract as c
 
 from .conftest import Run, load_stack_config, run_program
 
@@ -41,8 +42,8 @@ def _env(run: Run) -> dict[str, str]:
 )
 def test_defaults_per_target(stack_run, stack: str, workers: int, front_end: str) -> None:
     env = _env(stack_run(stack))
-    assert env["KAIZEN_WORKERS"] == str(workers)
-    assert int(env["KAIZEN_KEEPALIVE_TIMEOUT"]) > FRONT_END_IDLE_S[front_end][0]
+    assert env[c.ENV_WORKERS] == str(workers)
+    assert int(env[c.ENV_KEEPALIVE_TIMEOUT]) > FRONT_END_IDLE_S[front_end][0]
 
 
 def test_vcpu_tables() -> None:
@@ -63,7 +64,7 @@ def _with_runtime(stack: str, runtime: dict[str, Any], **extra: Any) -> dict[str
 
 def test_config_overrides_the_defaults() -> None:
     env = _env(run_program("gcp-dev", _with_runtime("gcp-dev", {"workers": 3, "keepAliveTimeout": 900})))
-    assert (env["KAIZEN_WORKERS"], env["KAIZEN_KEEPALIVE_TIMEOUT"]) == ("3", "900")
+    assert (env[c.ENV_WORKERS], env[c.ENV_KEEPALIVE_TIMEOUT]) == ("3", "900")
 
 
 def test_keepalive_below_the_front_end_idle_timeout_is_refused() -> None:
@@ -75,4 +76,4 @@ def test_unknown_instance_type_needs_explicit_workers() -> None:
     with pytest.raises(Exception, match=r"kaizen:azure\.runtime\.workers"):
         run_program("azure-prod", _with_runtime("azure-prod", {}, instanceType="Standard_Weird"))
     env = _env(run_program("azure-prod", _with_runtime("azure-prod", {"workers": 2}, instanceType="Standard_Weird")))
-    assert env["KAIZEN_WORKERS"] == "2"
+    assert env[c.ENV_WORKERS] == "2"

@@ -9,6 +9,7 @@ import pytest
 
 from infra.common.runtime import aws_vcpus
 from infra.common.tags import tag_property
+from model_packages.serving import contract as c
 
 from .conftest import ACCOUNT, DIGEST, Run, load_stack_config
 
@@ -250,10 +251,10 @@ def test_aws_alarms_latency_errors_saturation_drift_to_topic(stack_run, stack: s
     filters = {f.inputs["metricTransformation"]["name"]: f.inputs
                for f in run.of_type("aws:cloudwatch/logMetricFilter:LogMetricFilter")}
     assert set(filters) == {"DriftAlarm", "DriftStatistic"}
-    for name, field_name in (("DriftAlarm", "drift_alarm"), ("DriftStatistic", "drift_statistic")):
+    for name, field_name in (("DriftAlarm", c.DRIFT_ALARM_FIELD), ("DriftStatistic", c.DRIFT_STATISTIC_FIELD)):
         flt = filters[name]
         assert flt["logGroupName"] == f"/aws/sagemaker/Endpoints/kaizen-iris-{stack}"
-        assert flt["pattern"] == '{ $.event = "drift" }'
+        assert flt["pattern"] == "{ $.event = " + f'"{c.DRIFT_EVENT}"' + " }"
         assert flt["metricTransformation"] == {
             "name": name, "namespace": f"Kaizen/kaizen-iris-{stack}", "value": f"$.{field_name}"}
     assert run.one("aws:cloudwatch/logGroup:LogGroup").inputs["retentionInDays"] in (7, 30, 365)
@@ -295,10 +296,10 @@ def test_gcp_cloud_run_service(stack_run, stack: str, bounds: tuple[int, int], p
     svc = run.one("gcp:cloudrunv2/service:Service").inputs
     container = svc["template"]["containers"][0]
     assert container["image"] == GCP_IMAGE
-    assert container["ports"]["containerPort"] == 8080
+    assert container["ports"]["containerPort"] == c.PORT
     assert container["resources"]["limits"] == {"cpu": "1", "memory": "512Mi"}
-    assert container["startupProbe"]["httpGet"]["path"] == "/health/ready"
-    assert container["livenessProbe"]["httpGet"]["path"] == "/health/live"
+    assert container["startupProbe"]["httpGet"]["path"] == c.READY_PATH
+    assert container["livenessProbe"]["httpGet"]["path"] == c.LIVE_PATH
     scaling = svc["template"]["scaling"]
     assert (scaling["minInstanceCount"], scaling["maxInstanceCount"]) == bounds
     assert svc["template"]["maxInstanceRequestConcurrency"] == 80
@@ -312,8 +313,8 @@ def test_gcp_cloud_run_service(stack_run, stack: str, bounds: tuple[int, int], p
     assert "revision" not in svc["template"]
     assert container["resources"]["cpuIdle"] is (bounds[0] == 0)  # warm instances keep their timers running
     env = {e["name"]: e["value"] for e in container["envs"]}
-    assert env["KAIZEN_WORKERS"] == "1" and int(env["KAIZEN_KEEPALIVE_TIMEOUT"]) > 600  # GFE keeps 600 s
-    assert env["KAIZEN_DRIFT_FALSE_ALARM_DAYS"] == "30" and env["KAIZEN_DRIFT"] == "on"  # the calibrated alarm
+    assert env[c.ENV_WORKERS] == "1" and int(env[c.ENV_KEEPALIVE_TIMEOUT]) > 600  # GFE keeps 600 s
+    assert env[c.ENV_DRIFT_FALSE_ALARM_DAYS] == "30" and env[c.ENV_DRIFT] == "on"  # the calibrated alarm
     assert svc["traffics"] == [{"type": "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST", "percent": 100}]
     invokers = run.of_type("gcp:cloudrunv2/serviceIamMember:ServiceIamMember")
     assert invokers and all(i.inputs["role"] == "roles/run.invoker" for i in invokers)
@@ -331,7 +332,7 @@ def test_gcp_alerts_and_drift_metric(stack_run, stack: str) -> None:
     metric = run.one("gcp:logging/metric:Metric").inputs
     assert metric["name"] == f"Kaizen/{svc}/DriftAlarms"
     # Counts the windows the runtime's calibrated test failed: no PSI threshold anywhere.
-    assert 'jsonPayload.event="drift" AND jsonPayload.drift_alarm=1' in metric["filter"]
+    assert f'jsonPayload.event="{c.DRIFT_EVENT}" AND jsonPayload.{c.DRIFT_ALARM_FIELD}=1' in metric["filter"]
     assert "valueExtractor" not in metric
     assert metric["metricDescriptor"]["valueType"] == "INT64" and metric["metricDescriptor"]["metricKind"] == "DELTA"
     channel = run.one("gcp:monitoring/notificationChannel:NotificationChannel")
@@ -379,12 +380,12 @@ def test_azure_container_app(stack_run, stack: str, bounds: tuple[int, int]) -> 
     container = app["template"]["containers"][0]
     assert container["image"] == AZURE_IMAGE
     ingress = app["configuration"]["ingress"]
-    assert ingress["external"] is False and ingress["targetPort"] == 8080 and ingress["allowInsecure"] is False
+    assert ingress["external"] is False and ingress["targetPort"] == c.PORT and ingress["allowInsecure"] is False
     assert run.outputs["ingress"] == "environment"  # no VNet: only apps of its environment reach it
     scale = app["template"]["scale"]
     assert (scale["minReplicas"], scale["maxReplicas"]) == bounds
     probes = {p["type"]: p["httpGet"]["path"] for p in container["probes"]}
-    assert probes == {"Liveness": "/health/live", "Readiness": "/health/ready", "Startup": "/health/ready"}
+    assert probes == {"Liveness": c.LIVE_PATH, "Readiness": c.READY_PATH, "Startup": c.READY_PATH}
     uai = run.one("azure-native:managedidentity:UserAssignedIdentity")
     assert app["identity"]["type"] == "UserAssigned"
     registry = app["configuration"]["registries"][0]
@@ -404,8 +405,8 @@ def test_azure_container_app(stack_run, stack: str, bounds: tuple[int, int]) -> 
         "name": "APPLICATIONINSIGHTS_CONNECTION_STRING",
         "secretRef": "appinsights-connection-string",
     }
-    assert env["KAIZEN_KEEPALIVE_TIMEOUT"]["value"] == "255" and env["KAIZEN_WORKERS"]["value"] == "1"
-    assert env["KAIZEN_DRIFT_FALSE_ALARM_DAYS"]["value"] == "30"
+    assert env[c.ENV_KEEPALIVE_TIMEOUT]["value"] == "255" and env[c.ENV_WORKERS]["value"] == "1"
+    assert env[c.ENV_DRIFT_FALSE_ALARM_DAYS]["value"] == "30"
     _azure_identity_and_alerts(run, stack, "containerapp")
 
 
@@ -418,17 +419,17 @@ def test_azure_ml_endpoint(stack_run) -> None:
     env = run.one("azure-native:machinelearningservices:EnvironmentVersion").inputs["properties"]
     assert env["image"] == AZURE_IMAGE
     routes = env["inferenceConfig"]
-    assert routes["livenessRoute"] == {"path": "/health/live", "port": 8080}
-    assert routes["readinessRoute"] == {"path": "/health/ready", "port": 8080}
-    assert routes["scoringRoute"] == {"path": "/predict", "port": 8080}
+    assert routes["livenessRoute"] == {"path": c.LIVE_PATH, "port": c.PORT}
+    assert routes["readinessRoute"] == {"path": c.READY_PATH, "port": c.PORT}
+    assert routes["scoringRoute"] == {"path": c.PREDICT_PATH, "port": c.PORT}
     dep = run.one("azure-native:machinelearningservices:OnlineDeployment").inputs
     props = dep["properties"]
     assert props["instanceType"] == "Standard_DS3_v2" and props["endpointComputeType"] == "Managed"
     assert props["scaleSettings"] == {"scaleType": "Default"}  # the only type managed deployments take
     assert dep["sku"]["capacity"] == 2
     assert props["requestSettings"]["maxConcurrentRequestsPerInstance"] == 50  # Azure's default: 1
-    assert props["environmentVariables"]["KAIZEN_WORKERS"] == "4"  # Standard_DS3_v2: 4 vCPUs
-    assert props["environmentVariables"]["KAIZEN_DRIFT_WINDOW_SECONDS"] == "3600"
+    assert props["environmentVariables"][c.ENV_WORKERS] == "4"  # Standard_DS3_v2: 4 vCPUs
+    assert props["environmentVariables"][c.ENV_DRIFT_WINDOW_SECONDS] == "3600"
     autoscale = run.one("azure-native:monitor:AutoscaleSetting").inputs
     capacity = autoscale["profiles"][0]["capacity"]
     assert (capacity["minimum"], capacity["maximum"]) == ("2", "6")
@@ -438,7 +439,7 @@ def test_azure_ml_endpoint(stack_run) -> None:
     assert diagnostics["resourceUri"] == run.outputs["endpointId"]  # the endpoint, not the workspace
     vault = run.one("azure-native:keyvault:Vault").inputs["properties"]
     assert vault["softDeleteRetentionInDays"] == 90 and vault["enablePurgeProtection"] is True
-    assert props["environmentVariables"]["KAIZEN_SCORING_ROUTE"] == "/predict"
+    assert props["environmentVariables"][c.ENV_SCORING_ROUTE] == c.PREDICT_PATH
     assert props["egressPublicNetworkAccess"] == "Enabled"  # pulls from the platform ACR
     assert storage_ok(run)
     storage = run.one("azure-native:storage:StorageAccount").inputs
@@ -486,8 +487,8 @@ def _azure_identity_and_alerts(run: Run, stack: str, compute: str) -> None:
         assert "percentile(todouble(d.latency_ms), 99)" in p99["query"] and p99["metricMeasureColumn"] == "P99"
     assert not rules
     condition = drift["criteria"]["allOf"][0]
-    assert '"drift"' in condition["query"] and condition["metricMeasureColumn"] == "DriftAlarm"
-    assert "max(toint(d.drift_alarm))" in condition["query"] and "drift_score" not in condition["query"]
+    assert f'"{c.DRIFT_EVENT}"' in condition["query"] and condition["metricMeasureColumn"] == "DriftAlarm"
+    assert f"max(toint(d.{c.DRIFT_ALARM_FIELD}))" in condition["query"] and "drift_score" not in condition["query"]
     assert condition["threshold"] == 0 and condition["operator"] == "GreaterThan"
     for rule in [a.inputs["actions"][0]["actionGroupId"] for a in alerts] + drift["actions"]["actionGroups"]:
         assert rule.endswith(group.name.split("/")[-1]) or group.name in rule

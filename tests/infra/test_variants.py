@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from infra.common.config import parse_config
+from model_packages.serving import contract as c
 
 from .conftest import ACCOUNT, load_stack_config, run_program
 
@@ -92,7 +93,7 @@ def test_aws_autoscaling_switch_for_instance_type_changes() -> None:
     assert config["productionVariants"][0]["instanceType"] == "ml.g5.xlarge"
     assert "kmsKeyArn" not in config  # local NVMe: CreateEndpointConfig refuses a volume key
     env = run.one("aws:sagemaker/model:Model").inputs["primaryContainer"]["environment"]
-    assert env["KAIZEN_WORKERS"] == "4"
+    assert env[c.ENV_WORKERS] == "4"
 
 
 def test_aws_image_outside_the_platform_repository_is_refused() -> None:
