@@ -14,6 +14,7 @@ from infra.aws.registry import EcrRegistry, EcrRegistryArgs
 from infra.aws.storage import CaptureBucket, CaptureBucketArgs
 from infra.common.config import AwsSettings, ConfigError, StackConfig
 from infra.common.naming import physical_name
+from infra.common.platform import platform_image, platform_stack
 from infra.common.runtime import aws_vcpus, runtime_env
 
 
@@ -73,13 +74,6 @@ def _entry(mapping: Any, model: str, output: str) -> str:
     return str(mapping[model])
 
 
-def _checked_image(image: str, repository_url: str) -> str:
-    repo = image.split("@", 1)[0]
-    if repo != repository_url:
-        raise ConfigError(f"kaizen:image: {repo!r} is not the platform stack's repository {repository_url!r}")
-    return image
-
-
 def _serving(
     cfg: StackConfig,
     settings: AwsSettings,
@@ -87,12 +81,11 @@ def _serving(
     invoke: pulumi.InvokeOutputOptions,
     opts: pulumi.ResourceOptions,
 ) -> dict[str, Any]:
-    assert cfg.platform_stack is not None
-    platform = pulumi.StackReference("platform", stack_name=cfg.platform_stack)
+    platform = platform_stack(cfg)
     model = cfg.model_ref.name
     repository_url = platform.require_output("repositoryUrls").apply(lambda m: _entry(m, model, "repositoryUrls"))
     repository_arn = platform.require_output("repositoryArns").apply(lambda m: _entry(m, model, "repositoryArns"))
-    image = pulumi.Output.all(cfg.image_ref.ref, repository_url).apply(lambda v: _checked_image(v[0], v[1]))
+    image = platform_image(cfg.image_ref.ref, repository_url)
     name = endpoint_name(cfg)
     serverless = settings.serverless is not None
     partition = aws.get_partition_output(opts=invoke).partition

@@ -13,8 +13,9 @@ from infra.azure.mlendpoint import MlEndpointArgs, MlOnlineEndpoint
 from infra.azure.monitoring import EndpointMonitoring, EndpointMonitoringArgs
 from infra.azure.observability import Observability, ObservabilityArgs
 from infra.azure.registry import ContainerRegistry, ContainerRegistryArgs
-from infra.common.config import AzureSettings, ConfigError, StackConfig
+from infra.common.config import AzureSettings, StackConfig
 from infra.common.naming import alnum_name, physical_name
+from infra.common.platform import platform_image, platform_stack
 from infra.common.runtime import azure_vcpus, runtime_env, workers_for_cpu
 
 
@@ -71,12 +72,6 @@ def deploy(cfg: StackConfig) -> dict[str, Any]:
     return _serving(cfg, settings, group, opts, provider)
 
 
-def _checked_image(image: str, login_server: str, key: str = "kaizen:image") -> str:
-    if not image.startswith(login_server + "/"):
-        raise ConfigError(f"{key}: {image!r} is not in the platform registry {login_server!r}")
-    return image
-
-
 def _serving(
     cfg: StackConfig,
     settings: AzureSettings,
@@ -84,11 +79,10 @@ def _serving(
     opts: pulumi.ResourceOptions,
     provider: azure.Provider,
 ) -> dict[str, Any]:
-    assert cfg.platform_stack is not None
-    platform = pulumi.StackReference("platform", stack_name=cfg.platform_stack)
+    platform = platform_stack(cfg)
     registry_id = platform.require_output("registryId")
     login_server = platform.require_output("loginServer")
-    image = pulumi.Output.all(cfg.image_ref.ref, login_server).apply(lambda v: _checked_image(str(v[0]), str(v[1])))
+    image = platform_image(cfg.image_ref.ref, login_server)
     suffix = settings.name_suffix or ""
     base = physical_name("kz", cfg.model_ref.name, pulumi.get_stack(), suffix, max_len=24)
     client = azure.authorization.get_client_config_output(opts=pulumi.InvokeOutputOptions(provider=provider))
@@ -186,7 +180,6 @@ def _serving(
         if cfg.retraining is not None:
             from infra.azure.retraining import ContainerAppsRetraining, ContainerAppsRetrainingArgs
 
-            trainer = cfg.retraining.image
             retraining = ContainerAppsRetraining(
                 "retraining",
                 ContainerAppsRetrainingArgs(
@@ -196,7 +189,7 @@ def _serving(
                     model=cfg.model_ref.name,
                     version=cfg.model_ref.version,
                     settings=cfg.retraining,
-                    image=login_server.apply(lambda s: _checked_image(trainer, str(s), "kaizen:retraining.image")),
+                    image=platform_image(cfg.retraining.image, login_server, "kaizen:retraining.image"),
                     registry_server=login_server,
                     registry_id=registry_id,
                     subscription_id=client.subscription_id,

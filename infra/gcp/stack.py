@@ -7,8 +7,9 @@ from typing import Any
 import pulumi
 import pulumi_gcp as gcp
 
-from infra.common.config import ConfigError, GcpSettings, StackConfig
+from infra.common.config import GcpSettings, StackConfig
 from infra.common.naming import physical_name
+from infra.common.platform import platform_image, platform_stack
 from infra.common.runtime import runtime_env
 from infra.gcp.identity import RuntimeIdentity, RuntimeIdentityArgs
 from infra.gcp.monitoring import EndpointMonitoring, EndpointMonitoringArgs
@@ -59,26 +60,11 @@ def deploy(cfg: StackConfig) -> dict[str, Any]:
     return _serving(cfg, settings, opts, provider)
 
 
-def _checked_image(image: str, repository_url: str) -> str:
-    if not image.startswith(repository_url.rstrip("/") + "/"):
-        raise ConfigError(f"kaizen:image: {image!r} is not in the platform repository {repository_url!r}")
-    return image
-
-
-def _checked_trainer(image: str, repository_url: str) -> str:
-    if not image.startswith(repository_url.rstrip("/") + "/"):
-        raise ConfigError(f"kaizen:retraining.image: {image!r} is not in the platform repository {repository_url!r}")
-    return image
-
-
 def _serving(
     cfg: StackConfig, settings: GcpSettings, opts: pulumi.ResourceOptions, provider: gcp.Provider
 ) -> dict[str, Any]:
-    assert cfg.platform_stack is not None
-    platform = pulumi.StackReference("platform", stack_name=cfg.platform_stack)
-    image = pulumi.Output.all(cfg.image_ref.ref, platform.require_output("repositoryUrl")).apply(
-        lambda v: _checked_image(str(v[0]), str(v[1]))
-    )
+    platform = platform_stack(cfg)
+    image = platform_image(cfg.image_ref.ref, platform.require_output("repositoryUrl"))
     name = service_name(cfg)
     identity = RuntimeIdentity(
         "runtime",
@@ -98,11 +84,11 @@ def _serving(
     if cfg.retraining is not None:
         from infra.gcp.retraining import CloudRunRetraining, CloudRunRetrainingArgs
 
-        trainer = cfg.retraining.image
         retraining = CloudRunRetraining("retraining", CloudRunRetrainingArgs(
             project=settings.project, region=settings.region, job_name=f"{name[:32].rstrip('-')}-retrain",
             model=cfg.model_ref.name, version=cfg.model_ref.version, settings=cfg.retraining,
-            image=platform.require_output("repositoryUrl").apply(lambda url: _checked_trainer(trainer, str(url))),
+            image=platform_image(cfg.retraining.image, platform.require_output("repositoryUrl"),
+                                 "kaizen:retraining.image"),
             repository_project=platform.require_output("repositoryProject"),
             repository_location=platform.require_output("repositoryLocation"),
             repository_name=platform.require_output("repositoryName"),

@@ -256,7 +256,7 @@ def test_gcp_stack_with_retraining_passes_the_policy_pack_and_checks_the_reposit
     assert violations(gcp_run) == []
     cfg = load_stack_config("gcp-dev")
     other = {**GCP_RETRAINING, "image": "europe-docker.pkg.dev/other/repo/trainer@sha256:" + "2" * 64}
-    with pytest.raises(Exception, match=r"kaizen:retraining\.image: .* is not in the platform repository"):
+    with pytest.raises(Exception, match=r"kaizen:retraining\.image: .* is not in the platform stack's registry"):
         run_program("gcp-dev", {**cfg, "retraining": other})
 
 
@@ -442,7 +442,7 @@ def test_azure_retraining_needs_container_apps_and_the_platform_registry() -> No
     with pytest.raises(Exception, match="kaizen:retraining: on Azure the trainer runs as a Container Apps job"):
         parse_config({**ml, "retraining": AZ_RETRAINING}, "azure-dev")
     other = {**AZ_RETRAINING, "image": "other.azurecr.io/kaizen/iris-trainer@sha256:" + "3" * 64}
-    with pytest.raises(Exception, match=r"kaizen:retraining\.image: .* is not in the platform registry"):
+    with pytest.raises(Exception, match=r"kaizen:retraining\.image: .* is not in the platform stack's registry"):
         run_program("azure-dev", {**cfg, "retraining": other})
 
 

@@ -98,7 +98,7 @@ def test_aws_autoscaling_switch_for_instance_type_changes() -> None:
 
 def test_aws_image_outside_the_platform_repository_is_refused() -> None:
     cfg = _with("aws-dev", image=f"{ACCOUNT}.dkr.ecr.eu-west-1.amazonaws.com/kaizen/other@{OTHER_DIGEST}")
-    with pytest.raises(Exception, match="not the platform stack's repository"):
+    with pytest.raises(Exception, match=r"kaizen:image: .* is not in the platform stack's registry"):
         run_program("aws-dev", cfg)
 
 
