@@ -31,7 +31,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from infra.aws.identity import ROLE_PATH
+from infra.aws.jobs import aws_cron, service_role, start_policy
 from infra.aws.registry import ECR_PULL_ACTIONS
 from infra.batch_config import BatchSettings, bucket_and_prefix
 
@@ -50,26 +50,6 @@ class ProcessingBatchJobArgs:
     settings: BatchSettings
     instance_type: str = "ml.m5.large"
     volume_gb: int = 30
-
-
-def aws_cron(cron: str) -> str:
-    """Five-field cron (UTC) as EventBridge's `cron(m h dom mon dow year)`: one of dom/dow is `?`,
-    and days of the week count from 1 (Sunday)."""
-    minute, hour, dom, month, dow = cron.split()
-    if dow == "*":
-        dow = "?"
-    else:
-        dow = re.sub(r"\d", lambda m: str(int(m.group()) % 7 + 1), dow)
-        if dom != "*":
-            raise ValueError(f"{cron!r}: EventBridge cannot restrict both the day of month and the day of week")
-        dom = "?"
-    return f"cron({minute} {hour} {dom} {month} {dow} *)"
-
-
-def _assume(service: str, account_id: str) -> str:
-    return json.dumps({"Version": "2012-10-17", "Statement": [{
-        "Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole",
-        "Condition": {"StringEquals": {"aws:SourceAccount": account_id}}}]})
 
 
 def processing_policy(args: ProcessingBatchJobArgs, repository_arn: str) -> dict[str, Any]:
@@ -160,13 +140,11 @@ class ProcessingBatchJob(pulumi.ComponentResource):
         if not re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9-]{0,25}", args.job_prefix):
             raise ValueError(f"job prefix {args.job_prefix!r}: letters, digits and '-', 26 at most")
         child = pulumi.ResourceOptions(parent=self)
-        processing = aws.iam.Role(f"{name}-processing", aws.iam.RoleArgs(
-            path=ROLE_PATH, assume_role_policy=acct.apply(lambda a: _assume("sagemaker.amazonaws.com", a))), opts=child)
+        processing = service_role(f"{name}-processing", "sagemaker.amazonaws.com", acct, child)
         aws.iam.RolePolicy(f"{name}-processing", aws.iam.RolePolicyArgs(
             role=processing.id, policy=pulumi.Output.all(acct, args.repository_arn).apply(
                 lambda v: json.dumps(processing_policy(resolved(v[0]), v[1])))), opts=child)
-        machine_role = aws.iam.Role(f"{name}-states", aws.iam.RoleArgs(
-            path=ROLE_PATH, assume_role_policy=acct.apply(lambda a: _assume("states.amazonaws.com", a))), opts=child)
+        machine_role = service_role(f"{name}-states", "states.amazonaws.com", acct, child)
         machine_policy = aws.iam.RolePolicy(f"{name}-states", aws.iam.RolePolicyArgs(
             role=machine_role.id, policy=pulumi.Output.all(acct, processing.arn).apply(
                 lambda v: json.dumps(state_machine_policy(resolved(v[0]), v[1])))),
@@ -177,13 +155,10 @@ class ProcessingBatchJob(pulumi.ComponentResource):
                 lambda v: json.dumps(definition(args, v[0], v[1])))),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[machine_policy]))
         if args.settings.schedule is not None:
-            scheduler_role = aws.iam.Role(f"{name}-scheduler", aws.iam.RoleArgs(
-                path=ROLE_PATH, assume_role_policy=acct.apply(lambda a: _assume("scheduler.amazonaws.com", a))),
-                opts=child)
+            scheduler_role = service_role(f"{name}-scheduler", "scheduler.amazonaws.com", acct, child)
             start = aws.iam.RolePolicy(f"{name}-scheduler", aws.iam.RolePolicyArgs(
-                role=scheduler_role.id, policy=machine.arn.apply(lambda arn: json.dumps({
-                    "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": ["states:StartExecution"],
-                                                            "Resource": [arn]}]}))), opts=child)
+                role=scheduler_role.id, policy=machine.arn.apply(
+                    lambda arn: json.dumps(start_policy("states:StartExecution", arn)))), opts=child)
             aws.scheduler.Schedule(f"{name}-schedule", aws.scheduler.ScheduleArgs(
                 schedule_expression=aws_cron(args.settings.schedule), schedule_expression_timezone="UTC",
                 flexible_time_window=aws.scheduler.ScheduleFlexibleTimeWindowArgs(mode="OFF"),

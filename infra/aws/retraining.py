@@ -30,8 +30,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from infra.aws.batch import aws_cron
-from infra.aws.identity import ROLE_PATH
+from infra.aws.jobs import aws_cron, service_role, start_policy
 from infra.aws.registry import ECR_PULL_ACTIONS
 from infra.aws.rules import PIPELINE_JOB_PREFIX
 from infra.retraining_config import RetrainingSettings, trainer_args
@@ -63,12 +62,6 @@ def trainer_repository_arn(image: str, region: str) -> str:
         raise ValueError(f"kaizen:retraining.image {image!r}: SageMaker training needs an ECR image in {region} "
                          "(<account>.dkr.ecr.<region>.amazonaws.com/<repo>@sha256:...)")
     return f"arn:aws:ecr:{region}:{m['account']}:repository/{m['repo']}"
-
-
-def _assume(service: str, account_id: str) -> str:
-    return json.dumps({"Version": "2012-10-17", "Statement": [{
-        "Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole",
-        "Condition": {"StringEquals": {"aws:SourceAccount": account_id}}}]})
 
 
 def _kms(key: str | None, actions: list[str]) -> list[dict[str, Any]]:
@@ -174,15 +167,11 @@ class RetrainingPipeline(pulumi.ComponentResource):
 
         child = pulumi.ResourceOptions(parent=self)
 
-        def role(suffix: str, service: str) -> aws.iam.Role:
-            return aws.iam.Role(f"{name}-{suffix}", aws.iam.RoleArgs(
-                path=ROLE_PATH, assume_role_policy=acct.apply(lambda a: _assume(service, a))), opts=child)
-
-        training = role("training", "sagemaker.amazonaws.com")
+        training = service_role(f"{name}-training", "sagemaker.amazonaws.com", acct, child)
         training_policy_ = aws.iam.RolePolicy(f"{name}-training", aws.iam.RolePolicyArgs(
             role=training.id, policy=pulumi.Output.all(acct, key).apply(
                 lambda v: json.dumps(training_policy(at(v[0]), v[1] or None)))), opts=child)
-        runner = role("pipeline", "sagemaker.amazonaws.com")
+        runner = service_role(f"{name}-pipeline", "sagemaker.amazonaws.com", acct, child)
         runner_policy = aws.iam.RolePolicy(f"{name}-pipeline", aws.iam.RolePolicyArgs(
             role=runner.id, policy=pulumi.Output.all(acct, training.arn, key).apply(
                 lambda v: json.dumps(pipeline_policy(at(v[0]), v[1], v[2] or None)))), opts=child)
@@ -192,12 +181,10 @@ class RetrainingPipeline(pulumi.ComponentResource):
             pipeline_definition=pulumi.Output.all(training.arn, key).apply(
                 lambda v: json.dumps(definition(args, v[0], v[1] or None)))),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[training_policy_, runner_policy]))
-        events = role("events", "events.amazonaws.com")
+        events = service_role(f"{name}-events", "events.amazonaws.com", acct, child)
         start = aws.iam.RolePolicy(f"{name}-events", aws.iam.RolePolicyArgs(
-            role=events.id, policy=pipeline.arn.apply(lambda arn: json.dumps({
-                "Version": "2012-10-17", "Statement": [{"Sid": "StartRetraining", "Effect": "Allow",
-                                                        "Action": ["sagemaker:StartPipelineExecution"],
-                                                        "Resource": [arn]}]}))), opts=child)
+            role=events.id, policy=pipeline.arn.apply(lambda arn: json.dumps(
+                start_policy("sagemaker:StartPipelineExecution", arn, sid="StartRetraining")))), opts=child)
 
         def trigger(kind: str, rule_args: aws.cloudwatch.EventRuleArgs) -> None:
             rule = aws.cloudwatch.EventRule(f"{name}-{kind}", rule_args, opts=child)

@@ -22,9 +22,10 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from infra.azure.jobs import STORAGE_BLOB_DATA_CONTRIBUTOR
 from infra.azure.mlendpoint import STORAGE_BLOB_DATA_READER
 from infra.azure.registry import ACR_PULL_ROLE
-from infra.azure.retraining import START_ACTION, STARTER_ROLE, STORAGE_BLOB_DATA_CONTRIBUTOR
+from infra.azure.retraining import START_ACTION, STARTER_ROLE
 from model_packages.ci.workflows import DEPLOY_ENVIRONMENTS
 
 ROLE_NAME = "Kaizen deployer"

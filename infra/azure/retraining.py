@@ -4,10 +4,9 @@ environment, on a cron schedule and started by the drift alert.
 - one job: trigger type Schedule (the cron) when a schedule is set, else Manual; either can be
   started on demand ("for any job type, you can start a job execution on demand",
   https://learn.microsoft.com/en-us/azure/container-apps/jobs);
-- the job runs as its own user-assigned identity: AcrPull on the platform registry only (the image
-  is pulled by digest with it), Storage Blob Data Reader on the data container, Storage Blob Data
-  Contributor on the package container (role assignments scoped to the containers, no account
-  keys, no Azure Files). Container Apps mounts no Blob Storage, so the container runs
+- the job runs as its own user-assigned identity (infra/azure/jobs.py): AcrPull on the platform
+  registry, Storage Blob Data Reader on the data container, Storage Blob Data Contributor on the
+  package container. Container Apps mounts no Blob Storage, so the container runs
   `kaizen retrain-blob` (model_packages/retrain/blob.py): it downloads the data blob and the
   champion with that identity, runs `kaizen retrain`, and uploads the result under candidates/;
 - drift: a dedicated action group, attached to the drift alert only, whose one receiver is a Logic
@@ -20,19 +19,23 @@ environment, on a cron schedule and started by the drift alert.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
 import pulumi
 import pulumi_azure_native as azure
 
-from infra.azure.identity import PullIdentity, PullIdentityArgs
+from infra.azure.jobs import (
+    STORAGE_BLOB_DATA_CONTRIBUTOR,
+    STORAGE_BLOB_DATA_READER,
+    BlobGrant,
+    ContainerAppsJobArgs,
+    container_apps_job,
+    role_definition,
+)
 from infra.batch_config import bucket_and_prefix
 from infra.retraining_config import TRAINER_PIPELINE, RetrainingSettings
 
-STORAGE_BLOB_DATA_READER = "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1"
-STORAGE_BLOB_DATA_CONTRIBUTOR = "ba92f5b4-2d11-453d-a403-e96b0029c9fe"
 START_ACTION = "Microsoft.App/jobs/start/action"
 STARTER_ROLE = "5d1c3e8a-7b2f-5c4e-9a61-0f3b2d4c6e8f"  # "Kaizen job starter" (infra/azure/deploy_role.py)
 JOBS_API = "2024-03-01"
@@ -54,23 +57,6 @@ class ContainerAppsRetrainingArgs:
     environment_id: pulumi.Input[str]
     cpu: float = 2.0
     memory: str = "4Gi"
-
-
-_JOB_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$")
-
-
-def check_job_name(name: str) -> None:
-    """Container Apps job names: 2-32 lower-case letters, digits and '-', starting with a letter, no '--'."""
-    if not _JOB_NAME.match(name) or "--" in name:
-        raise ValueError(f"Container Apps job name {name!r}: 2-32 lower-case letters, digits and single '-', "
-                         "starting with a letter")
-
-
-def container_scope(storage_account_id: str, location: str) -> str:
-    """The ARM id of the blob container of an https://<account>.blob.core.windows.net/<container>/ URL."""
-    account_container, _ = bucket_and_prefix(location)
-    container = account_container.split("/", 1)[1]
-    return f"{storage_account_id}/blobServices/default/containers/{container}"
 
 
 def trainer_env(settings: RetrainingSettings, model: str, version: str) -> dict[str, str]:
@@ -123,48 +109,16 @@ class ContainerAppsRetraining(pulumi.ComponentResource):
         s = args.settings
         if s.storage_account_id is None:
             raise ValueError("kaizen:retraining.storageAccountId is required on Azure")
-        check_job_name(args.job_name)
-        child = pulumi.ResourceOptions(parent=self)
-        identity = PullIdentity(f"{name}-identity", PullIdentityArgs(
-            resource_group_name=args.resource_group_name, location=args.location,
-            identity_name=f"{args.job_name}-id", registry_id=args.registry_id,
-            subscription_id=args.subscription_id), child)
-
-        def role(guid: str) -> pulumi.Output[str]:
-            return pulumi.Output.concat("/subscriptions/", args.subscription_id,
-                                        "/providers/Microsoft.Authorization/roleDefinitions/", guid)
-
-        grants = [
-            azure.authorization.RoleAssignment(f"{name}-read-data", azure.authorization.RoleAssignmentArgs(
-                scope=container_scope(s.storage_account_id, s.data), principal_id=identity.principal_id,
-                principal_type="ServicePrincipal", role_definition_id=role(STORAGE_BLOB_DATA_READER)), opts=child),
-            azure.authorization.RoleAssignment(f"{name}-write-packages", azure.authorization.RoleAssignmentArgs(
-                scope=container_scope(s.storage_account_id, s.packages), principal_id=identity.principal_id,
-                principal_type="ServicePrincipal", role_definition_id=role(STORAGE_BLOB_DATA_CONTRIBUTOR)),
-                opts=child),
-        ]
-        env = {**trainer_env(s, args.model, args.version), "AZURE_CLIENT_ID": identity.client_id}
-        scheduled = s.schedule is not None
-        job = azure.app.Job(f"{name}-job", azure.app.JobArgs(
+        made = container_apps_job(name, ContainerAppsJobArgs(
             resource_group_name=args.resource_group_name, location=args.location, job_name=args.job_name,
-            environment_id=args.environment_id,
-            identity=azure.app.ManagedServiceIdentityArgs(
-                type="UserAssigned", user_assigned_identities=[identity.identity_id]),
-            configuration=azure.app.JobConfigurationArgs(
-                trigger_type="Schedule" if scheduled else "Manual",
-                replica_timeout=s.timeout_minutes * 60, replica_retry_limit=0,
-                schedule_trigger_config=azure.app.JobConfigurationScheduleTriggerConfigArgs(
-                    cron_expression=" ".join(str(s.schedule).split()), parallelism=1, replica_completion_count=1)
-                if scheduled else None,
-                manual_trigger_config=None if scheduled else azure.app.JobConfigurationManualTriggerConfigArgs(
-                    parallelism=1, replica_completion_count=1),
-                registries=[azure.app.RegistryCredentialsArgs(server=args.registry_server,
-                                                              identity=identity.identity_id)]),
-            template=azure.app.JobTemplateArgs(containers=[azure.app.ContainerArgs(
-                name="trainer", image=args.image, command=["kaizen"], args=["retrain-blob"],
-                resources=azure.app.ContainerResourcesArgs(cpu=args.cpu, memory=args.memory),
-                env=[azure.app.EnvironmentVarArgs(name=k, value=v) for k, v in sorted(env.items())])])),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=grants))
+            environment_id=args.environment_id, registry_server=args.registry_server, registry_id=args.registry_id,
+            subscription_id=args.subscription_id, storage_account_id=s.storage_account_id,
+            grants=(BlobGrant("read-data", s.data, STORAGE_BLOB_DATA_READER),
+                    BlobGrant("write-packages", s.packages, STORAGE_BLOB_DATA_CONTRIBUTOR)),
+            container="trainer", image=args.image, command=["kaizen"], args=["retrain-blob"],
+            env=trainer_env(s, args.model, args.version), schedule=s.schedule, timeout_minutes=s.timeout_minutes,
+            retry_limit=0, cpu=args.cpu, memory=args.memory), self)
+        job, identity = made.job, made.identity
         self.drift_action_group_id = self._drift(name, args, job) if s.on_drift else None
         self.job_id = job.id
         self.identity_client_id = identity.client_id
@@ -177,9 +131,7 @@ class ContainerAppsRetraining(pulumi.ComponentResource):
             resource_name_=f"{args.job_name}-start", opts=child)
         assignment = azure.authorization.RoleAssignment(f"{name}-start", azure.authorization.RoleAssignmentArgs(
             scope=job.id, principal_id=starter.principal_id, principal_type="ServicePrincipal",
-            role_definition_id=pulumi.Output.concat("/subscriptions/", args.subscription_id,
-                                                    "/providers/Microsoft.Authorization/roleDefinitions/",
-                                                    STARTER_ROLE)), opts=child)
+            role_definition_id=role_definition(args.subscription_id, STARTER_ROLE)), opts=child)
         workflow = azure.logic.Workflow(f"{name}-start", azure.logic.WorkflowArgs(
             resource_group_name=args.resource_group_name, location=args.location,
             workflow_name=f"{args.job_name}-on-drift", state="Enabled",

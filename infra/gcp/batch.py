@@ -6,10 +6,9 @@
 - its own service account reads the input bucket (`roles/storage.objectViewer`) and writes the
   output bucket (`roles/storage.objectUser`: the manifest is rewritten, so delete too), nothing else;
   the image is pulled by the Cloud Run service agent (Artifact Registry Reader, as for the service);
-- with a schedule, Cloud Scheduler calls the Cloud Run Admin API `jobs.run` with an OAuth token of
-  an invoker account that holds `roles/run.invoker` on this one job
-  (https://cloud.google.com/run/docs/execute/jobs-on-schedule); without one, executions are
-  triggered (`gcloud run jobs execute`, Workflows, Eventarc).
+- with a schedule, Cloud Scheduler runs it as an invoker account allowed to run this one job
+  (infra/gcp/jobs.py); without one, executions are triggered (`gcloud run jobs execute`, Workflows,
+  Eventarc).
 """
 
 from __future__ import annotations
@@ -17,10 +16,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pulumi
-import pulumi_gcp as gcp
 
 from infra.batch_config import BatchSettings, bucket_and_prefix
-from infra.gcp.identity import RuntimeIdentity, RuntimeIdentityArgs
+from infra.gcp.jobs import BucketMount, CloudRunJobArgs, RegistryAccess, cloud_run_job, job_invoker, job_schedule
 
 IN, OUT = "/data/in", "/data/out"
 
@@ -32,21 +30,15 @@ class CloudRunBatchJobArgs:
     job_name: str
     image: pulumi.Input[str]
     settings: BatchSettings
-    repository_project: pulumi.Input[str]
-    repository_location: pulumi.Input[str]
-    repository_name: pulumi.Input[str]
-    project_number: pulumi.Input[str]
+    registry: RegistryAccess
     cpu: str = "2"
     memory: str = "2Gi"
     time_zone: str = "Etc/UTC"
 
 
-def _volume(name: str, location: str, read_only: bool) -> gcp.cloudrunv2.JobTemplateTemplateVolumeArgs:
+def _mount(name: str, grant: str, location: str, path: str, read_only: bool) -> BucketMount:
     bucket, prefix = bucket_and_prefix(location)
-    options = [f"only-dir={prefix.rstrip('/')}"] if prefix else []
-    return gcp.cloudrunv2.JobTemplateTemplateVolumeArgs(
-        name=name, gcs=gcp.cloudrunv2.JobTemplateTemplateVolumeGcsArgs(
-            bucket=bucket, read_only=read_only, mount_options=options or None))
+    return BucketMount(name, grant, bucket, prefix.rstrip("/"), path, read_only)
 
 
 def job_args(settings: BatchSettings) -> list[str]:
@@ -61,59 +53,17 @@ class CloudRunBatchJob(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: CloudRunBatchJobArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("kaizen:gcp:CloudRunBatchJob", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
         s = args.settings
-        identity = RuntimeIdentity(f"{name}-identity", RuntimeIdentityArgs(
-            project=args.project, account_id=f"{args.job_name[:24]}-job", repository_project=args.repository_project,
-            repository_location=args.repository_location, repository_name=args.repository_name,
-            project_number=args.project_number), child)
-        in_bucket, _ = bucket_and_prefix(s.input)
-        out_bucket, _ = bucket_and_prefix(s.output)
-        grants = [
-            gcp.storage.BucketIAMMember(f"{name}-read-input", gcp.storage.BucketIAMMemberArgs(
-                bucket=in_bucket, role="roles/storage.objectViewer", member=identity.member), opts=child),
-            gcp.storage.BucketIAMMember(f"{name}-write-output", gcp.storage.BucketIAMMemberArgs(
-                bucket=out_bucket, role="roles/storage.objectUser", member=identity.member), opts=child),
-        ]
-        job = gcp.cloudrunv2.Job(f"{name}-job", gcp.cloudrunv2.JobArgs(
-            project=args.project, location=args.region, name=args.job_name, deletion_protection=False,
-            template=gcp.cloudrunv2.JobTemplateArgs(
-                task_count=1, parallelism=1,
-                template=gcp.cloudrunv2.JobTemplateTemplateArgs(
-                    service_account=identity.email, timeout=f"{s.timeout_minutes * 60}s", max_retries=3,
-                    volumes=[_volume("input", s.input, True), _volume("output", s.output, False)],
-                    containers=[gcp.cloudrunv2.JobTemplateTemplateContainerArgs(
-                        image=args.image, args=job_args(s),
-                        resources=gcp.cloudrunv2.JobTemplateTemplateContainerResourcesArgs(
-                            limits={"cpu": args.cpu, "memory": args.memory}),
-                        volume_mounts=[
-                            gcp.cloudrunv2.JobTemplateTemplateContainerVolumeMountArgs(name="input", mount_path=IN),
-                            gcp.cloudrunv2.JobTemplateTemplateContainerVolumeMountArgs(name="output", mount_path=OUT),
-                        ],
-                    )],
-                ),
-            ),
-        ), opts=pulumi.ResourceOptions(parent=self, depends_on=grants))
+        spec = CloudRunJobArgs(
+            project=args.project, region=args.region, job_name=args.job_name, account_id=f"{args.job_name[:24]}-job",
+            registry=args.registry, image=args.image, args=job_args(s),
+            mounts=(_mount("input", "read-input", s.input, IN, True),
+                    _mount("output", "write-output", s.output, OUT, False)),
+            timeout_minutes=s.timeout_minutes, max_retries=3, cpu=args.cpu, memory=args.memory)
+        made = cloud_run_job(name, spec, self)
         if s.schedule is not None:
-            invoker = gcp.serviceaccount.Account(f"{name}-invoker", gcp.serviceaccount.AccountArgs(
-                project=args.project, account_id=f"{args.job_name[:22]}-sched",
-                display_name="Kaizen batch scheduler"), opts=child)
-            invoker_member = invoker.email.apply(lambda e: f"serviceAccount:{e}")
-            run_grant = gcp.cloudrunv2.JobIamMember(f"{name}-invoker-run", gcp.cloudrunv2.JobIamMemberArgs(
-                project=args.project, location=args.region, name=job.name, role="roles/run.invoker",
-                member=invoker_member), opts=child)
-            gcp.cloudscheduler.Job(f"{name}-schedule", gcp.cloudscheduler.JobArgs(
-                project=args.project, region=args.region, schedule=s.schedule, time_zone=args.time_zone,
-                attempt_deadline="30s",
-                http_target=gcp.cloudscheduler.JobHttpTargetArgs(
-                    http_method="POST",
-                    uri=job.name.apply(lambda n: f"https://run.googleapis.com/v2/projects/{args.project}/locations/"
-                                                 f"{args.region}/jobs/{n}:run"),
-                    oauth_token=gcp.cloudscheduler.JobHttpTargetOauthTokenArgs(
-                        service_account_email=invoker.email,
-                        scope="https://www.googleapis.com/auth/cloud-platform"),
-                ),
-            ), opts=pulumi.ResourceOptions(parent=self, depends_on=[run_grant]))
-        self.job_name = job.name
-        self.service_account = identity.email
+            invoker = job_invoker(name, spec, made.job, f"{args.job_name[:22]}-sched", "Kaizen batch scheduler", self)
+            job_schedule(name, spec, made.job, invoker, s.schedule, args.time_zone, self)
+        self.job_name = made.job.name
+        self.service_account = made.identity.email
         self.register_outputs({"job_name": self.job_name, "service_account": self.service_account})

@@ -25,7 +25,15 @@ import pulumi
 import pulumi_gcp as gcp
 
 from infra.batch_config import bucket_and_prefix
-from infra.gcp.identity import RuntimeIdentity, RuntimeIdentityArgs
+from infra.gcp.jobs import (
+    BucketMount,
+    CloudRunJobArgs,
+    JobInvoker,
+    RegistryAccess,
+    cloud_run_job,
+    job_invoker,
+    job_schedule,
+)
 from infra.retraining_config import RetrainingSettings, trainer_args
 
 DATA, PACKAGES = "/data/in", "/data/packages"
@@ -41,17 +49,9 @@ class CloudRunRetrainingArgs:
     version: str  # the deployed version: the champion
     settings: RetrainingSettings
     image: pulumi.Input[str]  # settings.image, checked to be in the platform repository
-    repository_project: pulumi.Input[str]
-    repository_location: pulumi.Input[str]
-    repository_name: pulumi.Input[str]
-    project_number: pulumi.Input[str]
+    registry: RegistryAccess
     cpu: str = "2"
     memory: str = "4Gi"
-
-
-def _volume(name: str, bucket: str, directory: str, read_only: bool) -> gcp.cloudrunv2.JobTemplateTemplateVolumeArgs:
-    return gcp.cloudrunv2.JobTemplateTemplateVolumeArgs(name=name, gcs=gcp.cloudrunv2.JobTemplateTemplateVolumeGcsArgs(
-        bucket=bucket, read_only=read_only, mount_options=[f"only-dir={directory}"] if directory else None))
 
 
 def container_args(settings: RetrainingSettings, model: str, version: str) -> list[str]:
@@ -94,68 +94,35 @@ class CloudRunRetraining(pulumi.ComponentResource):
         super().__init__("kaizen:gcp:CloudRunRetraining", name, None, opts)
         if len(args.job_name) > 40:
             raise ValueError(f"retraining job name {args.job_name!r}: 40 characters at most")
-        child = pulumi.ResourceOptions(parent=self)
         s = args.settings
-        identity = RuntimeIdentity(f"{name}-identity", RuntimeIdentityArgs(
-            project=args.project, account_id=f"{args.job_name[:24]}-trn", repository_project=args.repository_project,
-            repository_location=args.repository_location, repository_name=args.repository_name,
-            project_number=args.project_number), child)
         data_bucket, data_dir = bucket_and_prefix(s.data)
-        data_dir = data_dir.rstrip("/").rpartition("/")[0]
         store_bucket, store = bucket_and_prefix(s.packages)
-        grants = [
-            gcp.storage.BucketIAMMember(f"{name}-read-data", gcp.storage.BucketIAMMemberArgs(
-                bucket=data_bucket, role="roles/storage.objectViewer", member=identity.member), opts=child),
-            gcp.storage.BucketIAMMember(f"{name}-write-packages", gcp.storage.BucketIAMMemberArgs(
-                bucket=store_bucket, role="roles/storage.objectUser", member=identity.member), opts=child),
-        ]
-        job = gcp.cloudrunv2.Job(f"{name}-job", gcp.cloudrunv2.JobArgs(
-            project=args.project, location=args.region, name=args.job_name, deletion_protection=False,
-            template=gcp.cloudrunv2.JobTemplateArgs(task_count=1, parallelism=1,
-                template=gcp.cloudrunv2.JobTemplateTemplateArgs(
-                    service_account=identity.email, timeout=f"{s.timeout_minutes * 60}s", max_retries=1,
-                    volumes=[_volume("data", data_bucket, data_dir, True),
-                             _volume("packages", store_bucket, store.rstrip("/"), False)],
-                    containers=[gcp.cloudrunv2.JobTemplateTemplateContainerArgs(
-                        image=args.image, commands=["kaizen"], args=container_args(s, args.model, args.version),
-                        resources=gcp.cloudrunv2.JobTemplateTemplateContainerResourcesArgs(
-                            limits={"cpu": args.cpu, "memory": args.memory}),
-                        volume_mounts=[
-                            gcp.cloudrunv2.JobTemplateTemplateContainerVolumeMountArgs(name="data", mount_path=DATA),
-                            gcp.cloudrunv2.JobTemplateTemplateContainerVolumeMountArgs(
-                                name="packages", mount_path=PACKAGES),
-                        ])]))),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=grants))
-        invoker = gcp.serviceaccount.Account(f"{name}-invoker", gcp.serviceaccount.AccountArgs(
-            project=args.project, account_id=f"{args.job_name[:22]}-run", display_name="Kaizen retraining invoker"),
-            opts=child)
-        invoker_member = invoker.email.apply(lambda e: f"serviceAccount:{e}")
-        run_grant = gcp.cloudrunv2.JobIamMember(f"{name}-invoker-run", gcp.cloudrunv2.JobIamMemberArgs(
-            project=args.project, location=args.region, name=job.name, role="roles/run.invoker",
-            member=invoker_member), opts=child)
+        spec = CloudRunJobArgs(
+            project=args.project, region=args.region, job_name=args.job_name, account_id=f"{args.job_name[:24]}-trn",
+            registry=args.registry, image=args.image, commands=["kaizen"],
+            args=container_args(s, args.model, args.version),
+            mounts=(BucketMount("data", "read-data", data_bucket, data_dir.rstrip("/").rpartition("/")[0], DATA, True),
+                    BucketMount("packages", "write-packages", store_bucket, store.rstrip("/"), PACKAGES, False)),
+            timeout_minutes=s.timeout_minutes, max_retries=1, cpu=args.cpu, memory=args.memory)
+        made = cloud_run_job(name, spec, self)
+        job = made.job
+        # the scheduler and the drift Workflow both run the job as this account
+        invoker = job_invoker(name, spec, job, f"{args.job_name[:22]}-run", "Kaizen retraining invoker", self)
         if s.schedule is not None:
-            gcp.cloudscheduler.Job(f"{name}-schedule", gcp.cloudscheduler.JobArgs(
-                project=args.project, region=args.region, schedule=s.schedule, time_zone="Etc/UTC",
-                attempt_deadline="30s", http_target=gcp.cloudscheduler.JobHttpTargetArgs(
-                    http_method="POST",
-                    uri=job.name.apply(lambda n: f"https://run.googleapis.com/v2/projects/{args.project}/locations/"
-                                                 f"{args.region}/jobs/{n}:run"),
-                    oauth_token=gcp.cloudscheduler.JobHttpTargetOauthTokenArgs(
-                        service_account_email=invoker.email, scope="https://www.googleapis.com/auth/cloud-platform"))),
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[run_grant]))
+            job_schedule(name, spec, job, invoker, s.schedule, "Etc/UTC", self)
         self.drift_channel = None
         if s.on_drift:
-            self.drift_channel = self._drift(name, args, job, invoker, run_grant)
+            self.drift_channel = self._drift(name, args, job, invoker)
         self.job_name = job.name
-        self.service_account = identity.email
+        self.service_account = made.identity.email
         self.register_outputs({"job_name": self.job_name, "service_account": self.service_account})
 
     def _drift(self, name: str, args: CloudRunRetrainingArgs, job: gcp.cloudrunv2.Job,
-               invoker: gcp.serviceaccount.Account, run_grant: pulumi.Resource) -> pulumi.Output[str]:
+               invoker: JobInvoker) -> pulumi.Output[str]:
         child = pulumi.ResourceOptions(parent=self)
         topic = gcp.pubsub.Topic(f"{name}-drift", gcp.pubsub.TopicArgs(
             project=args.project, name=f"{args.job_name}-drift", message_retention_duration="86400s"), opts=child)
-        agent = pulumi.Output.from_input(args.project_number).apply(
+        agent = pulumi.Output.from_input(args.registry.project_number).apply(
             lambda n: f"serviceAccount:service-{n}@gcp-sa-monitoring-notification.iam.gserviceaccount.com")
         publish = gcp.pubsub.TopicIAMMember(f"{name}-drift-publisher", gcp.pubsub.TopicIAMMemberArgs(
             project=args.project, topic=topic.name, role="roles/pubsub.publisher", member=agent), opts=child)
@@ -163,11 +130,11 @@ class CloudRunRetraining(pulumi.ComponentResource):
             project=args.project, type="pubsub", display_name=f"Kaizen retrain {args.model} on drift",
             labels={"topic": topic.id}), opts=pulumi.ResourceOptions(parent=self, depends_on=[publish]))
         workflow = gcp.workflows.Workflow(f"{name}-drift", gcp.workflows.WorkflowArgs(
-            project=args.project, region=args.region, name=f"{args.job_name}-drift", service_account=invoker.email,
-            deletion_protection=False, call_log_level="LOG_ERRORS_ONLY",
+            project=args.project, region=args.region, name=f"{args.job_name}-drift",
+            service_account=invoker.account.email, deletion_protection=False, call_log_level="LOG_ERRORS_ONLY",
             description=f"run {args.job_name} when the drift alert of {args.model} opens",
             source_contents=job.name.apply(lambda n: workflow_source(args.project, args.region, n))),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[run_grant]))
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[invoker.grant]))
         trigger_sa = gcp.serviceaccount.Account(f"{name}-eventarc", gcp.serviceaccount.AccountArgs(
             project=args.project, account_id=f"{args.job_name[:22]}-evt",
             display_name="Kaizen retraining drift trigger"), opts=child)

@@ -12,6 +12,7 @@ from infra.common.naming import physical_name
 from infra.common.platform import platform_image, platform_stack
 from infra.common.runtime import runtime_env
 from infra.gcp.identity import RuntimeIdentity, RuntimeIdentityArgs
+from infra.gcp.jobs import RegistryAccess
 from infra.gcp.monitoring import EndpointMonitoring, EndpointMonitoringArgs
 from infra.gcp.registry import ArtifactRegistry, ArtifactRegistryArgs
 from infra.gcp.service import CloudRunService, CloudRunServiceArgs
@@ -66,17 +67,24 @@ def _serving(
     platform = platform_stack(cfg)
     image = platform_image(cfg.image_ref.ref, platform.require_output("repositoryUrl"))
     name = service_name(cfg)
+    # The platform repository the service and every job pull from (through the Cloud Run service agent).
+    registry = RegistryAccess(
+        project=platform.require_output("repositoryProject"),
+        location=platform.require_output("repositoryLocation"),
+        name=platform.require_output("repositoryName"),
+        project_number=gcp.organizations.get_project_output(
+            project_id=settings.project, opts=pulumi.InvokeOutputOptions(provider=provider)
+        ).number,
+    )
     identity = RuntimeIdentity(
         "runtime",
         RuntimeIdentityArgs(
             project=settings.project,
             account_id=physical_name("kz", cfg.model_ref.name, pulumi.get_stack(), max_len=30),
-            repository_project=platform.require_output("repositoryProject"),
-            repository_location=platform.require_output("repositoryLocation"),
-            repository_name=platform.require_output("repositoryName"),
-            project_number=gcp.organizations.get_project_output(
-                project_id=settings.project, opts=pulumi.InvokeOutputOptions(provider=provider)
-            ).number,
+            repository_project=registry.project,
+            repository_location=registry.location,
+            repository_name=registry.name,
+            project_number=registry.project_number,
         ),
         opts=opts,
     )
@@ -89,11 +97,7 @@ def _serving(
             model=cfg.model_ref.name, version=cfg.model_ref.version, settings=cfg.retraining,
             image=platform_image(cfg.retraining.image, platform.require_output("repositoryUrl"),
                                  "kaizen:retraining.image"),
-            repository_project=platform.require_output("repositoryProject"),
-            repository_location=platform.require_output("repositoryLocation"),
-            repository_name=platform.require_output("repositoryName"),
-            project_number=gcp.organizations.get_project_output(
-                project_id=settings.project, opts=pulumi.InvokeOutputOptions(provider=provider)).number,
+            registry=registry,
         ), opts=opts)
     monitoring = EndpointMonitoring(
         "monitoring",
@@ -142,12 +146,7 @@ def _serving(
 
         job = CloudRunBatchJob("batch", CloudRunBatchJobArgs(
             project=settings.project, region=settings.region, job_name=f"{name[:40]}-batch", image=image,
-            settings=settings.batch, repository_project=platform.require_output("repositoryProject"),
-            repository_location=platform.require_output("repositoryLocation"),
-            repository_name=platform.require_output("repositoryName"),
-            project_number=gcp.organizations.get_project_output(
-                project_id=settings.project, opts=pulumi.InvokeOutputOptions(provider=provider)).number,
-            cpu=settings.cpu, memory=settings.memory,
+            settings=settings.batch, registry=registry, cpu=settings.cpu, memory=settings.memory,
         ), opts=opts)
         outputs = {"batchJob": job.job_name, "batchServiceAccount": job.service_account}
     if retraining is not None:

@@ -27,6 +27,7 @@ def _run(declare: Any) -> list[Recorded]:
 
 def _gcp(schedule: str | None) -> list[Recorded]:
     from infra.gcp.batch import CloudRunBatchJob, CloudRunBatchJobArgs
+    from infra.gcp.jobs import RegistryAccess
 
     settings = BatchSettings.model_validate({"input": "gs://raw-data/daily/", "output": "gs://scores/iris/",
                                              "inputs": ["day.csv", "day2.parquet"], "schedule": schedule,
@@ -35,8 +36,8 @@ def _gcp(schedule: str | None) -> list[Recorded]:
     def declare() -> Any:
         job = CloudRunBatchJob("batch", CloudRunBatchJobArgs(
             project="kaizen-test", region="europe-west1", job_name="iris-batch", image=IMAGE, settings=settings,
-            repository_project="kaizen-test", repository_location="europe", repository_name="models",
-            project_number="123456"))
+            registry=RegistryAccess(project="kaizen-test", location="europe", name="models",
+                                    project_number="123456")))
         return job.job_name
 
     return _run(declare)
@@ -97,7 +98,8 @@ def test_execution_placeholder(env: dict[str, str], monkeypatch: pytest.MonkeyPa
 def test_aws_processing_job_state_machine_and_schedule_are_least_privilege() -> None:
     import json
 
-    from infra.aws.batch import ProcessingBatchJob, ProcessingBatchJobArgs, aws_cron
+    from infra.aws.batch import ProcessingBatchJob, ProcessingBatchJobArgs
+    from infra.aws.jobs import aws_cron
 
     repo = "arn:aws:ecr:eu-west-1:123456789012:repository/kaizen/iris"
     settings = BatchSettings.model_validate({"input": "s3://raw/daily/", "output": "s3://scores/iris/",

@@ -448,7 +448,7 @@ def test_azure_retraining_needs_container_apps_and_the_platform_registry() -> No
 
 @pytest.mark.parametrize("name", ["a", "1job", "Job", "job-", "a--b", "x" * 33])
 def test_azure_job_names_the_service_refuses_are_refused(name: str) -> None:
-    from infra.azure.retraining import check_job_name
+    from infra.azure.jobs import check_job_name
 
     with pytest.raises(ValueError, match="Container Apps job name"):
         check_job_name(name)
