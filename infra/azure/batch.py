@@ -21,6 +21,7 @@ from infra.azure.jobs import (
     STORAGE_BLOB_DATA_READER,
     BlobGrant,
     ContainerAppsJobArgs,
+    JobEnvironment,
     container_apps_job,
 )
 from infra.batch_config import BatchSettings, bucket_and_prefix
@@ -28,15 +29,10 @@ from infra.batch_config import BatchSettings, bucket_and_prefix
 
 @dataclass(frozen=True)
 class ContainerAppsBatchJobArgs:
-    resource_group_name: pulumi.Input[str]
-    location: str
+    where: JobEnvironment  # the stack's Container Apps environment and platform registry
     job_name: str
     image: pulumi.Input[str]  # the stack's model image, by digest
     settings: BatchSettings  # storage_account_id set (checked by AzureSettings)
-    registry_server: pulumi.Input[str]
-    registry_id: pulumi.Input[str]
-    subscription_id: pulumi.Input[str]
-    environment_id: pulumi.Input[str]
     cpu: float = 2.0
     memory: str = "4Gi"
 
@@ -63,9 +59,7 @@ class ContainerAppsBatchJob(pulumi.ComponentResource):
         if s.storage_account_id is None:
             raise ValueError("kaizen:azure.batch.storageAccountId is required")
         job = container_apps_job(name, ContainerAppsJobArgs(
-            resource_group_name=args.resource_group_name, location=args.location, job_name=args.job_name,
-            environment_id=args.environment_id, registry_server=args.registry_server, registry_id=args.registry_id,
-            subscription_id=args.subscription_id, storage_account_id=s.storage_account_id,
+            where=args.where, job_name=args.job_name, storage_account_id=s.storage_account_id,
             grants=(BlobGrant("read-input", s.input, STORAGE_BLOB_DATA_READER),
                     BlobGrant("write-output", s.output, STORAGE_BLOB_DATA_CONTRIBUTOR)),
             container="batch", image=args.image, args=job_args(s), env=job_env(s), schedule=s.schedule,

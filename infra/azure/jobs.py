@@ -54,14 +54,21 @@ class BlobGrant:
 
 
 @dataclass(frozen=True)
-class ContainerAppsJobArgs:
+class JobEnvironment:
+    """Where a stack's jobs run and pull from: its Container Apps environment, the platform registry."""
+
     resource_group_name: pulumi.Input[str]
     location: str
-    job_name: str  # checked by check_job_name
     environment_id: pulumi.Input[str]
     registry_server: pulumi.Input[str]
     registry_id: pulumi.Input[str]
     subscription_id: pulumi.Input[str]
+
+
+@dataclass(frozen=True)
+class ContainerAppsJobArgs:
+    where: JobEnvironment
+    job_name: str  # checked by check_job_name
     storage_account_id: str
     grants: tuple[BlobGrant, ...]
     container: str  # the container's name
@@ -86,22 +93,23 @@ def container_apps_job(name: str, args: ContainerAppsJobArgs, parent: pulumi.Res
     """Declare, under `parent`, the job's identity (`<name>-identity`), grants and job (`<name>-job`)."""
     check_job_name(args.job_name)
     child = pulumi.ResourceOptions(parent=parent)
+    where = args.where
     identity = PullIdentity(f"{name}-identity", PullIdentityArgs(
-        resource_group_name=args.resource_group_name, location=args.location,
-        identity_name=f"{args.job_name}-id", registry_id=args.registry_id,
-        subscription_id=args.subscription_id), child)
+        resource_group_name=where.resource_group_name, location=where.location,
+        identity_name=f"{args.job_name}-id", registry_id=where.registry_id,
+        subscription_id=where.subscription_id), child)
     grants = [
         azure.authorization.RoleAssignment(f"{name}-{grant.key}", azure.authorization.RoleAssignmentArgs(
             scope=container_scope(args.storage_account_id, grant.location), principal_id=identity.principal_id,
-            principal_type="ServicePrincipal", role_definition_id=role_definition(args.subscription_id, grant.role)),
+            principal_type="ServicePrincipal", role_definition_id=role_definition(where.subscription_id, grant.role)),
             opts=child)
         for grant in args.grants
     ]
     env: dict[str, pulumi.Input[str]] = {**args.env, "AZURE_CLIENT_ID": identity.client_id}
     scheduled = args.schedule is not None
     job = azure.app.Job(f"{name}-job", azure.app.JobArgs(
-        resource_group_name=args.resource_group_name, location=args.location, job_name=args.job_name,
-        environment_id=args.environment_id,
+        resource_group_name=where.resource_group_name, location=where.location, job_name=args.job_name,
+        environment_id=where.environment_id,
         identity=azure.app.ManagedServiceIdentityArgs(
             type="UserAssigned", user_assigned_identities=[identity.identity_id]),
         configuration=azure.app.JobConfigurationArgs(
@@ -112,7 +120,7 @@ def container_apps_job(name: str, args: ContainerAppsJobArgs, parent: pulumi.Res
             if scheduled else None,
             manual_trigger_config=None if scheduled else azure.app.JobConfigurationManualTriggerConfigArgs(
                 parallelism=1, replica_completion_count=1),
-            registries=[azure.app.RegistryCredentialsArgs(server=args.registry_server,
+            registries=[azure.app.RegistryCredentialsArgs(server=where.registry_server,
                                                           identity=identity.identity_id)]),
         template=azure.app.JobTemplateArgs(containers=[azure.app.ContainerArgs(
             name=args.container, image=args.image, command=args.command, args=args.args,

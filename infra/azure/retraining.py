@@ -30,6 +30,7 @@ from infra.azure.jobs import (
     STORAGE_BLOB_DATA_READER,
     BlobGrant,
     ContainerAppsJobArgs,
+    JobEnvironment,
     container_apps_job,
     role_definition,
 )
@@ -44,17 +45,12 @@ TRIGGER = "drift"
 
 @dataclass(frozen=True)
 class ContainerAppsRetrainingArgs:
-    resource_group_name: pulumi.Input[str]
-    location: str
+    where: JobEnvironment  # the stack's Container Apps environment and platform registry
     job_name: str  # 2-32 lower-case letters, digits, '-'
     model: str
     version: str  # the deployed version: the champion
     settings: RetrainingSettings  # storage_account_id set (checked by StackConfig)
     image: pulumi.Input[str]  # settings.image, checked to be in the platform registry
-    registry_server: pulumi.Input[str]
-    registry_id: pulumi.Input[str]
-    subscription_id: pulumi.Input[str]
-    environment_id: pulumi.Input[str]
     cpu: float = 2.0
     memory: str = "4Gi"
 
@@ -110,9 +106,7 @@ class ContainerAppsRetraining(pulumi.ComponentResource):
         if s.storage_account_id is None:
             raise ValueError("kaizen:retraining.storageAccountId is required on Azure")
         made = container_apps_job(name, ContainerAppsJobArgs(
-            resource_group_name=args.resource_group_name, location=args.location, job_name=args.job_name,
-            environment_id=args.environment_id, registry_server=args.registry_server, registry_id=args.registry_id,
-            subscription_id=args.subscription_id, storage_account_id=s.storage_account_id,
+            where=args.where, job_name=args.job_name, storage_account_id=s.storage_account_id,
             grants=(BlobGrant("read-data", s.data, STORAGE_BLOB_DATA_READER),
                     BlobGrant("write-packages", s.packages, STORAGE_BLOB_DATA_CONTRIBUTOR)),
             container="trainer", image=args.image, command=["kaizen"], args=["retrain-blob"],
@@ -127,13 +121,13 @@ class ContainerAppsRetraining(pulumi.ComponentResource):
     def _drift(self, name: str, args: ContainerAppsRetrainingArgs, job: azure.app.Job) -> pulumi.Output[str]:
         child = pulumi.ResourceOptions(parent=self)
         starter = azure.managedidentity.UserAssignedIdentity(
-            f"{name}-starter", resource_group_name=args.resource_group_name, location=args.location,
+            f"{name}-starter", resource_group_name=args.where.resource_group_name, location=args.where.location,
             resource_name_=f"{args.job_name}-start", opts=child)
         assignment = azure.authorization.RoleAssignment(f"{name}-start", azure.authorization.RoleAssignmentArgs(
             scope=job.id, principal_id=starter.principal_id, principal_type="ServicePrincipal",
-            role_definition_id=role_definition(args.subscription_id, STARTER_ROLE)), opts=child)
+            role_definition_id=role_definition(args.where.subscription_id, STARTER_ROLE)), opts=child)
         workflow = azure.logic.Workflow(f"{name}-start", azure.logic.WorkflowArgs(
-            resource_group_name=args.resource_group_name, location=args.location,
+            resource_group_name=args.where.resource_group_name, location=args.where.location,
             workflow_name=f"{args.job_name}-on-drift", state="Enabled",
             identity=azure.logic.ManagedServiceIdentityArgs(
                 type="UserAssigned", user_assigned_identities=[starter.id]),
@@ -141,10 +135,10 @@ class ContainerAppsRetraining(pulumi.ComponentResource):
             parameters={"startIdentity": azure.logic.WorkflowParameterArgs(type="String", value=starter.id)}),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[assignment]))
         callback = azure.logic.list_workflow_trigger_callback_url_output(
-            resource_group_name=args.resource_group_name, workflow_name=workflow.name, trigger_name=TRIGGER,
+            resource_group_name=args.where.resource_group_name, workflow_name=workflow.name, trigger_name=TRIGGER,
             opts=pulumi.InvokeOutputOptions(parent=self))
         group = azure.monitor.ActionGroup(
-            f"{name}-drift", resource_group_name=args.resource_group_name, location="global", enabled=True,
+            f"{name}-drift", resource_group_name=args.where.resource_group_name, location="global", enabled=True,
             action_group_name=f"{args.job_name}-drift", group_short_name="kz-retrain",  # short name: 12 at most
             logic_app_receivers=[azure.monitor.LogicAppReceiverArgs(
                 name="start-retraining", resource_id=workflow.id,

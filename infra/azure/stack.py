@@ -9,6 +9,7 @@ import pulumi_azure_native as azure
 
 from infra.azure.containerapp import ContainerAppEndpoint, ContainerAppEndpointArgs
 from infra.azure.identity import PullIdentity, PullIdentityArgs
+from infra.azure.jobs import JobEnvironment
 from infra.azure.mlendpoint import MlEndpointArgs, MlOnlineEndpoint
 from infra.azure.monitoring import EndpointMonitoring, EndpointMonitoringArgs
 from infra.azure.observability import Observability, ObservabilityArgs
@@ -126,12 +127,13 @@ def _serving(
     }
     drift_groups: tuple[pulumi.Input[str], ...] = ()
     if settings.compute == "containerapp":
+        app_name = physical_name("kaizen", cfg.model_ref.name, pulumi.get_stack(), max_len=32)
         app = ContainerAppEndpoint(
             "endpoint",
             ContainerAppEndpointArgs(
                 resource_group_name=group.name,
                 location=settings.location,
-                app_name=physical_name("kaizen", cfg.model_ref.name, pulumi.get_stack(), max_len=32),
+                app_name=app_name,
                 image=image,
                 registry_server=login_server,
                 identity_id=identity.identity_id,
@@ -152,27 +154,26 @@ def _serving(
             ),
             opts=after_pull,
         )
-        target_id, target_name = app.app_id, physical_name("kaizen", cfg.model_ref.name, pulumi.get_stack(), max_len=32)
+        target_id, target_name = app.app_id, app_name
         outputs.update({"appId": app.app_id, "fqdn": app.fqdn, "latestRevision": app.latest_revision,
                         # Who can reach fqdn: "external" (kaizen:azure.public), "vnet" (internal, with
                         # kaizen:azure.infrastructureSubnetId) or "environment" (apps of its environment only).
                         "ingress": "external" if settings.public
                         else "vnet" if settings.infrastructure_subnet_id else "environment"})
+        # Batch and retraining jobs run in the app's environment and pull from the platform registry.
+        jobs = JobEnvironment(resource_group_name=group.name, location=settings.location,
+                              environment_id=app.environment_id, registry_server=login_server,
+                              registry_id=registry_id, subscription_id=client.subscription_id)
         if settings.batch is not None:
             from infra.azure.batch import ContainerAppsBatchJob, ContainerAppsBatchJobArgs
 
             batch = ContainerAppsBatchJob(
                 "batch",
                 ContainerAppsBatchJobArgs(
-                    resource_group_name=group.name,
-                    location=settings.location,
+                    where=jobs,
                     job_name=physical_name("kz", cfg.model_ref.name, pulumi.get_stack(), "batch", max_len=32),
                     image=image,
                     settings=settings.batch,
-                    registry_server=login_server,
-                    registry_id=registry_id,
-                    subscription_id=client.subscription_id,
-                    environment_id=app.environment_id,
                 ),
                 opts=opts,
             )
@@ -183,17 +184,12 @@ def _serving(
             retraining = ContainerAppsRetraining(
                 "retraining",
                 ContainerAppsRetrainingArgs(
-                    resource_group_name=group.name,
-                    location=settings.location,
+                    where=jobs,
                     job_name=physical_name("kz", cfg.model_ref.name, pulumi.get_stack(), "retrain", max_len=32),
                     model=cfg.model_ref.name,
                     version=cfg.model_ref.version,
                     settings=cfg.retraining,
                     image=platform_image(cfg.retraining.image, login_server, "kaizen:retraining.image"),
-                    registry_server=login_server,
-                    registry_id=registry_id,
-                    subscription_id=client.subscription_id,
-                    environment_id=app.environment_id,
                 ),
                 opts=opts,
             )
