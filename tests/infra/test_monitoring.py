@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from infra.aws import monitoring as aws_mon
@@ -113,3 +115,24 @@ def test_azure_dashboard_body(compute: str, charts: int) -> None:
         assert metric["namespace"] == az_mon.metric_namespace(compute)
     assert markdown["position"] == {"x": 0, "y": 8, "colSpan": 12, "rowSpan": 2}
     assert az_mon.drift_query(compute, "app") in markdown["metadata"]["settings"]["content"]["settings"]["content"]
+
+
+@pytest.mark.parametrize(("stack", "name", "old"), [("gcp-dev", "monitoring", "kaizen:gcp:ServiceMonitoring"),
+                                                    ("azure-dev", "alerts", "kaizen:azure:EndpointAlerts")])
+def test_renamed_components_alias_their_old_type(monkeypatch: pytest.MonkeyPatch, stack: str, name: str,
+                                                  old: str) -> None:
+    """A real `pulumi up` after the rename moves the deployed alerts instead of replacing them."""
+    from tests.infra import conftest
+
+    seen: dict[str, list] = {}
+    register = conftest.RecordingMonitor.RegisterResource
+
+    def recording(monitor: Any, request: Any) -> Any:
+        if request.name == name and request.type.endswith("EndpointMonitoring"):
+            seen[request.type] = [(a.urn, a.spec.type) for a in request.aliases] + list(request.aliasURNs)
+        return register(monitor, request)
+
+    monkeypatch.setattr(conftest.RecordingMonitor, "RegisterResource", recording)
+    conftest.run_program(stack)
+    (aliases,) = seen.values()
+    assert any(old in str(a) for a in aliases), aliases
