@@ -3,7 +3,7 @@
 `Route("POST", "/v2/models/{model}[/versions/{version}]/infer", "v2_infer", v2.infer, Operations.v2_infer)`:
 `{param}` is one path segment without ':' (the handler reads it from `request.params`), `[...]` an
 optional part. A path without parameters is one dict lookup (the hot routes); the templated ones are
-tried in table order after a prefix check. The table itself is `routes.ROUTES`; `openapi` documents it.
+one precompiled regular expression, tried in table order. The table itself is `routes.ROUTES`; `openapi` documents it.
 """
 
 from __future__ import annotations
@@ -46,7 +46,9 @@ def path_params(path: str) -> list[str]:
     return _PARAM.findall(path)
 
 
-def _pattern(template: str) -> re.Pattern[str]:
+def _regex(template: str, group: str) -> str:
+    """The template as a regular expression; parameters are groups named `{group}_{param}`, possessive (a
+    parameter never holds '/' or ':', and only those or the end follow it: failing paths fail fast)."""
     out = []
     for token in _TOKENS.split(template):
         if token == "[":
@@ -54,10 +56,10 @@ def _pattern(template: str) -> re.Pattern[str]:
         elif token == "]":
             out.append(")?")
         elif _PARAM.fullmatch(token):
-            out.append(f"(?P<{token[1:-1]}>[^/:]+)")
+            out.append(f"(?P<{group}_{token[1:-1]}>[^/:]++)")
         else:
             out.append(re.escape(token))
-    return re.compile("".join(out))
+    return "".join(out)
 
 
 class Target:
@@ -76,28 +78,32 @@ class Target:
 
 
 class Router:
-    """Matches a path to its `Target` and template parameters."""
+    """Matches a path to its `Target` and template parameters: a dict for exact paths, one regex for the rest."""
 
     def __init__(self, routes: Iterable[Route]) -> None:
         grouped: dict[str, list[Route]] = {}
         for route in routes:
             grouped.setdefault(route.path, []).append(route)
         self._exact: dict[str, Target] = {}
-        self._patterns: list[tuple[str, re.Pattern[str], Target]] = []
+        self._templated: dict[str, tuple[Target, tuple[tuple[str, str], ...]]] = {}
+        alternatives = []
         for template, group in grouped.items():
-            if _TOKENS.search(template):
-                prefix = re.split(r"[\[{]", template, maxsplit=1)[0]
-                self._patterns.append((prefix, _pattern(template), Target(group)))
-            else:
+            if not _TOKENS.search(template):
                 self._exact[template] = Target(group)
+                continue
+            name = f"t{len(self._templated)}"
+            alternatives.append(f"(?P<{name}>{_regex(template, name)})")
+            params = tuple((param, f"{name}_{param}") for param in path_params(template))
+            self._templated[name] = (Target(group), params)
+        # In table order: the first template that matches the whole path wins.
+        self._pattern = re.compile("|".join(alternatives)) if alternatives else None
 
     def match(self, path: str) -> tuple[Target | None, Mapping[str, str]]:
         target = self._exact.get(path)
         if target is not None:
             return target, NO_PARAMS
-        for prefix, pattern, target in self._patterns:
-            if path.startswith(prefix):
-                found = pattern.fullmatch(path)
-                if found is not None:
-                    return target, {k: v for k, v in found.groupdict().items() if v is not None}
-        return None, NO_PARAMS
+        found = self._pattern.fullmatch(path) if self._pattern is not None else None
+        if found is None or found.lastgroup is None:
+            return None, NO_PARAMS
+        target, params = self._templated[found.lastgroup]  # the outer group of the alternative that matched
+        return target, {param: value for param, group in params if (value := found.group(group)) is not None}
