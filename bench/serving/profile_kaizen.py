@@ -41,7 +41,8 @@ AREAS: list[tuple[str, str]] = [
     ("drift statistics hook", r"serving/drift\.py"),
     ("metrics (prometheus)", r"prometheus_client|serving/metrics\.py"),
     ("request logging", r"serving/logs\.py|logging/|lib/python3\.\d+/logging"),
-    ("runtime glue (app/runner)", r"serving/app\.py|serving/runner\.py|serving/openapi\.py"),
+    ("runtime glue (app/runner)",
+     r"serving/(app|runner|runtime|openapi|router|routes|messages)\.py|serving/contracts/"),
     ("HTTP server / protocol", r"serving/server\.py|httptools|h11|uvicorn|aiohttp|http/server"),
     ("event loop / asyncio", r"uvloop|asyncio/|selectors"),
 ]

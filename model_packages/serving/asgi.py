@@ -13,18 +13,21 @@ import asyncio
 import sys
 from typing import Any
 
-from model_packages.serving.app import App, Request
-from model_packages.serving.logs import JsonLog
+from model_packages.errors import PackageError
+from model_packages.serving.messages import Request
+from model_packages.serving.runtime import Runtime
 from model_packages.serving.settings import Settings
 
 
 class AsgiApp:
-    """ASGI 3 over `App.handle`: lifespan loads the model, every HTTP request is one `handle` call."""
+    """ASGI 3 over `App.handle`: lifespan runs the model's life (`runtime.Runtime`, as `server.Server` does),
+    every HTTP request is one `handle` call."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.log = JsonLog()
-        self.app = App(settings, self.log)
+        self.runtime = Runtime(settings)
+        self.log = self.runtime.log
+        self.app = self.runtime.app
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
@@ -48,27 +51,26 @@ class AsgiApp:
         await send({"type": "http.response.body", "body": response.body})
 
     async def _lifespan(self, receive: Any, send: Any) -> None:
-        from model_packages.serving.runtime import build_runner
-
         flusher: asyncio.Task[None] | None = None
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                runner = await asyncio.get_running_loop().run_in_executor(None, build_runner, self.settings)
-                self.app.set_runner(runner)
-                flusher = asyncio.create_task(self._flush_logs())
+                try:
+                    runner = await asyncio.get_running_loop().run_in_executor(None, self.runtime.load)
+                except PackageError as error:
+                    self.runtime.fail(error)
+                    await send({"type": "lifespan.startup.failed", "message": str(error)})
+                    return
+                self.runtime.start(runner)
+                flusher = asyncio.create_task(self.runtime.flush_logs())
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                self.runtime.drain()
                 if flusher is not None:
                     flusher.cancel()
-                self.log.flush()
+                self.runtime.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
-
-    async def _flush_logs(self) -> None:
-        while True:
-            await asyncio.sleep(0.5)
-            self.log.flush()
 
 
 def app_from_env() -> AsgiApp:
@@ -81,9 +83,13 @@ def main(argv: list[str]) -> int:
     if server == "uvicorn":
         import uvicorn
 
-        uvicorn.run(AsgiApp(settings), host=settings.host, port=settings.port, http="httptools", loop="uvloop",
-                    lifespan="on", access_log=False, log_level="warning")
-        return 0
+        app = AsgiApp(settings)
+        try:
+            uvicorn.run(app, host=settings.host, port=settings.port, http="httptools", loop="uvloop",
+                        lifespan="on", access_log=False, log_level="warning")
+        except SystemExit as exit_:  # uvicorn exits 3 when startup fails: the runtime's code (1) instead
+            return app.runtime.exit_code or (exit_.code if isinstance(exit_.code, int) else 1)
+        return app.runtime.exit_code
     if server == "granian":
         from granian.constants import Interfaces, Loops
         from granian.server import Server as Granian

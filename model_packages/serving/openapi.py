@@ -1,14 +1,20 @@
-"""The OpenAPI 3.0 document of the runtime's routes, derived from the model's input schema."""
+"""The OpenAPI 3.0 document of the route table (`routes.ROUTES`), its schemas derived from the model's inputs.
+
+Every route names its operation here (`Route.doc`, a method of `Operations`), so a route cannot be served
+without being documented.
+"""
 
 from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable
 from typing import Any
 
 from model_packages import __version__
 from model_packages.manifest import FeatureSpec, Manifest
-from model_packages.serving.settings import Settings
+from model_packages.serving.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from model_packages.serving.router import Route, path_params
 
 ERROR = {"$ref": "#/components/schemas/Error"}
 
@@ -64,137 +70,154 @@ def _csv_schema(manifest: Manifest) -> dict[str, Any]:
 
 def _errors(*statuses: int) -> dict[str, Any]:
     reasons = {400: "Malformed request", 404: "Not found", 405: "Method not allowed", 413: "Payload too large",
-               415: "Unsupported content type", 503: "Model not loaded yet"}
+               415: "Unsupported content type", 503: "Model not loaded yet, or shutting down"}
     return {str(s): {"description": reasons[s], "content": {"application/json": {"schema": ERROR}}}
             for s in statuses}
 
 
-def build_openapi(manifest: Manifest, settings: Settings) -> dict[str, Any]:
-    """OpenAPI for this model: request schemas carry each feature's type and allowed range."""
-    # OpenAPI 3.0 has no positional tuple schema; objects keyed by feature name carry the exact types.
-    row_object = {
-        "type": "object",
-        "properties": {s.name: _feature_schema(s) for s in manifest.inputs},
-        "required": [s.name for s in manifest.inputs if s.required],
-        "additionalProperties": False,
-    }
-    prediction = {"oneOf": [{"type": "string"}, {"type": "number"}, {"type": "object"}]}
-    instances_request = {
-        "type": "object",
-        "required": ["instances"],
-        "properties": {
-            "instances": {"type": "array", "minItems": 1, "items": row_object},
-            "parameters": {"type": "object", "properties": {"probabilities": {"type": "boolean"}}},
-        },
-    }
-    predictions = {
-        "type": "object", "required": ["predictions"],
-        "properties": {"predictions": {"type": "array", "items": prediction}},
-    }
-    json_body = {"application/json": {"schema": instances_request}}
-    width = len(manifest.inputs)
-    cell = {"anyOf": [_feature_schema(s) for s in manifest.inputs]} if manifest.inputs else {}
-    mlflow_params = {"type": "object", "properties": {"probabilities": {"type": "boolean"}}}
-    # MLflow's scoring protocol. OpenAPI 3.0 cannot type a list position by position, so a
-    # dataframe_split row's cells are each "one of the features' schemas", in the columns' order.
-    mlflow_records = {"type": "object", "required": ["dataframe_records"], "additionalProperties": False,
-                      "properties": {"dataframe_records": {"type": "array", "minItems": 1, "items": row_object},
-                                     "params": mlflow_params}}
-    mlflow_split = {"type": "object", "required": ["dataframe_split"], "additionalProperties": False,
-                    "properties": {"params": mlflow_params, "dataframe_split": {
-                        "type": "object", "required": ["columns", "data"],
-                        "properties": {
-                            "columns": {"type": "array", "enum": [manifest.feature_names]},
-                            "data": {"type": "array", "minItems": 1, "items": {
-                                "type": "array", "minItems": width, "maxItems": width, "items": cell}},
-                            "index": {"type": "array"},
-                        }}}}
-    invocations_json = {"application/json": {"schema": {"oneOf": [
-        {**instances_request, "additionalProperties": False}, mlflow_records, mlflow_split]}}}
-    ok = {"200": {"description": "Predictions", "content": {"application/json": {"schema": predictions}}}}
-    health = {
-        "get": {
-            "summary": "Readiness: 200 once the model is loaded and warmed",
-            "responses": {"200": {"description": "Ready", "content": {"application/json": {"schema": {
-                "type": "object"}}}}, **_errors(503)},
+def _ok(description: str, schema: dict[str, Any], content_type: str = "application/json") -> dict[str, Any]:
+    return {"200": {"description": description, "content": {content_type: {"schema": schema}}}}
+
+
+class Operations:
+    """The OpenAPI operation of each kind of route, for one model (`Route.doc` names one of these methods)."""
+
+    def __init__(self, manifest: Manifest) -> None:
+        self.manifest = manifest
+        # OpenAPI 3.0 has no positional tuple schema; objects keyed by feature name carry the exact types.
+        row_object = {
+            "type": "object",
+            "properties": {s.name: _feature_schema(s) for s in manifest.inputs},
+            "required": [s.name for s in manifest.inputs if s.required],
+            "additionalProperties": False,
         }
-    }
-    live = {"get": {"summary": "Liveness", "responses": {"200": {"description": "Alive", "content": {
-        "application/json": {"schema": {"type": "object"}}}}}}}
-    predict = {
-        "post": {
+        prediction = {"oneOf": [{"type": "string"}, {"type": "number"}, {"type": "object"}]}
+        self.instances_request: dict[str, Any] = {
+            "type": "object",
+            "required": ["instances"],
+            "properties": {
+                "instances": {"type": "array", "minItems": 1, "items": row_object},
+                "parameters": {"type": "object", "properties": {"probabilities": {"type": "boolean"}}},
+            },
+        }
+        self.predictions = _ok("Predictions", {
+            "type": "object", "required": ["predictions"],
+            "properties": {"predictions": {"type": "array", "items": prediction}},
+        })
+        width = len(manifest.inputs)
+        cell = {"anyOf": [_feature_schema(s) for s in manifest.inputs]} if manifest.inputs else {}
+        mlflow_params = {"type": "object", "properties": {"probabilities": {"type": "boolean"}}}
+        # MLflow's scoring protocol. OpenAPI 3.0 cannot type a list position by position, so a
+        # dataframe_split row's cells are each "one of the features' schemas", in the columns' order.
+        self.mlflow_records = {"type": "object", "required": ["dataframe_records"], "additionalProperties": False,
+                               "properties": {"dataframe_records": {"type": "array", "minItems": 1,
+                                                                    "items": row_object},
+                                              "params": mlflow_params}}
+        self.mlflow_split = {"type": "object", "required": ["dataframe_split"], "additionalProperties": False,
+                             "properties": {"params": mlflow_params, "dataframe_split": {
+                                 "type": "object", "required": ["columns", "data"],
+                                 "properties": {
+                                     "columns": {"type": "array", "enum": [manifest.feature_names]},
+                                     "data": {"type": "array", "minItems": 1, "items": {
+                                         "type": "array", "minItems": width, "maxItems": width, "items": cell}},
+                                     "index": {"type": "array"},
+                                 }}}}
+
+    # -- every target -------------------------------------------------------------------------
+    def live(self) -> dict[str, Any]:
+        return {"summary": "Liveness", "responses": _ok("Alive", {"type": "object"})}
+
+    def ready(self) -> dict[str, Any]:
+        return {"summary": "Readiness: 200 once the model is loaded and warmed",
+                "responses": {**_ok("Ready", {"type": "object"}), **_errors(503)}}
+
+    def metrics(self) -> dict[str, Any]:
+        return {"summary": "Prometheus metrics (text exposition format)",
+                "responses": _ok("Metrics", {"type": "string"}, METRICS_CONTENT_TYPE)}
+
+    def openapi(self) -> dict[str, Any]:
+        return {"summary": "This document", "responses": _ok("OpenAPI 3.0 document", {"type": "object"})}
+
+    def predict(self) -> dict[str, Any]:
+        return {
             "summary": "Predict ({instances} -> {predictions})",
-            "requestBody": {"required": True, "content": json_body},
-            "responses": {**ok, **_errors(400, 413, 415, 503)},
+            "requestBody": {"required": True, "content": {"application/json": {"schema": self.instances_request}}},
+            "responses": {**self.predictions, **_errors(400, 413, 415, 503)},
         }
-    }
-    v2_tensor = {
-        "type": "object",
-        "required": ["name", "shape", "datatype", "data"],
-        "properties": {
-            "name": {"type": "string"},
-            "shape": {"type": "array", "items": {"type": "integer", "minimum": 1}, "minItems": 2, "maxItems": 2},
-            "datatype": {"type": "string", "enum": ["FP32", "FP64"]},
-            "data": {"type": "array", "items": {"type": "number"}},
-        },
-    }
-    paths: dict[str, Any] = {
-        "/ping": health,
-        "/health/live": live,
-        "/health/ready": health,
-        "/predict": predict,
-        "/invocations": {
-            "post": {
-                "summary": "SageMaker invocations and MLflow's scoring protocol (JSON or CSV)",
-                "description": "Exactly one of instances, dataframe_records, dataframe_split (also inputs, as "
-                               "rows or columns); optional params/parameters. CSV with or without a header row.",
-                "requestBody": {"required": True, "content": {
-                    **invocations_json, "text/csv": {"schema": _csv_schema(manifest)}}},
-                "responses": {**ok, **_errors(400, 413, 415, 503)},
-            }
-        },
-        "/v1/models/{model}": {"get": {
-            "summary": "KServe V1: model readiness",
-            "parameters": [{"name": "model", "in": "path", "required": True,
-                            "schema": {"type": "string", "enum": [manifest.name]}}],
-            "responses": {"200": {"description": "Ready", "content": {"application/json": {"schema": {
-                "type": "object", "required": ["name", "ready"]}}}}, **_errors(404, 503)},
-        }},
-        "/v1/models/{model}:predict": {"post": {
-            "summary": "KServe V1: predict ({instances} -> {predictions})",
-            "parameters": [{"name": "model", "in": "path", "required": True,
-                            "schema": {"type": "string", "enum": [manifest.name]}}],
-            "requestBody": {"required": True, "content": json_body},
-            "responses": {**ok, **_errors(400, 404, 413, 415, 503)},
-        }},
-        "/v2/health/live": live,
-        "/v2/health/ready": health,
-        f"/v2/models/{manifest.name}": {"get": {"summary": "V2 model metadata", "responses": {
-            "200": {"description": "Metadata", "content": {"application/json": {"schema": {"type": "object"}}}},
-            **_errors(503)}}},
-        f"/v2/models/{manifest.name}/ready": health,
-        f"/v2/models/{manifest.name}/infer": {
-            "post": {
-                "summary": "Open Inference Protocol V2 inference",
-                "requestBody": {"required": True, "content": {"application/json": {"schema": {
-                    "type": "object", "required": ["inputs"],
-                    "properties": {"id": {"type": "string"},
-                                   "inputs": {"type": "array", "minItems": 1, "maxItems": 1, "items": v2_tensor}},
-                }}}},
-                "responses": {
-                    "200": {"description": "Outputs", "content": {"application/json": {"schema": {
-                        "type": "object", "required": ["model_name", "outputs"]}}}},
-                    **_errors(400, 404, 413, 415, 503),
-                },
-            }
-        },
-    }
-    for route in settings.health_routes:
-        paths.setdefault(route, health)
-    for route in settings.liveness_routes:
-        paths.setdefault(route, live)
-    for route in settings.predict_routes:
-        paths.setdefault(route, predict)
+
+    # -- SageMaker and MLflow -----------------------------------------------------------------
+    def invocations(self) -> dict[str, Any]:
+        shapes = [{**self.instances_request, "additionalProperties": False}, self.mlflow_records, self.mlflow_split]
+        return {
+            "summary": "SageMaker invocations and MLflow's scoring protocol (JSON or CSV)",
+            "description": "Exactly one of instances, dataframe_records, dataframe_split (also inputs, as "
+                           "rows or columns); optional params/parameters. CSV with or without a header row.",
+            "requestBody": {"required": True, "content": {
+                "application/json": {"schema": {"oneOf": shapes}},
+                "text/csv": {"schema": _csv_schema(self.manifest)}}},
+            "responses": {**self.predictions, **_errors(400, 413, 415, 503)},
+        }
+
+    # -- KServe V1 ----------------------------------------------------------------------------
+    def v1_model(self) -> dict[str, Any]:
+        return {"summary": "KServe V1: model readiness",
+                "responses": {**_ok("Ready", {"type": "object", "required": ["name", "ready"]}),
+                              **_errors(404, 503)}}
+
+    def v1_predict(self) -> dict[str, Any]:
+        return {**self.predict(), "summary": "KServe V1: predict ({instances} -> {predictions})",
+                "responses": {**self.predictions, **_errors(400, 404, 413, 415, 503)}}
+
+    # -- Open Inference Protocol V2 -----------------------------------------------------------
+    def v2_server(self) -> dict[str, Any]:
+        return {"summary": "V2 server metadata",
+                "responses": _ok("Metadata", {"type": "object", "required": ["name", "version", "extensions"]})}
+
+    def v2_metadata(self) -> dict[str, Any]:
+        return {"summary": "V2 model metadata",
+                "responses": {**_ok("Metadata", {"type": "object"}), **_errors(404, 503)}}
+
+    def v2_model_ready(self) -> dict[str, Any]:
+        return {"summary": "V2 model readiness",
+                "responses": {**_ok("Ready", {"type": "object", "required": ["name", "ready"]}),
+                              **_errors(404, 503)}}
+
+    def v2_infer(self) -> dict[str, Any]:
+        tensor = {
+            "type": "object",
+            "required": ["name", "shape", "datatype", "data"],
+            "properties": {
+                "name": {"type": "string"},
+                "shape": {"type": "array", "items": {"type": "integer", "minimum": 1}, "minItems": 2,
+                          "maxItems": 2},
+                "datatype": {"type": "string", "enum": ["FP32", "FP64"]},
+                "data": {"type": "array", "items": {"type": "number"}},
+            },
+        }
+        return {
+            "summary": "Open Inference Protocol V2 inference",
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                "type": "object", "required": ["inputs"],
+                "properties": {"id": {"type": "string"},
+                               "inputs": {"type": "array", "minItems": 1, "maxItems": 1, "items": tensor}},
+            }}}},
+            "responses": {**_ok("Outputs", {"type": "object", "required": ["model_name", "outputs"]}),
+                          **_errors(400, 404, 413, 415, 503)},
+        }
+
+
+def build_openapi(manifest: Manifest, routes: Iterable[Route]) -> dict[str, Any]:
+    """OpenAPI for this model and these routes (a later route of the same path and method wins, as in the router)."""
+    operations = Operations(manifest)
+    values = {"model": manifest.name, "version": manifest.version}  # the only values a path parameter may take
+    paths: dict[str, dict[str, Any]] = {}
+    for route in routes:
+        operation = route.doc(operations)
+        for path in route.paths():
+            parameters = [{"name": p, "in": "path", "required": True, "schema": {"type": "string", "enum": [values[p]]}}
+                          for p in path_params(path)]
+            paths.setdefault(path, {})[route.method.lower()] = {**operation, **({"parameters": parameters}
+                                                                             if parameters else {})}
     return {
         "openapi": "3.0.3",
         "info": {"title": f"Kaizen: {manifest.name}", "version": manifest.version,

@@ -15,7 +15,11 @@ WITHHELD = "(value withheld: sensitive feature)"
 
 
 class InputSchema:
-    """The manifest's input schema, compiled into arrays for vectorised checks."""
+    """The manifest's input schema, compiled into arrays for vectorised checks.
+
+    Public: `specs`, `names`, `index` (name -> column), `width`, `string_cols` (column -> categories) and
+    `matrix`/`check`; the compiled arrays (`_mins`, `_int_cols`, ...) are the hot path's own.
+    """
 
     def __init__(self, manifest: Manifest) -> None:
         specs = manifest.inputs
@@ -23,16 +27,15 @@ class InputSchema:
         self.names = [s.name for s in specs]
         self.index = {name: i for i, name in enumerate(self.names)}
         self.width = len(specs)
-        self.all_cols = list(range(self.width))
-        self.all_position = {c: c for c in self.all_cols}
-        self.mins = np.array([-np.inf if s.minimum is None else s.minimum for s in specs])
-        self.maxs = np.array([np.inf if s.maximum is None else s.maximum for s in specs])
-        self.has_bounds = bool(np.isfinite(self.mins).any() or np.isfinite(self.maxs).any())
-        self.nan_ok = np.array([s.allow_nan or s.accepts_null for s in specs])
-        self.any_nan_ok = bool(self.nan_ok.any())
-        self.int_cols = [i for i, s in enumerate(specs) if s.dtype == "integer"]
-        self.bool_cols = [i for i, s in enumerate(specs) if s.dtype == "boolean"]
-        self.cat_cols = {
+        self._all_cols = list(range(self.width))
+        self._all_position = {c: c for c in self._all_cols}
+        self._mins = np.array([-np.inf if s.minimum is None else s.minimum for s in specs])
+        self._maxs = np.array([np.inf if s.maximum is None else s.maximum for s in specs])
+        self._has_bounds = bool(np.isfinite(self._mins).any() or np.isfinite(self._maxs).any())
+        self._nan_ok = np.array([s.allow_nan or s.accepts_null for s in specs])
+        self._int_cols = [i for i, s in enumerate(specs) if s.dtype == "integer"]
+        self._bool_cols = [i for i, s in enumerate(specs) if s.dtype == "boolean"]
+        self._cat_cols = {
             i: np.array(s.categories, dtype=np.float64)
             for i, s in enumerate(specs)
             if s.dtype == "categorical" and s.numeric_categories
@@ -43,9 +46,9 @@ class InputSchema:
             if s.dtype == "categorical" and not s.numeric_categories
         }
         #: string columns whose unseen categories the model accepts
-        self.open_cols = {i for i in self.string_cols if specs[i].allow_unknown}
+        self._open_cols = {i for i in self.string_cols if specs[i].allow_unknown}
         # What a null becomes: the default of an optional feature, else missing (NaN).
-        self.fill = [
+        self._fill = [
             (s.default if s.default is not None and not s.required else math.nan) if s.accepts_null else None
             for s in specs
         ]
@@ -116,14 +119,14 @@ class InputSchema:
                 spec = self.specs[j]
                 name = f"{where}.{spec.name}"
                 if value is None:
-                    if self.fill[j] is None:
+                    if self._fill[j] is None:
                         raise RequestError(f"{name}: missing required feature (null)", field=name)
-                    values.append(self.fill[j])
+                    values.append(self._fill[j])
                 elif j in self.string_cols:
                     if isinstance(value, list | dict):
                         raise RequestError(f"{name}: expected a category (string), got {type(value).__name__}",
                                            field=name)
-                    if j not in self.open_cols and str(value) not in self.string_cols[j]:
+                    if j not in self._open_cols and str(value) not in self.string_cols[j]:
                         if spec.sensitive:
                             raise RequestError(f"{name}: the value is not one of the feature's categories "
                                                "(sensitive feature: value withheld)", field=name)
@@ -159,9 +162,10 @@ class InputSchema:
     def check(self, array: np.ndarray, field: str, columns: list[int] | None = None) -> np.ndarray:
         """Vectorised checks of a float matrix: finiteness, ranges, integers, booleans, categories."""
         if columns is None:  # the hot path: every column, no per-request index arrays
-            cols, mins, maxs, nan_ok, position = self.all_cols, self.mins, self.maxs, self.nan_ok, self.all_position
+            cols, mins, maxs, nan_ok = self._all_cols, self._mins, self._maxs, self._nan_ok
+            position = self._all_position
         else:
-            cols, mins, maxs, nan_ok = columns, self.mins[columns], self.maxs[columns], self.nan_ok[columns]
+            cols, mins, maxs, nan_ok = columns, self._mins[columns], self._maxs[columns], self._nan_ok[columns]
             position = {c: k for k, c in enumerate(columns)}
         finite = np.isfinite(array)
         if not finite.all():
@@ -169,32 +173,32 @@ class InputSchema:
             if bad.any():
                 i, j = np.argwhere(bad)[0]
                 raise self._value_error(field, int(i), cols[j], array[i, j], "is not allowed (not finite)")
-        if self.has_bounds:
+        if self._has_bounds:
             low = array < mins
             if low.any():
                 i, j = np.argwhere(low)[0]
-                minimum = self.mins[cols[j]]
+                minimum = self._mins[cols[j]]
                 raise self._value_error(field, int(i), cols[j], array[i, j], f"is below the minimum {minimum:g}")
             high = array > maxs
             if high.any():
                 i, j = np.argwhere(high)[0]
-                maximum = self.maxs[cols[j]]
+                maximum = self._maxs[cols[j]]
                 raise self._value_error(field, int(i), cols[j], array[i, j], f"is above the maximum {maximum:g}")
-        for col in self.int_cols:
+        for col in self._int_cols:
             if col in position:
                 values = array[:, position[col]]
                 bad_int = np.isfinite(values) & (values != np.floor(values))
                 if bad_int.any():
                     i = int(np.argmax(bad_int))
                     raise self._value_error(field, i, col, values[i], "is not an integer")
-        for col in self.bool_cols:
+        for col in self._bool_cols:
             if col in position:
                 values = array[:, position[col]]
                 bad_bool = (values != 0) & (values != 1) & ~np.isnan(values)
                 if bad_bool.any():
                     i = int(np.argmax(bad_bool))
                     raise self._value_error(field, i, col, values[i], "is not a boolean (true/false or 0/1)")
-        for col, allowed in self.cat_cols.items():
+        for col, allowed in self._cat_cols.items():
             if col in position:
                 values = array[:, position[col]]
                 bad_cat = ~np.isin(values, allowed) & ~np.isnan(values)

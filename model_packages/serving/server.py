@@ -14,6 +14,9 @@ Measured on 2 cores it costs far less CPU per request than uvicorn or granian se
 - SIGTERM: readiness turns 503, connections the kernel already accepted are still served, complete
   requests are answered (`connection: close`), idle and half-sent ones are closed within a second.
 
+The model's life (load, readiness, drift, the load-failure report) is `runtime.Runtime`'s, the same under
+the ASGI adapter (`asgi.py`); this module only speaks HTTP to `App.handle`.
+
 It deliberately does not do HTTP/2, TLS, compression or chunked responses: the cloud front ends do those.
 """
 
@@ -21,12 +24,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import resource
 import signal
 import socket
-import sys
-import time
 from collections import deque
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from email.utils import formatdate
@@ -36,12 +36,10 @@ from typing import Any, cast
 
 import httptools
 
-from model_packages.drift import Verdict
 from model_packages.errors import PackageError
-from model_packages.serving import contract
-from model_packages.serving.app import App, Request, Response, error_response
-from model_packages.serving.drift import DriftMonitor
 from model_packages.serving.logs import JsonLog
+from model_packages.serving.messages import Request, Response, error_response
+from model_packages.serving.runtime import Runtime
 from model_packages.serving.settings import Settings
 
 _REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
@@ -360,22 +358,20 @@ class HttpProtocol(asyncio.Protocol):
 
 
 class Server:
-    """Listens first (so health checks get answers at once), then loads the model."""
+    """Listens first (so health checks get answers at once), then has the runtime load the model."""
 
     def __init__(self, settings: Settings, log: JsonLog | None = None, worker: Any = None) -> None:
         self.settings = settings
         self.log = log or JsonLog()
         self.worker = worker  # model_packages.serving.workers.WorkerContext when one of several
-        self.app = App(settings, self.log, metrics=worker.metrics() if worker else None)
-        if worker is not None:
-            self.app.peers_ready = worker.all_ready
+        self.runtime = Runtime(settings, self.log, worker)
+        self.app = self.runtime.app
         self.loop = asyncio.get_event_loop()
         self.connections: set[HttpProtocol] = set()
         self.idle: dict[HttpProtocol, None] = {}  # connections owing nothing and waiting, oldest first
         self.max_connections = max(1, min(settings.max_connections, raise_fd_limit() - 64))
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kaizen-inference")
         self.closing = False
-        self.exit_code = 0
         self._stopped: asyncio.Event | None = None
 
     def admit(self, connection: HttpProtocol) -> bool:
@@ -411,7 +407,6 @@ class Server:
     async def serve(self) -> int:
         loop = self.loop = asyncio.get_running_loop()
         self._stopped = asyncio.Event()
-        started = time.perf_counter()
         sock = self._listen()
         backlog = sock.dup()  # keeps the listener open after server.close()
         server = await loop.create_server(lambda: HttpProtocol(self), sock=sock, backlog=2048)
@@ -421,55 +416,34 @@ class Server:
         self.log.flush()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop)
-        tasks = [loop.create_task(self._flush_logs()), loop.create_task(self._sweep())]
-        loader = loop.run_in_executor(self.executor, self._load)
+        tasks = [loop.create_task(self.runtime.flush_logs()), loop.create_task(self._sweep())]
+        loader = loop.run_in_executor(self.executor, self.runtime.load)
         stopped = loop.create_task(self._stopped.wait())
         await asyncio.wait({loader, stopped}, return_when=asyncio.FIRST_COMPLETED)
         if loader.done():
             try:
                 runner = loader.result()
             except PackageError as error:
-                # Every worker loads the same package: the first to fail reports it, the others say so
-                # under another name, so a bad package is one `model_load_failed` line.
-                first = self.worker is None or self.worker.claim_failure_report()
-                self.log.event("model_load_failed" if first else "worker_load_failed", error=str(error))
-                self.exit_code = 1
+                self.runtime.fail(error)
                 self.stop()
             else:
-                self.app.set_runner(runner)
-                self._start_drift(runner.drift)
-                _tune_gc()
-                if self.worker is not None:
-                    self.worker.set_ready(True)
-                self.log.event("ready", seconds=round(time.perf_counter() - started, 3))
-                self.log.flush()
+                self.runtime.start(runner)
         await stopped
-        if self.app.runner is not None:
-            self.app.runner.drift.stop()
         server.close()
         await self._accept_backlog(backlog)
         await self._drain()
         for task in tasks:
             task.cancel()
         self.executor.shutdown(wait=False, cancel_futures=True)
-        self.app.close()
-        self.log.event("stopped", exit_code=self.exit_code)
-        self.log.flush()
-        return self.exit_code
-
-    def _load(self) -> Any:
-        from model_packages.serving.runtime import build_runner
-
-        return build_runner(self.settings, self.worker)
+        self.runtime.close()
+        return self.runtime.exit_code
 
     def stop(self) -> None:
         """SIGTERM: fail readiness, stop accepting, answer complete requests, close the rest."""
         if self.closing:
             return
         self.closing = True
-        self.app.draining = True
-        if self.worker is not None:
-            self.worker.set_ready(False)
+        self.runtime.drain()
         self.log.event("draining", connections=len(self.connections))
         if self._stopped is not None:
             self._stopped.set()
@@ -515,51 +489,6 @@ class Server:
                 connection.expire(now)
             ticks += 1
 
-    async def _flush_logs(self) -> None:
-        while True:
-            await asyncio.sleep(0.5)
-            self.log.flush()
-
-    def _start_drift(self, drift: DriftMonitor) -> None:
-        """Start the drift timer; the leader logs the start-up thresholds once and a `drift` line per
-        closed window (what the clouds' log-based alarms read: `drift_alarm` is 0 or 1)."""
-        if not drift.enabled:
-            return
-        if drift.leader:
-            config = drift.config
-            self.log.event("drift_calibrated", false_alarm_days=config.false_alarm_days,
-                           window_seconds=config.window_seconds, window_rows=config.window_rows,
-                           min_rows=config.min_rows, alpha=config.alpha,
-                           thresholds={k: round(v, 3) for k, v in drift.nominal_thresholds.items()})
-            drift.on_verdict = self._log_verdict
-        drift.on_error = lambda message: self.log.event("drift_error", error=message)
-        drift.start()
-
-    def _log_verdict(self, verdict: Verdict) -> None:
-        features = sorted(verdict.features.items(), key=lambda item: -item[1].statistic / max(item[1].threshold, 1e-9))
-        self.log.event(
-            contract.DRIFT_EVENT, **{contract.DRIFT_ALARM_FIELD: int(bool(verdict.alarm)),
-                                     contract.DRIFT_STATISTIC_FIELD: round(verdict.statistic, 4)},
-            rows=verdict.rows, alpha=verdict.alpha,
-            drifting=[name for name, score in features if score.alarm],
-            features={name: {"statistic": round(score.statistic, 3), "threshold": round(score.threshold, 3),
-                             "psi": round(score.psi, 4)} for name, score in features[:20]},
-        )
-
-
-def _tune_gc() -> None:
-    """Freeze the loaded model's objects out of the collector, collect young objects less often, switch faster.
-
-    A full collection holds the GIL; after a big batch it used to scan every object of the model and the
-    request (tens of ms), which is what delayed health checks most once inference left the event loop.
-    """
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 50, 100)
-    # The event loop gives up the GIL at every poll; while the inference thread runs, getting it back
-    # takes up to one switch interval (5 ms by default) per loop iteration. 1 ms keeps health checks quick.
-    sys.setswitchinterval(0.001)
-
 
 def raise_fd_limit() -> int:
     """Raise the soft descriptor limit to the hard one; returns the soft limit in force."""
@@ -587,16 +516,3 @@ def run(settings: Settings | None = None, worker: Any = None) -> int:
         return uvloop.run(serve())
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
         return asyncio.run(serve())
-
-
-def main(argv: list[str] | None = None) -> int:
-    """The entry point (kept here for callers of `server.main`); see `launch.main`."""
-    from model_packages.serving.launch import main as launch_main
-
-    return launch_main(argv)
-
-
-def start(settings: Settings) -> int:
-    from model_packages.serving.launch import start as launch_start
-
-    return launch_start(settings)

@@ -17,9 +17,10 @@ from sklearn.preprocessing import OneHotEncoder
 
 from model_packages.manifest import FeatureSpec
 from model_packages.package import create_package
-from model_packages.serving.app import App, Request
+from model_packages.serving.app import App
 from model_packages.serving.drift import DriftConfig
 from model_packages.serving.logs import JsonLog
+from model_packages.serving.messages import Request
 from model_packages.serving.runtime import build_runner
 from model_packages.serving.settings import Settings, SettingsError
 
@@ -29,6 +30,8 @@ ROW = [5.1, 3.5, 1.4, 0.2]
 
 
 def make_app(package: Path, **settings: object) -> tuple[App, io.StringIO]:
+    """The App with the model built as both transports build it (`runtime.build_runner`, via `Runtime.load`);
+    no drift timer or GC tuning here, so tests drive drift by hand (tests/serving/test_runtime.py: the rest)."""
     stream = io.StringIO()
     options: dict[str, object] = {"drift": DriftConfig(window_rows=1000, min_rows=10), **settings}
     config = Settings(model_dir=package, **options)  # type: ignore[arg-type]
@@ -363,7 +366,7 @@ def test_generated_v2_never_5xx(iris_app: App, payload: dict[str, object]) -> No
 
 
 def test_big_answers_are_encoded_in_pieces_to_the_same_json(iris_app: App) -> None:
-    from model_packages.serving.app import JSON_CHUNK, json_response
+    from model_packages.serving.messages import JSON_CHUNK, json_response
 
     predictions = [{"label": "setosa", "probabilities": {"a": 0.5}}] * (JSON_CHUNK * 2 + 7)
     payload = {"predictions": predictions, "model": "m"}

@@ -25,7 +25,8 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from examples.train import churn_frame, churn_pipeline
 from model_packages.manifest import read_manifest
 from model_packages.package import copy_without_serving_artifact, create_package
-from model_packages.serving.app import App, Request
+from model_packages.serving.app import App
+from model_packages.serving.messages import Request
 from tests.conftest import RunningServer
 from tests.serving.test_app import call, make_app
 
