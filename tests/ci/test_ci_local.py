@@ -23,11 +23,11 @@ from typer.testing import CliRunner
 
 from infra.local import scope_name
 from infra.local.docker_ops import leftovers, purge
-from infra.local.harness import ROOT, have_docker
 from model_packages.audit import trail
 from model_packages.ci import stacks
 from model_packages.cli import app
 from model_packages.image.localregistry import LocalRegistry, free_port
+from tests.support.pulumi_cli import ROOT, have_docker
 
 pytestmark = [pytest.mark.pulumi, pytest.mark.docker, pytest.mark.timeout(1200)]
 

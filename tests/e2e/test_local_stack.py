@@ -23,7 +23,7 @@ import requests
 
 from infra.local import scope_name
 from infra.local.docker_ops import leftovers, port_is_free, purge
-from infra.local.harness import ROOT, LocalStack, have_docker, write_config
+from tests.support.pulumi_cli import ROOT, LocalStack, have_docker, write_config
 
 pytestmark = [pytest.mark.pulumi, pytest.mark.docker, pytest.mark.timeout(900)]
 

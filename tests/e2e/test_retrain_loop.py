@@ -32,8 +32,8 @@ import yaml
 
 from infra.local import scope_name
 from infra.local.docker_ops import leftovers, purge
-from infra.local.harness import ROOT, LocalStack, have_docker
 from model_packages.image.localregistry import free_port
+from tests.support.pulumi_cli import ROOT, LocalStack, have_docker
 
 pytestmark = [pytest.mark.pulumi, pytest.mark.docker, pytest.mark.timeout(1200)]
 
