@@ -2,7 +2,7 @@
 
 `deploy(cfg)` declares, in order:
 - the tools image (Debian's registry and Prometheus + the endpoint proxy, on the local base);
-- ``LocalRegistry``: an OCI registry bound to 127.0.0.1:registryPort;
+- ``LocalRegistryService``: an OCI registry bound to 127.0.0.1:registryPort;
 - ``ModelImage``: the model package built and pushed by the packaging module, referenced by digest
   (or, when ``kaizen:image`` is set and no ``kaizen:local.package``, that digest-pinned image);
 - ``LocalEndpoint``: the model container (host network, restarted by Docker) behind a loopback
@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING
 
 import pulumi
 
+from infra.common.local_config import LocalSettings
 from infra.local import monitoring
-from infra.local.settings import LocalSettings
 
 if TYPE_CHECKING:
     from infra.common.config import StackConfig
@@ -72,10 +72,10 @@ def deploy(cfg: StackConfig) -> None:
         LocalEndpointArgs,
         LocalMonitoring,
         LocalMonitoringArgs,
-        LocalRegistry,
-        LocalRegistryArgs,
+        LocalRegistryService,
+        LocalRegistryServiceArgs,
         LocalTools,
-        ToolsArgs,
+        LocalToolsArgs,
         tools_binaries,
     )
     from model_packages.image.base import RUNTIME_BASE
@@ -130,7 +130,7 @@ def deploy(cfg: StackConfig) -> None:
         h.update(name.encode() + hashlib.sha256(Path(path).read_bytes()).digest())
     tools = LocalTools(
         "tools",
-        ToolsArgs(
+        LocalToolsArgs(
             scope=scope,
             base=RUNTIME_BASE,
             binaries=binaries,
@@ -138,9 +138,9 @@ def deploy(cfg: StackConfig) -> None:
             tag=f"kaizen-local/{scope}-tools:{h.hexdigest()[:16]}",
         ),
     )
-    registry = LocalRegistry(
+    registry = LocalRegistryService(
         "registry",
-        LocalRegistryArgs(
+        LocalRegistryServiceArgs(
             scope=scope,
             port=settings.registry_port,
             tools_image=tools.ref,

@@ -31,6 +31,7 @@ from pulumi.dynamic import (
     UpdateResult,
 )
 
+from infra.common.local_config import CaptureSettings
 from infra.local import docker_ops as ops
 
 IGNORED = {"__provider"}
@@ -291,10 +292,10 @@ class ModelContainerProvider(_Base):
                 f"of {scope}? see `docker ps -a --filter label={ops.LABEL_SCOPE}={scope}`)"
             )
         self._pull(props["image"])
-        env = {**props.get("env", {}), "KAIZEN_HOST": "127.0.0.1", "PORT": str(port)}
+        env = {**props.get("env", {}), c.ENV_HOST: "127.0.0.1", c.ENV_PORT: str(port)}
         binds = {}
         if props.get("capture_dir"):
-            binds[capture_directory(props["capture_dir"])] = env.get("KAIZEN_CAPTURE_DIR", "/var/lib/kaizen/capture")
+            binds[capture_directory(props["capture_dir"])] = env.get(c.ENV_CAPTURE_DIR, CaptureSettings.CONTAINER_DIR)
         container = ops.run_container(
             name=name,
             image=props["image"],

@@ -215,11 +215,11 @@ def test_alert_rules_pass_promtool(ctx: Ctx, tmp_path: Path) -> None:
     promtool = shutil.which("promtool")
     if promtool is None:
         unavailable("promtool not installed")
+    from infra.common.local_config import LocalAlerts
     from infra.local.monitoring import alert_rules
-    from infra.local.settings import AlertSettings
 
     rules = tmp_path / "rules.yml"
-    rules.write_text(alert_rules(AlertSettings(), model="iris-classifier"))
+    rules.write_text(alert_rules(LocalAlerts(), model="iris-classifier"))
     proc = subprocess.run([promtool, "check", "rules", str(rules)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 

@@ -254,8 +254,8 @@ def test_debians_alertmanager_calls_the_webhook_with_the_token(tmp_path: Path) -
     reaches the webhook (Alertmanager's own payload and bearer token), once; others go nowhere."""
     import shutil
 
+    from infra.common.local_config import AlertingSettings
     from infra.local.monitoring import alertmanager_config
-    from infra.local.settings import AlertingSettings
 
     binary = shutil.which("prometheus-alertmanager")
     if binary is None:
