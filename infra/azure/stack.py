@@ -13,6 +13,7 @@ from infra.azure.mlendpoint import MlEndpointArgs, MlOnlineEndpoint
 from infra.azure.monitoring import EndpointAlerts, EndpointAlertsArgs
 from infra.azure.observability import Observability, ObservabilityArgs
 from infra.azure.registry import ContainerRegistry, ContainerRegistryArgs
+from infra.common import outputs as out
 from infra.common.config import AzureSettings, ConfigError, StackConfig
 from infra.common.naming import alnum_name, physical_name
 from infra.common.runtime import azure_vcpus, runtime_env, workers_for_cpu
@@ -126,7 +127,10 @@ def _serving(
     # The identity must be able to pull before the first revision/deployment starts.
     after_pull = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[identity]))
     outputs: dict[str, Any] = {
-        "image": image,
+        out.IMAGE: image,
+        out.IMAGE_DIGEST: cfg.image_ref.digest,
+        out.MODEL_NAME: cfg.model_ref.name,
+        out.MODEL_VERSION: cfg.model_ref.version,
         "identityId": identity.identity_id,
         "actionGroupId": observability.action_group_id,
     }
@@ -159,10 +163,11 @@ def _serving(
             opts=after_pull,
         )
         target_id, target_name = app.app_id, physical_name("kaizen", cfg.model_ref.name, pulumi.get_stack(), max_len=32)
-        outputs.update({"appId": app.app_id, "fqdn": app.fqdn, "latestRevision": app.latest_revision,
+        outputs.update({out.ENDPOINT_URL: app.fqdn.apply(lambda fqdn: f"https://{fqdn}"),
+                        "appId": app.app_id, out.CONTAINER_APP_FQDN: app.fqdn, "latestRevision": app.latest_revision,
                         # Who can reach fqdn: "external" (kaizen:azure.public), "vnet" (internal, with
                         # kaizen:azure.infrastructureSubnetId) or "environment" (apps of its environment only).
-                        "ingress": "external" if settings.public
+                        out.INGRESS: "external" if settings.public
                         else "vnet" if settings.infrastructure_subnet_id else "environment"})
         if settings.batch is not None:
             from infra.azure.batch import ContainerAppsBatchJob, ContainerAppsBatchJobArgs
@@ -240,7 +245,8 @@ def _serving(
             opts=after_pull,
         )
         target_id, target_name = ml.endpoint_id, endpoint_name
-        outputs.update({"endpointId": ml.endpoint_id, "scoringUri": ml.scoring_uri, "deployments": ml.deployment_names})
+        outputs.update({out.ENDPOINT_URL: ml.scoring_uri, "endpointId": ml.endpoint_id,
+                        out.AZURE_ML_SCORING_URI: ml.scoring_uri, "deployments": ml.deployment_names})
     alerts = EndpointAlerts(
         "alerts",
         EndpointAlertsArgs(
@@ -261,5 +267,6 @@ def _serving(
         ),
         opts=opts,
     )
-    outputs.update({"alertIds": alerts.alert_ids, "dashboardId": alerts.dashboard_id})
+    outputs.update({"alertIds": alerts.alert_ids, "dashboardId": alerts.dashboard_id,
+                    out.DASHBOARD: alerts.dashboard_id.apply(lambda d: f"https://portal.azure.com/#resource{d}")})
     return outputs

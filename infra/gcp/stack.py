@@ -7,6 +7,7 @@ from typing import Any
 import pulumi
 import pulumi_gcp as gcp
 
+from infra.common import outputs as out
 from infra.common.config import ConfigError, GcpSettings, StackConfig
 from infra.common.naming import physical_name
 from infra.common.runtime import runtime_env
@@ -170,13 +171,14 @@ def _serving(
         outputs |= {"retrainingJob": retraining.job_name, "retrainingServiceAccount": retraining.service_account}
     return {
         **outputs,
+        **out.serving(endpoint_url=service.uri, image=image, image_digest=cfg.image_ref.digest,
+                      model_name=cfg.model_ref.name, model_version=cfg.model_ref.version),
         "serviceName": service.service_name,
-        "serviceUri": service.uri,
+        out.CLOUD_RUN_URI: service.uri,
         # Who can reach serviceUri (`kaizen ci smoke-stack` says so instead of timing out): only
         # "all" is reachable from a GitHub-hosted runner.
-        "ingress": settings.ingress,
+        out.INGRESS: settings.ingress,
         "revision": service.revision,
-        "image": image,
         "serviceAccount": identity.email,
         "notificationChannels": monitoring.channels,
         "alertPolicies": monitoring.alert_policy_names,

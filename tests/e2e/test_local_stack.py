@@ -172,16 +172,16 @@ def test_fresh_up_serves_and_is_scraped(ctx: Ctx) -> None:
     seconds, _ = ctx.stack.up()
     TIMINGS["first_up"] = round(seconds, 1)
     out = ctx.stack.outputs()
-    assert out["endpoint_url"] == ctx.endpoint
-    assert out["model_name"] == "iris-classifier"
-    assert out["model_version"] == "1.0.0"
+    assert out["endpointUrl"] == ctx.endpoint
+    assert out["modelName"] == "iris-classifier"
+    assert out["modelVersion"] == "1.0.0"
     assert out["image"].startswith(f"127.0.0.1:{ctx.ports['registryPort']}/")
-    assert "@sha256:" in out["image"] and out["image_digest"].startswith("sha256:")
+    assert "@sha256:" in out["image"] and out["imageDigest"].startswith("sha256:")
     answer = _predict(ctx.endpoint)
     assert answer.status_code == 200, answer.text
     assert answer.json()["predictions"] == ["setosa"]
     # Prometheus scrapes the endpoint.
-    prom = out["metrics_url"]
+    prom = out["metricsUrl"]
     deadline = time.monotonic() + 60
     value = None
     while time.monotonic() < deadline:
@@ -332,7 +332,7 @@ def test_rollout_swaps_without_a_failed_request(ctx: Ctx) -> None:
     assert failures == [], failures[:5]
     assert ok[0] > 20
     assert _served_version(ctx.endpoint) == "1.1.0"
-    assert ctx.stack.outputs()["model_version"] == "1.1.0"
+    assert ctx.stack.outputs()["modelVersion"] == "1.1.0"
     import docker
 
     models = docker.from_env().containers.list(
