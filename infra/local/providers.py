@@ -33,6 +33,7 @@ from pulumi.dynamic import (
 
 from infra.common.local_config import CaptureSettings
 from infra.local import docker_ops as ops
+from model_packages.serving import contract
 
 IGNORED = {"__provider"}
 
@@ -292,10 +293,11 @@ class ModelContainerProvider(_Base):
                 f"of {scope}? see `docker ps -a --filter label={ops.LABEL_SCOPE}={scope}`)"
             )
         self._pull(props["image"])
-        env = {**props.get("env", {}), c.ENV_HOST: "127.0.0.1", c.ENV_PORT: str(port)}
+        env = {**props.get("env", {}), contract.ENV_HOST: "127.0.0.1", contract.ENV_PORT: str(port)}
         binds = {}
         if props.get("capture_dir"):
-            binds[capture_directory(props["capture_dir"])] = env.get(c.ENV_CAPTURE_DIR, CaptureSettings.CONTAINER_DIR)
+            mount = env.get(contract.ENV_CAPTURE_DIR, CaptureSettings.CONTAINER_DIR)
+            binds[capture_directory(props["capture_dir"])] = mount
         container = ops.run_container(
             name=name,
             image=props["image"],
