@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 import requests  # noqa: E402
 
-from infra.local.harness import LocalStack, write_config  # noqa: E402
+from tests.support.pulumi_cli import LocalStack, write_config  # noqa: E402
 
 TARGETS = {"noop_up_s": 10.0, "rollout_to_serving_s": 20.0}
 

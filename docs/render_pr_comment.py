@@ -36,10 +36,11 @@ def main() -> None:
                "  ~ aws:sagemaker/model:Model endpoint-model replace [diff: ~primaryContainer]\nResources:\n"
                "    ~ 1 to update\n    +-1 to replace\n    2 changes. 14 unchanged")
     update = "pulumi up of aws-pr-42-models-iris: succeeded\n    1 replace\n    14 same\n    1 update"
-    outputs = {"endpointName": "kz-iris-aws-pr-42-models-iris",
-               "image": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/kaizen/iris-classifier@sha256:"
-                        "3f1c9a0d2b7e4c55a1e0f6b9d8c7a6e5f4d3c2b1a09f8e7d6c5b4a3928170605",
-               "model_version": "1.0.3"}
+    digest = "sha256:3f1c9a0d2b7e4c55a1e0f6b9d8c7a6e5f4d3c2b1a09f8e7d6c5b4a3928170605"
+    outputs = {"endpointUrl": "https://runtime.sagemaker.eu-west-1.amazonaws.com/endpoints/"
+                              "kz-iris-aws-pr-42-models-iris/invocations",
+               "image": f"123456789012.dkr.ecr.eu-west-1.amazonaws.com/kaizen/iris-classifier@{digest}",
+               "imageDigest": digest, "modelVersion": "1.0.3"}
     body = render_comment(42, outputs, {"pulumi preview": preview, "pulumi up": update, "gate report": gate},
                           stack="aws/models/iris")
     html = MarkdownIt("commonmark", {"html": True}).enable("table").render(body)

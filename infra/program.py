@@ -2,32 +2,53 @@
 
 from __future__ import annotations
 
-import importlib
+from collections.abc import Callable
 from typing import Any
 
 import pulumi
 
-from infra.common.config import StackConfig, load_config
+from infra.common import outputs as out
+from infra.common.config import StackConfig, Target, load_config
 from infra.common.tags import register_tag_transform
+
+Deploy = Callable[[StackConfig], dict[str, Any]]
+
+
+def _aws(cfg: StackConfig) -> dict[str, Any]:
+    from infra.aws.stack import deploy
+
+    return deploy(cfg)
+
+
+def _azure(cfg: StackConfig) -> dict[str, Any]:
+    from infra.azure.stack import deploy
+
+    return deploy(cfg)
+
+
+def _gcp(cfg: StackConfig) -> dict[str, Any]:
+    from infra.gcp.stack import deploy
+
+    return deploy(cfg)
+
+
+def _local(cfg: StackConfig) -> dict[str, Any]:
+    from infra.local.stack import deploy
+
+    return deploy(cfg)
+
+
+# Each target's `stack.deploy`, imported on use: a stack loads only its own target's SDK.
+TARGETS: dict[Target, Deploy] = {"aws": _aws, "azure": _azure, "gcp": _gcp, "local": _local}
+# Clouds tag every taggable resource; local containers carry Docker labels instead.
+TAGGED: frozenset[Target] = frozenset({"aws", "azure", "gcp"})
 
 
 def deploy(cfg: StackConfig) -> dict[str, Any]:
     """Declare the stack's resources for an already validated config; returns stack outputs."""
-    if cfg.target == "local":
-        local = importlib.import_module("infra.local")
-        return local.deploy(cfg) or {}
-    register_tag_transform(cfg)
-    if cfg.target == "aws":
-        from infra.aws.stack import deploy as deploy_aws
-
-        return deploy_aws(cfg)
-    if cfg.target == "azure":
-        from infra.azure.stack import deploy as deploy_azure
-
-        return deploy_azure(cfg)
-    from infra.gcp.stack import deploy as deploy_gcp
-
-    return deploy_gcp(cfg)
+    if cfg.target in TAGGED:
+        register_tag_transform(cfg)
+    return TARGETS[cfg.target](cfg)
 
 
 def main() -> dict[str, Any]:
@@ -35,6 +56,6 @@ def main() -> dict[str, Any]:
     outputs = deploy(cfg)
     for key, value in outputs.items():
         pulumi.export(key, value)
-    pulumi.export("target", cfg.target)
-    pulumi.export("stackKind", cfg.stack_kind)
+    pulumi.export(out.TARGET, cfg.target)
+    pulumi.export(out.STACK_KIND, cfg.stack_kind)
     return outputs

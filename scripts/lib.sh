@@ -2,7 +2,7 @@
 #   kaizen_root   the checkout's root directory
 #   pulumi_env    PATH with the Pulumi engine and the venv, the file backend and the passphrase
 #                 (PULUMI_BACKEND_URL default file://$HOME/.kaizen/pulumi-state,
-#                 PULUMI_CONFIG_PASSPHRASE default "kaizen-local"); infra/local/harness.py
+#                 PULUMI_CONFIG_PASSPHRASE default "kaizen-local"); tests/support/pulumi_cli.py
 #                 base_env is the Python twin used by the tests.
 
 kaizen_root() { cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd; }

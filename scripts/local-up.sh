@@ -32,10 +32,10 @@ t2=$(date +%s)
 pulumi stack select --create "$STACK" --non-interactive >/dev/null
 pulumi up --yes --skip-preview --non-interactive --stack "$STACK"
 t3=$(date +%s)
-url=$(pulumi stack output endpoint_url --stack "$STACK")
+url=$(pulumi stack output endpointUrl --stack "$STACK")
 echo
 echo "endpoint:   $url"
-echo "metrics:    $(pulumi stack output metrics_url --stack "$STACK")"
+echo "metrics:    $(pulumi stack output metricsUrl --stack "$STACK")"
 echo "image:      $(pulumi stack output image --stack "$STACK")"
 echo "prediction: POST $url/predict {\"instances\": [[5.1, 3.5, 1.4, 0.2]]}"
 "$PY" - "$url" <<'EOF'

@@ -12,6 +12,7 @@ from infra.aws.identity import SageMakerExecutionRole, SageMakerRoleArgs
 from infra.aws.monitoring import EndpointMonitoring, EndpointMonitoringArgs
 from infra.aws.registry import EcrRegistry, EcrRegistryArgs
 from infra.aws.storage import CaptureBucket, CaptureBucketArgs
+from infra.common import outputs as out
 from infra.common.config import AwsSettings, ConfigError, StackConfig
 from infra.common.naming import physical_name
 from infra.common.platform import platform_image, platform_stack
@@ -171,11 +172,18 @@ def _serving(
         ),
         opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[monitoring])),
     )
+    dns_suffix = aws.get_partition_output(opts=invoke).dns_suffix
     outputs: dict[str, Any] = {
-        "endpointName": endpoint.endpoint_name,
+        **out.serving(
+            endpoint_url=pulumi.Output.all(dns_suffix, endpoint.endpoint_name).apply(
+                lambda v: f"https://runtime.sagemaker.{settings.region}.{v[0]}/endpoints/{v[1]}/invocations"),
+            image=image, image_digest=cfg.image_ref.digest, model_name=model, model_version=cfg.model_ref.version,
+            dashboard=monitoring.dashboard.apply(
+                lambda d: f"https://console.aws.amazon.com/cloudwatch/home?region={settings.region}#dashboards:name={d}"),
+        ),
+        out.SAGEMAKER_ENDPOINT: endpoint.endpoint_name,
         "endpointArn": endpoint.endpoint_arn,
         "endpointConfigName": endpoint.endpoint_config_name,
-        "image": image,
         "executionRoleArn": role.role_arn,
         "alarmTopicArn": monitoring.topic_arn,
         "dashboardName": monitoring.dashboard,

@@ -14,6 +14,7 @@ from infra.azure.mlendpoint import MlEndpointArgs, MlOnlineEndpoint
 from infra.azure.monitoring import EndpointMonitoring, EndpointMonitoringArgs
 from infra.azure.observability import Observability, ObservabilityArgs
 from infra.azure.registry import ContainerRegistry, ContainerRegistryArgs
+from infra.common import outputs as out
 from infra.common.config import AzureSettings, StackConfig
 from infra.common.naming import alnum_name, physical_name
 from infra.common.platform import platform_image, platform_stack
@@ -121,7 +122,10 @@ def _serving(
     # The identity must be able to pull before the first revision/deployment starts.
     after_pull = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[identity]))
     outputs: dict[str, Any] = {
-        "image": image,
+        out.IMAGE: image,
+        out.IMAGE_DIGEST: cfg.image_ref.digest,
+        out.MODEL_NAME: cfg.model_ref.name,
+        out.MODEL_VERSION: cfg.model_ref.version,
         "identityId": identity.identity_id,
         "actionGroupId": observability.action_group_id,
     }
@@ -155,10 +159,11 @@ def _serving(
             opts=after_pull,
         )
         target_id, target_name = app.app_id, app_name
-        outputs.update({"appId": app.app_id, "fqdn": app.fqdn, "latestRevision": app.latest_revision,
+        outputs.update({out.ENDPOINT_URL: app.fqdn.apply(lambda fqdn: f"https://{fqdn}"),
+                        "appId": app.app_id, out.CONTAINER_APP_FQDN: app.fqdn, "latestRevision": app.latest_revision,
                         # Who can reach fqdn: "external" (kaizen:azure.public), "vnet" (internal, with
                         # kaizen:azure.infrastructureSubnetId) or "environment" (apps of its environment only).
-                        "ingress": "external" if settings.public
+                        out.INGRESS: "external" if settings.public
                         else "vnet" if settings.infrastructure_subnet_id else "environment"})
         # Batch and retraining jobs run in the app's environment and pull from the platform registry.
         jobs = JobEnvironment(resource_group_name=group.name, location=settings.location,
@@ -229,7 +234,8 @@ def _serving(
             opts=after_pull,
         )
         target_id, target_name = ml.endpoint_id, endpoint_name
-        outputs.update({"endpointId": ml.endpoint_id, "scoringUri": ml.scoring_uri, "deployments": ml.deployment_names})
+        outputs.update({out.ENDPOINT_URL: ml.scoring_uri, "endpointId": ml.endpoint_id,
+                        out.AZURE_ML_SCORING_URI: ml.scoring_uri, "deployments": ml.deployment_names})
     alerts = EndpointMonitoring(
         "alerts",
         EndpointMonitoringArgs(
@@ -248,5 +254,6 @@ def _serving(
         ),
         opts=opts,
     )
-    outputs.update({"alertIds": alerts.alarm_ids, "dashboardId": alerts.dashboard})
+    outputs.update({"alertIds": alerts.alarm_ids, "dashboardId": alerts.dashboard,
+                    out.DASHBOARD: alerts.dashboard.apply(lambda d: f"https://portal.azure.com/#resource{d}")})
     return outputs

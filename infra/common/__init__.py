@@ -1,14 +1,5 @@
-"""Shared pieces of every stack: validated config, tags, naming."""
+"""Shared pieces of every stack, below the targets: validated config (`config`, `local_config`,
+`schema`), output names (`outputs`), tags, naming, runtime defaults, cloud rules.
 
-from infra.common.config import ConfigError, StackConfig, load_config
-from infra.common.naming import physical_name
-from infra.common.tags import register_tag_transform, stack_tags
-
-__all__ = [
-    "ConfigError",
-    "StackConfig",
-    "load_config",
-    "physical_name",
-    "register_tag_transform",
-    "stack_tags",
-]
+Import the module you need (`from infra.common.config import StackConfig`); this package loads
+nothing itself, so `infra.common.outputs` stays cheap for the readers of stack outputs."""

@@ -16,16 +16,15 @@ import pulumi
 from pydantic import (
     AfterValidator,
     BaseModel,
-    ConfigDict,
     Field,
     ValidationError,
     model_validator,
 )
-from pydantic.alias_generators import to_camel
 
 from infra.batch_config import BatchSettings
-from infra.drift_config import DriftSettings, refuse_drift_score
-from infra.local.settings import LocalSettings  # owned by the `local` target
+from infra.common.local_config import LocalSettings
+from infra.common.schema import MODEL_CONFIG, AlertThresholds
+from infra.drift_config import DriftSettings
 from infra.retraining_config import RetrainingSettings
 from model_packages.ci.workflows import DEPLOY_ENVIRONMENTS
 from model_packages.image import records
@@ -72,7 +71,7 @@ class ConfigError(pulumi.RunError):
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True, frozen=True)
+    model_config = MODEL_CONFIG
 
 
 def _check_image(value: str) -> str:
@@ -119,17 +118,10 @@ class ModelRef(_Model):
     version: Annotated[str, Field(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9._+-]+$")]
 
 
-class Alerts(_Model):
-    """Alert thresholds (the same meaning on every cloud)."""
+class Alerts(AlertThresholds):
+    """Alert thresholds of a cloud: the shared ones (the local target's too) and saturation."""
 
-    latency_p99_ms: Annotated[float, Field(gt=0)] = 1000.0
-    errors_5xx_per_5min: Annotated[int, Field(ge=1, alias="errors5xxPer5min")] = 5
     saturation_percent: Annotated[float, Field(gt=0, le=100)] = 80.0
-
-    @model_validator(mode="before")
-    @classmethod
-    def _no_drift_score(cls, data: Any) -> Any:  # the fixed PSI threshold became drift.falseAlarmDays
-        return refuse_drift_score(data)
 
 
 class RuntimeSettings(_Model):

@@ -1,7 +1,8 @@
 """Cloud rules: ranges, enums and exclusions the providers document, checked against declared resources.
 
 Mocks and the SDK types accept any value; the clouds do not. Each cloud's table
-(`infra/<cloud>/rules.py`, `RULES`) holds rules that cite the page they come from. The same
+(`infra/<cloud>/rules.py`, `RULES`; all three: `infra/cloud_rules.py`) holds rules that cite the page
+they come from. The same
 tables run in `tests/infra/test_cloud_rules.py` (every committed stack under mocks) and in the
 CrossGuard pack (`cloud-rules`, mandatory; `cloud-rules-advisory`).
 """
@@ -61,17 +62,10 @@ def as_list(v: Any) -> list[Any]:
     return [] if v is None else v if isinstance(v, list) else [v]
 
 
-def all_rules() -> list[Rule]:
-    from infra.aws.rules import RULES as AWS
-    from infra.azure.rules import RULES as AZURE
-    from infra.gcp.rules import RULES as GCP
-
-    return [*AWS, *AZURE, *GCP]
-
-
-def evaluate(resources: list[Res], rules: list[Rule] | None = None) -> list[Violation]:
+def evaluate(resources: list[Res], rules: list[Rule]) -> list[Violation]:
+    """Every violation of `rules` (every cloud's: `infra.cloud_rules.all_rules()`) among `resources`."""
     out = []
-    for rule in all_rules() if rules is None else rules:
+    for rule in rules:
         for res in resources:
             if res.typ in rule.types:
                 out += [Violation(rule, res, m) for m in rule.check(res, resources)]

@@ -7,6 +7,7 @@ from typing import Any
 import pulumi
 import pulumi_gcp as gcp
 
+from infra.common import outputs as out
 from infra.common.config import GcpSettings, StackConfig
 from infra.common.naming import physical_name
 from infra.common.platform import platform_image, platform_stack
@@ -153,13 +154,18 @@ def _serving(
         outputs |= {"retrainingJob": retraining.job_name, "retrainingServiceAccount": retraining.service_account}
     return {
         **outputs,
+        **out.serving(endpoint_url=service.uri, image=image, image_digest=cfg.image_ref.digest,
+                      model_name=cfg.model_ref.name, model_version=cfg.model_ref.version,
+                      dashboard=monitoring.dashboard.apply(  # id: projects/<number>/dashboards/<id>
+                          lambda d: "https://console.cloud.google.com/monitoring/dashboards/custom/"
+                                    f"{d.rsplit('/', 1)[-1]}?project={settings.project}")),
         "serviceName": service.service_name,
-        "serviceUri": service.uri,
+        "dashboardId": monitoring.dashboard,
+        out.CLOUD_RUN_URI: service.uri,
         # Who can reach serviceUri (`kaizen ci smoke-stack` says so instead of timing out): only
         # "all" is reachable from a GitHub-hosted runner.
-        "ingress": settings.ingress,
+        out.INGRESS: settings.ingress,
         "revision": service.revision,
-        "image": image,
         "serviceAccount": identity.email,
         "notificationChannels": monitoring.channels,
         "alertPolicies": monitoring.alarm_ids,

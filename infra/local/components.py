@@ -1,4 +1,4 @@
-"""Local ComponentResources: registry, model image, endpoint, monitoring.
+"""Local ComponentResources: tools image, registry, model image, endpoint, monitoring, alerting.
 
 They mirror the cloud components: a registry, an image referenced by digest, an endpoint with a
 URL, monitoring with alert rules; each takes a typed Args dataclass, parents its children and
@@ -14,6 +14,7 @@ from pathlib import Path, PurePosixPath
 import pulumi
 from pulumi.dynamic import Resource
 
+from infra.common.local_config import AlertingSettings, LocalAlerts
 from infra.local import monitoring
 from infra.local.providers import (
     ModelContainerProvider,
@@ -22,8 +23,8 @@ from infra.local.providers import (
     ServiceProvider,
     ToolsImageProvider,
 )
-from infra.local.settings import AlertingSettings, AlertSettings
 from model_packages.image.localregistry import registry_config
+from model_packages.serving import contract as c
 
 PKG = "kaizen:local"
 
@@ -36,9 +37,15 @@ class Service(Resource, module="kaizen-local", name="Service"):
     container_id: pulumi.Output[str]
 
 
-class BuiltImage(Resource, module="kaizen-local", name="ModelImage"):
+class ModelImageBuild(Resource, module="kaizen-local", name="ModelImageBuild"):
+    """The build + push inside the `ModelImage` component."""
+
     ref: pulumi.Output[str]
     digest: pulumi.Output[str]
+
+
+# ModelImageBuild used to register as type `ModelImage`: the alias keeps existing stacks' build.
+_BUILD_ALIASES = [pulumi.Alias(type_="pulumi-python:dynamic/kaizen-local:ModelImage")]
 
 
 class ModelContainer(Resource, module="kaizen-local", name="ModelContainer"):
@@ -74,7 +81,7 @@ def tools_binaries(*, alerting: bool = False) -> dict[str, str]:
 
 # ---- tools image --------------------------------------------------------------------------------
 @dataclass
-class ToolsArgs:
+class LocalToolsArgs:
     scope: str
     base: str
     binaries: dict[str, str]
@@ -87,7 +94,7 @@ class LocalTools(pulumi.ComponentResource):
 
     ref: pulumi.Output[str]
 
-    def __init__(self, name: str, args: ToolsArgs, opts: pulumi.ResourceOptions | None = None):
+    def __init__(self, name: str, args: LocalToolsArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__(f"{PKG}:Tools", name, None, opts)
         image = ToolsImage(
             ToolsImageProvider(),
@@ -108,22 +115,23 @@ class LocalTools(pulumi.ComponentResource):
 
 # ---- registry -----------------------------------------------------------------------------------
 @dataclass
-class LocalRegistryArgs:
+class LocalRegistryServiceArgs:
     scope: str
     port: int
     tools_image: pulumi.Input[str]
     restart_policy: str = "unless-stopped"
 
 
-class LocalRegistry(pulumi.ComponentResource):
+class LocalRegistryService(pulumi.ComponentResource):
     """Debian's `docker-registry` (CNCF distribution) in a container bound to 127.0.0.1:port.
-    Its blobs live in a named volume that `pulumi destroy` removes."""
+    Its blobs live in a named volume that `pulumi destroy` removes. (The same registry as a plain
+    process, for tests and scripts: `model_packages.image.localregistry.LocalRegistry`.)"""
 
     url: pulumi.Output[str]
     host: pulumi.Output[str]
     id_: pulumi.Output[str]
 
-    def __init__(self, name: str, args: LocalRegistryArgs, opts: pulumi.ResourceOptions | None = None):
+    def __init__(self, name: str, args: LocalRegistryServiceArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__(f"{PKG}:Registry", name, None, opts)
         config = registry_config(args.port, PurePosixPath("/var/lib/registry"))
         cname = f"{args.scope}-registry"
@@ -174,7 +182,7 @@ class ModelImage(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: ModelImageArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__(f"{PKG}:ModelImage", name, None, opts)
-        image = BuiltImage(
+        image = ModelImageBuild(
             ModelImageProvider(),
             f"{name}-build",
             {
@@ -188,7 +196,7 @@ class ModelImage(pulumi.ComponentResource):
                 "digest": None,
                 "local_tag": None,
             },
-            pulumi.ResourceOptions(parent=self),
+            pulumi.ResourceOptions(parent=self, aliases=_BUILD_ALIASES),
         )
         self.ref = image.ref
         self.digest = image.digest
@@ -207,8 +215,8 @@ class LocalEndpointArgs:
     env: dict[str, str] = field(default_factory=dict)
     restart_policy: str = "unless-stopped"
     ready_timeout_seconds: int = 120
-    ready_path: str = "/health/ready"
-    capture_dir: str | None = None  # host directory for data capture (env carries KAIZEN_CAPTURE_*)
+    ready_path: str = c.READY_PATH
+    capture_dir: str | None = None  # host directory for data capture (env carries the contract's ENV_CAPTURE_*)
 
 
 class LocalEndpoint(pulumi.ComponentResource):
@@ -275,10 +283,10 @@ class LocalEndpoint(pulumi.ComponentResource):
 class LocalMonitoringArgs:
     scope: str
     port: int
-    target: str  # host:port scraped at /metrics
+    target: str  # host:port scraped at contract.METRICS_PATH
     model: str
     tools_image: pulumi.Input[str]
-    alerts: AlertSettings = field(default_factory=AlertSettings)
+    alerts: LocalAlerts = field(default_factory=LocalAlerts)
     drift_days: float = 30.0  # the runtime's time between false drift alarms (for the alert summary)
     scrape_interval: str = "5s"
     restart_policy: str = "unless-stopped"

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from infra.local.settings import AlertingSettings, AlertSettings
+from infra.common.local_config import AlertingSettings, LocalAlerts
+from model_packages.serving import contract as c
 
 CONFIG_PATH = "/etc/kaizen/prometheus.yml"
 RULES_PATH = "/etc/kaizen/rules.yml"
@@ -13,7 +14,7 @@ ALERTMANAGER_TEMPLATES = "/usr/share/prometheus/alertmanager"  # Debian's defaul
 WEBHOOK_RECEIVER = "kaizen-webhook"
 
 
-def alert_rules(alerts: AlertSettings, *, model: str, drift_days: float = 30.0) -> str:
+def alert_rules(alerts: LocalAlerts, *, model: str, drift_days: float = 30.0) -> str:
     """Alert rules for p99 latency, 5xx rate and drift (checked by `promtool check rules`);
     `drift_days` is the runtime's configured time between false drift alarms (for the summary)."""
     w = "5m"
@@ -28,7 +29,7 @@ def alert_rules(alerts: AlertSettings, *, model: str, drift_days: float = 30.0) 
                         "alert": "KaizenHighP99Latency",
                         "expr": (
                             "histogram_quantile(0.99, sum by (le) "
-                            f"(rate(kaizen_request_duration_seconds_bucket[{w}]))) "
+                            f"(rate({c.METRIC_LATENCY}_bucket[{w}]))) "
                             f"> {p99_seconds:g}"
                         ),
                         "for": alerts.for_,
@@ -40,7 +41,7 @@ def alert_rules(alerts: AlertSettings, *, model: str, drift_days: float = 30.0) 
                     {
                         "alert": "KaizenHighErrorRate",
                         "expr": (
-                            f'sum(increase(kaizen_requests_total{{status=~"5.."}}[{w}])) > {alerts.errors_5xx_per_5min}'
+                            f'sum(increase({c.METRIC_REQUESTS}{{status=~"5.."}}[{w}])) > {alerts.errors_5xx_per_5min}'
                         ),
                         "for": alerts.for_,
                         "labels": labels,
@@ -52,7 +53,7 @@ def alert_rules(alerts: AlertSettings, *, model: str, drift_days: float = 30.0) 
                         "alert": "KaizenDrift",
                         # The runtime's calibrated verdict on its last closed window; no `for`:
                         # the window is the persistence, and its false-alarm rate is configured.
-                        "expr": "max(kaizen_drift_alarm) >= 1",
+                        "expr": f"max({c.METRIC_DRIFT_ALARM}) >= 1",
                         "labels": labels,
                         "annotations": {
                             "summary": f"drift of {model}: the last window failed the calibrated test "
@@ -82,7 +83,7 @@ def prometheus_config(*, target: str, scrape_interval: str, model: str, alertman
         "scrape_configs": [
             {
                 "job_name": "kaizen-endpoint",
-                "metrics_path": "/metrics",
+                "metrics_path": c.METRICS_PATH,
                 "static_configs": [{"targets": [target], "labels": {"model": model}}],
             }
         ],

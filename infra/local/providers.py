@@ -31,7 +31,9 @@ from pulumi.dynamic import (
     UpdateResult,
 )
 
+from infra.common.local_config import CaptureSettings
 from infra.local import docker_ops as ops
+from model_packages.serving import contract
 
 IGNORED = {"__provider"}
 
@@ -291,10 +293,11 @@ class ModelContainerProvider(_Base):
                 f"of {scope}? see `docker ps -a --filter label={ops.LABEL_SCOPE}={scope}`)"
             )
         self._pull(props["image"])
-        env = {**props.get("env", {}), "KAIZEN_HOST": "127.0.0.1", "PORT": str(port)}
+        env = {**props.get("env", {}), contract.ENV_HOST: "127.0.0.1", contract.ENV_PORT: str(port)}
         binds = {}
         if props.get("capture_dir"):
-            binds[capture_directory(props["capture_dir"])] = env.get("KAIZEN_CAPTURE_DIR", "/var/lib/kaizen/capture")
+            mount = env.get(contract.ENV_CAPTURE_DIR, CaptureSettings.CONTAINER_DIR)
+            binds[capture_directory(props["capture_dir"])] = mount
         container = ops.run_container(
             name=name,
             image=props["image"],

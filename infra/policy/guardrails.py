@@ -24,6 +24,7 @@ from pulumi_policy import (
 from infra.aws import monitoring as aws_monitoring
 from infra.aws.rules import ALLOWED_WILDCARD_RESOURCE_ACTIONS, PIPELINE_PREFIX_RESOURCE, has_instance_storage
 from infra.azure import monitoring as azure_monitoring
+from infra.cloud_rules import all_rules
 from infra.common.config import Alerts
 from infra.common.rules import Res, evaluate
 from infra.common.tags import tag_property
@@ -370,7 +371,7 @@ def _cloud_violations(args: StackValidationArgs, advisory: bool) -> list[tuple[s
         Res(r.resource_type, r.name, r.props, r.urn, tuple(d.urn for d in (r.dependencies or [])))
         for r in args.resources
     ]
-    return [(str(v), v.res.urn) for v in evaluate(resources) if v.rule.advisory is advisory]
+    return [(str(v), v.res.urn) for v in evaluate(resources, all_rules()) if v.rule.advisory is advisory]
 
 
 def validate_cloud_rules(args: StackValidationArgs, report: ReportViolation) -> None:

@@ -13,6 +13,7 @@ import urllib.request
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from infra.common import outputs as out
 from model_packages.errors import KaizenError
 
 MARKER = "<!-- kaizen-preview -->"
@@ -41,8 +42,7 @@ def render_comment(pr: int, outputs: Mapping[str, Any], sections: Mapping[str, s
     """The preview comment: endpoint and image digest, then each report (gate, drift, `pulumi preview`)."""
     title = f"### Kaizen preview of #{pr}" + (f": `{stack}`" if stack else "")
     lines = [marker(stack), title, "", "| output | value |", "| --- | --- |"]
-    for key in ("endpoint_url", "endpointName", "serviceUri", "fqdn", "scoringUri", "image", "image_digest",
-                "model_version"):
+    for key in (out.ENDPOINT_URL, out.IMAGE, out.IMAGE_DIGEST, out.MODEL_VERSION, out.DASHBOARD):
         if key in outputs:
             lines.append(f"| {key} | `{outputs[key]}` |")
     for title, text in sections.items():

@@ -12,6 +12,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from infra.common import outputs as out
 from model_packages.baseline import typical_row
 from model_packages.errors import KaizenError
 from model_packages.manifest import read_manifest
@@ -109,20 +110,21 @@ def unreachable(outputs: dict[str, Any], env: dict[str, str] | None = None) -> s
     """Why this runner cannot reach the stack's endpoint (its `ingress` output), or None. A runner in
     the endpoint's network says so with `$KAIZEN_SMOKE_IN_NETWORK=true` (a self-hosted runner)."""
     env = dict(os.environ) if env is None else env
-    ingress = str(outputs.get("ingress", ""))
+    ingress = str(outputs.get(out.INGRESS, ""))
     in_network = env.get(IN_NETWORK, "").lower() == "true"
-    if "serviceUri" in outputs and ingress in ("internal", "internal-and-cloud-load-balancing") and not in_network:
-        return (f"the Cloud Run service {outputs['serviceUri']} has ingress {ingress!r}: a GitHub-hosted runner "
+    if out.CLOUD_RUN_URI in outputs and ingress in ("internal", "internal-and-cloud-load-balancing") and not in_network:
+        return (f"the Cloud Run service {outputs[out.CLOUD_RUN_URI]} has ingress {ingress!r}: a GitHub-hosted runner "
                 "cannot reach it. Smoke-test from a self-hosted runner in the service's VPC network with "
                 f"{IN_NETWORK}=true, or set kaizen:gcp.ingress: all with kaizen:gcp.public: true "
                 "(IAM invokers still apply; the workflows send an ID token for the service)")
-    if "fqdn" in outputs and ingress == "environment":
-        return (f"the Container App {outputs['fqdn']} has internal ingress without a VNet: only apps in its own "
+    fqdn = outputs.get(out.CONTAINER_APP_FQDN)
+    if fqdn is not None and ingress == "environment":
+        return (f"the Container App {fqdn} has internal ingress without a VNet: only apps in its own "
                 "Container Apps environment can reach it, no runner can. Set kaizen:azure.infrastructureSubnetId "
                 f"(internal ingress in your VNet; smoke-test from a self-hosted runner there with {IN_NETWORK}=true) "
                 "or kaizen:azure.public: true (external ingress; there is no kaizen:azure.externalIngress)")
-    if "fqdn" in outputs and ingress == "vnet" and not in_network:
-        return (f"the Container App {outputs['fqdn']} has internal ingress in a VNet: a GitHub-hosted runner cannot "
+    if fqdn is not None and ingress == "vnet" and not in_network:
+        return (f"the Container App {fqdn} has internal ingress in a VNet: a GitHub-hosted runner cannot "
                 f"reach it. Smoke-test from a self-hosted runner in that VNet with {IN_NETWORK}=true, or set "
                 "kaizen:azure.public: true (external ingress)")
     return None
@@ -130,7 +132,7 @@ def unreachable(outputs: dict[str, Any], env: dict[str, str] | None = None) -> s
 
 def audience(outputs: dict[str, Any]) -> str:
     """The audience of the ID token a Cloud Run smoke test sends (the service URL); "" otherwise."""
-    return str(outputs.get("serviceUri", "")) if "serviceUri" in outputs else ""
+    return str(outputs.get(out.CLOUD_RUN_URI, ""))
 
 
 def smoke_outputs(outputs: dict[str, Any], package: Path, *, timeout: float = 300.0) -> dict[str, Any]:
@@ -144,15 +146,9 @@ def smoke_outputs(outputs: dict[str, Any], package: Path, *, timeout: float = 30
         raise SmokeError(reason)
     token = os.environ.get("KAIZEN_SMOKE_TOKEN")
     headers = {"Authorization": f"Bearer {token}"} if token else None
-    if "endpoint_url" in outputs:
-        return smoke(str(outputs["endpoint_url"]), package, timeout=timeout)
-    if "serviceUri" in outputs:
-        return smoke(str(outputs["serviceUri"]), package, timeout=timeout, headers=headers)
-    if "fqdn" in outputs:
-        return smoke(f"https://{outputs['fqdn']}", package, timeout=timeout, headers=headers)
-    if "scoringUri" in outputs:  # Azure ML managed online endpoint, always authenticated
-        return smoke_scoring(str(outputs["scoringUri"]), package, azure_ml_token(), timeout=timeout)
-    if "endpointName" in outputs:
+    if out.AZURE_ML_SCORING_URI in outputs:  # Azure ML managed online endpoint, always authenticated
+        return smoke_scoring(str(outputs[out.AZURE_ML_SCORING_URI]), package, azure_ml_token(), timeout=timeout)
+    if out.SAGEMAKER_ENDPOINT in outputs:
         from infra.aws.smoke import SmokeError as AwsSmokeError
         from infra.aws.smoke import smoke as smoke_sagemaker
 
@@ -161,9 +157,11 @@ def smoke_outputs(outputs: dict[str, Any], package: Path, *, timeout: float = 30
             raise SmokeError("AWS_REGION is not set: the SageMaker smoke test needs the endpoint's region")
         manifest = read_manifest(package)
         try:
-            result = smoke_sagemaker(str(outputs["endpointName"]), {"instances": [typical_row(manifest)]},
+            result = smoke_sagemaker(str(outputs[out.SAGEMAKER_ENDPOINT]), {"instances": [typical_row(manifest)]},
                                      region=region, service_timeout_s=timeout)
         except AwsSmokeError as err:
             raise SmokeError(str(err)) from None
         return {"model": manifest.name, "version": manifest.version, "predictions": result.predictions}
+    if out.ENDPOINT_URL in outputs:  # the runtime's own routes: local, Cloud Run, Container Apps
+        return smoke(str(outputs[out.ENDPOINT_URL]), package, timeout=timeout, headers=headers)
     raise SmokeError(f"the stack's outputs name no endpoint to smoke-test (outputs: {', '.join(sorted(outputs))})")

@@ -1,6 +1,6 @@
 """The retraining loop a drift alert starts (`kaizen retrain-webhook` calls :func:`run_loop`).
 
-1. the champion is what the stack serves: its `model_name`/`model_version`/`image` outputs, looked
+1. the champion is what the stack serves: its `modelName`/`modelVersion`/`image` outputs, looked
    up in the package store, and checked against the stack's last `deploy` record in the audit trail;
 2. the pipeline runs on the configured new data and gates the candidate against that champion;
 3. on a pass: the package is built into an image, pushed to the stack's registry (signed SLSA
@@ -27,6 +27,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
 
+from infra.common import outputs as out
 from model_packages.audit import trail
 from model_packages.errors import KaizenError
 
@@ -123,10 +124,10 @@ def _combined_data(files: list[Path], work: Path) -> Path:
             raise LoopError(f"data file {file}: header {lines[0].strip()!r} differs from {header.strip()!r}")
         chunks += [line if line.endswith("\n") else line + "\n" for line in lines[1:]]
     text = (header or "") + "".join(chunks)
-    out = work / f"data-{hashlib.sha256(text.encode()).hexdigest()[:16]}.csv"
+    combined = work / f"data-{hashlib.sha256(text.encode()).hexdigest()[:16]}.csv"
     work.mkdir(parents=True, exist_ok=True)
-    out.write_text(text)
-    return out
+    combined.write_text(text)
+    return combined
 
 
 def _champion(cfg: LoopConfig, outputs: dict[str, Any]) -> Path:
@@ -134,7 +135,7 @@ def _champion(cfg: LoopConfig, outputs: dict[str, Any]) -> Path:
 
     champion = champion_from_stack(outputs, cfg.store)
     deploys = [r for r in trail.read() if r.get("event") == "deploy" and r.get("stack") == cfg.stack]
-    if deploys and deploys[-1].get("image") != outputs.get("image"):
+    if deploys and deploys[-1].get("image") != outputs.get(out.IMAGE):
         raise LoopError(f"stack {cfg.stack} serves {outputs.get('image')}, but the audit trail's last deploy is "
                         f"{deploys[-1].get('image')}: deployed outside the trail, stopping")
     return champion
@@ -184,7 +185,7 @@ def deploy(cfg: LoopConfig, image: str, name: str, version: str, *, alert: str) 
     outputs = {k: v.value for k, v in stack.outputs().items()}
     trail.append("deploy", stack=cfg.stack, target="local", image=image, digest=image.rsplit("@", 1)[1],
                  model=name, version=version, actor=getpass.getuser(), commit=_revision(cfg.project_dir),
-                 alert=alert, served_version=outputs.get("model_version"))
+                 alert=alert, served_version=outputs.get(out.MODEL_VERSION))
     return outputs
 
 
@@ -241,7 +242,7 @@ def run_loop(cfg: LoopConfig, alert: str = "", outputs: dict[str, Any] | None = 
     data = _combined_data(cfg.data, cfg.cache / "loop")
     trail.append("retrain_run", pipeline=pipeline.name, pipeline_version=pipeline.version(cfg.params),
                  data=[str(p) for p in cfg.data], data_sha256=sha256_file(data), stack=cfg.stack,
-                 champion=f"{served.name} {served.version}", champion_image=outputs.get("image", ""), alert=alert)
+                 champion=f"{served.name} {served.version}", champion_image=outputs.get(out.IMAGE, ""), alert=alert)
     outcome = retrain(pipeline, data, champion, cfg.store, cache_dir=cfg.cache, params=cfg.params)
     result: dict[str, Any] = {"promoted": outcome.promoted, "report": str(outcome.report),
                               "champion": served.version, "executed": outcome.run.executed}
@@ -254,11 +255,11 @@ def run_loop(cfg: LoopConfig, alert: str = "", outputs: dict[str, Any] | None = 
         result["branch"], result["commit"] = leave_branch(cfg.repo, cfg.package_path, outcome.package,
                                                           outcome.report, alert=alert)
         return result
-    registry = str(outputs.get("registry_url", "")).removeprefix("http://")
+    registry = str(outputs.get(out.REGISTRY_URL, "")).removeprefix("http://")
     if not registry:
-        raise LoopError(f"stack {cfg.stack} exports no registry_url to push the candidate to")
+        raise LoopError(f"stack {cfg.stack} exports no {out.REGISTRY_URL} to push the candidate to")
     image = build_and_push(outcome.package, registry, cfg.store / "kaizen-images.json", cfg.base_image)
     result["image"] = image
     after = deploy(cfg, image, candidate.name, candidate.version, alert=alert)
-    result["served_version"] = after.get("model_version")
+    result["served_version"] = after.get(out.MODEL_VERSION)
     return result

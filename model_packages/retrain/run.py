@@ -24,11 +24,13 @@ class RetrainOutcome:
 
 
 def champion_from_stack(outputs: dict[str, Any], packages: Path) -> Path:
-    """The package the stack serves: `model_name`/`model_version` outputs, looked up in `packages`
+    """The package the stack serves: `modelName`/`modelVersion` outputs, looked up in `packages`
     (<packages>/<name>/<version>). Never "latest"."""
-    name, version = outputs.get("model_name"), outputs.get("model_version")
+    from infra.common import outputs as out  # here: a trainer image has no infra package
+
+    name, version = outputs.get(out.MODEL_NAME), outputs.get(out.MODEL_VERSION)
     if not isinstance(name, str) or not isinstance(version, str):
-        raise KaizenError("the stack exports no model_name/model_version: deploy a model first")
+        raise KaizenError(f"the stack exports no {out.MODEL_NAME}/{out.MODEL_VERSION}: deploy a model first")
     found = packages / name / version
     if not (found / "kaizen.yaml").is_file():
         raise KaizenError(f"the deployed {name} {version} is not in the package store {packages}")

@@ -258,11 +258,13 @@ def test_azure_container_apps_job_scores_blobs_with_its_own_identity() -> None:
         (f"{containers}/scores", "ba92f5b4-2d11-453d-a403-e96b0029c9fe"),  # Storage Blob Data Contributor
     }
     assert run.outputs["batchJobId"] == _fake_state(job.typ, job.name, job.inputs)["id"]
+    from infra.cloud_rules import all_rules
     from infra.common.rules import Res, evaluate
     from tests.infra.test_policy import violations
 
     assert violations(run) == []
-    assert [str(v) for v in evaluate([Res(r.typ, r.name, r.inputs, r.urn, r.deps) for r in run.custom])] == []
+    declared = [Res(r.typ, r.name, r.inputs, r.urn, r.deps) for r in run.custom]
+    assert [str(v) for v in evaluate(declared, all_rules())] == []
 
 
 def test_azure_batch_without_schedule_is_a_manual_job() -> None:

@@ -23,11 +23,11 @@ from typer.testing import CliRunner
 
 from infra.local import scope_name
 from infra.local.docker_ops import leftovers, purge
-from infra.local.harness import ROOT, have_docker
 from model_packages.audit import trail
 from model_packages.ci import stacks
 from model_packages.cli import app
 from model_packages.image.localregistry import LocalRegistry, free_port
+from tests.support.pulumi_cli import ROOT, have_docker
 
 pytestmark = [pytest.mark.pulumi, pytest.mark.docker, pytest.mark.timeout(1200)]
 
@@ -84,7 +84,7 @@ def _package(tmp: Path, version: str) -> Path:
 
 
 def _served(outputs: dict[str, Any]) -> tuple[str, Any]:
-    url = outputs["endpoint_url"]
+    url = outputs["endpointUrl"]
     answer = requests.post(f"{url}/predict", json={"instances": [[5.1, 3.5, 1.4, 0.2]]}, timeout=10)
     assert answer.status_code == 200, answer.text
     metrics = requests.get(f"{url}/metrics", timeout=10).text
@@ -152,7 +152,7 @@ def test_the_same_digest_reaches_staging_then_prod(ci: Ci) -> None:
     staged = ci.json("ci", "deploy", staging, "--image", ci.images["1.0.0"], *project)
     assert staged["image"] == ci.images["1.0.0"]
     promoted = ci.json("ci", "promote", "--from", staging, "--to", prod, *project)
-    assert promoted["image_digest"] == staged["image_digest"]
+    assert promoted["imageDigest"] == staged["imageDigest"]
     assert _served(promoted) == _served(staged)
     smoke = ci.json("ci", "smoke-stack", prod, "--package", str(ROOT / "examples" / "iris-classifier"), *project)
     assert smoke["version"] == "1.0.0" and len(smoke["predictions"]) == 1
@@ -185,7 +185,7 @@ def test_preview_create_update_cleanup_and_idempotent_destroy(ci: Ci) -> None:
     updated = ci.json("ci", "preview", "up", "--pr", pr, "--target", "local", "--image", ci.images["1.0.1"],
                       "--package", package, "--summary", str(ci.tmp / "up.txt"),
                       "--preview-summary", str(ci.tmp / "preview.txt"), *project)
-    assert updated["image_digest"] == created["image_digest"]
+    assert updated["imageDigest"] == created["imageDigest"]
     assert "succeeded" in (ci.tmp / "up.txt").read_text()  # the comment's `pulumi up` section
     preview = (ci.tmp / "preview.txt").read_text()  # the comment's `pulumi preview` section
     assert "Previewing update" in preview and "Resources:" in preview and "unchanged" in preview, preview
@@ -226,12 +226,12 @@ def test_two_packages_get_their_own_preview_and_deploy_stacks(ci: Ci) -> None:
         package = str(ci.tmp / f"iris-{version}")
         outputs = ci.json("ci", "preview", "up", "--pr", str(pr), "--target", "local", "--image", ci.images[version],
                           "--package", package, *project)
-        served[version] = (outputs["endpoint_url"], _served(outputs)[0])
+        served[version] = (outputs["endpointUrl"], _served(outputs)[0])
         smoke = ci.json("ci", "preview", "smoke", "--pr", str(pr), "--target", "local", "--package", package,
                         *project)
         assert smoke["version"] == version
     assert served["1.0.0"][0] != served["1.0.1"][0] and [v for _, v in served.values()] == ["1.0.0", "1.0.1"]
-    assert _served({"endpoint_url": served["1.0.0"][0]})[0] == "1.0.0"  # the first still serves beside the second
+    assert _served({"endpointUrl": served["1.0.0"][0]})[0] == "1.0.0"  # the first still serves beside the second
     closed = ci.kaizen("ci", "preview", "destroy", "--pr", str(pr), "--target", "local", *project).output
     assert f"pr-{pr}-iris-1-0-0" in closed and f"pr-{pr}-iris-1-0-1" in closed
     assert stacks.preview_stacks(stacks.Project(ROOT), "local", pr) == []

@@ -97,7 +97,7 @@ def fake_github() -> Iterator[tuple[FakeGitHub, str]]:
 def test_one_comment_per_pull_request_updated_in_place(fake_github: tuple[FakeGitHub, str]) -> None:
     state, url = fake_github
     client = github.GitHub("o/r", token="t0ken", api_url=url)
-    first = github.render_comment(7, {"endpoint_url": "http://127.0.0.1:1", "image": "r/m@sha256:" + "a" * 64},
+    first = github.render_comment(7, {"endpointUrl": "http://127.0.0.1:1", "image": "r/m@sha256:" + "a" * 64},
                                   {"pulumi preview": "+ 3 to create"})
     assert client.upsert_comment(7, first)[0] == "created"
     huge = github.render_comment(7, {"image": "r/m@sha256:" + "b" * 64}, {"pulumi preview": "x" * 200_000})

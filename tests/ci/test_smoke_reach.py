@@ -80,13 +80,13 @@ def test_reachable_endpoints_are_not_refused() -> None:
     assert unreachable({"serviceUri": "https://s.run.app", "ingress": "internal"}, inside) is None
     assert unreachable({"fqdn": "app.env.azurecontainerapps.io", "ingress": "external"}, {}) is None
     assert unreachable({"fqdn": "app.x", "ingress": "vnet"}, {"KAIZEN_SMOKE_IN_NETWORK": "true"}) is None
-    assert unreachable({"endpoint_url": "http://127.0.0.1:1"}, {}) is None
+    assert unreachable({"endpointUrl": "http://127.0.0.1:1"}, {}) is None
 
 
 def test_cloud_run_is_smoked_with_the_id_token(cloud_run: tuple[str, list[str]], tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     url, seen = cloud_run
-    outputs = {"serviceUri": url, "ingress": "all", "serviceName": "kaizen-iris"}
+    outputs = {"endpointUrl": url, "serviceUri": url, "ingress": "all", "serviceName": "kaizen-iris"}
     monkeypatch.delenv("KAIZEN_SMOKE_TOKEN", raising=False)
     with pytest.raises(SmokeError, match="did not answer 200"):
         smoke_outputs(outputs, PACKAGE, timeout=2)
@@ -101,3 +101,13 @@ def test_cloud_run_is_smoked_with_the_id_token(cloud_run: tuple[str, list[str]],
     (tmp_path / "outputs.json").write_text(json.dumps({"endpointName": "kz-iris"}))
     printed = CliRunner().invoke(app, ["ci", "audience", "--outputs", str(tmp_path / "outputs.json")])
     assert printed.exit_code == 0 and printed.stdout.strip() == ""
+
+
+def test_a_sagemaker_stack_is_scored_through_its_api_not_its_endpoint_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every stack exports endpointUrl; a SageMaker invocations URL needs SigV4, so endpointName wins."""
+    monkeypatch.delenv("AWS_REGION", raising=False)
+    monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
+    outputs = {"endpointUrl": "https://runtime.sagemaker.eu-west-1.amazonaws.com/endpoints/kz/invocations",
+               "endpointName": "kz"}
+    with pytest.raises(SmokeError, match="AWS_REGION is not set"):
+        smoke_outputs(outputs, PACKAGE, timeout=2)

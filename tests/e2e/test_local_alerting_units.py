@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from infra.common.local_config import AlertingSettings, LocalSettings
 from infra.local.monitoring import alertmanager_config, prometheus_config
-from infra.local.settings import AlertingSettings, LocalSettings
 
 TOKEN = "t0ken-of-the-webhook-123"
 ALERTING = {"port": 19093, "webhookUrl": "http://127.0.0.1:19400/alerts", "webhookToken": TOKEN}

@@ -23,7 +23,7 @@ import requests
 
 from infra.local import scope_name
 from infra.local.docker_ops import leftovers, port_is_free, purge
-from infra.local.harness import ROOT, LocalStack, have_docker, write_config
+from tests.support.pulumi_cli import ROOT, LocalStack, have_docker, write_config
 
 pytestmark = [pytest.mark.pulumi, pytest.mark.docker, pytest.mark.timeout(900)]
 
@@ -172,16 +172,16 @@ def test_fresh_up_serves_and_is_scraped(ctx: Ctx) -> None:
     seconds, _ = ctx.stack.up()
     TIMINGS["first_up"] = round(seconds, 1)
     out = ctx.stack.outputs()
-    assert out["endpoint_url"] == ctx.endpoint
-    assert out["model_name"] == "iris-classifier"
-    assert out["model_version"] == "1.0.0"
+    assert out["endpointUrl"] == ctx.endpoint
+    assert out["modelName"] == "iris-classifier"
+    assert out["modelVersion"] == "1.0.0"
     assert out["image"].startswith(f"127.0.0.1:{ctx.ports['registryPort']}/")
-    assert "@sha256:" in out["image"] and out["image_digest"].startswith("sha256:")
+    assert "@sha256:" in out["image"] and out["imageDigest"].startswith("sha256:")
     answer = _predict(ctx.endpoint)
     assert answer.status_code == 200, answer.text
     assert answer.json()["predictions"] == ["setosa"]
     # Prometheus scrapes the endpoint.
-    prom = out["metrics_url"]
+    prom = out["metricsUrl"]
     deadline = time.monotonic() + 60
     value = None
     while time.monotonic() < deadline:
@@ -215,11 +215,11 @@ def test_alert_rules_pass_promtool(ctx: Ctx, tmp_path: Path) -> None:
     promtool = shutil.which("promtool")
     if promtool is None:
         unavailable("promtool not installed")
+    from infra.common.local_config import LocalAlerts
     from infra.local.monitoring import alert_rules
-    from infra.local.settings import AlertSettings
 
     rules = tmp_path / "rules.yml"
-    rules.write_text(alert_rules(AlertSettings(), model="iris-classifier"))
+    rules.write_text(alert_rules(LocalAlerts(), model="iris-classifier"))
     proc = subprocess.run([promtool, "check", "rules", str(rules)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
@@ -332,7 +332,7 @@ def test_rollout_swaps_without_a_failed_request(ctx: Ctx) -> None:
     assert failures == [], failures[:5]
     assert ok[0] > 20
     assert _served_version(ctx.endpoint) == "1.1.0"
-    assert ctx.stack.outputs()["model_version"] == "1.1.0"
+    assert ctx.stack.outputs()["modelVersion"] == "1.1.0"
     import docker
 
     models = docker.from_env().containers.list(

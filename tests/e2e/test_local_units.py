@@ -19,11 +19,11 @@ import pytest
 import requests
 from pydantic import ValidationError
 
+from infra.common.local_config import LocalAlerts, LocalSettings
 from infra.local import scope_name
 from infra.local.docker_ops import port_is_free
 from infra.local.monitoring import alert_rules, prometheus_config
 from infra.local.providers import ModelContainerProvider, RouterProvider, ServiceProvider
-from infra.local.settings import AlertSettings, LocalSettings
 
 
 def test_settings_defaults_and_camel_case() -> None:
@@ -92,7 +92,7 @@ def test_bad_settings_name_the_key(raw: dict[str, object], needle: str) -> None:
 
 
 def test_alert_rules_cover_latency_errors_drift() -> None:
-    doc = json.loads(alert_rules(AlertSettings(latency_p99_ms=250), model="m"))
+    doc = json.loads(alert_rules(LocalAlerts(latency_p99_ms=250), model="m"))
     rules = {r["alert"]: r for r in doc["groups"][0]["rules"]}
     assert "> 0.25" in rules["KaizenHighP99Latency"]["expr"]
     assert "kaizen_request_duration_seconds_bucket" in rules["KaizenHighP99Latency"]["expr"]
@@ -108,7 +108,7 @@ def test_promtool_accepts_rules_and_config(tmp_path: Path) -> None:
             pytest.fail("promtool (Debian prometheus) not installed in CI")
         pytest.skip("promtool not installed")
     rules = tmp_path / "rules.yml"
-    rules.write_text(alert_rules(AlertSettings(), model="iris"))
+    rules.write_text(alert_rules(LocalAlerts(), model="iris"))
     proc = subprocess.run(["promtool", "check", "rules", str(rules)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 

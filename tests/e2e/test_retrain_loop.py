@@ -32,8 +32,8 @@ import yaml
 
 from infra.local import scope_name
 from infra.local.docker_ops import leftovers, purge
-from infra.local.harness import ROOT, LocalStack, have_docker
 from model_packages.image.localregistry import free_port
+from tests.support.pulumi_cli import ROOT, LocalStack, have_docker
 
 pytestmark = [pytest.mark.pulumi, pytest.mark.docker, pytest.mark.timeout(1200)]
 
@@ -230,11 +230,11 @@ def test_v1_serves_with_alertmanager_and_the_token_stays_secret(loop: Loop) -> N
     seconds, _ = loop.stack.up()
     TIMINGS["first_up"] = round(seconds, 1)
     out = loop.stack.outputs()
-    assert out["model_version"] == "1.0.0" and served_version(loop.endpoint) == "1.0.0"
-    assert out["alertmanager_url"] == f"http://127.0.0.1:{loop.ports['alertmanager']}"
-    ready = requests.get(f"{out['alertmanager_url']}/-/ready", timeout=5)
+    assert out["modelVersion"] == "1.0.0" and served_version(loop.endpoint) == "1.0.0"
+    assert out["alertmanagerUrl"] == f"http://127.0.0.1:{loop.ports['alertmanager']}"
+    ready = requests.get(f"{out['alertmanagerUrl']}/-/ready", timeout=5)
     assert ready.status_code == 200
-    status = requests.get(f"{out['alertmanager_url']}/api/v2/status", timeout=5).json()
+    status = requests.get(f"{out['alertmanagerUrl']}/api/v2/status", timeout=5).json()
     assert f"http://127.0.0.1:{loop.ports['webhook']}/alerts" in status["config"]["original"]
     wanted = [f"http://127.0.0.1:{loop.ports['alertmanager']}/api/v2/alerts"]
     deadline = time.monotonic() + 60
@@ -313,7 +313,7 @@ def test_drift_fires_alertmanager_retrains_and_v2_is_deployed_without_a_failed_r
     assert run["alert"] == "KaizenDrift" and run["outcome"]["promoted"] is True
     assert run["outcome"]["champion"] == "1.0.0" and run["outcome"]["version"] == "1.0.1"
     out = loop.stack.outputs()
-    assert out["model_version"] == "1.0.1" and out["image"] == run["outcome"]["image"]
+    assert out["modelVersion"] == "1.0.1" and out["image"] == run["outcome"]["image"]
     assert (loop.store / "iris-classifier" / "1.0.1" / "kaizen.yaml").is_file()
     gate = (loop.store / "gate-report.md").read_text()
     assert gate.startswith("# Promotion gate: PROMOTE"), gate

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from infra.common.rules import Res, Rule, all_rules, evaluate
+from infra.cloud_rules import all_rules
+from infra.common.rules import Res, Rule, evaluate
 
 from .conftest import STACKS, Run, platform_outputs, run_program, stack_file
 from .test_stacks import ALL
@@ -32,7 +33,7 @@ def test_every_committed_stack_file_is_run() -> None:
 @pytest.mark.parametrize("stack", ALL)
 def test_stack_meets_the_cloud_rules(stack_run, stack: str) -> None:
     run: Run = stack_run(stack)
-    assert [str(v) for v in evaluate(resources(run))] == []
+    assert [str(v) for v in evaluate(resources(run), all_rules())] == []
 
 
 @pytest.mark.parametrize("stack", ALL)
@@ -40,7 +41,7 @@ def test_stack_previews_clean(stack_run, stack: str) -> None:
     # what `pulumi preview` runs: the same program in preview mode, with the platform stack's outputs
     preview = run_program(stack, preview=True)
     assert sorted((r.typ, r.name) for r in preview.custom) == sorted((r.typ, r.name) for r in stack_run(stack).custom)
-    assert [str(v) for v in evaluate(resources(preview))] == []
+    assert [str(v) for v in evaluate(resources(preview), all_rules())] == []
 
 
 def test_rules_cite_their_source() -> None:

@@ -72,3 +72,39 @@ def test_alertmanager_is_declared_checked_and_prometheus_sends_to_it() -> None:
     assert prometheus["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == ["127.0.0.1:25093"]
     tools = next(r.inputs for r in mocks.resources if r.typ.endswith("ToolsImage"))
     assert {"alertmanager", "amtool"} <= set(tools["binaries"])
+
+
+class _AliasMonitor(RecordingMonitor):
+    """Also records the aliases each resource is registered with (as specs or as URNs)."""
+
+    def __init__(self, mocks: RecordingMocks) -> None:
+        super().__init__(mocks)
+        self.aliases: dict[str, list[str]] = {}
+
+    def RegisterResource(self, request: Any) -> Any:
+        self.aliases[request.name] = [*(str(a) for a in request.aliases), *request.aliasURNs]
+        return super().RegisterResource(request)
+
+
+def test_the_model_image_build_keeps_the_state_of_its_old_type() -> None:
+    """ModelImageBuild used to register as type `ModelImage`: the alias keeps an existing stack's build
+    (no rebuild and re-push on the first `pulumi up` after the rename)."""
+    mocks = RecordingMocks({})
+    monitor = _AliasMonitor(mocks)
+    pulumi.runtime.set_mocks(mocks, project="kaizen", stack="local-alerting", preview=False, monitor=monitor)
+    raw = {f"kaizen:{k}": v if isinstance(v, str) else json.dumps(v) for k, v in CONFIG.items()}
+    pulumi.runtime.set_all_config(raw, ["kaizen:local"])
+    from infra import program
+
+    @pulumi.runtime.test
+    def _main() -> Any:
+        return pulumi.Output.from_input(program.main())
+
+    try:
+        _main()
+    finally:
+        pulumi.runtime.set_all_config({}, [])
+    build = next(r for r in mocks.resources if r.name == "model-image-build")
+    assert build.typ == "pulumi-python:dynamic/kaizen-local:ModelImageBuild"
+    assert any("dynamic/kaizen-local:ModelImage" in a and "ModelImageBuild" not in a
+               for a in monitor.aliases["model-image-build"]), monitor.aliases["model-image-build"]

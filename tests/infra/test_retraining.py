@@ -11,7 +11,8 @@ import pytest
 
 from infra.azure.deploy_role import starter_role_definition
 from infra.azure.retraining import STARTER_ROLE
-from infra.common.rules import Res, all_rules, evaluate
+from infra.cloud_rules import all_rules
+from infra.common.rules import Res, evaluate
 from infra.policy.guardrails import policy_violations
 
 from .conftest import ACCOUNT, Recorded, Run, _fake_state, load_stack_config, platform_outputs, run_program
@@ -366,7 +367,7 @@ def test_azure_drift_alert_starts_exactly_this_job_with_a_start_only_role(azure_
 def test_azure_stack_with_retraining_passes_the_policy_pack_and_the_cloud_rules(azure_run: Run) -> None:
     assert violations(azure_run) == []
     declared = [Res(r.typ, r.name, r.inputs, r.urn, r.deps) for r in azure_run.custom]
-    assert [str(v) for v in evaluate(declared)] == []
+    assert [str(v) for v in evaluate(declared, all_rules())] == []
 
 
 def test_the_starter_role_meets_the_custom_role_rule_and_the_rule_catches_bad_ones() -> None:

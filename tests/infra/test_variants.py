@@ -102,16 +102,17 @@ def test_aws_image_outside_the_platform_repository_is_refused() -> None:
         run_program("aws-dev", cfg)
 
 
-def test_local_target_is_dispatched_to_infra_local(monkeypatch: pytest.MonkeyPatch) -> None:
-    import infra.local
+def test_local_target_is_dispatched_to_infra_local_stack(monkeypatch: pytest.MonkeyPatch) -> None:
+    import infra.local.stack
     from infra import program
 
     raw = {"target": "local", "stackKind": "dev", "owner": "ml-platform", "costCenter": "ml-0001"}
     cfg = parse_config(raw, "local")
     seen = []
-    monkeypatch.setattr(infra.local, "deploy", lambda c: seen.append(c))
-    assert program.deploy(cfg) == {}
+    monkeypatch.setattr(infra.local.stack, "deploy", lambda c: seen.append(c) or {"endpointUrl": "u"})
+    assert program.deploy(cfg) == {"endpointUrl": "u"}
     assert seen == [cfg]
+    assert set(program.TARGETS) == {"aws", "azure", "gcp", "local"}
 
 
 def test_azure_ml_stack_without_traffic_or_with_unknown_deployment_is_refused() -> None:

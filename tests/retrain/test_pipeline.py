@@ -107,10 +107,10 @@ def test_the_champion_is_what_the_stack_serves_not_the_latest_package(tmp_path: 
     for version in ("1.0.0", "1.0.1"):  # 1.0.1 was packaged but never deployed
         (store / version).mkdir(parents=True)
         (store / version / "kaizen.yaml").write_text("name: iris-classifier\n")
-    served = {"model_name": "iris-classifier", "model_version": "1.0.0"}
+    served = {"modelName": "iris-classifier", "modelVersion": "1.0.0"}
     assert champion_from_stack(served, tmp_path / "packages") == store / "1.0.0"
     with pytest.raises(KaizenError, match=r"1\.0\.7 is not in the package store"):
-        champion_from_stack({**served, "model_version": "1.0.7"}, tmp_path / "packages")
+        champion_from_stack({**served, "modelVersion": "1.0.7"}, tmp_path / "packages")
     with pytest.raises(KaizenError, match="deploy a model first"):
         champion_from_stack({}, tmp_path / "packages")
 

@@ -254,8 +254,8 @@ def test_debians_alertmanager_calls_the_webhook_with_the_token(tmp_path: Path) -
     reaches the webhook (Alertmanager's own payload and bearer token), once; others go nowhere."""
     import shutil
 
+    from infra.common.local_config import AlertingSettings
     from infra.local.monitoring import alertmanager_config
-    from infra.local.settings import AlertingSettings
 
     binary = shutil.which("prometheus-alertmanager")
     if binary is None:
@@ -331,7 +331,7 @@ def test_the_loop_in_branch_mode_gates_the_served_champion_and_leaves_a_branch(t
                      store=store, stack="local", project_dir=ROOT, cache=tmp_path / "cache", mode="branch",
                      repo=repo, package_path="examples/iris-classifier")
     image = "127.0.0.1:1/kaizen/iris@sha256:" + "a" * 64
-    served = {"model_name": "iris-classifier", "model_version": "1.0.0", "image": image}
+    served = {"modelName": "iris-classifier", "modelVersion": "1.0.0", "image": image}
     result = run_loop(cfg, alert="f00d@t", outputs=served)
     assert result["promoted"] is True and result["champion"] == "1.0.0" and result["version"] == "1.0.1"
     assert result["branch"] == "kaizen/retrain-iris-classifier-1.0.1" and "image" not in result

@@ -1,4 +1,4 @@
-"""Settings of the `local` target (stack config object `kaizen:local`).
+"""Settings of the `local` target (stack config object `kaizen:local`), beside the clouds' in `config.py`.
 
 Everything runs on this machine through the Docker engine, bound to 127.0.0.1:
 
@@ -24,40 +24,32 @@ typo fails before any resource is touched with a message naming the key.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from pydantic.alias_generators import to_camel
+from pydantic import Field, field_validator, model_validator
 
 from infra.batch_config import BatchSettings
-from infra.drift_config import DriftSettings, refuse_drift_score
+from infra.common.schema import AlertThresholds, ConfigModel
+from infra.drift_config import DriftSettings
+from model_packages.serving import contract as c
 
 Port = int
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True, frozen=True)
+class LocalAlerts(AlertThresholds):
+    """Thresholds of the Prometheus alert rules: the clouds' (`AlertThresholds`), p99 at most 10 min,
+    and how long a condition holds before it fires (`for`)."""
 
-
-class AlertSettings(_Model):
-    """Thresholds of the Prometheus alert rules."""
-
-    latency_p99_ms: float = Field(default=1000.0, gt=0, le=600_000)
-    errors_5xx_per_5min: int = Field(default=5, ge=1, alias="errors5xxPer5min")
+    latency_p99_ms: Annotated[float, Field(gt=0, le=600_000)] = 1000.0
     for_: str = Field(default="2m", alias="for", pattern=r"^[0-9]+[smh]$")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _no_drift_score(cls, data: Any) -> Any:  # the fixed PSI threshold became drift.falseAlarmDays
-        return refuse_drift_score(data)
 
 
 Duration = Annotated[str, Field(pattern=r"^[0-9]+(ms|s|m|h)$")]
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost")
 
 
-class AlertingSettings(_Model):
+class AlertingSettings(ConfigModel):
     """`kaizen:local.alerting`: Debian's Alertmanager on 127.0.0.1:port, Prometheus pointed at it, the
     named alerts routed to a webhook (`kaizen retrain-webhook`) with a bearer token."""
 
@@ -94,7 +86,7 @@ class AlertingSettings(_Model):
         return port
 
 
-class CaptureSettings(_Model):
+class CaptureSettings(ConfigModel):
     """Data capture of the model container into a host directory (mounted at CONTAINER_DIR)."""
 
     CONTAINER_DIR: ClassVar[str] = "/var/lib/kaizen/capture"
@@ -106,9 +98,9 @@ class CaptureSettings(_Model):
     max_total_bytes: int = Field(default=1 << 30, ge=4096)
 
     def env(self) -> dict[str, str]:
-        return {"KAIZEN_CAPTURE_RATE": f"{self.rate:g}", "KAIZEN_CAPTURE_DIR": self.CONTAINER_DIR,
-                "KAIZEN_CAPTURE_FORMAT": self.format, "KAIZEN_CAPTURE_MAX_FILE_BYTES": str(self.max_file_bytes),
-                "KAIZEN_CAPTURE_MAX_TOTAL_BYTES": str(self.max_total_bytes)}
+        return {c.ENV_CAPTURE_RATE: f"{self.rate:g}", c.ENV_CAPTURE_DIR: self.CONTAINER_DIR,
+                c.ENV_CAPTURE_FORMAT: self.format, c.ENV_CAPTURE_MAX_FILE_BYTES: str(self.max_file_bytes),
+                c.ENV_CAPTURE_MAX_TOTAL_BYTES: str(self.max_total_bytes)}
 
     @model_validator(mode="after")
     def _bounds(self) -> CaptureSettings:
@@ -117,7 +109,7 @@ class CaptureSettings(_Model):
         return self
 
 
-class LocalSettings(_Model):
+class LocalSettings(ConfigModel):
     """The `kaizen:local` stack config object."""
 
     package: str | None = Field(
@@ -125,7 +117,7 @@ class LocalSettings(_Model):
         description="Model package directory to build and push; relative to the project.",
     )
     registry_port: Port = Field(default=5001, ge=1024, le=65535)
-    endpoint_port: Port = Field(default=8080, ge=1024, le=65535)
+    endpoint_port: Port = Field(default=c.PORT, ge=1024, le=65535)
     backend_ports: tuple[Port, Port] | None = Field(
         default=None,
         description="Blue/green ports of the model containers; default endpointPort+1, +2.",
@@ -135,7 +127,7 @@ class LocalSettings(_Model):
     base_image: str | None = Field(default=None, description="Base image of the model image.")
     restart_policy: Literal["always", "unless-stopped", "on-failure"] = "unless-stopped"
     ready_timeout_seconds: int = Field(default=120, ge=5, le=3600)
-    alerts: AlertSettings = AlertSettings()
+    alerts: LocalAlerts = LocalAlerts()
     drift: DriftSettings = Field(default_factory=DriftSettings, description="The runtime's calibrated drift alarm.")
     batch: BatchSettings | None = Field(
         default=None, description="A batch job run on `pulumi up` (infra/local/batch.py)."

@@ -1,4 +1,5 @@
-"""Drive the Pulumi CLI on a local stack: the e2e tests and the benchmark use it.
+"""Drive the Pulumi CLI on a local stack: the e2e tests and the benchmark use it (test tooling, not
+part of the installed `infra` package; `scripts/lib.sh` pulumi_env is its shell twin).
 
 Every run uses the local file backend, a passphrase secrets provider, and no update checks or
 plugin downloads. The engine comes from ``scripts/install-pulumi.sh`` (a `pulumi` on PATH, or the
