@@ -97,6 +97,29 @@ def _check_port_free(host: str, port: int) -> None:
         probe.bind((host, port))
 
 
+def _next_exit(children: dict[int, subprocess.Popen[bytes]]) -> tuple[int, int]:
+    """The index and exit code of the next worker to end.
+
+    `Popen.poll()` (in the SIGTERM handler) reaps a worker that has already exited, and `os.wait()`
+    never returns it then (it raises ChildProcessError once no other child is left, as seen in CI):
+    a reaped worker's code is on its Popen object, so that is looked at first.
+    """
+    while True:
+        done = next(((i, c.returncode) for i, c in children.items() if c.returncode is not None), None)
+        if done is not None:
+            return done
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            for child in children.values():
+                if child.poll() is None:  # not a child of ours any more: nothing to wait for
+                    child.returncode = 1
+            continue
+        for child in children.values():
+            if child.pid == pid:
+                child.returncode = os.waitstatus_to_exitcode(status)
+
+
 def supervise(settings: Settings, log: JsonLog | None = None) -> int:
     """Run `settings.workers` workers until SIGTERM; returns the exit code for the container."""
     from prometheus_client.multiprocess import mark_process_dead
@@ -145,12 +168,8 @@ def supervise(settings: Settings, log: JsonLog | None = None) -> int:
         for index in range(count):
             spawn(index)
         while children:
-            pid, status = os.wait()
-            index = next((i for i, c in children.items() if c.pid == pid), None)
-            if index is None:
-                continue
-            code = os.waitstatus_to_exitcode(status)
-            children[index].returncode = code
+            index, code = _next_exit(children)
+            pid = children[index].pid
             mark_process_dead(pid, str(run_dir / "metrics"))
             with open(run_dir / "ready", "r+b") as board:
                 board.seek(index)

@@ -186,3 +186,33 @@ def test_the_first_worker_to_fail_loading_names_the_failure(tmp_path: Path) -> N
     assert second.claim_failure_report() is True
     assert first.claim_failure_report() is False
     assert second.claim_failure_report() is False
+
+
+NEXT_EXIT_SCENARIO = """
+import os, subprocess, sys, time
+from model_packages.serving.workers import _next_exit
+
+reaped = subprocess.Popen(["true"])
+reaped.wait()  # reaped by Popen (what the SIGTERM handler's poll() does): os.wait() never returns it
+failing = subprocess.Popen([sys.executable, "-c", "import sys; sys.exit(3)"])
+children = {0: reaped, 1: failing}
+first = _next_exit(children)
+del children[0]
+second = _next_exit(children)
+del children[1]
+gone = subprocess.Popen(["true"])
+os.waitpid(gone.pid, 0)  # reaped behind Popen's back: os.wait() raises ChildProcessError
+third = _next_exit({0: gone})
+print(first, second, third)
+"""
+
+
+def test_the_supervisor_sees_a_worker_that_poll_already_reaped() -> None:
+    """The SIGTERM handler's `poll()` reaps a worker that has exited; the supervisor's wait must
+    still see it (it raised `ChildProcessError: No child processes` instead, seen in CI)."""
+    import sys
+
+    result = subprocess.run([sys.executable, "-c", NEXT_EXIT_SCENARIO], capture_output=True, text=True, timeout=60,
+                            check=False, env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["(0,", "0)", "(1,", "3)", "(0,", "0)"]
