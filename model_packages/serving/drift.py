@@ -78,6 +78,7 @@ class DriftMonitor:
         self.state = DriftState.from_manifest(manifest)
         self.enabled = config.enabled and self.state.enabled
         self.request_rows = max(1, math.ceil(config.window_rows * REQUEST_SHARE))
+        self._counts_predictions = self.state.has_prediction  # else predictions are not even buffered
         self.share_dir = share_dir
         self.worker = worker
         self.leader = worker == 0
@@ -117,7 +118,8 @@ class DriftMonitor:
         """Remember a validated matrix and its predictions (an even sample of a big batch)."""
         if not self.enabled or rows.ndim != 2:
             return
-        if predictions is not None and (predictions.ndim != 1 or predictions.shape[0] != rows.shape[0]):
+        if predictions is not None and (not self._counts_predictions or predictions.ndim != 1
+                                        or predictions.shape[0] != rows.shape[0]):
             predictions = None
         if rows.shape[0] > self.request_rows:
             step = math.ceil(rows.shape[0] / self.request_rows)
