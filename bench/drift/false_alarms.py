@@ -13,9 +13,12 @@ set most of the variance of a deployment's rate is the baseline's own sampling e
 near 0 for most deployments and high for the few whose training sample happened to be off (the
 Beta-binomial null makes the average over deployments the configured rate, it cannot make every
 deployment's rate that). Averaging over deployments therefore needs many of them, not long months:
-`--exact` computes each deployment's false-alarm probability per window exactly (every slot's
-rejection region under its true Binomial(rows, p) law, combined over slots as the calibration does)
-instead of sampling windows, so thousands of deployments are cheap.
+`--exact` computes each deployment's false-alarm probability per window instead of sampling windows
+(every slot's rejection region under its true Binomial(rows, p) law, exact per slot; slots combined
+as independent, the calibration's own Sidak step), so thousands of deployments are cheap. On the
+same 40 deployments, Monte Carlo (345,600 windows) gave 1.23 vs --exact 1.16 at 5000:2000 and 0.91 vs
+1.00 at 5000:100000: slots of one feature are slightly dependent, which makes the window a little
+quieter than the Sidak product says.
 """
 
 from __future__ import annotations

@@ -8,11 +8,12 @@ connections) pinned to core 0 posts 1-row and 32-row bodies to /invocations. On 
 (on, off, on, off, ...) so drifting machine load hits both; the table gives the median req/s of
 each and the relative difference. On a shared machine req/s moves with other processes' load on the
 server's core; the server's own CPU time per request (utime + stime of its process tree over the run)
-moves much less, so it is reported beside: at saturation on one core, req/s is 1 / (CPU per request).
+moves much less, so it is reported beside (median of the runs, and median of each rotation's ratio to
+its own off run): at saturation on one core, req/s is 1 / (CPU per request).
 With drift on, a 5-second window (the e2e setting) keeps the timer closing windows during the run, so
-the cost of judging them is included. `--before DIR` adds
-a third mode, drift on with the runtime of another checkout (e.g. `git archive` of the commit before a
-change), in the same rotation: a before/after under the same machine load.
+the cost of judging them is included. `--before DIR` adds a third mode, drift on with the runtime of
+another checkout (e.g. `git archive` of the commit before a change), in the same rotation: a
+before/after under the same machine load.
 """
 
 from __future__ import annotations
@@ -78,8 +79,8 @@ def main() -> None:
                     cpu[mode][rows].append(1e6 * (cpu_seconds(server.proc.pid) - started) / max(1, requests))
             finally:
                 server.stop()
-    print("| body | mode | req/s (median) | vs off | server CPU us / request (median) | vs off |")
-    print("|---|---|---|---|---|---|")
+    print("| body | mode | req/s (median) | vs off | server CPU us / request (median) | vs off | vs off, paired |")
+    print("|---|---|---|---|---|---|---|")
     summary: dict[int, dict[str, Any]] = {}
     for rows in (1, 32):
         summary[rows] = {}
@@ -87,12 +88,16 @@ def main() -> None:
         for mode in modes:
             rps, us = statistics.median(results[mode][rows]), statistics.median(cpu[mode][rows])
             rps_change, cpu_change = 100 * (rps - off_rps) / off_rps, 100 * (us - off_cpu) / off_cpu
+            # each rotation's own ratio to the off run beside it (slow swings of machine load cancel)
+            pairs = zip(cpu[mode][rows], cpu["off"][rows], strict=True)
+            paired = statistics.median(100 * (a / b - 1) for a, b in pairs)
             summary[rows][mode] = {"rps": round(rps), "rps_change_percent": round(rps_change, 1),
                                    "cpu_us": round(us, 1), "cpu_change_percent": round(cpu_change, 1),
+                                   "cpu_change_percent_paired": round(paired, 1),
                                    "runs_rps": [round(x) for x in results[mode][rows]],
                                    "runs_cpu_us": [round(x, 1) for x in cpu[mode][rows]]}
             print(f"| {rows} row{'s' if rows > 1 else ''} | {mode} | {rps:.0f} | {rps_change:+.1f}% | {us:.1f} "
-                  f"| {cpu_change:+.1f}% |")
+                  f"| {cpu_change:+.1f}% | {paired:+.1f}% |")
     print(json.dumps(summary))
 
 
