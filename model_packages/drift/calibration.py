@@ -20,6 +20,8 @@ Each feature thus has its own level (and threshold).
 from __future__ import annotations
 
 import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -28,6 +30,9 @@ FLOOR = 1e-300
 MAX_STATISTIC = 300.0
 ALPHA_STEPS = 20  # grid of window false-alarm probabilities per decade
 LEVEL_CACHE = 64  # solved (alpha grid value -> levels) kept per window size
+TABLE_BLOCK = 1 << 19  # table entries (slots x width) computed at once
+PARALLEL_TABLE = 1 << 23  # tables with at least this many entries are computed on two threads
+DENSE_WIDTH = 512  # tail tables up to this wide are searched by counting, wider ones by bisection
 
 
 class Calibration:
@@ -52,21 +57,26 @@ class Calibration:
         self.low = np.clip(np.floor(n * p - TAIL_SIGMAS * sigma - 12), 0, n).astype(np.int64)
         high = np.clip(np.ceil(n * p + TAIL_SIGMAS * sigma + 12), 0, n).astype(np.int64)
         width = int((high - self.low).max()) + 1
-        x = self.low[:, None] + np.arange(width)[None, :]
-        valid = x <= n
-        xs = np.minimum(x, n).astype(np.float64)
+        # P(X <= x) and P(X >= x) for x = low .. low + width - 1 (mass outside the table is negligible),
+        # a block of slots at a time (the temporaries stay small), on two threads for big tables.
+        self.lower = np.empty((p.size, width))
+        self.upper = np.empty((p.size, width))
+        logfact = None
         if total is None:
             logfact = np.concatenate([[0.0], np.cumsum(np.log(np.arange(1, n + 1, dtype=np.float64)))])
-            ix = xs.astype(np.int64)
-            logpmf = (logfact[n] - logfact[ix] - logfact[n - ix]
-                      + xs * np.log(p)[:, None] + (n - xs) * np.log1p(-p)[:, None])
+        blocks = [slice(i, min(i + max(1, TABLE_BLOCK // width), p.size))
+                  for i in range(0, p.size, max(1, TABLE_BLOCK // width))]
+
+        def fill(block: slice) -> None:
+            self.lower[block], self.upper[block] = _tables(n, p[block], None if total is None else total[block],
+                                                           self.low[block], width, logfact)
+
+        if p.size * width >= PARALLEL_TABLE and len(blocks) > 1 and (os.cpu_count() or 1) > 1:
+            with ThreadPoolExecutor(max_workers=2, thread_name_prefix="kaizen-calibration") as pool:
+                list(pool.map(fill, blocks))
         else:
-            logpmf = _beta_binomial_logpmf(n, p * total, (1 - p) * total, self.low, xs)
-        pmf = np.where(valid, np.exp(logpmf), 0.0)
-        # P(X <= x) and P(X >= x) for x = low .. low + width - 1 (mass outside the table is negligible).
-        self.lower = np.minimum(np.cumsum(pmf, axis=1), 1.0)
-        self.upper = np.minimum(np.cumsum(pmf[:, ::-1], axis=1)[:, ::-1], 1.0)
-        self.upper[~valid] = 0.0
+            for block in blocks:
+                fill(block)
         self.width = width
         self.groups = np.zeros(p.size, dtype=np.int64) if groups is None else np.asarray(groups, dtype=np.int64)
         self.features = int(self.groups.max()) + 1 if p.size else 0
@@ -83,16 +93,55 @@ class Calibration:
         upper = np.where(inside, self.upper[rows, jj], np.where(j < 0, 1.0, FLOOR))
         return np.maximum(np.minimum(lower, upper), FLOOR)
 
-    def slot_sizes(self, levels: np.ndarray | float) -> np.ndarray:
-        """Achieved false-alarm probability of each slot's two-tailed test at `levels` (one number,
-        one per feature or one per slot)."""
+    def _slot_levels(self, levels: np.ndarray | float) -> np.ndarray:
         array = np.asarray(levels, dtype=np.float64)
         if array.ndim == 1 and array.size == self.features:
             array = array[self.groups]
-        limit = np.broadcast_to(array, self.low.shape)[:, None]
-        up = np.where(self.upper <= limit, self.upper, 0.0).max(axis=1)
-        down = np.where(self.lower <= limit, self.lower, 0.0).max(axis=1)
+        return np.broadcast_to(array, self.low.shape)
+
+    def _prefix(self, table: np.ndarray, limit: np.ndarray, upper: bool) -> np.ndarray:
+        """Per slot, how many leading entries of its row of `table` are above `limit` (`upper`: the
+        non-increasing upper tails) or at most `limit` (the non-decreasing lower tails). Both hold on
+        a prefix of the row, so a binary search per row finds it: O(log width), not O(width) (narrow
+        tables are simply counted: fewer numpy calls)."""
+        if self.width <= DENSE_WIDTH:
+            inside = (table > limit[:, None]) if upper else (table <= limit[:, None])
+            return inside.sum(axis=1)
+        rows = np.arange(table.shape[0])
+        lo = np.zeros(table.shape[0], dtype=np.int64)
+        hi = np.full(table.shape[0], self.width, dtype=np.int64)
+        while True:
+            active = lo < hi
+            if not active.any():
+                return lo
+            mid = (lo + hi) // 2
+            value = table[rows, np.minimum(mid, self.width - 1)]
+            inside = (value > limit) if upper else (value <= limit)
+            step = active & inside
+            lo = np.where(step, mid + 1, lo)
+            hi = np.where(active & ~inside, mid, hi)
+
+    def _at(self, table: np.ndarray, index: np.ndarray, default: float) -> np.ndarray:
+        inside = (index >= 0) & (index < self.width)
+        value = table[np.arange(table.shape[0]), np.clip(index, 0, self.width - 1)]
+        return np.where(inside, value, default)
+
+    def slot_sizes(self, levels: np.ndarray | float) -> np.ndarray:
+        """Achieved false-alarm probability of each slot's two-tailed test at `levels` (one number,
+        one per feature or one per slot): the largest upper and the largest lower tail probability
+        that are at most the level (0 when none is)."""
+        limit = self._slot_levels(levels)
+        up = self._at(self.upper, self._prefix(self.upper, limit, upper=True), 0.0)
+        down = self._at(self.lower, self._prefix(self.lower, limit, upper=False) - 1, 0.0)
         return np.minimum(up + down, 1 - 1e-16)
+
+    def next_levels(self, levels: np.ndarray | float) -> np.ndarray:
+        """Per slot, the smallest tail probability (either tail) above its level: the next level
+        at which its achieved size grows (inf when none is)."""
+        limit = self._slot_levels(levels)
+        up = self._at(self.upper, self._prefix(self.upper, limit, upper=True) - 1, np.inf)
+        down = self._at(self.lower, self._prefix(self.lower, limit, upper=False), np.inf)
+        return np.minimum(up, down)
 
     def feature_log_quiet(self, levels: np.ndarray | float) -> np.ndarray:
         """log P(no slot of the feature alarms), per feature, at `levels` (as in `slot_sizes`)."""
@@ -124,10 +173,8 @@ class Calibration:
         levels = np.full(self.features, math.exp(lo))
         budget = math.log1p(-key)  # log P(quiet window) must stay >= this
         quiet = self.feature_log_quiet(levels[self.groups])
-        tables = np.concatenate([self.upper, self.lower], axis=1)
         for _ in range(4 * self.features):
-            slot_levels = levels[self.groups]
-            above = np.where(tables > slot_levels[:, None], tables, np.inf).min(axis=1)
+            above = self.next_levels(levels[self.groups])
             step = np.full(self.features, np.inf)
             np.minimum.at(step, self.groups, above)  # each feature's next achievable level
             trial = np.where(np.isfinite(step), step, levels)
@@ -147,6 +194,26 @@ class Calibration:
         while len(self._levels) > LEVEL_CACHE:
             del self._levels[next(iter(self._levels))]
         return levels
+
+
+def _tables(n: int, p: np.ndarray, total: np.ndarray | None, low: np.ndarray, width: int,
+            logfact: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """(P(X <= x), P(X >= x)) of slots with probabilities `p` on x = low .. low + width - 1."""
+    x = low[:, None] + np.arange(width)[None, :]
+    valid = x <= n
+    xs = np.minimum(x, n).astype(np.float64)
+    if total is None:
+        assert logfact is not None
+        ix = xs.astype(np.int64)
+        logpmf = (logfact[n] - logfact[ix] - logfact[n - ix]
+                  + xs * np.log(p)[:, None] + (n - xs) * np.log1p(-p)[:, None])
+    else:
+        logpmf = _beta_binomial_logpmf(n, p * total, (1 - p) * total, low, xs)
+    pmf = np.where(valid, np.exp(logpmf), 0.0)
+    lower = np.minimum(np.cumsum(pmf, axis=1), 1.0)
+    upper = np.minimum(np.cumsum(pmf[:, ::-1], axis=1)[:, ::-1], 1.0)
+    upper[~valid] = 0.0
+    return lower, upper
 
 
 def _beta_binomial_logpmf(n: int, a: np.ndarray, b: np.ndarray, low: np.ndarray, xs: np.ndarray) -> np.ndarray:

@@ -2,7 +2,8 @@
 records, SageMaker data-capture records), and capture directories over a time range.
 
 Every reader yields `Batch`es of numpy columns (float64 for numbers, object for strings) read with
-pyarrow (Parquet, CSV and JSON Lines are parsed in C, in blocks), never row by row in Python; only
+pyarrow (Parquet, CSV and JSON Lines are parsed in C, in blocks; Parquet and CSV stream in one pass,
+parsed on a thread ahead of the counting), never row by row in Python; only
 SageMaker records, whose payload is a JSON string per request, parse one payload per request.
 Every problem is one `ReportInputError` naming the file and the line or column.
 """
@@ -13,10 +14,12 @@ import base64
 import csv
 import io
 import json
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from queue import Full, Queue
 from typing import Any
 
 import numpy as np
@@ -25,6 +28,7 @@ from model_packages.errors import KaizenError
 
 BLOCK = 1 << 24  # bytes per CSV / JSON block
 PARQUET_BATCH = 262_144
+PREFETCH = 2  # batches parsed ahead of the counting
 PREDICTION_COLUMNS = ("__prediction__", "prediction", "predictions")
 
 
@@ -93,13 +97,54 @@ def expand(paths: Sequence[Path], since: datetime | None) -> list[Path]:
 def read(path: Path, wanted: Wanted) -> Iterator[Batch]:
     suffix = "".join(path.suffixes[-2:]).lower() if path.suffix.lower() == ".gz" else path.suffix.lower()
     if suffix in (".parquet", ".pq"):
-        yield from _parquet(path, wanted)
+        yield from prefetch(_parquet(path, wanted))
     elif suffix in (".csv", ".csv.gz"):
-        yield from _csv(path, wanted)
+        yield from prefetch(_csv(path, wanted))
     elif suffix in (".jsonl", ".json", ".ndjson", ".jsonl.gz"):
         yield from _jsonl(path, wanted)
     else:
         raise ReportInputError(f"{path}: unknown file type {path.suffix!r}; use .jsonl, .csv or .parquet")
+
+
+def prefetch(batches: Iterator[Batch], depth: int = PREFETCH) -> Iterator[Batch]:
+    """`batches`, parsed on a thread of their own up to `depth` ahead of the consumer: pyarrow parses
+    (and numpy counts) with the GIL released, so reading the next batch overlaps counting this one.
+    Order and errors are those of `batches`; closing the generator stops the thread."""
+    queue: Queue[tuple[Batch | None, BaseException | None]] = Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: tuple[Batch | None, BaseException | None]) -> bool:
+        while not stop.is_set():
+            try:
+                queue.put(item, timeout=0.1)
+                return True
+            except Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for batch in batches:
+                if not put((batch, None)):
+                    return
+        except BaseException as error:  # handed to the consumer, raised there
+            put((None, error))
+            return
+        put((None, None))
+
+    thread = threading.Thread(target=produce, name="kaizen-report-reader", daemon=True)
+    thread.start()
+    try:
+        while True:
+            batch, error = queue.get()
+            if error is not None:
+                raise error
+            if batch is None:
+                return
+            yield batch
+    finally:
+        stop.set()
+        thread.join()
 
 
 # -- plain tables ---------------------------------------------------------------------------------

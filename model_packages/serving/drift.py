@@ -1,8 +1,14 @@
 """Drift in the serving path: tumbling windows of fixed-size counters, judged by the calibrated alarm.
 
-The hot path only appends the (sampled) validated matrix and its predictions to a short buffer;
-binning happens when the buffer holds FLUSH_ROWS rows or on the timer. Memory is constant: the
-counters (`model_packages.drift.DriftState`) and a buffer of at most FLUSH_ROWS rows.
+The hot path only appends the (sampled) validated matrix and its predictions to a bounded buffer;
+binning runs on the drift thread (`start`), woken when the buffer holds FLUSH_ROWS rows and on every
+tick, never on a request thread. Memory is constant: the counters (`model_packages.drift.DriftState`)
+and a buffer of at most BUFFER_ROWS rows. Should the buffer be full anyway (the drift thread starved
+of CPU for as long as it takes requests to bring BUFFER_ROWS - FLUSH_ROWS more rows), a request's
+rows are dropped and counted (`dropped_rows`, the `on_drop` callback: kaizen_drift_dropped_rows)
+rather than binned inline: drift is a side channel and must not add latency to a request, and a
+subset chosen by buffer occupancy, not by value, leaves the calibrated null exact. Without the
+thread (tests, tools calling `tick` themselves) observe bins inline at FLUSH_ROWS, as before.
 
 Windows close by count (KAIZEN_DRIFT_WINDOW_ROWS rows) or by time (KAIZEN_DRIFT_WINDOW_SECONDS),
 whichever comes first, on a timer thread (never only when a request arrives or /metrics is read).
@@ -36,7 +42,8 @@ import numpy as np
 from model_packages.drift import DriftState, Verdict, per_window_alpha
 from model_packages.manifest import Manifest
 
-FLUSH_ROWS = 2048
+FLUSH_ROWS = 2048  # buffered rows that wake the drift thread to bin them (inline without the thread)
+BUFFER_ROWS = 4 * FLUSH_ROWS  # the buffer's bound while the thread runs: beyond it rows are dropped, counted
 REQUEST_SHARE = 0.02  # the largest part of a window one request may fill
 VERDICT_FILE = "verdict.json"
 OPEN_FILE = "open-rows"
@@ -71,12 +78,15 @@ class DriftMonitor:
         self.state = DriftState.from_manifest(manifest)
         self.enabled = config.enabled and self.state.enabled
         self.request_rows = max(1, math.ceil(config.window_rows * REQUEST_SHARE))
+        self._counts_predictions = self.state.has_prediction  # else predictions are not even buffered
         self.share_dir = share_dir
         self.worker = worker
         self.leader = worker == 0
         self.clock = clock
         self.on_verdict: Callable[[Verdict], None] | None = None
         self.on_error: Callable[[str], None] | None = None
+        self.on_drop: Callable[[int], None] | None = None  # rows dropped because the buffer was full
+        self.dropped_rows = 0
         self._last_error = ""
         self._lock = threading.Lock()
         self._pending: list[tuple[np.ndarray, np.ndarray | None]] = []
@@ -95,6 +105,9 @@ class DriftMonitor:
         self._open_rows = 0
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
+        self._wake = threading.Event()  # set by a request that filled FLUSH_ROWS: bin now
+        self._woken = False  # the wake-up is pending (requests set the event once per flush)
+        self._running = False  # the drift thread bins; requests only append
         self.nominal_thresholds: dict[str, float] = {}
         if self.enabled and self.leader:
             # Computed once at start-up (and recorded): the thresholds of a full window.
@@ -105,17 +118,30 @@ class DriftMonitor:
         """Remember a validated matrix and its predictions (an even sample of a big batch)."""
         if not self.enabled or rows.ndim != 2:
             return
-        if predictions is not None and (predictions.ndim != 1 or predictions.shape[0] != rows.shape[0]):
+        if predictions is not None and (not self._counts_predictions or predictions.ndim != 1
+                                        or predictions.shape[0] != rows.shape[0]):
             predictions = None
         if rows.shape[0] > self.request_rows:
             step = math.ceil(rows.shape[0] / self.request_rows)
             rows = rows[::step]
             predictions = predictions[::step] if predictions is not None else None
+        n = rows.shape[0]
         with self._lock:
-            self._pending.append((rows, predictions))
-            self._pending_rows += rows.shape[0]
-            full = self._pending_rows >= FLUSH_ROWS
-        if full:
+            running = self._running
+            if running and self._pending_rows + n > BUFFER_ROWS:
+                self.dropped_rows += n
+                full = dropped = True
+            else:
+                self._pending.append((rows, predictions))
+                self._pending_rows += n
+                full, dropped = self._pending_rows >= FLUSH_ROWS, False
+            wake = full and running and not self._woken
+            self._woken = self._woken or wake
+        if wake:
+            self._wake.set()  # the drift thread bins
+        if dropped and self.on_drop is not None:
+            self.on_drop(n)
+        elif full and not running:
             self.flush()
 
     # -- timer ------------------------------------------------------------------------------
@@ -123,6 +149,7 @@ class DriftMonitor:
         """Bin the buffered rows into this worker's counters."""
         with self._lock:
             pending, self._pending, self._pending_rows = self._pending, [], 0
+            self._woken = False
         if not pending:
             return
         counts = np.zeros_like(self.cumulative)
@@ -200,22 +227,41 @@ class DriftMonitor:
         return out
 
     def start(self) -> None:
-        """Run `tick` every config.tick_seconds on a daemon thread until `stop`."""
+        """Run the drift thread until `stop`: bin the buffer whenever a request fills FLUSH_ROWS of
+        it, and `tick` every config.tick_seconds."""
         if not self.enabled or self._thread is not None:
             return
+        with self._lock:
+            self._running = True
         self._thread = threading.Thread(target=self._run, name="kaizen-drift", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
+        with self._lock:
+            self._running = False
 
     def _run(self) -> None:
-        while not self._stop.wait(self.config.tick_seconds):
+        period = self.config.tick_seconds
+        next_tick = time.monotonic() + period
+        while not self._stop.is_set():
+            self._wake.wait(max(0.0, next_tick - time.monotonic()))
+            if self._stop.is_set():
+                return
             try:
-                self.tick()
+                if self._wake.is_set():
+                    self._wake.clear()
+                    self.flush()
+                now = time.monotonic()
+                if now >= next_tick:
+                    next_tick += period
+                    if next_tick <= now:  # late (a long close): ticks are not made up in a burst
+                        next_tick = now + period
+                    self.tick()
             except Exception as error:  # drift must never take the server down; say why, once per kind
                 message = f"{type(error).__name__}: {error}"
                 if message != self._last_error and self.on_error is not None:

@@ -147,6 +147,10 @@ class RuntimeMetrics:
             "kaizen_capture_dropped", "Sampled data-capture records dropped (queue_full, write_error, error)",
             ["reason"], registry=self.registry,
         )
+        self.drift_dropped = Counter(
+            "kaizen_drift_dropped_rows", "Rows left out of the drift statistics because their buffer was full "
+            "(the drift thread starved of CPU)", registry=self.registry,
+        )
         self._children: dict[tuple[str, int], tuple[Counter, Histogram, Counter | None]] = {}
 
     def model_loaded(self, manifest: Manifest, drift: DriftMonitor) -> None:
@@ -154,6 +158,7 @@ class RuntimeMetrics:
         self.ready.set(1)
         if drift.enabled:
             self.exposed.register(DriftCollector(drift))
+            drift.on_drop = self.drift_dropped.inc
 
     def observe(self, route: str, status: int, seconds: float) -> None:
         """Count one finished request (label children cached: this is the hot path)."""

@@ -112,6 +112,37 @@ def test_level_gives_the_requested_window_false_alarm_probability() -> None:
         assert levels.min() > alpha / 480 / 1.01  # at least the Sidak level
 
 
+def test_wide_tables_search_levels_like_a_full_scan_and_build_in_blocks_like_one() -> None:
+    """Wide tables (big windows, the report's 1M rows) bisect each slot's monotone tail row and are
+    built a block of slots at a time, on two threads: the same numbers as scanning and one block."""
+    from model_packages.drift import calibration
+
+    rng = np.random.default_rng(3)
+    p = rng.dirichlet(np.full(12, 2.0), size=30).ravel()
+    groups = np.repeat(np.arange(30), 12)
+    concentration = np.full(p.size, 3000.0)
+    cal = Calibration(p, 40_000, groups, concentration)
+    assert cal.width > calibration.DENSE_WIDTH
+    for level in (1e-9, 3e-6, 1e-3, 0.2, cal.level(1 / 720)):
+        limit = np.broadcast_to(np.asarray(level, dtype=np.float64)[groups] if np.ndim(level) else level, p.shape)
+        up = np.where(cal.upper <= limit[:, None], cal.upper, 0.0).max(axis=1)
+        down = np.where(cal.lower <= limit[:, None], cal.lower, 0.0).max(axis=1)
+        assert np.array_equal(cal.slot_sizes(level), np.minimum(up + down, 1 - 1e-16))
+        tables = np.concatenate([cal.upper, cal.lower], axis=1)
+        assert np.array_equal(cal.next_levels(level), np.where(tables > limit[:, None], tables, np.inf).min(axis=1))
+    block, parallel = calibration.TABLE_BLOCK, calibration.PARALLEL_TABLE
+    try:
+        calibration.TABLE_BLOCK, calibration.PARALLEL_TABLE = 1 << 40, 1 << 60  # one block, one thread
+        whole = Calibration(p, 40_000, groups, concentration)
+        calibration.TABLE_BLOCK, calibration.PARALLEL_TABLE = 1 << 14, 1  # many blocks, two threads
+        blocks = Calibration(p, 40_000, groups, concentration)
+    finally:
+        calibration.TABLE_BLOCK, calibration.PARALLEL_TABLE = block, parallel
+    for table in ("lower", "upper"):
+        assert np.array_equal(getattr(whole, table), getattr(cal, table))
+        assert np.array_equal(getattr(blocks, table), getattr(cal, table))
+
+
 def test_per_window_alpha() -> None:
     assert per_window_alpha(30, 3600) == pytest.approx(1 / 720)
     assert per_window_alpha(1, 86_400 * 10) == 0.5

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
@@ -10,7 +11,8 @@ import pytest
 
 from model_packages.drift import per_window_alpha
 from model_packages.manifest import read_manifest
-from model_packages.serving.drift import FLUSH_ROWS, DriftConfig, DriftMonitor
+from model_packages.serving.drift import BUFFER_ROWS, FLUSH_ROWS, DriftConfig, DriftMonitor
+from model_packages.serving.metrics import RuntimeMetrics
 from model_packages.serving.settings import Settings, SettingsError
 
 IRIS = Path(__file__).resolve().parents[2] / "examples" / "iris-classifier"
@@ -221,3 +223,72 @@ def test_a_window_overfilled_between_ticks_is_judged_on_window_rows_rows() -> No
     assert verdict is not None and verdict.rows == 1000 and verdict.alarm is True
     assert monitor.cumulative[0].sum() == 4000
     assert list(monitor.state._calibrations) == [1000]
+
+
+def _wait(condition: object, seconds: float = 20.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:  # type: ignore[operator]
+        time.sleep(0.01)
+    return bool(condition())  # type: ignore[operator]
+
+
+def test_a_request_thread_never_bins_rows_while_the_drift_thread_runs() -> None:
+    """Binning (DriftState.count) once ran on the request that filled FLUSH_ROWS: with the drift
+    thread running, requests only append to the buffer and wake it."""
+    monitor = _monitor(window_rows=5000)
+    binned_by: list[str] = []
+    count = monitor.state.count
+
+    def recording(*args: object, **kwargs: object) -> np.ndarray:
+        binned_by.append(threading.current_thread().name)
+        return count(*args, **kwargs)  # type: ignore[arg-type]
+
+    monitor.state.count = recording  # type: ignore[method-assign]
+    rng = np.random.default_rng(9)
+    sent = 0
+    monitor.start()
+    try:
+        for _ in range(3 * FLUSH_ROWS // 20):
+            monitor.observe(_training_like(20, rng))
+            sent += 20
+        assert _wait(lambda: monitor.cumulative[0].sum() + monitor.dropped_rows == sent)
+    finally:
+        monitor.stop()
+    assert monitor.dropped_rows == 0 and monitor.cumulative[0].sum() == sent
+    assert binned_by and set(binned_by) == {"kaizen-drift"}
+
+
+def test_a_full_buffer_drops_and_counts_rows_instead_of_binning_on_the_request() -> None:
+    """Constant memory while the drift thread is held up: the buffer stops at BUFFER_ROWS, the
+    rest is dropped and counted (kaizen_drift_dropped_rows), and nothing blocks the request."""
+    monitor = _monitor(window_rows=100_000)
+    metrics = RuntimeMetrics()
+    metrics.model_loaded(read_manifest(IRIS), monitor)
+    entered, release = threading.Event(), threading.Event()
+    count = monitor.state.count
+
+    def held(*args: object, **kwargs: object) -> np.ndarray:
+        entered.set()
+        release.wait(20)
+        return count(*args, **kwargs)  # type: ignore[arg-type]
+
+    monitor.state.count = held  # type: ignore[method-assign]
+    rng = np.random.default_rng(10)
+    batch = 1024
+    monitor.start()
+    try:
+        for _ in range(FLUSH_ROWS // batch):
+            monitor.observe(_training_like(batch, rng))
+        assert entered.wait(20)  # the drift thread took the first FLUSH_ROWS rows and is held
+        for _ in range(BUFFER_ROWS // batch):
+            monitor.observe(_training_like(batch, rng))
+        started = time.monotonic()
+        monitor.observe(_training_like(batch, rng))
+        assert time.monotonic() - started < 1.0
+        assert monitor.dropped_rows == batch and monitor._pending_rows == BUFFER_ROWS
+        release.set()
+        assert _wait(lambda: monitor.cumulative[0].sum() == FLUSH_ROWS + BUFFER_ROWS)
+    finally:
+        release.set()
+        monitor.stop()
+    assert f"kaizen_drift_dropped_rows_total {float(batch)}" in metrics.render().decode()
