@@ -19,7 +19,12 @@ Each window is tested at alpha = its duration / (KAIZEN_DRIFT_FALSE_ALARM_DAYS d
 alarms come at the configured rate per unit of time, whatever the traffic.
 
 No single request decides a window: each contributes at most REQUEST_SHARE of it (a big batch is
-sampled evenly). With several worker processes, every worker publishes its cumulative counters
+sampled evenly). Under heavy traffic a window would hold far more rows than it is judged on (it is
+thinned to KAIZEN_DRIFT_WINDOW_ROWS at the tick), so each worker keeps a request with probability
+`keep` = KEEP_WINDOWS x window rows / the rows offered in the last tick (1 while traffic is below
+that): whole requests chosen by a coin, not by value, so the kept rows are as random a sample as
+the thinning's and the calibrated null is unchanged, while binning costs a bounded CPU share.
+With several worker processes, every worker publishes its cumulative counters
 (since it started) to a shared directory on each tick; the leader (worker 0) sums them, takes the
 difference from the sum at the previous close as the window, judges it and publishes the verdict,
 which every worker's /metrics serves. A row published after a close simply falls in the next window.
@@ -30,6 +35,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -45,6 +51,7 @@ from model_packages.manifest import Manifest
 FLUSH_ROWS = 2048  # buffered rows that wake the drift thread to bin them (inline without the thread)
 BUFFER_ROWS = 4 * FLUSH_ROWS  # the buffer's bound while the thread runs: beyond it rows are dropped, counted
 REQUEST_SHARE = 0.02  # the largest part of a window one request may fill
+KEEP_WINDOWS = 2.0  # rows kept per tick and worker, in windows: beyond it requests are sampled
 VERDICT_FILE = "verdict.json"
 OPEN_FILE = "open-rows"
 
@@ -103,6 +110,10 @@ class DriftMonitor:
         self._open_published = -1
         self._rng = np.random.default_rng()
         self._open_rows = 0
+        self.keep = 1.0  # share of requests binned (see KEEP_WINDOWS), set on each tick
+        self._offered = 0  # rows offered since the last tick (kept or not)
+        self._offered_since = clock()
+        self._coin = random.Random()
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._wake = threading.Event()  # set by a request that filled FLUSH_ROWS: bin now
@@ -126,6 +137,9 @@ class DriftMonitor:
             rows = rows[::step]
             predictions = predictions[::step] if predictions is not None else None
         n = rows.shape[0]
+        self._offered += n  # under the GIL; a lost update only nudges `keep`
+        if self.keep < 1.0 and self._coin.random() >= self.keep:
+            return
         with self._lock:
             running = self._running
             if running and self._pending_rows + n > BUFFER_ROWS:
@@ -168,6 +182,7 @@ class DriftMonitor:
         enough; returns the verdict of a window it closed."""
         if not self.enabled:
             return None
+        self._adjust_keep()
         self.flush()
         self._publish()
         if not self.leader:
@@ -194,6 +209,17 @@ class DriftMonitor:
                 return None  # too few rows to judge: the window stays open
             return self._close(window, totals, now, elapsed)
         return None
+
+    def _adjust_keep(self) -> None:
+        """Keep about KEEP_WINDOWS windows' worth of rows per tick: the share for the next tick
+        from the rows offered since the last one (scaled to a tick, whatever the timer's lag)."""
+        now = self.clock()
+        elapsed, offered = now - self._offered_since, self._offered
+        self._offered, self._offered_since = 0, now
+        if elapsed <= 0:
+            return
+        per_tick = offered * self.config.tick_seconds / elapsed
+        self.keep = min(1.0, KEEP_WINDOWS * self.config.window_rows / per_tick) if per_tick > 0 else 1.0
 
     def _close(self, window: np.ndarray, totals: dict[str, tuple[int, np.ndarray]], now: float,
                elapsed: float) -> Verdict:

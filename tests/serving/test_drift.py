@@ -11,7 +11,7 @@ import pytest
 
 from model_packages.drift import per_window_alpha
 from model_packages.manifest import read_manifest
-from model_packages.serving.drift import BUFFER_ROWS, FLUSH_ROWS, DriftConfig, DriftMonitor
+from model_packages.serving.drift import BUFFER_ROWS, FLUSH_ROWS, KEEP_WINDOWS, DriftConfig, DriftMonitor
 from model_packages.serving.metrics import RuntimeMetrics
 from model_packages.serving.settings import Settings, SettingsError
 
@@ -223,6 +223,40 @@ def test_a_window_overfilled_between_ticks_is_judged_on_window_rows_rows() -> No
     assert verdict is not None and verdict.rows == 1000 and verdict.alarm is True
     assert monitor.cumulative[0].sum() == 4000
     assert list(monitor.state._calibrations) == [1000]
+
+
+def test_heavy_traffic_bins_a_bounded_random_share_of_requests() -> None:
+    """Far more rows per tick than a window is judged on: after one tick of it, requests are kept by
+    a coin at KEEP_WINDOWS windows per tick (binning costs bounded CPU), windows still close on
+    window_rows rows every tick, quiet traffic stays quiet and a shift is still seen."""
+    clock = Clock()
+    monitor = _monitor(clock, window_rows=1000)
+    rng = np.random.default_rng(9)
+    for _ in range(1000):  # 20,000 rows in the first second: 20 windows' worth
+        monitor.observe(_training_like(20, rng))
+    clock.now += 1.0
+    first = monitor.tick()
+    assert first is not None and first.rows == 1000 and not first.alarm
+    assert monitor.keep == pytest.approx(KEEP_WINDOWS * 1000 / 20_000)
+    binned = int(monitor.cumulative[0].sum())
+    verdicts = []
+    for shift in (0.0, 0.0, 0.0, 1.0):
+        for _ in range(1000):
+            rows = _training_like(20, rng)
+            rows[:, 2] += shift
+            monitor.observe(rows)
+        clock.now += 1.0
+        verdicts.append(monitor.tick())
+        kept = int(monitor.cumulative[0].sum()) - binned
+        binned += kept
+        assert 0.6 * KEEP_WINDOWS * 1000 < kept < 1.4 * KEEP_WINDOWS * 1000  # about 2,000 of 20,000 rows
+    assert all(v is not None and v.rows == 1000 for v in verdicts)
+    assert [v.alarm for v in verdicts if v is not None] == [False, False, False, True]
+    for _ in range(10):  # traffic falls back: every request is binned again
+        monitor.observe(_training_like(20, rng))
+    clock.now += 1.0
+    monitor.tick()
+    assert monitor.keep == 1.0
 
 
 def _wait(condition: object, seconds: float = 20.0) -> bool:
