@@ -221,7 +221,8 @@ def push_command(
     except KaizenError as error:
         raise _fail(error) from None
     if as_json:
-        print(json.dumps(result.__dict__, indent=2))
+        record = getattr(result, "record", None)
+        print(json.dumps({**result.__dict__, "record": record.to_json() if record else None}, indent=2))
     else:
         print(result.reference)  # type: ignore[attr-defined]
 
