@@ -17,7 +17,6 @@ Regenerate the locks (needs PyPI)::
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import shutil
@@ -29,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from model_packages.errors import KaizenError
+from model_packages.verify import sha256_file
 
 LOCK_DIR = Path(__file__).parent / "locks"
 
@@ -146,14 +146,6 @@ def read_lock(path: Path) -> list[Pin]:
             raise LockError(f"{path}: {m.group(1)} has no --hash")
         pins.append(Pin(m.group(1), m.group(2), hashes))
     return pins
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _wheel_name_version(filename: str) -> tuple[str, str]:

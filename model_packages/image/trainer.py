@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,10 +35,13 @@ from model_packages.image.context import (
     USER_ID,
     VENV,
     Bases,
+    ContextFiles,
     _link_or_copy,
     _quote,
     public_url,
 )
+from model_packages.shell import run_quiet
+from model_packages.verify import sha256_file
 
 if TYPE_CHECKING:
     from model_packages.image.build import BuildResult
@@ -59,20 +61,12 @@ class TrainerError(KaizenError):
 
 
 @dataclass
-class TrainerContext:
+class TrainerContext(ContextFiles):
     directory: Path
     tag: str
     pipeline: str
     labels: dict[str, str] = field(default_factory=dict)
     arch: str = "amd64"  # the trainer lock is amd64's
-
-    @property
-    def platform(self) -> str:
-        return f"linux/{self.arch}"
-
-    @property
-    def dockerfile(self) -> Path:
-        return self.directory / "Dockerfile"
 
 
 def _revision(where: Path) -> str:
@@ -110,17 +104,18 @@ def generate_trainer_context(pipeline_file: Path, out_dir: Path, *, bases: Bases
     launcher.parent.mkdir(parents=True)
     launcher.write_text(LAUNCHER)
     launcher.chmod(0o755)
-    revision = _revision(pipeline_file.resolve().parent)
+    where = pipeline_file.resolve().parent
+    revision = _revision(where)
     digest = hashlib.sha256(pipeline_file.read_bytes()).hexdigest()
     labels = {
         "org.opencontainers.image.title": f"{pipeline.name}-trainer",
         "org.opencontainers.image.revision": revision,
-        "org.opencontainers.image.source": public_url(_origin(pipeline_file.resolve().parent)),
+        "org.opencontainers.image.source": public_url(run_quiet(["git", "remote", "get-url", "origin"], cwd=where)),
         "io.kaizen.trainer.pipeline": pipeline.name,
         "io.kaizen.trainer.pipeline-sha256": digest,
         "io.kaizen.trainer.pipeline-version": pipeline.version(),
         "io.kaizen.lock": FLAVOR,
-        "io.kaizen.lock-sha256": locks.sha256_file(lock_file),
+        "io.kaizen.lock-sha256": sha256_file(lock_file),
         "io.kaizen.runtime-version": model_packages.__version__,
     }
     text = TEMPLATE.read_text()
@@ -134,15 +129,6 @@ def generate_trainer_context(pipeline_file: Path, out_dir: Path, *, bases: Bases
     (out / "Dockerfile").write_text(text)
     (out / ".dockerignore").write_text("")
     return TrainerContext(out, tag or f"kaizen/{pipeline.name}-trainer:{digest[:12]}", pipeline.name, labels)
-
-
-def _origin(where: Path) -> str | None:
-    try:
-        proc = subprocess.run(["git", "remote", "get-url", "origin"], cwd=where, capture_output=True, text=True,
-                              timeout=5, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return proc.stdout.strip() or None
 
 
 def build_trainer(pipeline_file: Path, *, bases: Bases, tag: str | None = None, client: Any = None,
