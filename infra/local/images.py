@@ -54,10 +54,11 @@ def build_and_push(package_dir: str, *, registry: str, base: str | None) -> tupl
     from model_packages.image.settings import ImageSettings
 
     client = docker_client()
-    bases = Bases.choose(base, None, ImageSettings.from_env()) if base else Bases.local()
+    settings = ImageSettings.from_env()
+    bases = Bases.choose(base, None, settings) if base else Bases.local()
     if bases.runtime.startswith("kaizen-base/") or bases.builder.startswith("kaizen-base/"):
-        ensure_bases(client, log=lambda _m: None)
-    built = build_package(package_dir, bases=bases, client=client)
+        ensure_bases(client, log=lambda _m: None, settings=settings)
+    built = build_package(package_dir, bases=bases, client=client, settings=settings, source=settings.image_source)
     try:
         pushed = push_image(built.tag, registry, client=client, records_path=None)
     except ImmutableTagError:
