@@ -79,17 +79,17 @@ def _example(directory: Path, meta: dict[str, Any]) -> dict[str, np.ndarray] | n
 
 
 def _load_sklearn(directory: Path, conf: dict[str, Any], trusted: bool) -> Any:
-    from model_packages.loading import _load_pickle, _load_skops
+    from model_packages.loading import load_estimator
 
     name = str(conf.get("pickled_model") or "model.pkl")
     path = _inside(directory, name)
     fmt = conf.get("serialization_format", "cloudpickle")
     if fmt == "skops":
-        return _load_skops(path, trusted)
+        return load_estimator(path, "skops", trusted)
     if not trusted:
         raise PackageError(f"the MLflow sklearn model is a {fmt} file ({name}): it can run arbitrary code when "
                            "loaded; pass --trusted only for a model you trust (Kaizen re-saves it as skops)")
-    return _load_pickle(path, "pickle")
+    return load_estimator(path, "pickle", trusted=True)
 
 
 def _load_lightgbm(directory: Path, conf: dict[str, Any]) -> Any:

@@ -84,7 +84,7 @@ def _load(path: Path) -> Any:
     if name.endswith(".json"):
         return json.loads(path.read_text())
     if name.endswith(".skops"):
-        from model_packages.loading import _load_skops
+        from model_packages.loading import load_estimator
 
-        return _load_skops(path, trusted=False)
+        return load_estimator(path, "skops", trusted=False)
     raise StoreError(f"{path}: unknown cached output")
