@@ -342,7 +342,7 @@ class BoosterModel:
         return self._labels[np.argmax(proba, axis=1)]
 
 
-def _import_skops_io() -> Any:
+def import_skops_io() -> Any:
     """Import skops.io without its default allow-list, which imports every scikit-learn module
     (about 0.45 s of start-up). Kaizen's own allow-list (`skops_trust`) names estimators instead."""
     if "skops.io" in sys.modules:
@@ -363,7 +363,7 @@ def _load_skops(path: Path, trusted: bool) -> Any:
     name before anything is imported or constructed."""
     from model_packages import skops_trust
 
-    skops_io = _import_skops_io()
+    skops_io = import_skops_io()
     try:
         untrusted = skops_io.get_untrusted_types(file=path)
     except Exception as error:  # corrupt zip or schema

@@ -101,10 +101,10 @@ def _load_lightgbm(directory: Path, conf: dict[str, Any]) -> Any:
             return lightgbm.Booster(model_file=str(path))
         except Exception as error:  # LightGBM raises its own error for a corrupt text model
             raise PackageError(f"{path.name} is not a LightGBM text model: {error}") from None
-    from model_packages.loading import _import_skops_io
+    from model_packages.loading import import_skops_io
     from model_packages.skops_trust import is_trusted
 
-    skops_io = _import_skops_io()
+    skops_io = import_skops_io()
     untrusted = skops_io.get_untrusted_types(file=path)
     unsafe = [t for t in untrusted if t not in _LIGHTGBM_SKOPS_TYPES and not is_trusted(t)]
     if unsafe:

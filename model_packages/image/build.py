@@ -227,7 +227,7 @@ def build_package(
     if resolved != arch_bases:  # a local base variant with the flavor's system packages, built on first use
         ensure_bases(client, extra=SYSTEM_PACKAGES[flavor_for(manifest)], arch=arch, log=log, settings=settings)
     for ref in sorted({resolved.runtime, resolved.builder}):
-        _require_image(client, ref, pull, platform)
+        require_image(client, ref, pull, platform)
     if context_dir is not None:
         ctx = generate_context(
             package_dir, context_dir, bases=bases, tag=tag, source=source, revision=revision,
@@ -242,7 +242,7 @@ def build_package(
         return run_build(ctx, client=client, nocache=nocache, progress=progress, log=log)
 
 
-def _require_image(client: Any, ref: str, pull: bool, platform: str = "linux/amd64") -> None:
+def require_image(client: Any, ref: str, pull: bool, platform: str = "linux/amd64") -> None:
     import docker.errors
 
     try:

@@ -262,7 +262,12 @@ def _created(manifest: Manifest) -> datetime:
     return created.astimezone(UTC)
 
 
-def _quote(value: str) -> str:
+def label_lines(labels: dict[str, str]) -> str:
+    """The arguments of a Dockerfile LABEL instruction, one label a line, sorted."""
+    return " \\\n      ".join(f"{k}={dockerfile_quote(v)}" for k, v in sorted(labels.items()))
+
+
+def dockerfile_quote(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ") + '"'
 
 
@@ -278,7 +283,6 @@ def render_dockerfile(bases: Bases, labels: dict[str, str], flavor: str = "sklea
                       system_packages: tuple[str, ...] = ()) -> str:
     """The Dockerfile; `system_packages` are installed with apt-get in the builder stage (for the
     smoke imports) and in the image (see `Bases.for_flavor`)."""
-    label_lines = " \\\n      ".join(f"{k}={_quote(v)}" for k, v in sorted(labels.items()))
     text = TEMPLATE.read_text()
     for key, value in {
         "BUILDER_BASE": bases.builder,
@@ -288,8 +292,8 @@ def render_dockerfile(bases: Bases, labels: dict[str, str], flavor: str = "sklea
         "RUNTIME_LIB": RUNTIME_LIB,
         "MODEL_DIR": MODEL_DIR,
         "USER_ID": str(USER_ID),
-        "LABELS": label_lines,
-        "ENTRYPOINT": "[" + ", ".join(_quote(p) for p in ENTRYPOINT) + "]",
+        "LABELS": label_lines(labels),
+        "ENTRYPOINT": "[" + ", ".join(dockerfile_quote(p) for p in ENTRYPOINT) + "]",
         "TRIM": " ".join(f"'{g}'" for g in FLAVOR_TRIM.get(flavor, ())),
         "SMOKE": " ".join(FLAVOR_SMOKE.get(flavor, ())),
         "SYSTEM_PACKAGES": _apt_install(system_packages),
@@ -309,7 +313,7 @@ def runtime_files(root: Path) -> Iterator[Path]:
         yield path
 
 
-def _link_or_copy(src: Path, dst: Path) -> None:
+def link_or_copy(src: Path, dst: Path) -> None:
     dst.parent.mkdir(parents=True, exist_ok=True)
     try:
         os.link(src, dst)
@@ -351,7 +355,7 @@ def generate_context(
     out.mkdir(parents=True)
     # Locked wheels and lock.
     for whl in wheels:
-        _link_or_copy(whl, out / "wheels" / whl.name)
+        link_or_copy(whl, out / "wheels" / whl.name)
     shutil.copyfile(lock_file, out / "requirements.lock")
     (out / "build").mkdir()
     shutil.copyfile(Path(__file__).with_name("trim_venv.py"), out / "build" / "trim_venv.py")
@@ -373,7 +377,7 @@ def generate_context(
         src = package / name
         if not src.is_file():
             raise PackageError(f"{src} is missing")
-        _link_or_copy(src, model_out / name)
+        link_or_copy(src, model_out / name)
 
     labels = oci_labels(
         manifest,

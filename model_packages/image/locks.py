@@ -75,16 +75,7 @@ EXCLUDE: dict[str, frozenset[str]] = {
     # those subpackages are not in images either (see context.FLAVOR_TRIM).
     "onnx": frozenset({"protobuf", "flatbuffers", "packaging"}),
 }
-# Which lock a model package needs, by its artifact file.
-ARTIFACT_FLAVOR = {
-    "model.skops": "sklearn",
-    "model.pkl": "sklearn",
-    "model.joblib": "sklearn",
-    "model.onnx": "onnx",
-    "model.ubj": "xgboost",
-    "model.json": "xgboost",
-    "model.txt": "lightgbm",
-}
+# Which lock a model package needs: context.flavor_for (from its manifest).
 
 _LINE = re.compile(r"^([A-Za-z0-9_.\-]+)==([^\s\\;]+)")
 _HASH = re.compile(r"--hash=sha256:([0-9a-f]{64})")

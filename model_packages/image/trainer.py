@@ -36,8 +36,9 @@ from model_packages.image.context import (
     VENV,
     Bases,
     ContextFiles,
-    _link_or_copy,
-    _quote,
+    dockerfile_quote,
+    label_lines,
+    link_or_copy,
     public_url,
 )
 from model_packages.shell import run_quiet
@@ -90,7 +91,7 @@ def generate_trainer_context(pipeline_file: Path, out_dir: Path, *, bases: Bases
         shutil.rmtree(out)
     out.mkdir(parents=True)
     for whl in wheels:
-        _link_or_copy(whl, out / "wheels" / whl.name)
+        link_or_copy(whl, out / "wheels" / whl.name)
     shutil.copyfile(lock_file, out / "requirements.lock")
     src = Path(model_packages.__file__).parent
     lib = out / "code" / RUNTIME_LIB.lstrip("/") / "model_packages"
@@ -121,8 +122,8 @@ def generate_trainer_context(pipeline_file: Path, out_dir: Path, *, bases: Bases
     text = TEMPLATE.read_text()
     for key, value in {"BUILDER_BASE": bases.builder, "RUNTIME_BASE": bases.runtime, "VENV": VENV,
                        "SOURCE_DATE_EPOCH": str(SOURCE_DATE_EPOCH), "RUNTIME_LIB": RUNTIME_LIB,
-                       "USER_ID": str(USER_ID), "SMOKE": ", ".join(SMOKE), "REVISION": _quote(revision),
-                       "LABELS": " \\\n      ".join(f"{k}={_quote(v)}" for k, v in sorted(labels.items()))}.items():
+                       "USER_ID": str(USER_ID), "SMOKE": ", ".join(SMOKE), "REVISION": dockerfile_quote(revision),
+                       "LABELS": label_lines(labels)}.items():
         text = text.replace("{{" + key + "}}", value)
     if "{{" in text:
         raise TrainerError("the trainer Dockerfile template has an unfilled placeholder")
@@ -137,11 +138,11 @@ def build_trainer(pipeline_file: Path, *, bases: Bases, tag: str | None = None, 
     """Generate the trainer context and build it (docker-py, host network, no pull)."""
     import tempfile
 
-    from model_packages.image.build import _require_image, docker_client, run_build
+    from model_packages.image.build import docker_client, require_image, run_build
 
     client = client or docker_client()
     for ref in sorted({bases.runtime, bases.builder}):
-        _require_image(client, ref, False)
+        require_image(client, ref, False)
     if context_dir is not None:
         return run_build(generate_trainer_context(pipeline_file, context_dir, bases=bases, tag=tag, log=log),
                          client=client, nocache=nocache, log=log)

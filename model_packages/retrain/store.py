@@ -49,9 +49,9 @@ def _save(value: Any, stem: Path) -> None:
         except TypeError as err:
             raise StoreError(f"step output is not JSON-serialisable: {err}") from None
     elif hasattr(value, "fit") or hasattr(value, "predict"):
-        from model_packages.loading import _import_skops_io
+        from model_packages.loading import import_skops_io
 
-        _import_skops_io().dump(value, stem.with_suffix(".skops"))
+        import_skops_io().dump(value, stem.with_suffix(".skops"))
     else:
         raise StoreError(f"a step returned a {type(value).__name__}: return arrays, DataFrames, JSON values, "
                          "estimators, a package directory or tuples of these")

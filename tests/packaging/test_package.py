@@ -314,3 +314,20 @@ def test_serve_with_comes_from_the_settings_not_the_environment(iris_package: Pa
     monkeypatch.setenv("KAIZEN_SERVE_WITH", "onnx")
     assert entry.main([*argv, str(tmp_path / "c")]) == 2
     assert loaded == ["SklearnModel", "OnnxModel"]
+
+
+def test_no_module_uses_another_modules_private_names() -> None:
+    """Private API stays private: cli.py took loading._load_skops, trainer.py context._quote..."""
+    import ast
+
+    import model_packages
+
+    src = Path(model_packages.__file__).parent
+    known = {("serving/tensors.py", "model_packages.serving.codecs._v2_tensor")}  # the serving runtime's, to untangle
+    found = set()
+    for path in sorted(src.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("model_packages"):
+                found |= {(path.relative_to(src).as_posix(), f"{node.module}.{a.name}") for a in node.names
+                          if a.name.startswith("_") and not a.name.startswith("__")}
+    assert found <= known, sorted(found - known)
