@@ -26,8 +26,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pydantic.alias_generators import to_camel
 
 from infra.batch_config import STORAGE_ACCOUNT_ID, bucket_and_prefix, check_storage_account, location_kind
+from model_packages.image.refs import is_digest_ref
 
-DIGEST_IMAGE = re.compile(r"^[a-z0-9][a-z0-9.-]*(?::[0-9]+)?/[a-z0-9._/-]+@sha256:[0-9a-f]{64}$")
 _CRON = re.compile(r"^(\S+\s+){4}\S+$")
 TRAINER_PIPELINE = "/opt/kaizen/pipeline.py"  # where `kaizen build --trainer` puts the pipeline file
 CANDIDATES = "candidates/"
@@ -47,7 +47,7 @@ class RetrainingSettings(BaseModel):
     @field_validator("image")
     @classmethod
     def _digest(cls, value: str) -> str:
-        if not DIGEST_IMAGE.match(value):
+        if not is_digest_ref(value):
             raise ValueError(f"{value!r} is not a digest-pinned trainer image REGISTRY/PATH@sha256:<64 hex>")
         return value
 

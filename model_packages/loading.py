@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 import threading
 import warnings
@@ -343,7 +342,7 @@ class BoosterModel:
         return self._labels[np.argmax(proba, axis=1)]
 
 
-def _import_skops_io() -> Any:
+def import_skops_io() -> Any:
     """Import skops.io without its default allow-list, which imports every scikit-learn module
     (about 0.45 s of start-up). Kaizen's own allow-list (`skops_trust`) names estimators instead."""
     if "skops.io" in sys.modules:
@@ -364,7 +363,7 @@ def _load_skops(path: Path, trusted: bool) -> Any:
     name before anything is imported or constructed."""
     from model_packages import skops_trust
 
-    skops_io = _import_skops_io()
+    skops_io = import_skops_io()
     try:
         untrusted = skops_io.get_untrusted_types(file=path)
     except Exception as error:  # corrupt zip or schema
@@ -410,16 +409,20 @@ def load_estimator(path: Path, fmt: str, trusted: bool) -> Any:
     return _load_skops(path, trusted)
 
 
+SERVE_WITH = ("compiled", "source")
+
+
 def load_model(package_dir: str | Path, *, verify: bool = True, serve_with: str | None = None) -> LoadedModel:
     """Load a package's model. Pickle formats load only when the manifest says `trusted: true`.
 
     A package with a compiled serving artifact is served from it (no scikit-learn import) unless
-    `serve_with="source"` (or `KAIZEN_SERVE_WITH=source`) asks for the source artifact."""
+    `serve_with="source"` asks for the source artifact (None: "compiled"). The runtime's settings
+    pass it down (`serving/settings.py` reads KAIZEN_SERVE_WITH); nothing here reads the environment."""
     directory = Path(package_dir)
     manifest = verify_files(directory) if verify else read_manifest(directory)
-    choice = serve_with or os.environ.get("KAIZEN_SERVE_WITH") or "compiled"
-    if choice not in ("compiled", "source"):
-        raise PackageError(f"KAIZEN_SERVE_WITH={choice!r}: use compiled or source")
+    choice = serve_with or "compiled"
+    if choice not in SERVE_WITH:
+        raise PackageError(f"serve_with={choice!r}: use compiled or source")
     if manifest.serving is not None and choice == "compiled":
         return OnnxModel(manifest, directory / manifest.serving.artifact)
     path = directory / manifest.artifact

@@ -79,17 +79,17 @@ def _example(directory: Path, meta: dict[str, Any]) -> dict[str, np.ndarray] | n
 
 
 def _load_sklearn(directory: Path, conf: dict[str, Any], trusted: bool) -> Any:
-    from model_packages.loading import _load_pickle, _load_skops
+    from model_packages.loading import load_estimator
 
     name = str(conf.get("pickled_model") or "model.pkl")
     path = _inside(directory, name)
     fmt = conf.get("serialization_format", "cloudpickle")
     if fmt == "skops":
-        return _load_skops(path, trusted)
+        return load_estimator(path, "skops", trusted)
     if not trusted:
         raise PackageError(f"the MLflow sklearn model is a {fmt} file ({name}): it can run arbitrary code when "
                            "loaded; pass --trusted only for a model you trust (Kaizen re-saves it as skops)")
-    return _load_pickle(path, "pickle")
+    return load_estimator(path, "pickle", trusted=True)
 
 
 def _load_lightgbm(directory: Path, conf: dict[str, Any]) -> Any:
@@ -101,10 +101,10 @@ def _load_lightgbm(directory: Path, conf: dict[str, Any]) -> Any:
             return lightgbm.Booster(model_file=str(path))
         except Exception as error:  # LightGBM raises its own error for a corrupt text model
             raise PackageError(f"{path.name} is not a LightGBM text model: {error}") from None
-    from model_packages.loading import _import_skops_io
+    from model_packages.loading import import_skops_io
     from model_packages.skops_trust import is_trusted
 
-    skops_io = _import_skops_io()
+    skops_io = import_skops_io()
     untrusted = skops_io.get_untrusted_types(file=path)
     unsafe = [t for t in untrusted if t not in _LIGHTGBM_SKOPS_TYPES and not is_trusted(t)]
     if unsafe:

@@ -17,7 +17,6 @@ import hashlib
 import io
 import json
 import os
-import subprocess
 import zipfile
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from model_packages.errors import KaizenError
+from model_packages.shell import run_quiet
 
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # the earliest date a zip entry can carry
 
@@ -60,12 +60,7 @@ def code_revision(where: Path | None = None) -> str | None:
     working directory), else None."""
     if "KAIZEN_CODE_REVISION" in os.environ:
         return os.environ["KAIZEN_CODE_REVISION"] or None
-    try:
-        result = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                                check=False, cwd=where)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return result.stdout.strip() or None if result.returncode == 0 else None
+    return run_quiet(["git", "rev-parse", "HEAD"], cwd=where)
 
 
 def _renumber(node: Any, ids: dict[int, int], files: dict[str, str]) -> Any:

@@ -27,7 +27,7 @@ if [ "${1:-up}" = destroy ]; then
 fi
 
 bash "$ROOT/scripts/start-docker.sh" >&2
-"$PY" -c 'from model_packages.image.base import ensure_bases; ensure_bases(kinds=("runtime", "builder"))' >&2
+"$PY" -c 'from model_packages.image.base import ensure_bases; from model_packages.image.settings import ImageSettings; ensure_bases(kinds=("runtime", "builder"), settings=ImageSettings.from_env())' >&2
 t2=$(date +%s)
 pulumi stack select --create "$STACK" --non-interactive >/dev/null
 pulumi up --yes --skip-preview --non-interactive --stack "$STACK"

@@ -28,18 +28,13 @@ from infra.drift_config import DriftSettings
 from infra.retraining_config import RetrainingSettings
 from model_packages.ci.workflows import DEPLOY_ENVIRONMENTS
 from model_packages.image import records
+from model_packages.image.refs import ImageRef, check_digest_ref
 
 NAMESPACE = "kaizen"
 Target = Literal["aws", "azure", "gcp", "local"]
 StackKind = Literal["platform", "dev", "staging", "prod", "preview"]
 SERVING_KINDS: tuple[StackKind, ...] = ("dev", "staging", "prod", "preview")
 
-# REGISTRY/PATH@sha256:<64 hex>; a tag (":1.0") is refused, a tag *and* digest too (ambiguous).
-_IMAGE_RE = re.compile(
-    r"^(?P<repository>(?P<registry>[a-z0-9][a-z0-9.-]*(?::[0-9]+)?)/"
-    r"(?P<path>[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*))"
-    r"@(?P<digest>sha256:[0-9a-f]{64})$"
-)
 _AWS_LOG_RETENTION = (
     1,
     3,
@@ -74,43 +69,8 @@ class _Model(BaseModel):
     model_config = MODEL_CONFIG
 
 
-def _check_image(value: str) -> str:
-    if _IMAGE_RE.match(value):
-        return value
-    if "@sha256:" not in value and re.search(r":[\w][\w.-]*$", value.rsplit("/", 1)[-1]):
-        raise ValueError(
-            f"{value!r} is referenced by tag; give the digest-pinned reference "
-            "REGISTRY/PATH@sha256:<64 hex> that `kaizen push` prints"
-        )
-    raise ValueError(f"{value!r} is not a digest-pinned image reference REGISTRY/PATH@sha256:<64 hex>")
-
-
-ImageStr = Annotated[str, AfterValidator(_check_image)]
+ImageStr = Annotated[str, AfterValidator(check_digest_ref)]
 Name = Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$")]
-
-
-class ImageRef(BaseModel):
-    """A parsed digest-pinned image reference."""
-
-    ref: str
-    registry: str
-    repository: str
-    path: str
-    digest: str
-
-    @classmethod
-    def parse(cls, ref: str) -> ImageRef:
-        m = _IMAGE_RE.match(_check_image(ref))
-        assert m is not None
-        return cls(ref=ref, **{k: m.group(k) for k in ("registry", "repository", "path", "digest")})
-
-    @property
-    def digest_hex(self) -> str:
-        return self.digest.split(":", 1)[1]
-
-    @property
-    def short_digest(self) -> str:
-        return self.digest_hex[:12]
 
 
 class ModelRef(_Model):
@@ -482,7 +442,7 @@ def _image_from_record(model: Any) -> str | None:
     if not records.records_path().is_file():
         return None
     try:
-        return str(records.find_image(model["name"], version)["reference"])
+        return records.find_image(model["name"], version).reference
     except records.NoImageRecorded:
         return None
     except records.RecordsError as err:

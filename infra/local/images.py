@@ -18,12 +18,9 @@ def _image_inputs() -> list[tuple[Path, Path]]:
     """(root, file) of the Kaizen sources that go into a model image: the serving runtime files the
     build context copies, and the image recipe (locks, Dockerfile template, build code)."""
     src = Path(model_packages.__file__).parent
-    try:
-        from model_packages.image.context import _runtime_files  # pyright: ignore[reportPrivateUsage]
+    from model_packages.image.context import runtime_files
 
-        runtime = list(_runtime_files(src))
-    except ImportError:  # pragma: no cover - older packaging module
-        runtime = [p for p in src.rglob("*.py")]
+    runtime = list(runtime_files(src))
     recipe = [p for p in (src / "image").rglob("*") if p.is_file()]
     return [(src, p) for p in sorted(set(runtime) | set(recipe))]
 
@@ -54,12 +51,14 @@ def build_and_push(package_dir: str, *, registry: str, base: str | None) -> tupl
     from model_packages.image.build import build_package, docker_client
     from model_packages.image.context import Bases
     from model_packages.image.registry import ImmutableTagError, push_image
+    from model_packages.image.settings import ImageSettings
 
     client = docker_client()
-    bases = Bases.choose(base, None) if base else Bases.local()
+    settings = ImageSettings.from_env()
+    bases = Bases.choose(base, None, settings) if base else Bases.local()
     if bases.runtime.startswith("kaizen-base/") or bases.builder.startswith("kaizen-base/"):
-        ensure_bases(client, log=lambda _m: None)
-    built = build_package(package_dir, bases=bases, client=client)
+        ensure_bases(client, log=lambda _m: None, settings=settings)
+    built = build_package(package_dir, bases=bases, client=client, settings=settings, source=settings.image_source)
     try:
         pushed = push_image(built.tag, registry, client=client, records_path=None)
     except ImmutableTagError:

@@ -74,11 +74,12 @@ class ToolsImageProvider(_Base):
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         from model_packages.image.base import ensure_bases
+        from model_packages.image.settings import ImageSettings
 
         c = ops.client()
         base = props["base"]
         if base.startswith("kaizen-base/"):
-            ensure_bases(c, kinds=("runtime",), log=lambda _m: None)
+            ensure_bases(c, kinds=("runtime",), log=lambda _m: None, settings=ImageSettings.from_env())
         with tempfile.TemporaryDirectory(prefix="kaizen-tools-") as tmp:
             ctx = Path(tmp)
             lines = [f"FROM {base}"]

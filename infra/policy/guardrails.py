@@ -29,8 +29,8 @@ from infra.common.config import Alerts
 from infra.common.rules import Res, evaluate
 from infra.common.tags import tag_property
 from infra.gcp import monitoring as gcp_monitoring
+from model_packages.image.refs import is_digest_ref
 
-DIGEST_IMAGE = re.compile(r"^[a-z0-9][a-z0-9.-]*(?::[0-9]+)?/[a-z0-9._/-]+@sha256:[0-9a-f]{64}$")
 REQUIRED_TAGS = ("kaizen-project", "kaizen-stack", "owner", "cost-center")
 REGISTRY_TYPES = (
     "aws:ecr/repository:Repository",
@@ -85,7 +85,7 @@ def _images(resource_type: str, props: Mapping[str, Any]) -> Iterable[Any]:
 
 def validate_image_digest(args: ResourceValidationArgs, report: ReportViolation) -> None:
     for image in _images(args.resource_type, args.props):
-        if isinstance(image, str) and not DIGEST_IMAGE.match(image):
+        if isinstance(image, str) and not is_digest_ref(image):
             report(f"image {image!r} is not pinned by digest (REGISTRY/PATH@sha256:<64 hex>)", None)
 
 

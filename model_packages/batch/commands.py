@@ -23,13 +23,16 @@ def batch(
     chunk_rows: Annotated[int, typer.Option("--chunk-rows", help="Rows per chunk (memory is bounded by it)")] = 10_000,
     probabilities: Annotated[bool, typer.Option("--probabilities", help="Add p_<label> columns")] = False,
     audit: Annotated[bool, typer.Option("--audit/--no-audit", help="Record the run in the audit trail")] = True,
+    serve_with: Annotated[str, typer.Option("--serve-with", envvar="KAIZEN_SERVE_WITH",
+                                            help="compiled (the serving artifact) or source")] = "compiled",
 ) -> None:
     """Score files in chunks: predictions/ and rejects/ (with the reason) under --out, resumable."""
     from model_packages.batch.job import ChunkResult, open_job
     from model_packages.batch.readers import count_chunks
 
     try:
-        job = open_job(package, inputs, out, chunk_rows=chunk_rows, probabilities=probabilities)
+        job = open_job(package, inputs, out, chunk_rows=chunk_rows, probabilities=probabilities,
+                       serve_with=serve_with)
         sizes = [p.stat().st_size for p in inputs]
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                       TextColumn("rows {task.fields[rows]:,} rejects {task.fields[rejects]:,}"),

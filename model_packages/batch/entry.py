@@ -19,6 +19,8 @@ from pathlib import Path
 from model_packages.batch.job import ChunkResult, open_job
 from model_packages.batch.readers import BatchError
 from model_packages.errors import PackageError
+from model_packages.loading import SERVE_WITH
+from model_packages.serving.settings import SettingsError, read_serve_with
 
 
 def _log(**fields: object) -> None:
@@ -45,6 +47,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--probabilities", action="store_true", help="add one p_<label> column per label")
     parser.add_argument("--resume-from", help="s3://bucket/prefix/ where an earlier run of this job uploaded --out")
     parser.add_argument("--model-dir", type=Path, default=Path(os.environ.get("KAIZEN_MODEL_DIR", "/opt/kaizen/model")))
+    parser.add_argument("--serve-with", choices=SERVE_WITH, default=None,
+                        help="the compiled serving artifact (default) or the source one; default $KAIZEN_SERVE_WITH")
     args = parser.parse_args(argv)
     args.out = Path(str(args.out).replace("{execution}", execution_id()))
     hashes: list[str] | None = None
@@ -64,8 +68,13 @@ def main(argv: list[str]) -> int:
             return 2
         _log(event="batch_resume", prefix=uri, chunks_done=chunks)
     try:
+        serve_with = args.serve_with or read_serve_with(os.environ)
+    except SettingsError as error:
+        _log(event="batch_failed", error=str(error))
+        return 2
+    try:
         job = open_job(args.model_dir, args.inputs, args.out, chunk_rows=args.chunk_rows,
-                       probabilities=args.probabilities)
+                       probabilities=args.probabilities, serve_with=serve_with)
     except PackageError as error:
         _log(event="model_load_failed", error=str(error))
         return 1

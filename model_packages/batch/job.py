@@ -226,6 +226,8 @@ class BatchJob:
 
 
 def open_job(package: str | Path, inputs: list[Path], out: Path, *, chunk_rows: int = 10_000,
-             probabilities: bool = False) -> BatchJob:
-    """Load the package as the server does (hash check, compiled serving artifact, warm-up)."""
-    return BatchJob(load_runner(package), inputs, out, chunk_rows=chunk_rows, probabilities=probabilities)
+             probabilities: bool = False, serve_with: str | None = None) -> BatchJob:
+    """Load the package as the server does (hash check, compiled serving artifact unless `serve_with`
+    is "source", warm-up)."""
+    return BatchJob(load_runner(package, serve_with=serve_with), inputs, out, chunk_rows=chunk_rows,
+                    probabilities=probabilities)

@@ -133,6 +133,7 @@ def publish(
     from model_packages.image.build import build_package, docker_client
     from model_packages.image.context import Bases
     from model_packages.image.registry import push_image
+    from model_packages.image.settings import ImageSettings
     from model_packages.package import verify_package
 
     if registry is None and target is not None:
@@ -140,13 +141,15 @@ def publish(
     if registry is None:
         raise typer.BadParameter("give --registry, or --target with $KAIZEN_REGISTRY_<TARGET> set")
     try:
-        verify_package(package, load=True)
+        manifest = verify_package(package, load=True)  # the build's one verification (and a load)
+        settings = ImageSettings.from_env()
         bases = (Bases(base or base_mod.RUNTIME_BASE, base_mod.BUILDER_BASE) if local_base
-                 else Bases.choose(base, None))
+                 else Bases.choose(base, None, settings))
         client = docker_client()
         if local_base:
-            base_mod.ensure_bases(client, log=lambda m: err.print(m))
-        built = build_package(package, bases=bases, client=client, log=lambda m: err.print(m, highlight=False))
+            base_mod.ensure_bases(client, log=lambda m: err.print(m), settings=settings)
+        built = build_package(package, bases=bases, client=client, log=lambda m: err.print(m, highlight=False),
+                              manifest=manifest, settings=settings, source=settings.image_source)
         pushed = push_image(built.tag, registry, client=client, log=lambda m: err.print(m, highlight=False))
     except KaizenError as error:
         raise _fail(error) from None

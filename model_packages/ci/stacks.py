@@ -21,9 +21,9 @@ from pulumi import automation as auto
 
 from model_packages.audit import trail
 from model_packages.errors import KaizenError
+from model_packages.image.refs import is_digest_ref
 
 TARGETS = ("local", "aws", "azure", "gcp")
-DIGEST_REF = re.compile(r"^[^@\s]+@sha256:[0-9a-f]{64}$")
 
 
 class StackError(KaizenError):
@@ -106,7 +106,7 @@ def _engine_env() -> dict[str, str]:
 
 
 def check_digest_ref(image: str) -> str:
-    if not DIGEST_REF.match(image):
+    if not is_digest_ref(image):
         raise StackError(f"image {image!r} is not pinned by digest (REGISTRY/REPO@sha256:<64 hex>)")
     return image
 

@@ -22,7 +22,6 @@ import base64
 import json
 import os
 import re
-import subprocess
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -30,6 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from model_packages.errors import KaizenError
+from model_packages.shell import run_quiet
 
 ECR_HOST = re.compile(
     r"^(?P<account>\d{12})\.dkr\.ecr(?:-fips)?\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?$"
@@ -96,14 +96,6 @@ def ecr_credentials(host: str, *, endpoint_url: str | None = None) -> Credential
     return Credentials(username, password, "ecr:GetAuthorizationToken")
 
 
-def _run_cli(cmd: list[str]) -> str | None:
-    try:
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
-
-
 def azure_access_token(env: Mapping[str, str]) -> tuple[str, str]:
     token = env.get("AZURE_ACCESS_TOKEN")
     if token:
@@ -117,7 +109,7 @@ def azure_access_token(env: Mapping[str, str]) -> tuple[str, str]:
         pass
     except Exception as error:
         raise RegistryAuthError(f"azure-identity could not get a token: {error}") from None
-    token = _run_cli(["az", "account", "get-access-token", "--query", "accessToken", "-o", "tsv"])
+    token = run_quiet(["az", "account", "get-access-token", "--query", "accessToken", "-o", "tsv"], timeout=60)
     if token:
         return token, "az account get-access-token"
     raise RegistryAuthError(
@@ -179,7 +171,7 @@ def gar_credentials(host: str, *, env: Mapping[str, str] | None = None) -> Crede
         pass
     except Exception as error:
         raise RegistryAuthError(f"registry {host}: google-auth failed: {error}") from None
-    token = _run_cli(["gcloud", "auth", "print-access-token"])
+    token = run_quiet(["gcloud", "auth", "print-access-token"], timeout=60)
     if token:
         return Credentials(GOOGLE_USER, token, "gcloud auth print-access-token")
     raise RegistryAuthError(

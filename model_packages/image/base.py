@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from model_packages.errors import KaizenError
+from model_packages.image.settings import DEBIAN_MIRROR, DEBIAN_SECURITY_MIRROR, DEFAULT_SETTINGS, ImageSettings
 
 # Default base for real users: upstream python:3.11-slim-bookworm pinned by digest (a tag moves).
 # The digest is one published for that tag; it cannot be checked from this offline machine:
@@ -53,10 +54,6 @@ DEFAULT_UPSTREAM_BASE = (
 RUNTIME_BASE = "kaizen-base/python:3.11-bookworm-runtime"
 BUILDER_BASE = "kaizen-base/python:3.11-bookworm-builder"
 
-DEBIAN_MIRROR = os.environ.get("KAIZEN_DEBIAN_MIRROR", "http://deb.debian.org/debian")
-DEBIAN_SECURITY = os.environ.get(
-    "KAIZEN_DEBIAN_SECURITY_MIRROR", "http://deb.debian.org/debian-security"
-)
 SUITE = "bookworm"
 # Debian bookworm's release date; keeps the rootfs tarball reproducible.
 BASE_SOURCE_DATE_EPOCH = 1686355200
@@ -135,6 +132,13 @@ HOST_ARCH = "amd64"
 _QEMU = {"arm64": "qemu-aarch64"}
 
 
+def platform_of(arch: str) -> str:
+    """`arm64` -> `linux/arm64`: the OCI platform of a supported architecture."""
+    if arch not in ARCHES:
+        raise BaseImageError(f"unsupported architecture {arch!r}: {', '.join(ARCHES)}")
+    return ARCHES[arch][0]
+
+
 def arch_for_platform(platform: str) -> str:
     """`linux/arm64` (or `arm64`, `linux/arm64/v8`) -> `arm64`; an unsupported one is refused."""
     text = platform.strip().lower()
@@ -177,13 +181,15 @@ class BaseSpec:
     packages: tuple[str, ...]
     variant: str
     arch: str = HOST_ARCH
+    mirror: str = DEBIAN_MIRROR  # ImageSettings.debian_mirror
+    security_mirror: str = DEBIAN_SECURITY_MIRROR
 
     @property
     def platform(self) -> str:
-        return ARCHES[self.arch][0]
+        return platform_of(self.arch)
 
     def cache_key(self) -> str:
-        parts = [SUITE, DEBIAN_MIRROR, DEBIAN_SECURITY, self.variant, *self.packages,
+        parts = [SUITE, self.mirror, self.security_mirror, self.variant, *self.packages,
                  *mmdebstrap_options(self), "v3"]
         if self.arch != HOST_ARCH:  # the host's keys (and cached bases) stay as they were
             parts.append(f"arch={self.arch}")
@@ -197,9 +203,11 @@ SPECS = {
 }
 
 
-def variant_spec(kind: str, extra: tuple[str, ...] = (), arch: str = HOST_ARCH) -> BaseSpec:
+def variant_spec(kind: str, extra: tuple[str, ...] = (), arch: str = HOST_ARCH,
+                 settings: ImageSettings = DEFAULT_SETTINGS) -> BaseSpec:
     """The base of `kind` with the Debian packages `extra` added (the plain base without), for
-    `arch` (another architecture than the host's: an ``-<arch>`` suffix on the tag)."""
+    `arch` (another architecture than the host's: an ``-<arch>`` suffix on the tag), from the
+    Debian mirrors of `settings`."""
     spec = SPECS[kind]
     added = tuple(sorted(set(extra) - set(spec.packages)))
     image = f"{spec.image}-{'-'.join(added)}" if added else spec.image
@@ -207,9 +215,10 @@ def variant_spec(kind: str, extra: tuple[str, ...] = (), arch: str = HOST_ARCH) 
         if arch not in ARCHES:
             raise BaseImageError(f"unsupported architecture {arch!r}: {', '.join(ARCHES)}")
         image = f"{image}-{arch}"
-    if not added and arch == HOST_ARCH:
+    mirrors = (settings.debian_mirror, settings.debian_security_mirror)
+    if not added and arch == HOST_ARCH and mirrors == (spec.mirror, spec.security_mirror):
         return spec
-    return BaseSpec(kind, image, (*spec.packages, *added), spec.variant, arch)
+    return BaseSpec(kind, image, (*spec.packages, *added), spec.variant, arch, *mirrors)
 
 
 def cache_dir() -> Path:
@@ -254,9 +263,9 @@ def mmdebstrap_command(spec: BaseSpec, target: Path) -> list[str]:
         *mmdebstrap_options(spec),
         SUITE,
         str(target),
-        f"deb {DEBIAN_MIRROR} {SUITE} main",
-        f"deb {DEBIAN_MIRROR} {SUITE}-updates main",
-        f"deb {DEBIAN_SECURITY} {SUITE}-security main",
+        f"deb {spec.mirror} {SUITE} main",
+        f"deb {spec.mirror} {SUITE}-updates main",
+        f"deb {spec.security_mirror} {SUITE}-security main",
     ]
 
 
@@ -375,16 +384,18 @@ def ensure_bases(
     log: Callable[[str], None] = print,
     extra: tuple[str, ...] = (),
     arch: str = HOST_ARCH,
+    settings: ImageSettings = DEFAULT_SETTINGS,
 ) -> dict[str, str]:
     """Make sure the local base images exist (with the Debian packages `extra` added, see
-    :func:`variant_spec`) for `arch`; returns {kind: image reference}."""
+    :func:`variant_spec`) for `arch`, built from the Debian mirrors of `settings` when missing;
+    returns {kind: image reference}."""
     if client is None:
         import docker
 
         client = docker.from_env()
     out: dict[str, str] = {}
     for kind in kinds:
-        spec = variant_spec(kind, extra, arch)
+        spec = variant_spec(kind, extra, arch, settings)
         if not force and image_current(client, spec):
             out[kind] = spec.image
             continue

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from model_packages import verify
 from model_packages.errors import KaizenError
 from model_packages.image.context import (
     SYSTEM_PACKAGES,
@@ -24,6 +25,8 @@ from model_packages.image.context import (
     flavor_for,
     generate_context,
 )
+from model_packages.image.settings import DEFAULT_SETTINGS, ImageSettings
+from model_packages.manifest import Manifest
 
 _STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
 
@@ -199,16 +202,20 @@ def build_package(
     revision: str | None = None,
     log: Callable[[str], None] = lambda _msg: None,
     platform: str = "linux/amd64",
+    manifest: Manifest | None = None,
+    settings: ImageSettings = DEFAULT_SETTINGS,
 ) -> BuildResult:
-    """Validate the package, generate its context, build it for `platform` (linux/amd64 or
+    """Generate the context of a verified package and build it for `platform` (linux/amd64 or
     linux/arm64; a foreign one runs under QEMU user emulation). A bad package is never built.
 
-    A base image missing locally is pulled only with `pull=True` (a digest-pinned reference is
-    required for that); otherwise the build stops and says how to get it."""
+    `manifest`: the package's, as the caller's `verify.verify_files` returned it (one verification per
+    build); None: verified here, before the engine is touched. `settings`: the Debian mirrors of local
+    bases built on first use. A base image missing locally is pulled only with `pull=True` (a
+    digest-pinned reference is required for that); otherwise the build stops and says how to get it."""
     from model_packages.image.base import HOST_ARCH, arch_for_platform, ensure_bases, require_emulation
-    from model_packages.package import verify_package
 
-    manifest = verify_package(package_dir)  # before touching the engine: a bad package is never built
+    if manifest is None:
+        manifest = verify.verify_files(package_dir)  # before touching the engine: a bad package is never built
     arch = arch_for_platform(platform)
     require_emulation(arch)
     client = client or docker_client()
@@ -216,26 +223,26 @@ def build_package(
     arch_bases = bases.for_arch(arch)
     resolved, _ = arch_bases.for_flavor(flavor_for(manifest), arch)
     if local and arch != HOST_ARCH:  # the foreign architecture's bases, built on first use
-        ensure_bases(client, arch=arch, log=log)
+        ensure_bases(client, arch=arch, log=log, settings=settings)
     if resolved != arch_bases:  # a local base variant with the flavor's system packages, built on first use
-        ensure_bases(client, extra=SYSTEM_PACKAGES[flavor_for(manifest)], arch=arch, log=log)
+        ensure_bases(client, extra=SYSTEM_PACKAGES[flavor_for(manifest)], arch=arch, log=log, settings=settings)
     for ref in sorted({resolved.runtime, resolved.builder}):
-        _require_image(client, ref, pull, platform)
+        require_image(client, ref, pull, platform)
     if context_dir is not None:
         ctx = generate_context(
             package_dir, context_dir, bases=bases, tag=tag, source=source, revision=revision,
-            log=log, arch=arch,
+            log=log, arch=arch, manifest=manifest,
         )
         return run_build(ctx, client=client, nocache=nocache, progress=progress, log=log)
     with tempfile.TemporaryDirectory(prefix="kaizen-context-") as tmp:
         ctx = generate_context(
             package_dir, Path(tmp) / "context", bases=bases, tag=tag, source=source,
-            revision=revision, log=log, arch=arch,
+            revision=revision, log=log, arch=arch, manifest=manifest,
         )
         return run_build(ctx, client=client, nocache=nocache, progress=progress, log=log)
 
 
-def _require_image(client: Any, ref: str, pull: bool, platform: str = "linux/amd64") -> None:
+def require_image(client: Any, ref: str, pull: bool, platform: str = "linux/amd64") -> None:
     import docker.errors
 
     try:

@@ -32,6 +32,7 @@ def base_command(
     """Build the local Debian base images with mmdebstrap (cached under ~/.cache/kaizen/base)."""
     from model_packages.image import base
     from model_packages.image.build import docker_client
+    from model_packages.image.settings import ImageSettings
 
     kinds = ("runtime", "builder") if kind == "all" else (kind,)
     if any(k not in base.SPECS for k in kinds):
@@ -40,7 +41,8 @@ def base_command(
         arch = base.arch_for_platform(arch)
         with err.status(f"building {arch} base images (mmdebstrap, docker import)"):
             images = base.ensure_bases(
-                docker_client(), kinds=kinds, force=force, log=lambda m: err.print(m), arch=arch
+                docker_client(), kinds=kinds, force=force, log=lambda m: err.print(m), arch=arch,
+                settings=ImageSettings.from_env(),
             )
     except KaizenError as error:
         raise _fail(error) from None
@@ -83,19 +85,21 @@ def build_command(
     as_json: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
 ) -> None:
     """Build the image of a model package: kaizen/NAME:VERSION (per platform: -<arch> tags)."""
+    from model_packages import verify
     from model_packages.image import base as base_mod
     from model_packages.image.build import build_package, docker_client
     from model_packages.image.context import Bases, default_tag, generate_context
     from model_packages.image.multiarch import parse_platforms, platform_tag
-    from model_packages.manifest import read_manifest
-    from model_packages.package import verify_package
+    from model_packages.image.settings import ImageSettings
 
     try:
-        verify_package(package)  # a package that fails validation is never built
+        settings = ImageSettings.from_env()
+        source = source or settings.image_source
+        manifest = verify.verify_files(package)  # once per build: a package that fails validation is never built
         if local_base:
             bases = Bases(base or base_mod.RUNTIME_BASE, builder_base or base_mod.BUILDER_BASE)
         else:
-            bases = Bases.choose(base, builder_base)
+            bases = Bases.choose(base, builder_base, settings)
         platforms = parse_platforms(platform) if platform else [None]
         if context_only:
             target = context_dir or Path("build") / "kaizen-context"
@@ -104,6 +108,7 @@ def build_command(
                     package, target if len(platforms) == 1 else target / str(p).replace("/", "-"),
                     bases=bases, tag=tag, source=source, revision=revision,
                     log=lambda m: err.print(m), arch=base_mod.arch_for_platform(p) if p else base_mod.HOST_ARCH,
+                    manifest=manifest,
                 )
                 out.print(f"build context for {ctx.tag} ({ctx.platform}) in {ctx.directory}")
             return
@@ -111,10 +116,10 @@ def build_command(
         if local_base:
             for p in platforms:
                 arch = base_mod.arch_for_platform(p) if p else base_mod.HOST_ARCH
-                base_mod.ensure_bases(client, arch=arch, log=lambda m: err.print(m))
+                base_mod.ensure_bases(client, arch=arch, log=lambda m: err.print(m), settings=settings)
         results = []
         for p in platforms:
-            tag_p = tag if p is None else platform_tag(tag or default_tag(read_manifest(package)), p)
+            tag_p = tag if p is None else platform_tag(tag or default_tag(manifest), p)
             results.append(build_package(
                 package,
                 bases=bases,
@@ -128,6 +133,8 @@ def build_command(
                 revision=revision,
                 log=lambda m: None if err.is_terminal or as_json else err.print(m, highlight=False),
                 platform=p or "linux/amd64",
+                manifest=manifest,
+                settings=settings,
             ))
     except KaizenError as error:
         raise _fail(error) from None
@@ -157,16 +164,18 @@ def build_trainer_command(
     from model_packages.image import base as base_mod
     from model_packages.image.build import docker_client
     from model_packages.image.context import Bases
+    from model_packages.image.settings import ImageSettings
     from model_packages.image.trainer import build_trainer
 
     try:
+        settings = ImageSettings.from_env()
         if local_base:
             bases = Bases(base or base_mod.RUNTIME_BASE, builder_base or base_mod.BUILDER_BASE)
         else:
-            bases = Bases.choose(base, builder_base)
+            bases = Bases.choose(base, builder_base, settings)
         client = docker_client()
         if local_base:
-            base_mod.ensure_bases(client, log=lambda m: err.print(m))
+            base_mod.ensure_bases(client, log=lambda m: err.print(m), settings=settings)
         result = build_trainer(pipeline, bases=bases, tag=tag, client=client, nocache=no_cache,
                                context_dir=context_dir, log=lambda m: err.print(m, highlight=False))
     except KaizenError as error:
@@ -221,7 +230,8 @@ def push_command(
     except KaizenError as error:
         raise _fail(error) from None
     if as_json:
-        print(json.dumps(result.__dict__, indent=2))
+        record = getattr(result, "record", None)
+        print(json.dumps({**result.__dict__, "record": record.to_json() if record else None}, indent=2))
     else:
         print(result.reference)  # type: ignore[attr-defined]
 

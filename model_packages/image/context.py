@@ -10,8 +10,8 @@ Context layout::
     requirements.lock      the image lock (hashed), see locks/
     build/trim_venv.py     trims the venv in the builder stage
     wheels/*.whl           the locked wheels (from the offline wheel cache)
-    runtime/opt/kaizen/lib/model_packages/...  only the runtime part of the package
-                                               (no CLI, no image code)
+    runtime/opt/kaizen/lib/model_packages/...  only the runtime (RUNTIME_FILES: what the
+                                               entry points import; no CLI, no image code)
     model/opt/kaizen/model/<files>             the model package (kaizen.yaml + artifacts)
 
 `runtime/` and `model/` mirror the image's file system and are copied to "/" so that every
@@ -26,7 +26,6 @@ from __future__ import annotations
 import io
 import os
 import shutil
-import subprocess
 import tarfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -36,10 +35,14 @@ from typing import IO
 from urllib.parse import urlsplit, urlunsplit
 
 import model_packages
+from model_packages import verify
 from model_packages.errors import KaizenError, PackageError
 from model_packages.image import locks
-from model_packages.image.base import BUILDER_BASE, DEFAULT_UPSTREAM_BASE, RUNTIME_BASE
+from model_packages.image.base import BUILDER_BASE, DEFAULT_UPSTREAM_BASE, RUNTIME_BASE, platform_of
+from model_packages.image.refs import image_repository, tag_for
+from model_packages.image.settings import DEFAULT_SETTINGS, ImageSettings
 from model_packages.manifest import Manifest
+from model_packages.shell import run_quiet
 
 # 2023-11-14T22:13:20Z: fixed timestamp of every file in the context and in the image layers.
 SOURCE_DATE_EPOCH = 1700000000
@@ -50,8 +53,23 @@ MODEL_DIR = "/opt/kaizen/model"
 ENTRYPOINT = (f"{VENV}/bin/python", "-m", "model_packages.serving")
 LABEL_PREFIX = "io.kaizen"
 
-# Parts of `model_packages` that the serving runtime does not need inside images.
-RUNTIME_EXCLUDES = {"cli.py", "mlflow_import.py", "image", "ci", "__pycache__"}
+# What an image runs: `python -m` of these (the ENTRYPOINT, `serve`, `batch` and `batch-blob` through
+# serving/launch.py; the edge runtime with `--entrypoint /opt/venv/bin/python IMAGE -m model_packages.edge`).
+IMAGE_ENTRYPOINTS = ("model_packages.serving", "model_packages.edge")
+# The runtime that goes into images, an allow-list: exactly the files of `model_packages` the entry
+# points import (tests/image/test_runtime_allowlist.py walks their imports and fails on a module
+# missing here, one listed but not imported, or a third-party import the image locks lack).
+RUNTIME_FILES = (
+    "__init__.py", "py.typed", "errors.py", "manifest.py", "verify.py", "onnx_check.py", "loading.py",
+    "skops_trust.py", "baseline.py", "azure_blob.py",
+    "serving/__init__.py", "serving/__main__.py", "serving/launch.py", "serving/settings.py",
+    "serving/contract.py", "serving/workers.py", "serving/server.py", "serving/app.py", "serving/runtime.py",
+    "serving/runner.py", "serving/schema.py", "serving/codecs.py", "serving/tensors.py", "serving/openapi.py",
+    "serving/metrics.py", "serving/logs.py", "serving/capture.py", "serving/drift.py",
+    "drift/__init__.py", "drift/calibration.py", "drift/counters.py", "drift/state.py", "drift/stats.py",
+    "batch/__init__.py", "batch/entry.py", "batch/blob_entry.py", "batch/job.py", "batch/readers.py",
+    "edge/__init__.py", "edge/__main__.py", "edge/runtime.py",
+)
 
 TEMPLATE = Path(__file__).with_name("Dockerfile.tmpl")
 SITE_PACKAGES = f"{VENV}/lib/python3.11/site-packages"
@@ -131,18 +149,33 @@ class Bases:
         return self, needed
 
     @classmethod
-    def choose(cls, base: str | None, builder: str | None) -> Bases:
-        """`base` None -> env KAIZEN_BASE_IMAGE, else the upstream digest-pinned default."""
-        runtime = base or os.environ.get("KAIZEN_BASE_IMAGE") or DEFAULT_UPSTREAM_BASE
-        if builder is None:
-            builder = os.environ.get("KAIZEN_BUILDER_IMAGE")
-        if builder is None:
-            builder = BUILDER_BASE if runtime == RUNTIME_BASE else runtime
+    def choose(cls, base: str | None, builder: str | None, settings: ImageSettings = DEFAULT_SETTINGS) -> Bases:
+        """`base` None -> the settings' base image (KAIZEN_BASE_IMAGE), else the upstream digest-pinned
+        default; `builder` None -> the settings' builder image, else the runtime's (the local builder
+        base for the local runtime base)."""
+        runtime = base or settings.base_image or DEFAULT_UPSTREAM_BASE
+        builder = builder or settings.builder_image or (BUILDER_BASE if runtime == RUNTIME_BASE else runtime)
         return cls(runtime, builder)
 
 
+class ContextFiles:
+    """A generated build context for one architecture: the platform it builds for, its Dockerfile.
+    Shared by the model image's context (BuildContext) and the trainer's (trainer.TrainerContext)."""
+
+    directory: Path
+    arch: str
+
+    @property
+    def platform(self) -> str:
+        return platform_of(self.arch)
+
+    @property
+    def dockerfile(self) -> Path:
+        return self.directory / "Dockerfile"
+
+
 @dataclass
-class BuildContext:
+class BuildContext(ContextFiles):
     directory: Path
     manifest: Manifest
     flavor: str
@@ -151,26 +184,9 @@ class BuildContext:
     labels: dict[str, str] = field(default_factory=dict)
     arch: str = "amd64"
 
-    @property
-    def platform(self) -> str:
-        return f"linux/{self.arch}"
-
-    @property
-    def dockerfile(self) -> Path:
-        return self.directory / "Dockerfile"
-
-
-def image_repository(name: str) -> str:
-    return f"kaizen/{name}"
-
 
 def default_tag(manifest: Manifest) -> str:
-    return f"{image_repository(manifest.name)}:{_tag_safe(manifest.version)}"
-
-
-def _tag_safe(version: str) -> str:
-    # Docker tags allow [A-Za-z0-9_.-]; SemVer build metadata uses '+'.
-    return version.replace("+", "_")
+    return f"{image_repository(manifest.name)}:{tag_for(manifest.version)}"
 
 
 def flavor_for(manifest: Manifest) -> str:
@@ -179,16 +195,6 @@ def flavor_for(manifest: Manifest) -> str:
     if manifest.framework == "onnx" or manifest.serving is not None:
         return "onnx"
     return manifest.framework
-
-
-def _git(*args: str, cwd: Path) -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", *args], cwd=cwd, capture_output=True, text=True, timeout=5, check=False
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
 
 
 def public_url(url: str | None) -> str:
@@ -227,11 +233,11 @@ def oci_labels(
         "org.opencontainers.image.version": manifest.version,
         "org.opencontainers.image.created": created.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "org.opencontainers.image.source": public_url(
-            source or os.environ.get("KAIZEN_IMAGE_SOURCE") or _git("remote", "get-url", "origin", cwd=here)
+            source or run_quiet(["git", "remote", "get-url", "origin"], cwd=here)
         ),
         "org.opencontainers.image.revision": revision
         or manifest.lineage.code_revision
-        or _git("rev-parse", "HEAD", cwd=here)
+        or run_quiet(["git", "rev-parse", "HEAD"], cwd=here)
         or "unknown",
         "org.opencontainers.image.licenses": "Apache-2.0",
         f"{LABEL_PREFIX}.model.name": manifest.name,
@@ -256,7 +262,12 @@ def _created(manifest: Manifest) -> datetime:
     return created.astimezone(UTC)
 
 
-def _quote(value: str) -> str:
+def label_lines(labels: dict[str, str]) -> str:
+    """The arguments of a Dockerfile LABEL instruction, one label a line, sorted."""
+    return " \\\n      ".join(f"{k}={dockerfile_quote(v)}" for k, v in sorted(labels.items()))
+
+
+def dockerfile_quote(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ") + '"'
 
 
@@ -272,7 +283,6 @@ def render_dockerfile(bases: Bases, labels: dict[str, str], flavor: str = "sklea
                       system_packages: tuple[str, ...] = ()) -> str:
     """The Dockerfile; `system_packages` are installed with apt-get in the builder stage (for the
     smoke imports) and in the image (see `Bases.for_flavor`)."""
-    label_lines = " \\\n      ".join(f"{k}={_quote(v)}" for k, v in sorted(labels.items()))
     text = TEMPLATE.read_text()
     for key, value in {
         "BUILDER_BASE": bases.builder,
@@ -282,8 +292,8 @@ def render_dockerfile(bases: Bases, labels: dict[str, str], flavor: str = "sklea
         "RUNTIME_LIB": RUNTIME_LIB,
         "MODEL_DIR": MODEL_DIR,
         "USER_ID": str(USER_ID),
-        "LABELS": label_lines,
-        "ENTRYPOINT": "[" + ", ".join(_quote(p) for p in ENTRYPOINT) + "]",
+        "LABELS": label_lines(labels),
+        "ENTRYPOINT": "[" + ", ".join(dockerfile_quote(p) for p in ENTRYPOINT) + "]",
         "TRIM": " ".join(f"'{g}'" for g in FLAVOR_TRIM.get(flavor, ())),
         "SMOKE": " ".join(FLAVOR_SMOKE.get(flavor, ())),
         "SYSTEM_PACKAGES": _apt_install(system_packages),
@@ -294,16 +304,16 @@ def render_dockerfile(bases: Bases, labels: dict[str, str], flavor: str = "sklea
     return text
 
 
-def _runtime_files(root: Path) -> Iterator[Path]:
-    for path in sorted(root.rglob("*")):
-        rel = path.relative_to(root)
-        if any(part in RUNTIME_EXCLUDES for part in rel.parts):
-            continue
-        if path.is_file() and (path.suffix in {".py", ".typed", ".json", ".yaml"}):
-            yield path
+def runtime_files(root: Path) -> Iterator[Path]:
+    """The files of the `model_packages` tree at `root` that go into images (:data:`RUNTIME_FILES`)."""
+    for name in sorted(RUNTIME_FILES):
+        path = root / name
+        if not path.is_file():
+            raise ContextError(f"{path} is in the image runtime (context.RUNTIME_FILES) but does not exist")
+        yield path
 
 
-def _link_or_copy(src: Path, dst: Path) -> None:
+def link_or_copy(src: Path, dst: Path) -> None:
     dst.parent.mkdir(parents=True, exist_ok=True)
     try:
         os.link(src, dst)
@@ -321,16 +331,18 @@ def generate_context(
     revision: str | None = None,
     log: Callable[[str], None] = lambda _msg: None,
     arch: str = "amd64",
+    manifest: Manifest | None = None,
 ) -> BuildContext:
-    """Validate the package, then write a complete build context into `out_dir` for the
-    image architecture `arch` (its bases, its lock and wheels).
+    """Write a complete build context of a verified package into `out_dir` for the image
+    architecture `arch` (its bases, its lock and wheels).
 
-    A package that fails validation raises PackageError before anything is written.
+    `manifest` is the package's, as the caller's `verify.verify_files` returned it (a build verifies
+    once); without it the package is verified here. A package that fails validation raises
+    PackageError before anything is written.
     """
-    from model_packages.package import verify_package
-
     package = Path(package_dir)
-    manifest = verify_package(package)  # raises PackageError: never build a bad package
+    if manifest is None:
+        manifest = verify.verify_files(package)  # raises PackageError: never build a bad package
     flavor = flavor_for(manifest)
     bases, system_packages = bases.for_arch(arch).for_flavor(flavor, arch)
     lock_file = locks.lock_path(flavor, arch)
@@ -343,13 +355,13 @@ def generate_context(
     out.mkdir(parents=True)
     # Locked wheels and lock.
     for whl in wheels:
-        _link_or_copy(whl, out / "wheels" / whl.name)
+        link_or_copy(whl, out / "wheels" / whl.name)
     shutil.copyfile(lock_file, out / "requirements.lock")
     (out / "build").mkdir()
     shutil.copyfile(Path(__file__).with_name("trim_venv.py"), out / "build" / "trim_venv.py")
     # Runtime code: only what the serving runtime needs.
     src_root = Path(model_packages.__file__).parent
-    for path in _runtime_files(src_root):
+    for path in runtime_files(src_root):
         dst = out / "runtime" / RUNTIME_LIB.lstrip("/") / "model_packages" / path.relative_to(
             src_root
         )
@@ -365,12 +377,12 @@ def generate_context(
         src = package / name
         if not src.is_file():
             raise PackageError(f"{src} is missing")
-        _link_or_copy(src, model_out / name)
+        link_or_copy(src, model_out / name)
 
     labels = oci_labels(
         manifest,
         flavor=flavor,
-        lock_sha256=locks.sha256_file(lock_file),
+        lock_sha256=verify.sha256_file(lock_file),
         source=source,
         revision=revision,
     )

@@ -17,7 +17,6 @@ Regenerate the locks (needs PyPI)::
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import shutil
@@ -29,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from model_packages.errors import KaizenError
+from model_packages.verify import sha256_file
 
 LOCK_DIR = Path(__file__).parent / "locks"
 
@@ -75,16 +75,7 @@ EXCLUDE: dict[str, frozenset[str]] = {
     # those subpackages are not in images either (see context.FLAVOR_TRIM).
     "onnx": frozenset({"protobuf", "flatbuffers", "packaging"}),
 }
-# Which lock a model package needs, by its artifact file.
-ARTIFACT_FLAVOR = {
-    "model.skops": "sklearn",
-    "model.pkl": "sklearn",
-    "model.joblib": "sklearn",
-    "model.onnx": "onnx",
-    "model.ubj": "xgboost",
-    "model.json": "xgboost",
-    "model.txt": "lightgbm",
-}
+# Which lock a model package needs: context.flavor_for (from its manifest).
 
 _LINE = re.compile(r"^([A-Za-z0-9_.\-]+)==([^\s\\;]+)")
 _HASH = re.compile(r"--hash=sha256:([0-9a-f]{64})")
@@ -146,14 +137,6 @@ def read_lock(path: Path) -> list[Pin]:
             raise LockError(f"{path}: {m.group(1)} has no --hash")
         pins.append(Pin(m.group(1), m.group(2), hashes))
     return pins
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _wheel_name_version(filename: str) -> tuple[str, str]:

@@ -14,14 +14,14 @@ import hashlib
 import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from model_packages.image import records
 from model_packages.image.auth import credentials_for
 from model_packages.image.base import arch_for_platform
+from model_packages.image.refs import tag_for
 from model_packages.image.registry import (
     MANIFEST_TYPES,
     ImmutableTagError,
@@ -29,7 +29,9 @@ from model_packages.image.registry import (
     PushResult,
     Registry,
     RegistryClient,
+    image_record,
     push_image,
+    utc_now,
 )
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -44,7 +46,7 @@ class IndexResult:
     platforms: dict[str, str]  # platform -> digest-pinned reference of its image
     pushed: bool
     seconds: float = 0.0
-    record: dict[str, Any] = field(default_factory=dict)
+    record: records.ImageRecord | None = None
 
 
 def parse_platforms(text: str) -> list[str]:
@@ -137,7 +139,7 @@ def push_index(
         if have != platform:
             raise PushError(f"image {local} is {have}, not {platform}")
         labels = dict(attrs["Config"].get("Labels") or {})
-        version = labels.get("io.kaizen.model.version", "").replace("+", "_")
+        version = tag_for(labels.get("io.kaizen.model.version", ""))
         if not version:
             raise PushError(f"image {local} is not a Kaizen model image (no io.kaizen.model.* labels)")
         result = push_image(local, registry_url, client=client, records_path=None, log=log,
@@ -150,7 +152,7 @@ def push_index(
     repo = pushes[0][1].repository.split("/", 1)[1]
     if any(r.repository != pushes[0][1].repository for _, r in pushes):
         raise PushError("the platform images belong to different models")
-    tag = labels["io.kaizen.model.version"].replace("+", "_")
+    tag = tag_for(labels["io.kaizen.model.version"])
     entries = []
     for platform, result in pushes:
         entries.append((platform, _descriptor(reg, repo, result.digest)))
@@ -176,17 +178,12 @@ def push_index(
         platforms={p: r.reference for p, r in pushes}, pushed=pushed,
         seconds=time.monotonic() - started,
     )
-    entry = {
-        "model": labels["io.kaizen.model.name"], "version": labels["io.kaizen.model.version"],
-        "reference": result.reference, "registry": registry.host, "repository": repo, "tag": tag,
-        "digest": digest, "media_type": OCI_INDEX, "platforms": result.platforms,
-        "artifact_sha256": labels.get("io.kaizen.model.artifact-sha256"),
-        "created": labels.get("org.opencontainers.image.created"),
-        "pushed_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-    }
-    result.record = entry
+    result.record = image_record(
+        labels, registry=registry.host, repository=repo, tag=tag, digest=digest, pushed_at=utc_now(),
+        media_type=OCI_INDEX, platforms=result.platforms,
+    )
     if records_path is not None:
-        records.record_image(entry, None if records_path == "auto" else records_path)
+        records.record_image(result.record, None if records_path == "auto" else records_path)
         from model_packages.audit import provenance
 
         provenance.record_push(result.reference, labels)

@@ -16,8 +16,8 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -27,6 +27,7 @@ import requests
 from model_packages.errors import KaizenError
 from model_packages.image import records
 from model_packages.image.auth import Credentials, credentials_for
+from model_packages.image.refs import image_repository, tag_for
 
 MANIFEST_TYPES = ", ".join(
     [
@@ -101,7 +102,7 @@ class PushResult:
     layers_total: int = 0
     seconds: float = 0.0
     attempts: int = 1
-    record: dict[str, Any] = field(default_factory=dict)
+    record: records.ImageRecord | None = None  # what `kaizen push` records
 
 
 class RegistryClient:
@@ -260,7 +261,33 @@ def _target(image: Any, image_ref: str) -> tuple[str, str, dict[str, str]]:
             f"image {image_ref} is not a Kaizen model image (no io.kaizen.model.* labels): "
             "build it with `kaizen build`"
         )
-    return f"kaizen/{name}", version.replace("+", "_"), labels
+    return image_repository(name), tag_for(version), labels
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def image_record(labels: Mapping[str, str], *, registry: str, repository: str, tag: str, digest: str,
+                 pushed_at: str, image_id: str | None = None, built_at: str | None = None,
+                 **index: Any) -> records.ImageRecord:
+    """The `kaizen-images.json` entry of an image pushed to `registry`/`repository`@`digest`, from its
+    labels (`context.oci_labels`); `index`: media_type and platforms of a multi-platform index."""
+    return records.ImageRecord.parse({
+        "model": labels.get("io.kaizen.model.name"),
+        "version": labels.get("io.kaizen.model.version"),
+        "reference": f"{registry}/{repository}@{digest}",
+        "registry": registry,
+        "repository": repository,
+        "tag": tag,
+        "digest": digest,
+        "image_id": image_id,
+        "artifact_sha256": labels.get("io.kaizen.model.artifact-sha256"),
+        "built_at": built_at,
+        "created": labels.get("org.opencontainers.image.created"),
+        "pushed_at": pushed_at,
+        **index,
+    })
 
 
 def push_image(
@@ -348,24 +375,13 @@ def push_image(
             layers_pushed=pushed_layers, layers_total=len(layer_sizes),
             seconds=time.monotonic() - started, attempts=attempts,
         )
-    entry = {
-        "model": labels["io.kaizen.model.name"],
-        "version": labels["io.kaizen.model.version"],
-        "reference": result.reference,
-        "registry": registry.host,
-        "repository": repo,
-        "tag": tag,
-        "digest": result.digest,
-        "image_id": image.id,
-        "artifact_sha256": labels.get("io.kaizen.model.artifact-sha256"),
-        "built_at": str(image.attrs.get("Created") or "")[:19] + "Z",
-        "created": labels.get("org.opencontainers.image.created"),
-        "pushed_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-    }
-    result.record = entry
+    result.record = image_record(
+        labels, registry=registry.host, repository=repo, tag=tag, digest=result.digest, image_id=image.id,
+        built_at=str(image.attrs.get("Created") or "")[:19] + "Z", pushed_at=utc_now(),
+    )
     if records_path is not None:
         # "auto": $KAIZEN_IMAGES_FILE, else ./kaizen-images.json; None: do not record.
-        records.record_image(entry, None if records_path == "auto" else records_path)
+        records.record_image(result.record, None if records_path == "auto" else records_path)
         # A recorded push is also audited: signed SLSA provenance plus an `image_push` record.
         from model_packages.audit import provenance
 

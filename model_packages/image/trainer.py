@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,10 +35,14 @@ from model_packages.image.context import (
     USER_ID,
     VENV,
     Bases,
-    _link_or_copy,
-    _quote,
+    ContextFiles,
+    dockerfile_quote,
+    label_lines,
+    link_or_copy,
     public_url,
 )
+from model_packages.shell import run_quiet
+from model_packages.verify import sha256_file
 
 if TYPE_CHECKING:
     from model_packages.image.build import BuildResult
@@ -59,20 +62,12 @@ class TrainerError(KaizenError):
 
 
 @dataclass
-class TrainerContext:
+class TrainerContext(ContextFiles):
     directory: Path
     tag: str
     pipeline: str
     labels: dict[str, str] = field(default_factory=dict)
     arch: str = "amd64"  # the trainer lock is amd64's
-
-    @property
-    def platform(self) -> str:
-        return f"linux/{self.arch}"
-
-    @property
-    def dockerfile(self) -> Path:
-        return self.directory / "Dockerfile"
 
 
 def _revision(where: Path) -> str:
@@ -96,7 +91,7 @@ def generate_trainer_context(pipeline_file: Path, out_dir: Path, *, bases: Bases
         shutil.rmtree(out)
     out.mkdir(parents=True)
     for whl in wheels:
-        _link_or_copy(whl, out / "wheels" / whl.name)
+        link_or_copy(whl, out / "wheels" / whl.name)
     shutil.copyfile(lock_file, out / "requirements.lock")
     src = Path(model_packages.__file__).parent
     lib = out / "code" / RUNTIME_LIB.lstrip("/") / "model_packages"
@@ -110,24 +105,25 @@ def generate_trainer_context(pipeline_file: Path, out_dir: Path, *, bases: Bases
     launcher.parent.mkdir(parents=True)
     launcher.write_text(LAUNCHER)
     launcher.chmod(0o755)
-    revision = _revision(pipeline_file.resolve().parent)
+    where = pipeline_file.resolve().parent
+    revision = _revision(where)
     digest = hashlib.sha256(pipeline_file.read_bytes()).hexdigest()
     labels = {
         "org.opencontainers.image.title": f"{pipeline.name}-trainer",
         "org.opencontainers.image.revision": revision,
-        "org.opencontainers.image.source": public_url(_origin(pipeline_file.resolve().parent)),
+        "org.opencontainers.image.source": public_url(run_quiet(["git", "remote", "get-url", "origin"], cwd=where)),
         "io.kaizen.trainer.pipeline": pipeline.name,
         "io.kaizen.trainer.pipeline-sha256": digest,
         "io.kaizen.trainer.pipeline-version": pipeline.version(),
         "io.kaizen.lock": FLAVOR,
-        "io.kaizen.lock-sha256": locks.sha256_file(lock_file),
+        "io.kaizen.lock-sha256": sha256_file(lock_file),
         "io.kaizen.runtime-version": model_packages.__version__,
     }
     text = TEMPLATE.read_text()
     for key, value in {"BUILDER_BASE": bases.builder, "RUNTIME_BASE": bases.runtime, "VENV": VENV,
                        "SOURCE_DATE_EPOCH": str(SOURCE_DATE_EPOCH), "RUNTIME_LIB": RUNTIME_LIB,
-                       "USER_ID": str(USER_ID), "SMOKE": ", ".join(SMOKE), "REVISION": _quote(revision),
-                       "LABELS": " \\\n      ".join(f"{k}={_quote(v)}" for k, v in sorted(labels.items()))}.items():
+                       "USER_ID": str(USER_ID), "SMOKE": ", ".join(SMOKE), "REVISION": dockerfile_quote(revision),
+                       "LABELS": label_lines(labels)}.items():
         text = text.replace("{{" + key + "}}", value)
     if "{{" in text:
         raise TrainerError("the trainer Dockerfile template has an unfilled placeholder")
@@ -136,26 +132,17 @@ def generate_trainer_context(pipeline_file: Path, out_dir: Path, *, bases: Bases
     return TrainerContext(out, tag or f"kaizen/{pipeline.name}-trainer:{digest[:12]}", pipeline.name, labels)
 
 
-def _origin(where: Path) -> str | None:
-    try:
-        proc = subprocess.run(["git", "remote", "get-url", "origin"], cwd=where, capture_output=True, text=True,
-                              timeout=5, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return proc.stdout.strip() or None
-
-
 def build_trainer(pipeline_file: Path, *, bases: Bases, tag: str | None = None, client: Any = None,
                   nocache: bool = False, context_dir: Path | None = None,
                   log: Callable[[str], None] = lambda _m: None) -> BuildResult:
     """Generate the trainer context and build it (docker-py, host network, no pull)."""
     import tempfile
 
-    from model_packages.image.build import _require_image, docker_client, run_build
+    from model_packages.image.build import docker_client, require_image, run_build
 
     client = client or docker_client()
     for ref in sorted({bases.runtime, bases.builder}):
-        _require_image(client, ref, False)
+        require_image(client, ref, False)
     if context_dir is not None:
         return run_build(generate_trainer_context(pipeline_file, context_dir, bases=bases, tag=tag, log=log),
                          client=client, nocache=nocache, log=log)

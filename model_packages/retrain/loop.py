@@ -154,12 +154,14 @@ def build_and_push(package: Path, registry: str, records: Path, base: str | None
     from model_packages.image.build import build_package, docker_client
     from model_packages.image.context import Bases
     from model_packages.image.registry import push_image
+    from model_packages.image.settings import ImageSettings
 
     client = docker_client()
-    bases = Bases.choose(base, None) if base else Bases.local()
+    settings = ImageSettings.from_env()
+    bases = Bases.choose(base, None, settings) if base else Bases.local()
     if bases.runtime.startswith("kaizen-base/") or bases.builder.startswith("kaizen-base/"):
-        ensure_bases(client, log=lambda _m: None)
-    built = build_package(package, bases=bases, client=client)
+        ensure_bases(client, log=lambda _m: None, settings=settings)
+    built = build_package(package, bases=bases, client=client, settings=settings, source=settings.image_source)
     return push_image(built.tag, registry, client=client, records_path=records).reference
 
 

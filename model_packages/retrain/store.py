@@ -49,9 +49,9 @@ def _save(value: Any, stem: Path) -> None:
         except TypeError as err:
             raise StoreError(f"step output is not JSON-serialisable: {err}") from None
     elif hasattr(value, "fit") or hasattr(value, "predict"):
-        from model_packages.loading import _import_skops_io
+        from model_packages.loading import import_skops_io
 
-        _import_skops_io().dump(value, stem.with_suffix(".skops"))
+        import_skops_io().dump(value, stem.with_suffix(".skops"))
     else:
         raise StoreError(f"a step returned a {type(value).__name__}: return arrays, DataFrames, JSON values, "
                          "estimators, a package directory or tuples of these")
@@ -84,7 +84,7 @@ def _load(path: Path) -> Any:
     if name.endswith(".json"):
         return json.loads(path.read_text())
     if name.endswith(".skops"):
-        from model_packages.loading import _load_skops
+        from model_packages.loading import load_estimator
 
-        return _load_skops(path, trusted=False)
+        return load_estimator(path, "skops", trusted=False)
     raise StoreError(f"{path}: unknown cached output")

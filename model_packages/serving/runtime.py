@@ -48,7 +48,7 @@ def build_runner(settings: Settings, worker: WorkerContext | None = None) -> Run
     """Load and verify the package, attach drift statistics (shared across workers), warm the model
     up; every failure is one PackageError (`runner.load_runner`)."""
     return load_runner(
-        settings.model_dir, drift=settings.drift,
+        settings.model_dir, drift=settings.drift, serve_with=settings.serve_with,
         share_dir=worker.drift_dir if worker else None, worker=worker.index if worker else 0,
     )
 

@@ -149,6 +149,7 @@ class Settings:
     body_timeout: float = 30.0
     max_connections: int = 1000
     workers: int = 1
+    serve_with: str = "compiled"  # or "source": the package's source artifact, not its compiled one
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -179,7 +180,16 @@ class Settings:
             body_timeout=_float(env, "KAIZEN_BODY_TIMEOUT", 30.0, 0.1, 3600.0),
             max_connections=_int(env, "KAIZEN_MAX_CONNECTIONS", 1000, 1, 1_000_000),
             workers=_int(env, c.ENV_WORKERS, 0, 0, 1024) or default_workers(),
+            serve_with=read_serve_with(env),
         )
+
+
+def read_serve_with(env: Mapping[str, str]) -> str:
+    """KAIZEN_SERVE_WITH: compiled (the default) or source; the runtime and the batch job read it here."""
+    value = env.get(c.ENV_SERVE_WITH) or "compiled"
+    if value not in ("compiled", "source"):
+        raise SettingsError(f"{c.ENV_SERVE_WITH}={value!r}: use compiled or source")
+    return value
 
 
 def _drift(env: Mapping[str, str]) -> DriftConfig:

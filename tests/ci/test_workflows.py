@@ -79,6 +79,10 @@ def test_init_ci_writes_a_usable_kaizen_pulumi_project(tmp_path: Path) -> None:
         assert (tmp_path / "stacks" / "templates" / f"Pulumi.pr.{target}.yaml").is_file()
     for stack in ("aws-staging", "aws-prod", "azure-staging", "azure-prod", "gcp-staging", "gcp-prod"):
         assert yaml.safe_load((tmp_path / "stacks" / f"Pulumi.{stack}.yaml").read_text())["config"]
+    written = sorted(p.relative_to(tmp_path).as_posix() for p in (tmp_path / "stacks").rglob("*.yaml"))
+    assert len(written) == 10
+    for name in written:  # exactly the canonical stack files, as regular files the user then owns
+        assert not (tmp_path / name).is_symlink() and (tmp_path / name).read_text() == (ROOT / name).read_text()
     assert CliRunner().invoke(app, ["init-ci", str(tmp_path), "--check"]).exit_code == 0
     # Stack files are the user's once written: a rerun, even with --force, keeps an edit.
     edited = tmp_path / "stacks" / "Pulumi.aws-prod.yaml"
@@ -100,10 +104,17 @@ def test_init_ci_refuses_a_pulumi_project_kaizen_cannot_use_and_writes_nothing(t
     assert sorted(p.name for p in tmp_path.iterdir()) == ["Pulumi.yaml"]  # nothing half-done
 
 
-def test_the_packaged_project_matches_this_repositorys_stacks() -> None:
-    for name, text in workflows.project_files().items():
-        if name.startswith("stacks/"):
-            assert (ROOT / name).read_text() == text, f"{name}: copy {ROOT / name} to model_packages/ci/project/"
+def test_the_packaged_stacks_have_one_home_this_repositorys_stacks() -> None:
+    """The stack files `kaizen init-ci` writes are links to stacks/ (git symlinks: an editable install
+    reads through them, and a built wheel carries their content), not copies that can drift."""
+    packaged = [name for name in workflows.project_files() if name.startswith("stacks/")]
+    assert len(packaged) == 10
+    for name in packaged:
+        path = workflows.PROJECT / name
+        assert path.is_symlink() and path.resolve() == (ROOT / name).resolve(), \
+            f"{path} must be a relative symlink to {ROOT / name}"
+        assert not Path(os.readlink(path)).is_absolute()
+        assert workflows.project_files()[name] == (ROOT / name).read_text()
     assert yaml.safe_load(workflows.project_files()["Pulumi.yaml"])["name"] == yaml.safe_load(
         (ROOT / "Pulumi.yaml").read_text())["name"]
 

@@ -16,15 +16,17 @@ from typing import Any, ClassVar
 import pytest
 
 from model_packages.errors import PackageError
-from model_packages.image import auth, locks, records
+from model_packages.image import auth, locks, records, refs
 from model_packages.image.build import build_package
-from model_packages.image.context import Bases, context_tar, generate_context
-from model_packages.image.registry import PushError, Registry, is_transient
+from model_packages.image.context import Bases, context_tar, generate_context, oci_labels
+from model_packages.image.registry import PushError, Registry, image_record, is_transient
+from model_packages.manifest import read_manifest
 
 from .conftest import stub_http_server
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
+RUNTIME_IMAGE = "kaizen-base/python:3.11-bookworm-runtime"
 FORBIDDEN_IN_IMAGES = {"typer", "rich", "docker", "boto3", "botocore", "click", "requests"}
 
 
@@ -139,19 +141,44 @@ def test_error_classification() -> None:
 
 def test_records_replace_and_refuse_tags(tmp_path: Path) -> None:
     path = tmp_path / "kaizen-images.json"
-    entry = {
-        "model": "m", "version": "1.0.0", "registry": "r:5000",
-        "reference": "r:5000/kaizen/m@sha256:" + "a" * 64, "pushed_at": "2026-01-01T00:00:00Z",
-    }
-    records.record_image(entry, path)
-    records.record_image({**entry, "reference": "r:5000/kaizen/m@sha256:" + "b" * 64}, path)
+    labels = {"io.kaizen.model.name": "m", "io.kaizen.model.version": "1.0.0+b1"}
+
+    def pushed(digit: str, at: str = "2026-01-01T00:00:00Z") -> records.ImageRecord:
+        return image_record(labels, registry="r:5000", repository="kaizen/m", tag="1.0.0_b1",
+                            digest="sha256:" + digit * 64, pushed_at=at)
+
+    records.record_image(pushed("a"), path)
+    records.record_image(pushed("b"), path)
     data = json.loads(path.read_text())
-    assert len(data["images"]) == 1 and data["images"][0]["reference"].endswith("b" * 64)
-    assert records.find_image("m", "1.0.0", path=path)["reference"].endswith("b" * 64)
-    with pytest.raises(records.RecordsError):
-        records.record_image({**entry, "reference": "r:5000/kaizen/m:1.0.0"}, path)
-    with pytest.raises(records.RecordsError):
+    assert len(data["images"]) == 1 and data["images"][0]["reference"] == "r:5000/kaizen/m@sha256:" + "b" * 64
+    assert records.find_image("m", "1.0.0+b1", path=path) == pushed("b")
+    with pytest.raises(records.RecordsError, match="referenced by tag"):
+        records.ImageRecord.parse({**pushed("a").to_json(), "reference": "r:5000/kaizen/m:1.0.0"})
+    with pytest.raises(records.RecordsError, match="not registry/repository@digest"):
+        records.ImageRecord.parse({**pushed("a").to_json(), "digest": "sha256:" + "c" * 64})
+    with pytest.raises(records.NoImageRecorded):
         records.find_image("other", path=path)
+
+
+def test_one_parser_of_digest_references() -> None:
+    """The stack config, the policy pack, the trainer config, `kaizen ci deploy` and the records agree."""
+    from infra.common import config
+    from infra.policy import guardrails
+    from model_packages.ci import stacks
+
+    good = "europe-west4-docker.pkg.dev/p/kaizen/iris@sha256:" + "0" * 64
+    bad = ["r:5000/kaizen/m:1.0", "r:5000/kaizen/m:1.0@sha256:" + "0" * 64, "r:5000/Kaizen/m@sha256:" + "0" * 64,
+           "r:5000/kaizen/m@sha256:" + "A" * 64, "r:5000/kaizen/m@sha256:" + "0" * 63]
+    assert refs.ImageRef.parse(good).path == "p/kaizen/iris" and config.ImageRef is refs.ImageRef
+    assert stacks.check_digest_ref(good) == good
+    for ref in bad:
+        assert not refs.is_digest_ref(ref), ref
+        with pytest.raises(ValueError):
+            refs.ImageRef.parse(ref)
+        with pytest.raises(stacks.StackError):
+            stacks.check_digest_ref(ref)
+    assert guardrails.is_digest_ref is refs.is_digest_ref
+    assert refs.image_repository("m") == "kaizen/m" and refs.tag_for("1.0.0+b1") == "1.0.0_b1"
 
 
 # --- registry authentication ---------------------------------------------------------------
@@ -231,3 +258,96 @@ def test_default_base_is_upstream_pinned_by_digest(tmp_path: Path, monkeypatch: 
     froms = [line for line in ctx.dockerfile.read_text().splitlines() if line.startswith("FROM ")]
     assert froms and all("@sha256:" in line for line in froms)
     assert Bases.choose("kaizen-base/python:3.11-bookworm-runtime", None) == Bases.local()
+
+
+def test_image_settings_are_read_at_command_time_and_passed_down(monkeypatch: pytest.MonkeyPatch) -> None:
+    """KAIZEN_BASE_IMAGE, KAIZEN_BUILDER_IMAGE, KAIZEN_IMAGE_SOURCE and the Debian mirrors are read by
+    ImageSettings.from_env only (base.py read the mirror at import time); library calls take them."""
+    import subprocess
+    import sys
+
+    from model_packages.image import base
+    from model_packages.image.settings import DEFAULT_SETTINGS, ImageSettings
+
+    env = {"KAIZEN_BASE_IMAGE": "r:5000/py@sha256:" + "1" * 64, "KAIZEN_BUILDER_IMAGE": "r:5000/b@sha256:" + "2" * 64,
+           "KAIZEN_IMAGE_SOURCE": "https://tok:secret@git.example/m.git", "KAIZEN_DEBIAN_MIRROR": "http://127.0.0.1:9/debian"}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    imported = subprocess.run([sys.executable, "-c", "from model_packages.image import base; "
+                               "print(base.SPECS['runtime'].mirror)"], capture_output=True, text=True, check=True)
+    assert imported.stdout.strip() == "http://deb.debian.org/debian"  # importing reads nothing
+    assert Bases.choose(None, None) == Bases.upstream()  # no settings given: no environment read either
+    settings = ImageSettings.from_env()
+    assert Bases.choose(None, None, settings) == Bases(env["KAIZEN_BASE_IMAGE"], env["KAIZEN_BUILDER_IMAGE"])
+    assert Bases.choose("x", "y", settings) == Bases("x", "y")
+    mirrored = base.variant_spec("runtime", (), "amd64", settings)
+    assert f"deb {env['KAIZEN_DEBIAN_MIRROR']} bookworm main" in base.mmdebstrap_command(mirrored, Path("/x"))
+    assert mirrored.cache_key() != base.variant_spec("runtime").cache_key() and mirrored.image == RUNTIME_IMAGE
+    assert base.variant_spec("runtime", (), "amd64", DEFAULT_SETTINGS) is base.SPECS["runtime"]
+    labels = oci_labels(read_manifest(EXAMPLES / "iris-classifier"), flavor="onnx", lock_sha256="0" * 64,
+                        source=settings.image_source, revision="r")
+    assert labels["org.opencontainers.image.source"] == "https://git.example/m.git"
+
+
+class _EngineStub:
+    """Local bases present; the build itself is where the test stops (nothing reaches an engine)."""
+
+    class images:
+        @staticmethod
+        def get(ref: str) -> Any:
+            return type("Image", (), {"attrs": {"Os": "linux", "Architecture": "amd64"}})()
+
+    class api:
+        @staticmethod
+        def build(**_kwargs: Any) -> None:
+            raise _BuildReached
+
+
+class _BuildReached(Exception):
+    pass
+
+
+def test_a_build_verifies_its_package_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`kaizen build` -> build_package -> generate_context pass the verified manifest along: the
+    artifacts are hashed once per build (they were three times), per platform too."""
+    from typer.testing import CliRunner
+
+    from model_packages import verify
+    from model_packages.cli import app
+
+    hashed: list[str] = []
+    real = verify._package_file  # every verification (whichever caller) checks the artifact through it
+
+    def counting(directory: Path, name: str, what: str) -> Path:
+        if what == "artifact":
+            hashed.append(name)
+        return real(directory, name, what)
+
+    monkeypatch.setattr(verify, "_package_file", counting)
+    package = EXAMPLES / "iris-classifier"
+    with pytest.raises(_BuildReached):
+        build_package(package, bases=Bases.local(), client=_EngineStub())
+    assert len(hashed) == 1
+    hashed.clear()
+    with pytest.raises(_BuildReached):
+        build_package(package, bases=Bases.local(), client=_EngineStub(), manifest=verify.verify_files(package))
+    assert len(hashed) == 1  # the caller's verification only
+    hashed.clear()
+    result = CliRunner().invoke(app, ["build", str(package), "--local-base", "--context-only", "--context-dir",
+                                      str(tmp_path / "ctx"), "--platform", "linux/amd64,linux/arm64"])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "ctx").iterdir()) == ["linux-amd64", "linux-arm64"]
+    assert len(hashed) == 1
+
+
+def test_model_and_trainer_contexts_share_one_platform_helper() -> None:
+    from model_packages.image.base import BaseImageError
+    from model_packages.image.context import BuildContext, ContextFiles
+    from model_packages.image.trainer import TrainerContext
+
+    for cls in (BuildContext, TrainerContext):
+        assert issubclass(cls, ContextFiles) and "platform" not in vars(cls) and "dockerfile" not in vars(cls)
+    trainer = TrainerContext(Path("/ctx"), "kaizen/t:1", "iris", arch="arm64")
+    assert (trainer.platform, trainer.dockerfile) == ("linux/arm64", Path("/ctx/Dockerfile"))
+    with pytest.raises(BaseImageError, match="s390x"):
+        _ = TrainerContext(Path("/ctx"), "kaizen/t:1", "iris", arch="s390x").platform

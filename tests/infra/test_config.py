@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,8 @@ import pytest
 
 from infra.common.config import ConfigError, ImageRef, infer_stack_kind, parse_config
 from model_packages.image import records
+from model_packages.image.refs import image_repository, tag_for
+from model_packages.image.registry import image_record
 
 from .conftest import DIGEST, STACKS, RecordingMocks, load_stack_config, run_program
 
@@ -170,25 +173,31 @@ def test_image_falls_back_to_what_kaizen_push_records(tmp_path: Path, monkeypatc
     raw = _cfg()
     del raw["image"]
     name, version = raw["model"]["name"], raw["model"]["version"]
-    repo = f"123456789012.dkr.ecr.eu-west-1.amazonaws.com/kaizen/{name}"
+    host = "123456789012.dkr.ecr.eu-west-1.amazonaws.com"
     path = tmp_path / "kaizen-images.json"
     monkeypatch.setenv("KAIZEN_IMAGES_FILE", str(path))
 
     def push(version: str, digit: str, pushed_at: str) -> str:
-        reference = f"{repo}@sha256:{digit * 64}"
-        records.record_image(
-            {"model": name, "version": version, "registry": repo.split("/")[0], "reference": reference,
-             "digest": f"sha256:{digit * 64}", "pushed_at": pushed_at},
-            path,
-        )
-        return reference
+        """Record the entry `kaizen push` records (registry.image_record, from the image's labels)."""
+        labels = {"io.kaizen.model.name": name, "io.kaizen.model.version": version,
+                  "io.kaizen.model.artifact-sha256": "c" * 64, "org.opencontainers.image.created": pushed_at}
+        record = image_record(labels, registry=host, repository=image_repository(name), tag=tag_for(version),
+                              digest=f"sha256:{digit * 64}", image_id=f"sha256:{digit * 64}",
+                              built_at=pushed_at, pushed_at=pushed_at)
+        records.record_image(record, path)
+        return record.reference
 
     wanted = push(version, "a", "2026-01-01T00:00:00Z")
-    push("99.0.0", "b", "2026-06-01T00:00:00Z")  # newer, but another version of the model
+    # Newer, and sorted after it in the file (the old reader took the last entry of the model).
+    push("99.0.0", "b", "2026-06-01T00:00:00Z")
+    assert [e["version"] for e in json.loads(path.read_text())["images"]] == [version, "99.0.0"]
     assert parse_config(raw, "aws-dev").image == wanted
 
     raw["model"]["version"] = "0.0.1"  # nothing pushed for it: the image key is then missing
     assert "kaizen:image" in _error(raw)
+
+    path.write_text(json.dumps({"version": 1, "images": [{"ref": f"{host}/kaizen/{name}@sha256:{'d' * 64}"}]}))
+    assert "images[0] is not a valid image record" in _error(raw)  # a shape `kaizen push` never writes
 
     path.write_text("{not json")
     assert "kaizen-images.json is not valid JSON" in _error(raw)

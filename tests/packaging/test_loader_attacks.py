@@ -270,8 +270,8 @@ def test_image_source_label_has_no_credentials(monkeypatch: pytest.MonkeyPatch, 
     from model_packages.image import context
     from model_packages.manifest import read_manifest
 
-    monkeypatch.delenv("KAIZEN_IMAGE_SOURCE", raising=False)
-    monkeypatch.setattr(context, "_git", lambda *args, cwd: remote if args[:2] == ("remote", "get-url") else None)
+    monkeypatch.setattr(context, "run_quiet", lambda cmd, cwd: remote if cmd[:3] == ["git", "remote", "get-url"]
+                        else None)
     labels = context.oci_labels(read_manifest(EXAMPLES / "iris-classifier"), flavor="onnx", lock_sha256="0" * 64,
                                 source=None, revision=None)
     assert labels["org.opencontainers.image.source"] == expected

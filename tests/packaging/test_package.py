@@ -274,3 +274,60 @@ def test_copy_without_serving_artifact(iris_package: Path, tmp_path: Path) -> No
     assert read_manifest(copy).serving is None and not (copy / "serving.onnx").exists()
     assert type(load_model(copy)).__name__ == "SklearnModel"
     assert read_manifest(iris_package).serving is not None
+
+
+def test_serve_with_comes_from_the_settings_not_the_environment(iris_package: Path, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """KAIZEN_SERVE_WITH is read by serving/settings.py (and the batch entry point's arguments), then
+    passed down; load_model itself no longer reads it."""
+    import json
+    from typing import Any
+
+    from model_packages.serving.runtime import build_runner
+    from model_packages.serving.settings import Settings, SettingsError
+
+    monkeypatch.setenv("KAIZEN_SERVE_WITH", "source")
+    assert type(load_model(iris_package)).__name__ == "OnnxModel"  # the library ignores the environment
+    assert Settings.from_env({}).serve_with == "compiled"
+    settings = Settings.from_env({"KAIZEN_SERVE_WITH": "source", "KAIZEN_MODEL_DIR": str(iris_package)})
+    assert settings.serve_with == "source"
+    assert type(build_runner(settings).model).__name__ == "SklearnModel"
+    assert type(build_runner(Settings(model_dir=iris_package)).model).__name__ == "OnnxModel"
+    with pytest.raises(SettingsError, match="KAIZEN_SERVE_WITH='onnx': use compiled or source"):
+        Settings.from_env({"KAIZEN_SERVE_WITH": "onnx"})
+    from model_packages.batch import entry, job
+
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(json.dumps({"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2})
+                    + "\n")
+    loaded: list[str] = []
+
+    def opened(*args: Any, **kwargs: Any) -> job.BatchJob:  # the real job; its model's kind noted
+        batch = job.open_job(*args, **kwargs)
+        loaded.append(type(batch.runner.model).__name__)
+        return batch
+
+    monkeypatch.setattr(entry, "open_job", opened)
+    argv = [str(rows), "--model-dir", str(iris_package), "--out"]
+    assert entry.main([*argv, str(tmp_path / "a")]) == 0  # $KAIZEN_SERVE_WITH=source, set above
+    assert entry.main([*argv, str(tmp_path / "b"), "--serve-with", "compiled"]) == 0
+    monkeypatch.setenv("KAIZEN_SERVE_WITH", "onnx")
+    assert entry.main([*argv, str(tmp_path / "c")]) == 2
+    assert loaded == ["SklearnModel", "OnnxModel"]
+
+
+def test_no_module_uses_another_modules_private_names() -> None:
+    """Private API stays private: cli.py took loading._load_skops, trainer.py context._quote..."""
+    import ast
+
+    import model_packages
+
+    src = Path(model_packages.__file__).parent
+    known = {("serving/tensors.py", "model_packages.serving.codecs._v2_tensor")}  # the serving runtime's, to untangle
+    found = set()
+    for path in sorted(src.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("model_packages"):
+                found |= {(path.relative_to(src).as_posix(), f"{node.module}.{a.name}") for a in node.names
+                          if a.name.startswith("_") and not a.name.startswith("__")}
+    assert found <= known, sorted(found - known)
