@@ -66,8 +66,12 @@ RUNTIME_FILES = (
     "serving/contract.py", "serving/workers.py", "serving/server.py", "serving/app.py", "serving/runtime.py",
     "serving/runner.py", "serving/schema.py", "serving/codecs.py", "serving/tensors.py", "serving/openapi.py",
     "serving/metrics.py", "serving/logs.py", "serving/capture.py", "serving/drift.py",
+    "serving/messages.py", "serving/routes.py", "serving/router.py",
+    "serving/contracts/__init__.py", "serving/contracts/common.py", "serving/contracts/sagemaker.py",
+    "serving/contracts/vertex.py", "serving/contracts/kserve_v1.py", "serving/contracts/v2.py",
     "drift/__init__.py", "drift/calibration.py", "drift/counters.py", "drift/state.py", "drift/stats.py",
     "batch/__init__.py", "batch/entry.py", "batch/blob_entry.py", "batch/job.py", "batch/readers.py",
+    "batch/resume.py", "batch/s3.py",
     "edge/__init__.py", "edge/__main__.py", "edge/runtime.py",
 )
 
