@@ -153,8 +153,8 @@ def smoke_outputs(outputs: dict[str, Any], package: Path, *, timeout: float = 30
     if "scoringUri" in outputs:  # Azure ML managed online endpoint, always authenticated
         return smoke_scoring(str(outputs["scoringUri"]), package, azure_ml_token(), timeout=timeout)
     if "endpointName" in outputs:
-        from infra.aws.smoke import SmokeError as AwsSmokeError
-        from infra.aws.smoke import smoke as smoke_sagemaker
+        from kaizen_infra.aws.smoke import SmokeError as AwsSmokeError
+        from kaizen_infra.aws.smoke import smoke as smoke_sagemaker
 
         region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
         if not region:

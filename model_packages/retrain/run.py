@@ -44,7 +44,7 @@ def package_hash(package_dir: Path) -> str | None:
     """The local stack's image input hash of the package (package files plus runtime code); None
     where the infra code (and Pulumi) is not installed, e.g. in a trainer image."""
     try:
-        from infra.local.images import package_hash as image_input_hash
+        from kaizen_infra.local.images import package_hash as image_input_hash
     except ImportError:
         return None
     return image_input_hash(package_dir)
