@@ -3,10 +3,10 @@ tables are written in, below them)."""
 
 from __future__ import annotations
 
-from infra.aws.rules import RULES as AWS
-from infra.azure.rules import RULES as AZURE
-from infra.common.rules import Rule
-from infra.gcp.rules import RULES as GCP
+from .aws.rules import RULES as AWS
+from .azure.rules import RULES as AZURE
+from .common.rules import Rule
+from .gcp.rules import RULES as GCP
 
 
 def all_rules() -> list[Rule]:

@@ -7,33 +7,33 @@ from typing import Any
 
 import pulumi
 
-from infra.common import outputs as out
-from infra.common.config import StackConfig, Target, load_config
-from infra.common.tags import register_tag_transform
+from .common import outputs as out
+from .common.config import StackConfig, Target, load_config
+from .common.tags import register_tag_transform
 
 Deploy = Callable[[StackConfig], dict[str, Any]]
 
 
 def _aws(cfg: StackConfig) -> dict[str, Any]:
-    from infra.aws.stack import deploy
+    from .aws.stack import deploy
 
     return deploy(cfg)
 
 
 def _azure(cfg: StackConfig) -> dict[str, Any]:
-    from infra.azure.stack import deploy
+    from .azure.stack import deploy
 
     return deploy(cfg)
 
 
 def _gcp(cfg: StackConfig) -> dict[str, Any]:
-    from infra.gcp.stack import deploy
+    from .gcp.stack import deploy
 
     return deploy(cfg)
 
 
 def _local(cfg: StackConfig) -> dict[str, Any]:
-    from infra.local.stack import deploy
+    from .local.stack import deploy
 
     return deploy(cfg)
 

@@ -25,8 +25,9 @@ from urllib.parse import urlparse
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-from infra.batch_config import STORAGE_ACCOUNT_ID, bucket_and_prefix, check_storage_account, location_kind
 from model_packages.image.refs import is_digest_ref
+
+from .batch_config import STORAGE_ACCOUNT_ID, bucket_and_prefix, check_storage_account, location_kind
 
 _CRON = re.compile(r"^(\S+\s+){4}\S+$")
 TRAINER_PIPELINE = "/opt/kaizen/pipeline.py"  # where `kaizen build --trainer` puts the pipeline file

@@ -31,9 +31,9 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from infra.aws.jobs import aws_cron, service_role, start_policy
-from infra.aws.registry import ECR_PULL_ACTIONS
-from infra.batch_config import BatchSettings, bucket_and_prefix
+from ..batch_config import BatchSettings, bucket_and_prefix
+from .jobs import aws_cron, service_role, start_policy
+from .registry import ECR_PULL_ACTIONS
 
 IN, OUT = "/opt/ml/processing/input", "/opt/ml/processing/output"
 SYNC_RULE = "StepFunctionsGetEventsForSageMakerProcessingJobsRule"

@@ -17,8 +17,9 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from infra.aws.identity import ROLE_PATH
 from model_packages.ci.workflows import DEPLOY_ENVIRONMENTS
+
+from .identity import ROLE_PATH
 
 PROJECT_TAG = "kaizen-project"
 

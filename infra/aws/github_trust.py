@@ -10,8 +10,9 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_aws as aws
 
-from infra.aws.deploy_role import deploy_policy, github_trust
 from model_packages.ci.workflows import DEPLOY_ENVIRONMENTS
+
+from .deploy_role import deploy_policy, github_trust
 
 GITHUB_OIDC_URL = "https://token.actions.githubusercontent.com"
 

@@ -18,8 +18,8 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from infra.aws.registry import ECR_PULL_ACTIONS
-from infra.aws.rules import ENDPOINT_METRICS_NAMESPACE
+from .registry import ECR_PULL_ACTIONS
+from .rules import ENDPOINT_METRICS_NAMESPACE
 
 ROLE_PATH = "/kaizen/"
 TRUST_DOC = (

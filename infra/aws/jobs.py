@@ -11,7 +11,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from infra.aws.identity import ROLE_PATH
+from .identity import ROLE_PATH
 
 
 def aws_cron(cron: str) -> str:

@@ -14,11 +14,12 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_aws as aws
 
-from infra.aws.endpoint import VARIANT
-from infra.common.config import Alerts
-from infra.common.dashboards import grid
-from infra.drift_config import DriftSettings
 from model_packages.serving import contract as c
+
+from ..common.config import Alerts
+from ..common.dashboards import grid
+from ..drift_config import DriftSettings
+from .endpoint import VARIANT
 
 DRIFT_METRIC = "DriftAlarm"  # 0/1 per closed window: the runtime's calibrated verdict
 DRIFT_STATISTIC_METRIC = "DriftStatistic"  # the calibrated score (alarm at >= 1), for the dashboard

@@ -30,10 +30,10 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from infra.aws.jobs import aws_cron, service_role, start_policy
-from infra.aws.registry import ECR_PULL_ACTIONS
-from infra.aws.rules import PIPELINE_JOB_PREFIX
-from infra.retraining_config import RetrainingSettings, trainer_args
+from ..retraining_config import RetrainingSettings, trainer_args
+from .jobs import aws_cron, service_role, start_policy
+from .registry import ECR_PULL_ACTIONS
+from .rules import PIPELINE_JOB_PREFIX
 
 DATA, CHAMPION, MODEL = "/opt/ml/input/data/data", "/opt/ml/input/data/champion", "/opt/ml/model"
 STEP = "Retrain"

@@ -10,7 +10,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from infra.common.rules import Res, Rule, as_list, get, in_range, is_num
+from ..common.rules import Res, Rule, as_list, get, in_range, is_num
 
 SERVERLESS_DOC = "https://docs.aws.amazon.com/sagemaker/latest/dg/serverless-endpoints.html#serverless-endpoints-how-it-works-exclusions"
 ENDPOINT_CONFIG_DOC = "https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_CreateEndpointConfig.html"

@@ -7,16 +7,16 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from infra.aws.endpoint import SageMakerEndpoint, SageMakerEndpointArgs, ServerlessArgs
-from infra.aws.identity import SageMakerExecutionRole, SageMakerRoleArgs
-from infra.aws.monitoring import EndpointMonitoring, EndpointMonitoringArgs
-from infra.aws.registry import EcrRegistry, EcrRegistryArgs
-from infra.aws.storage import CaptureBucket, CaptureBucketArgs
-from infra.common import outputs as out
-from infra.common.config import AwsSettings, ConfigError, StackConfig
-from infra.common.naming import physical_name
-from infra.common.platform import platform_image, platform_stack
-from infra.common.runtime import aws_vcpus, runtime_env
+from ..common import outputs as out
+from ..common.config import AwsSettings, ConfigError, StackConfig
+from ..common.naming import physical_name
+from ..common.platform import platform_image, platform_stack
+from ..common.runtime import aws_vcpus, runtime_env
+from .endpoint import SageMakerEndpoint, SageMakerEndpointArgs, ServerlessArgs
+from .identity import SageMakerExecutionRole, SageMakerRoleArgs
+from .monitoring import EndpointMonitoring, EndpointMonitoringArgs
+from .registry import EcrRegistry, EcrRegistryArgs
+from .storage import CaptureBucket, CaptureBucketArgs
 
 
 def endpoint_name(cfg: StackConfig) -> str:
@@ -54,7 +54,7 @@ def _platform(
         arns[model] = registry.repository_arn
     outputs: dict[str, Any] = {"repositoryUrls": urls, "repositoryArns": arns}
     if cfg.github is not None:
-        from infra.aws.github_trust import GithubDeployTrust, GithubDeployTrustArgs
+        from .github_trust import GithubDeployTrust, GithubDeployTrustArgs
 
         trust = GithubDeployTrust(
             "github",
@@ -193,7 +193,7 @@ def _serving(
         outputs["captureBucket"] = capture.bucket_name
         outputs["captureUri"] = capture.destination_uri
     if settings.batch is not None:
-        from infra.aws.batch import ProcessingBatchJob, ProcessingBatchJobArgs
+        from .batch import ProcessingBatchJob, ProcessingBatchJobArgs
 
         job = ProcessingBatchJob("batch", ProcessingBatchJobArgs(
             account_id="", region=settings.region, job_prefix=f"{name[:20].rstrip('-')}-batch", image=image,
@@ -201,7 +201,7 @@ def _serving(
         ), opts, account=account_id)
         outputs["batchStateMachineArn"] = job.state_machine_arn
     if cfg.retraining is not None:
-        from infra.aws.retraining import RetrainingPipeline, RetrainingPipelineArgs
+        from .retraining import RetrainingPipeline, RetrainingPipelineArgs
 
         retraining = RetrainingPipeline("retraining", RetrainingPipelineArgs(
             account_id="", region=settings.region, pipeline_name=f"{name[:70].rstrip('-')}-retrain",

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 
 import pulumi
 
-from infra.azure.jobs import (
+from ..batch_config import BatchSettings, bucket_and_prefix
+from .jobs import (
     STORAGE_BLOB_DATA_CONTRIBUTOR,
     STORAGE_BLOB_DATA_READER,
     BlobGrant,
@@ -24,7 +25,6 @@ from infra.azure.jobs import (
     JobEnvironment,
     container_apps_job,
 )
-from infra.batch_config import BatchSettings, bucket_and_prefix
 
 
 @dataclass(frozen=True)

@@ -22,11 +22,12 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from infra.azure.jobs import STORAGE_BLOB_DATA_CONTRIBUTOR
-from infra.azure.mlendpoint import STORAGE_BLOB_DATA_READER
-from infra.azure.registry import ACR_PULL_ROLE
-from infra.azure.retraining import START_ACTION, STARTER_ROLE
 from model_packages.ci.workflows import DEPLOY_ENVIRONMENTS
+
+from .jobs import STORAGE_BLOB_DATA_CONTRIBUTOR
+from .mlendpoint import STORAGE_BLOB_DATA_READER
+from .registry import ACR_PULL_ROLE
+from .retraining import START_ACTION, STARTER_ROLE
 
 ROLE_NAME = "Kaizen deployer"
 STARTER_ROLE_NAME = "Kaizen job starter"

@@ -10,8 +10,9 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_azure_native as azure
 
-from infra.azure.deploy_role import assignment_condition, federated_credentials, role_definition
 from model_packages.ci.workflows import DEPLOY_ENVIRONMENTS
+
+from .deploy_role import assignment_condition, federated_credentials, role_definition
 
 
 @dataclass(frozen=True)

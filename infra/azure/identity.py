@@ -14,7 +14,7 @@ import pulumi
 import pulumi_azure_native as azure
 import pulumiverse_time as time
 
-from infra.azure.registry import ACR_PULL_ROLE
+from .registry import ACR_PULL_ROLE
 
 RBAC_PROPAGATION = "90s"
 

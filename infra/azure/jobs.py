@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_azure_native as azure
 
-from infra.azure.identity import PullIdentity, PullIdentityArgs
-from infra.batch_config import bucket_and_prefix
+from ..batch_config import bucket_and_prefix
+from .identity import PullIdentity, PullIdentityArgs
 
 STORAGE_BLOB_DATA_READER = "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1"
 STORAGE_BLOB_DATA_CONTRIBUTOR = "ba92f5b4-2d11-453d-a403-e96b0029c9fe"

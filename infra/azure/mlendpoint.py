@@ -16,9 +16,10 @@ import pulumi
 import pulumi_azure_native as azure
 import pulumiverse_time as time
 
-from infra.azure.identity import RBAC_PROPAGATION
-from infra.common.config import ml_deployment_name
 from model_packages.serving import contract as c
+
+from ..common.config import ml_deployment_name
+from .identity import RBAC_PROPAGATION
 
 STORAGE_BLOB_DATA_READER = "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1"  # built-in role
 # Online-endpoint log categories live on workspaces/onlineEndpoints, not on the workspace
@@ -66,7 +67,7 @@ class MlOnlineEndpoint(pulumi.ComponentResource):
     def __init__(self, name: str, args: MlEndpointArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("kaizen:azure:MlOnlineEndpoint", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        from infra.common.naming import alnum_name
+        from ..common.naming import alnum_name
 
         storage = azure.storage.StorageAccount(
             f"{name}-storage",

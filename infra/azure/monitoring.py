@@ -15,10 +15,11 @@ from typing import Any
 import pulumi
 import pulumi_azure_native as azure
 
-from infra.common.config import Alerts
-from infra.common.dashboards import grid
-from infra.drift_config import DriftSettings
 from model_packages.serving import contract as c
+
+from ..common.config import Alerts
+from ..common.dashboards import grid
+from ..drift_config import DriftSettings
 
 DRIFT_COLUMN = "DriftAlarm"
 

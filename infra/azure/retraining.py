@@ -25,7 +25,9 @@ from typing import Any
 import pulumi
 import pulumi_azure_native as azure
 
-from infra.azure.jobs import (
+from ..batch_config import bucket_and_prefix
+from ..retraining_config import TRAINER_PIPELINE, RetrainingSettings
+from .jobs import (
     STORAGE_BLOB_DATA_CONTRIBUTOR,
     STORAGE_BLOB_DATA_READER,
     BlobGrant,
@@ -34,8 +36,6 @@ from infra.azure.jobs import (
     container_apps_job,
     role_definition,
 )
-from infra.batch_config import bucket_and_prefix
-from infra.retraining_config import TRAINER_PIPELINE, RetrainingSettings
 
 START_ACTION = "Microsoft.App/jobs/start/action"
 STARTER_ROLE = "5d1c3e8a-7b2f-5c4e-9a61-0f3b2d4c6e8f"  # "Kaizen job starter" (infra/azure/deploy_role.py)

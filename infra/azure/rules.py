@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 
-from infra.common.rules import Res, Rule, as_list, get, in_range, is_num
+from ..common.rules import Res, Rule, as_list, get, in_range, is_num
 
 APP = "azure-native:app:ContainerApp"
 DEPLOYMENT = "azure-native:machinelearningservices:OnlineDeployment"

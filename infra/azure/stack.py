@@ -7,18 +7,18 @@ from typing import Any
 import pulumi
 import pulumi_azure_native as azure
 
-from infra.azure.containerapp import ContainerAppEndpoint, ContainerAppEndpointArgs
-from infra.azure.identity import PullIdentity, PullIdentityArgs
-from infra.azure.jobs import JobEnvironment
-from infra.azure.mlendpoint import MlEndpointArgs, MlOnlineEndpoint
-from infra.azure.monitoring import EndpointMonitoring, EndpointMonitoringArgs
-from infra.azure.observability import Observability, ObservabilityArgs
-from infra.azure.registry import ContainerRegistry, ContainerRegistryArgs
-from infra.common import outputs as out
-from infra.common.config import AzureSettings, StackConfig
-from infra.common.naming import alnum_name, physical_name
-from infra.common.platform import platform_image, platform_stack
-from infra.common.runtime import azure_vcpus, runtime_env, workers_for_cpu
+from ..common import outputs as out
+from ..common.config import AzureSettings, StackConfig
+from ..common.naming import alnum_name, physical_name
+from ..common.platform import platform_image, platform_stack
+from ..common.runtime import azure_vcpus, runtime_env, workers_for_cpu
+from .containerapp import ContainerAppEndpoint, ContainerAppEndpointArgs
+from .identity import PullIdentity, PullIdentityArgs
+from .jobs import JobEnvironment
+from .mlendpoint import MlEndpointArgs, MlOnlineEndpoint
+from .monitoring import EndpointMonitoring, EndpointMonitoringArgs
+from .observability import Observability, ObservabilityArgs
+from .registry import ContainerRegistry, ContainerRegistryArgs
 
 
 def registry_name(stack: str, settings: AzureSettings) -> str:
@@ -54,7 +54,7 @@ def deploy(cfg: StackConfig) -> dict[str, Any]:
         outputs: dict[str, Any] = {"registryId": registry.registry_id, "loginServer": registry.login_server,
                                    "resourceGroup": group.name}
         if cfg.github is not None:
-            from infra.azure.github_trust import GithubDeployTrust, GithubDeployTrustArgs
+            from .github_trust import GithubDeployTrust, GithubDeployTrustArgs
 
             trust = GithubDeployTrust(
                 "github",
@@ -170,7 +170,7 @@ def _serving(
                               environment_id=app.environment_id, registry_server=login_server,
                               registry_id=registry_id, subscription_id=client.subscription_id)
         if settings.batch is not None:
-            from infra.azure.batch import ContainerAppsBatchJob, ContainerAppsBatchJobArgs
+            from .batch import ContainerAppsBatchJob, ContainerAppsBatchJobArgs
 
             batch = ContainerAppsBatchJob(
                 "batch",
@@ -184,7 +184,7 @@ def _serving(
             )
             outputs["batchJobId"] = batch.job_id
         if cfg.retraining is not None:
-            from infra.azure.retraining import ContainerAppsRetraining, ContainerAppsRetrainingArgs
+            from .retraining import ContainerAppsRetraining, ContainerAppsRetrainingArgs
 
             retraining = ContainerAppsRetraining(
                 "retraining",

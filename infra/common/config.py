@@ -21,14 +21,15 @@ from pydantic import (
     model_validator,
 )
 
-from infra.batch_config import BatchSettings
-from infra.common.local_config import LocalSettings
-from infra.common.schema import MODEL_CONFIG, AlertThresholds
-from infra.drift_config import DriftSettings
-from infra.retraining_config import RetrainingSettings
 from model_packages.ci.workflows import DEPLOY_ENVIRONMENTS
 from model_packages.image import records
 from model_packages.image.refs import ImageRef, check_digest_ref
+
+from ..batch_config import BatchSettings
+from ..drift_config import DriftSettings
+from ..retraining_config import RetrainingSettings
+from .local_config import LocalSettings
+from .schema import MODEL_CONFIG, AlertThresholds
 
 NAMESPACE = "kaizen"
 Target = Literal["aws", "azure", "gcp", "local"]

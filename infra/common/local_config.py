@@ -29,10 +29,11 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
-from infra.batch_config import BatchSettings
-from infra.common.schema import AlertThresholds, ConfigModel
-from infra.drift_config import DriftSettings
 from model_packages.serving import contract as c
+
+from ..batch_config import BatchSettings
+from ..drift_config import DriftSettings
+from .schema import AlertThresholds, ConfigModel
 
 Port = int
 

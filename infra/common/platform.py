@@ -12,7 +12,7 @@ from typing import Any
 
 import pulumi
 
-from infra.common.config import ConfigError, StackConfig
+from .config import ConfigError, StackConfig
 
 
 def checked_image(image: str, location: str, key: str = "kaizen:image") -> str:

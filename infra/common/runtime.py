@@ -107,7 +107,7 @@ def runtime_env(
     cloud: str, front_end: str, vcpus: int | None, workers: int | None, keepalive_s: int | None
 ) -> RuntimeEnv:
     """Explicit settings win; workers default to the vCPUs, keep-alive to the front end's idle + margin."""
-    from infra.common.config import ConfigError
+    from .config import ConfigError
 
     if workers is None:
         if vcpus is None:

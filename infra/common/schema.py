@@ -11,7 +11,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
-from infra.drift_config import refuse_drift_score
+from ..drift_config import refuse_drift_score
 
 # camelCase keys (snake_case accepted too), unknown keys refused, immutable.
 MODEL_CONFIG = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True, frozen=True)

@@ -18,7 +18,7 @@ from typing import Any
 
 import pulumi
 
-from infra.common.config import StackConfig
+from .config import StackConfig
 
 _PACKAGES = {"aws": "pulumi_aws", "azure-native": "pulumi_azure_native", "gcp": "pulumi_gcp"}
 

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 import pulumi
 
-from infra.batch_config import BatchSettings, bucket_and_prefix
-from infra.gcp.jobs import BucketMount, CloudRunJobArgs, RegistryAccess, cloud_run_job, job_invoker, job_schedule
+from ..batch_config import BatchSettings, bucket_and_prefix
+from .jobs import BucketMount, CloudRunJobArgs, RegistryAccess, cloud_run_job, job_invoker, job_schedule
 
 IN, OUT = "/data/in", "/data/out"
 

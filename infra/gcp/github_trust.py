@@ -9,8 +9,9 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_gcp as gcp
 
-from infra.gcp.deploy_role import ROLE_ID, act_as_condition, role, workload_identity
 from model_packages.ci.workflows import DEPLOY_ENVIRONMENTS
+
+from .deploy_role import ROLE_ID, act_as_condition, role, workload_identity
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_gcp as gcp
 
-from infra.gcp.identity import RuntimeIdentity, RuntimeIdentityArgs
+from .identity import RuntimeIdentity, RuntimeIdentityArgs
 
 
 @dataclass(frozen=True)

@@ -18,10 +18,11 @@ import pulumi_gcp as gcp
 import pulumi_random as random
 import pulumiverse_time as time
 
-from infra.common.config import Alerts
-from infra.common.dashboards import grid
-from infra.drift_config import DriftSettings
 from model_packages.serving import contract as c
+
+from ..common.config import Alerts
+from ..common.dashboards import grid
+from ..drift_config import DriftSettings
 
 DRIFT_FILTER = f'jsonPayload.event="{c.DRIFT_EVENT}"'
 # The runtime's calibrated verdict per closed window: 1 when the window failed the test.

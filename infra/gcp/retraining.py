@@ -24,8 +24,9 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_gcp as gcp
 
-from infra.batch_config import bucket_and_prefix
-from infra.gcp.jobs import (
+from ..batch_config import bucket_and_prefix
+from ..retraining_config import RetrainingSettings, trainer_args
+from .jobs import (
     BucketMount,
     CloudRunJobArgs,
     JobInvoker,
@@ -34,7 +35,6 @@ from infra.gcp.jobs import (
     job_invoker,
     job_schedule,
 )
-from infra.retraining_config import RetrainingSettings, trainer_args
 
 DATA, PACKAGES = "/data/in", "/data/packages"
 PUBLISHED = "google.cloud.pubsub.topic.v1.messagePublished"

@@ -7,16 +7,16 @@ from typing import Any
 import pulumi
 import pulumi_gcp as gcp
 
-from infra.common import outputs as out
-from infra.common.config import GcpSettings, StackConfig
-from infra.common.naming import physical_name
-from infra.common.platform import platform_image, platform_stack
-from infra.common.runtime import runtime_env
-from infra.gcp.identity import RuntimeIdentity, RuntimeIdentityArgs
-from infra.gcp.jobs import RegistryAccess
-from infra.gcp.monitoring import EndpointMonitoring, EndpointMonitoringArgs
-from infra.gcp.registry import ArtifactRegistry, ArtifactRegistryArgs
-from infra.gcp.service import CloudRunService, CloudRunServiceArgs
+from ..common import outputs as out
+from ..common.config import GcpSettings, StackConfig
+from ..common.naming import physical_name
+from ..common.platform import platform_image, platform_stack
+from ..common.runtime import runtime_env
+from .identity import RuntimeIdentity, RuntimeIdentityArgs
+from .jobs import RegistryAccess
+from .monitoring import EndpointMonitoring, EndpointMonitoringArgs
+from .registry import ArtifactRegistry, ArtifactRegistryArgs
+from .service import CloudRunService, CloudRunServiceArgs
 
 
 def service_name(cfg: StackConfig) -> str:
@@ -48,7 +48,7 @@ def deploy(cfg: StackConfig) -> dict[str, Any]:
             "repositoryUrl": registry.repository_url,
         }
         if cfg.github is not None:
-            from infra.gcp.github_trust import GithubDeployTrust, GithubDeployTrustArgs
+            from .github_trust import GithubDeployTrust, GithubDeployTrustArgs
 
             trust = GithubDeployTrust(
                 "github",
@@ -91,7 +91,7 @@ def _serving(
     )
     retraining = None
     if cfg.retraining is not None:
-        from infra.gcp.retraining import CloudRunRetraining, CloudRunRetrainingArgs
+        from .retraining import CloudRunRetraining, CloudRunRetrainingArgs
 
         retraining = CloudRunRetraining("retraining", CloudRunRetrainingArgs(
             project=settings.project, region=settings.region, job_name=f"{name[:32].rstrip('-')}-retrain",
@@ -143,7 +143,7 @@ def _serving(
     )
     outputs: dict[str, Any] = {}
     if settings.batch is not None:
-        from infra.gcp.batch import CloudRunBatchJob, CloudRunBatchJobArgs
+        from .batch import CloudRunBatchJob, CloudRunBatchJobArgs
 
         job = CloudRunBatchJob("batch", CloudRunBatchJobArgs(
             project=settings.project, region=settings.region, job_name=f"{name[:40]}-batch", image=image,

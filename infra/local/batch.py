@@ -19,9 +19,9 @@ from typing import Any, ClassVar
 import pulumi
 from pulumi.dynamic import CreateResult, ReadResult, Resource
 
-from infra.batch_config import BatchSettings
-from infra.local import docker_ops as ops
-from infra.local.providers import _Base, inputs_hash
+from ..batch_config import BatchSettings
+from . import docker_ops as ops
+from .providers import _Base, inputs_hash
 
 IN, OUT = "/data/in", "/data/out"
 

@@ -14,17 +14,18 @@ from pathlib import Path, PurePosixPath
 import pulumi
 from pulumi.dynamic import Resource
 
-from infra.common.local_config import AlertingSettings, LocalAlerts
-from infra.local import monitoring
-from infra.local.providers import (
+from model_packages.image.localregistry import registry_config
+from model_packages.serving import contract as c
+
+from ..common.local_config import AlertingSettings, LocalAlerts
+from . import monitoring
+from .providers import (
     ModelContainerProvider,
     ModelImageProvider,
     RouterProvider,
     ServiceProvider,
     ToolsImageProvider,
 )
-from model_packages.image.localregistry import registry_config
-from model_packages.serving import contract as c
 
 PKG = "kaizen:local"
 

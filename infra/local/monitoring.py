@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 
-from infra.common.local_config import AlertingSettings, LocalAlerts
 from model_packages.serving import contract as c
+
+from ..common.local_config import AlertingSettings, LocalAlerts
 
 CONFIG_PATH = "/etc/kaizen/prometheus.yml"
 RULES_PATH = "/etc/kaizen/rules.yml"

@@ -31,9 +31,10 @@ from pulumi.dynamic import (
     UpdateResult,
 )
 
-from infra.common.local_config import CaptureSettings
-from infra.local import docker_ops as ops
 from model_packages.serving import contract
+
+from ..common.local_config import CaptureSettings
+from . import docker_ops as ops
 
 IGNORED = {"__provider"}
 
@@ -211,7 +212,7 @@ class ModelImageProvider(_Base):
     ]
 
     def _build_push(self, props: dict[str, Any]) -> dict[str, Any]:
-        from infra.local import images
+        from . import images
 
         ref, local_tag = images.build_and_push(
             props["package_dir"], registry=props["registry"], base=props.get("base") or None

@@ -26,10 +26,10 @@ from typing import Any
 
 import pulumi
 
-from infra.common import outputs as out
-from infra.common.config import StackConfig
-from infra.common.local_config import LocalSettings
-from infra.local import monitoring, scope_name
+from ..common import outputs as out
+from ..common.config import StackConfig
+from ..common.local_config import LocalSettings
+from . import monitoring, scope_name
 
 
 def _fail(key: str, message: str) -> pulumi.RunError:
@@ -53,8 +53,10 @@ def _check_rules(rules: str) -> None:
 
 def deploy(cfg: StackConfig) -> dict[str, Any]:
     """Declare the local stack's resources for a validated `cfg`; returns the stack outputs."""
-    from infra.local import images
-    from infra.local.components import (
+    from model_packages.image.base import RUNTIME_BASE
+
+    from . import images
+    from .components import (
         LocalEndpoint,
         LocalEndpointArgs,
         LocalMonitoring,
@@ -65,7 +67,6 @@ def deploy(cfg: StackConfig) -> dict[str, Any]:
         LocalToolsArgs,
         tools_binaries,
     )
-    from model_packages.image.base import RUNTIME_BASE
 
     settings = cfg.local if isinstance(cfg.local, LocalSettings) else LocalSettings()
     scope = scope_name(pulumi.get_project(), pulumi.get_stack())
@@ -135,7 +136,7 @@ def deploy(cfg: StackConfig) -> dict[str, Any]:
         ),
     )
     if package_dir is not None:
-        from infra.local.components import ModelImage, ModelImageArgs
+        from .components import ModelImage, ModelImageArgs
 
         image = ModelImage(
             "model-image",
@@ -172,7 +173,7 @@ def deploy(cfg: StackConfig) -> dict[str, Any]:
     )
     alerting = None
     if settings.alerting is not None:
-        from infra.local.components import LocalAlerting, LocalAlertingArgs
+        from .components import LocalAlerting, LocalAlertingArgs
 
         alerting = LocalAlerting(
             "alerting",
@@ -205,7 +206,7 @@ def deploy(cfg: StackConfig) -> dict[str, Any]:
         outputs[out.ALERTMANAGER_URL] = alerting.url
 
     if settings.batch is not None:
-        from infra.local.batch import LocalBatchJob, LocalBatchJobArgs
+        from .batch import LocalBatchJob, LocalBatchJobArgs
 
         job = LocalBatchJob("batch", LocalBatchJobArgs(scope=scope, image=image_ref, settings=settings.batch),
                             pulumi.ResourceOptions(depends_on=[endpoint]))

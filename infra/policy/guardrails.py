@@ -21,15 +21,16 @@ from pulumi_policy import (
     StackValidationPolicy,
 )
 
-from infra.aws import monitoring as aws_monitoring
-from infra.aws.rules import ALLOWED_WILDCARD_RESOURCE_ACTIONS, PIPELINE_PREFIX_RESOURCE, has_instance_storage
-from infra.azure import monitoring as azure_monitoring
-from infra.cloud_rules import all_rules
-from infra.common.config import Alerts
-from infra.common.rules import Res, evaluate
-from infra.common.tags import tag_property
-from infra.gcp import monitoring as gcp_monitoring
 from model_packages.image.refs import is_digest_ref
+
+from ..aws import monitoring as aws_monitoring
+from ..aws.rules import ALLOWED_WILDCARD_RESOURCE_ACTIONS, PIPELINE_PREFIX_RESOURCE, has_instance_storage
+from ..azure import monitoring as azure_monitoring
+from ..cloud_rules import all_rules
+from ..common.config import Alerts
+from ..common.rules import Res, evaluate
+from ..common.tags import tag_property
+from ..gcp import monitoring as gcp_monitoring
 
 REQUIRED_TAGS = ("kaizen-project", "kaizen-stack", "owner", "cost-center")
 REGISTRY_TYPES = (

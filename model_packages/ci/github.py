@@ -13,7 +13,8 @@ import urllib.request
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from infra.common import outputs as out
+from kaizen_infra.common import outputs as out
+
 from model_packages.errors import KaizenError
 
 MARKER = "<!-- kaizen-preview -->"

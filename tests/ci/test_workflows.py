@@ -74,7 +74,7 @@ def test_init_ci_writes_a_usable_kaizen_pulumi_project(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     doc = yaml.safe_load((tmp_path / "Pulumi.yaml").read_text())
     assert doc["name"] == "kaizen" and doc["stackConfigDir"] == "stacks" and doc["runtime"] == "python"
-    assert "from infra.program import main" in (tmp_path / "__main__.py").read_text()
+    assert "from kaizen_infra.program import main" in (tmp_path / "__main__.py").read_text()
     for target in ("local", "aws", "azure", "gcp"):
         assert (tmp_path / "stacks" / "templates" / f"Pulumi.pr.{target}.yaml").is_file()
     for stack in ("aws-staging", "aws-prod", "azure-staging", "azure-prod", "gcp-staging", "gcp-prod"):

@@ -60,11 +60,11 @@ def _destinations(repository: Path) -> tuple[dict[str, Path], list[str]]:
         problems.append(f"{pulumi_yaml}: no stackConfigDir (Kaizen keeps stack config in a directory, stacks/)")
     runtime = doc.get("runtime")
     if (runtime.get("name") if isinstance(runtime, dict) else runtime) != "python":
-        problems.append(f"{pulumi_yaml}: the runtime is not python (the program is Kaizen's infra.program)")
+        problems.append(f"{pulumi_yaml}: the runtime is not python (the program is Kaizen's kaizen_infra.program)")
     entry = repository / str(doc.get("main") or ".")
     entry = entry / "__main__.py" if entry.is_dir() else entry
-    if entry.is_file() and "infra.program" not in entry.read_text():
-        problems.append(f"{entry} does not run Kaizen's program (`from infra.program import main; main()`)")
+    if entry.is_file() and "kaizen_infra.program" not in entry.read_text():
+        problems.append(f"{entry} does not run Kaizen's program (`from kaizen_infra.program import main; main()`)")
     where["__main__.py"] = entry
     config_dir = repository / str(doc.get("stackConfigDir") or "stacks")
     for name in where:
