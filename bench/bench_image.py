@@ -30,10 +30,11 @@ sys.path.insert(0, str(ROOT))
 from model_packages.image.base import ensure_bases  # noqa: E402
 from model_packages.image.build import build_package, docker_client  # noqa: E402
 from model_packages.image.context import Bases  # noqa: E402
-from model_packages.image.localregistry import LocalRegistry, free_port  # noqa: E402
+from model_packages.image.localregistry import LocalRegistry  # noqa: E402
 from model_packages.image.registry import push_image  # noqa: E402
 from model_packages.manifest import read_manifest, write_manifest  # noqa: E402
 from model_packages.package import copy_without_serving_artifact  # noqa: E402
+from tests.support import free_port  # noqa: E402
 
 EXAMPLES = ROOT / "examples"
 IRIS_ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]

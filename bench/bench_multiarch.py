@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 from model_packages.image import base  # noqa: E402
 from model_packages.image.build import build_package, docker_client  # noqa: E402
 from model_packages.image.context import Bases  # noqa: E402
-from model_packages.image.localregistry import free_port  # noqa: E402
+from tests.support import free_port  # noqa: E402
 
 CPUINFO = ROOT / "tests" / "image" / "arm64-cpuinfo.txt"
 

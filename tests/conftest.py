@@ -15,10 +15,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from model_packages.image.localregistry import LocalRegistry, free_port
-
-ROOT = Path(__file__).resolve().parents[1]
-EXAMPLES = ROOT / "examples"
+from model_packages.image.localregistry import LocalRegistry
+from tests.support import EXAMPLES, free_port, unavailable
 
 
 @pytest.fixture
@@ -90,9 +88,7 @@ def local_registry() -> Iterator[LocalRegistry]:
     """A Debian `docker-registry` on its own free loopback port for as long as the block runs; a
     missing registry fails in CI and skips elsewhere."""
     if shutil.which("docker-registry") is None:
-        if os.environ.get("CI"):
-            pytest.fail("docker-registry not installed in CI")
-        pytest.skip("docker-registry not installed")
+        unavailable("docker-registry not installed", ci="docker-registry not installed in CI")
     with LocalRegistry() as reg:
         yield reg
 

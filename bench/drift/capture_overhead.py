@@ -25,7 +25,7 @@ import requests
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from model_packages.image.localregistry import free_port  # noqa: E402
+from tests.support import free_port  # noqa: E402
 
 LUA = """wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"

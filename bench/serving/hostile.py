@@ -35,7 +35,7 @@ REPO = HERE.parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.serving.run import children_cpu_seconds, cpu_seconds, machine_busy_seconds, memory_mb, tree  # noqa: E402
-from model_packages.image.localregistry import free_port  # noqa: E402
+from tests.support import free_port  # noqa: E402
 
 PACKAGE = REPO / "examples" / "iris-classifier"
 ROW = [5.1, 3.5, 1.4, 0.2]

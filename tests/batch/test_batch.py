@@ -18,8 +18,8 @@ from typer.testing import CliRunner
 from model_packages.batch.job import BatchJob
 from model_packages.batch.readers import BatchError
 from model_packages.serving.runner import Runner, load_runner
+from tests.support import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 IRIS = ROOT / "examples" / "iris-classifier"
 NAMES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 BAD = [  # (CSV cells, the reason the server gives)

@@ -15,8 +15,8 @@ from model_packages.azure_blob import BlobError
 from model_packages.batch.blob_entry import run_on_blobs
 from model_packages.batch.entry import main as score
 from tests.retrain.test_blob import HEADER, FakeAzure, azure  # noqa: F401 (the fixture)
+from tests.support import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 IRIS = ROOT / "examples" / "iris-classifier"
 CSV = b"sepal_length,sepal_width,petal_length,petal_width\n5.1,3.5,1.4,0.2\n6.7,3.0,5.2,2.3\n1,2,abc,1\n"
 

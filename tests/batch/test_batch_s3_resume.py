@@ -25,8 +25,8 @@ from typing import Any
 import pytest
 
 from model_packages.batch.s3 import S3Client, S3Error, credentials, split_uri
+from tests.support import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 IRIS = ROOT / "examples" / "iris-classifier"
 PREFIX = "iris/iris-batch/"
 CHUNK = 20

@@ -10,8 +10,8 @@ from typer.testing import CliRunner
 
 from model_packages.ci.stacks import StackError, check_backend
 from model_packages.cli import app
+from tests.support import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 KMS = "awskms://alias/kaizen-state?region=eu-west-1"
 
 

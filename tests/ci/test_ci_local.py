@@ -26,18 +26,13 @@ from infra.local.docker_ops import leftovers, purge
 from model_packages.audit import trail
 from model_packages.ci import stacks
 from model_packages.cli import app
-from model_packages.image.localregistry import LocalRegistry, free_port
-from tests.support.pulumi_cli import ROOT, have_docker
+from model_packages.image.localregistry import LocalRegistry
+from tests.support import ROOT, free_ports, unavailable
+from tests.support.pulumi_cli import have_docker
 
 pytestmark = [pytest.mark.pulumi, pytest.mark.docker, pytest.mark.timeout(1200)]
 
 STACKS_DIR = ROOT / "stacks"
-
-
-def _unavailable(reason: str) -> None:
-    if os.environ.get("CI"):
-        pytest.fail(f"CI must provide this: {reason}")
-    pytest.skip(reason)
 
 
 @dataclass
@@ -60,7 +55,7 @@ class Ci:
 
     def local_stack(self, name: str, kind: str) -> None:
         """A serving stack's config file, as a user commits it: target, kind, model, ports; no image."""
-        ports = [free_port() for _ in range(5)]
+        ports = free_ports(5)
         config = {
             "kaizen:target": "local",
             "kaizen:stackKind": kind,
@@ -95,9 +90,9 @@ def _served(outputs: dict[str, Any]) -> tuple[str, Any]:
 @pytest.fixture(scope="module")
 def ci(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ci]:
     if not have_docker():
-        _unavailable("no Docker engine")
+        unavailable("no Docker engine")
     if shutil.which("docker-registry") is None:
-        _unavailable("docker-registry is not installed")
+        unavailable("docker-registry is not installed")
     tmp = tmp_path_factory.mktemp("ci")
     tag = os.getpid() % 1000
     env = {

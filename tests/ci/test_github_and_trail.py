@@ -17,8 +17,7 @@ from typer.testing import CliRunner
 
 from model_packages.ci import github, stacks
 from model_packages.cli import app
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support import ROOT
 
 
 class FakeGitHub:

@@ -16,8 +16,8 @@ import pytest
 from typer.testing import CliRunner
 
 from model_packages.cli import app
+from tests.support import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 Pulls = tuple[list[dict[str, Any]], str, list[dict[str, Any]]]
 
 

@@ -13,8 +13,8 @@ from typing import Any, cast
 import pytest
 
 from model_packages.ci import smoke
+from tests.support import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 IRIS = ROOT / "examples" / "iris-classifier"
 
 

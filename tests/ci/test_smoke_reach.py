@@ -16,8 +16,8 @@ from typer.testing import CliRunner
 
 from model_packages.ci.smoke import SmokeError, smoke_outputs, unreachable
 from model_packages.cli import app
+from tests.support import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "examples" / "iris-classifier"
 
 

@@ -19,8 +19,8 @@ from typer.testing import CliRunner
 
 from model_packages.ci import workflows
 from model_packages.cli import app
+from tests.support import ROOT, unavailable
 
-ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS = ROOT / ".github" / "workflows"
 TEMPLATES = workflows.templates()
 SHA_PIN = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40}$")
@@ -46,9 +46,8 @@ def _runs(job: dict[str, Any]) -> list[str]:
 def _tool(name: str, fallback: Path) -> str:
     found = shutil.which(name) or (str(fallback) if fallback.is_file() else None)
     if found is None:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must provide {name} (scripts/setup.sh installs it)")
-        pytest.skip(f"{name} is not installed: run scripts/setup.sh")
+        unavailable(f"{name} is not installed: run scripts/setup.sh",
+                    ci=f"CI must provide {name} (scripts/setup.sh installs it)")
     return found
 
 

@@ -4,7 +4,6 @@ check-config` accepts and that routes only the named alerts to the webhook, Prom
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -14,6 +13,7 @@ from pydantic import ValidationError
 
 from infra.common.local_config import AlertingSettings, LocalSettings
 from infra.local.monitoring import alertmanager_config, prometheus_config
+from tests.support import unavailable
 
 TOKEN = "t0ken-of-the-webhook-123"
 ALERTING = {"port": 19093, "webhookUrl": "http://127.0.0.1:19400/alerts", "webhookToken": TOKEN}
@@ -22,9 +22,8 @@ ALERTING = {"port": 19093, "webhookUrl": "http://127.0.0.1:19400/alerts", "webho
 def _need(tool: str) -> str:
     found = shutil.which(tool)
     if found is None:
-        if os.environ.get("CI"):
-            pytest.fail(f"{tool} (Debian prometheus-alertmanager / prometheus) not installed in CI")
-        pytest.skip(f"{tool} not installed")
+        unavailable(f"{tool} not installed",
+                    ci=f"{tool} (Debian prometheus-alertmanager / prometheus) not installed in CI")
     return found
 
 

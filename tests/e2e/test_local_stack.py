@@ -16,14 +16,15 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import pytest
 import requests
 
 from infra.local import scope_name
-from infra.local.docker_ops import leftovers, port_is_free, purge
-from tests.support.pulumi_cli import ROOT, LocalStack, have_docker, write_config
+from infra.local.docker_ops import leftovers, purge
+from tests.support import ROOT, port_is_free, unavailable
+from tests.support.pulumi_cli import LocalStack, have_docker, write_config
 
 pytestmark = [pytest.mark.pulumi, pytest.mark.docker, pytest.mark.timeout(900)]
 
@@ -52,13 +53,6 @@ class Ctx:
         cfg["kaizen:local"]["package"] = str(self.packages[version])
         write_config(self.stack.config_file or self.tmp / "cfg.yaml", cfg)
 
-
-
-def unavailable(reason: str) -> NoReturn:
-    """Skip on a developer machine without the service; fail in CI, where .ci/run provides it."""
-    if os.environ.get("CI"):
-        pytest.fail(f"CI must provide this: {reason}")
-    pytest.skip(reason)
 
 def _package(tmp: Path, version: str) -> Path:
     """A copy of the iris example with another version (a new image, same artifact)."""

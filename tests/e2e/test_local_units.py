@@ -21,9 +21,9 @@ from pydantic import ValidationError
 
 from infra.common.local_config import LocalAlerts, LocalSettings
 from infra.local import scope_name
-from infra.local.docker_ops import port_is_free
 from infra.local.monitoring import alert_rules, prometheus_config
 from infra.local.providers import ModelContainerProvider, RouterProvider, ServiceProvider
+from tests.support import free_port, free_ports, unavailable
 
 
 def test_settings_defaults_and_camel_case() -> None:
@@ -104,9 +104,7 @@ def test_alert_rules_cover_latency_errors_drift() -> None:
 
 def test_promtool_accepts_rules_and_config(tmp_path: Path) -> None:
     if shutil.which("promtool") is None:
-        if os.environ.get("CI"):
-            pytest.fail("promtool (Debian prometheus) not installed in CI")
-        pytest.skip("promtool not installed")
+        unavailable("promtool not installed", ci="promtool (Debian prometheus) not installed in CI")
     rules = tmp_path / "rules.yml"
     rules.write_text(alert_rules(LocalAlerts(), model="iris"))
     proc = subprocess.run(["promtool", "check", "rules", str(rules)], capture_output=True, text=True)
@@ -153,11 +151,6 @@ def test_provider_diffs() -> None:
 
 
 # ---- the proxy ------------------------------------------------------------------------------------
-def _free_ports(n: int, start: int = 17400) -> list[int]:
-    ports = [p for p in range(start, start + 200) if port_is_free(p)]
-    return ports[:n]
-
-
 def _backend(port: int, name: str) -> ThreadingHTTPServer:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -189,7 +182,7 @@ def _backend(port: int, name: str) -> ThreadingHTTPServer:
 def proxy_setup(tmp_path: Path) -> Iterator[tuple[int, int, int, Path]]:
     from infra.local import proxy
 
-    listen, blue, green = _free_ports(3)
+    listen, blue, green = free_ports(3)
     servers = [_backend(blue, "blue"), _backend(green, "green")]
     state = tmp_path / "upstream"
     loop = asyncio.new_event_loop()
@@ -261,7 +254,7 @@ def test_proxy_switches_without_a_failed_request(proxy_setup: tuple[int, int, in
     assert requests.get(f"{base}/x", timeout=5).json()["backend"] == "green"
     assert state.read_text().strip() == f"127.0.0.1:{green}"
     # An upstream that is not ready is refused, and the proxy keeps the current one.
-    dead = _free_ports(1, start=17700)[0]
+    dead = free_port()
     r = requests.post(
         f"{base}/_kaizen/proxy/upstream",
         json={"port": dead},

@@ -32,8 +32,8 @@ import yaml
 
 from infra.local import scope_name
 from infra.local.docker_ops import leftovers, purge
-from model_packages.image.localregistry import free_port
-from tests.support.pulumi_cli import ROOT, LocalStack, have_docker
+from tests.support import ROOT, free_ports, unavailable
+from tests.support.pulumi_cli import LocalStack, have_docker
 
 pytestmark = [pytest.mark.pulumi, pytest.mark.docker, pytest.mark.timeout(1200)]
 
@@ -41,12 +41,6 @@ FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 SHIFT = np.array([0.0, 0.0, 2.5, 1.0])  # a new measuring device: petals read longer and wider
 TOKEN = "e2e-webhook-token-" + os.urandom(8).hex()
 TIMINGS: dict[str, float] = {}
-
-
-def _unavailable(reason: str) -> None:
-    if os.environ.get("CI"):
-        pytest.fail(f"CI must provide this: {reason}")
-    pytest.skip(reason)
 
 
 def shifted_iris(rows: int, seed: int) -> pd.DataFrame:
@@ -165,15 +159,15 @@ class Hammer:
 @pytest.fixture(scope="module")
 def loop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loop]:
     if not have_docker():
-        _unavailable("no Docker engine (scripts/start-docker.sh)")
+        unavailable("no Docker engine (scripts/start-docker.sh)")
     for tool in ("docker-registry", "prometheus", "prometheus-alertmanager", "amtool"):
         if shutil.which(tool) is None:
-            _unavailable(f"{tool} not installed (scripts/setup.sh)")
+            unavailable(f"{tool} not installed (scripts/setup.sh)")
     tmp = tmp_path_factory.mktemp("retrain-loop")
     name = f"e2e-loop-{os.getpid()}"
     stack = LocalStack(name=name, backend_dir=tmp / "state", log_file=tmp / "pulumi.log")
-    ports = {key: free_port() for key in ("registryPort", "endpointPort", "prometheusPort", "alertmanager",
-                                          "webhook", "backendA", "backendB")}
+    keys = ("registryPort", "endpointPort", "prometheusPort", "alertmanager", "webhook", "backendA", "backendB")
+    ports: dict[str, int] = dict(zip(keys, free_ports(len(keys)), strict=True))
     store = tmp / "packages"
     v1 = store / "iris-classifier" / "1.0.0"
     shutil.copytree(ROOT / "examples" / "iris-classifier", v1)

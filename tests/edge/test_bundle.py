@@ -16,8 +16,8 @@ from model_packages.loading import load_model
 from model_packages.manifest import read_manifest
 from model_packages.package import copy_without_serving_artifact
 from model_packages.serving.schema import InputSchema
+from tests.support import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 IRIS = ROOT / "examples" / "iris-classifier"
 
 

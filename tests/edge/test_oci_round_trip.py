@@ -5,7 +5,6 @@ answers within the recorded quantisation tolerance. The push is in the audit tra
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -22,18 +21,17 @@ from model_packages.errors import KaizenError
 from model_packages.image.localregistry import LocalRegistry
 from model_packages.manifest import read_manifest
 from tests.conftest import local_registry, running_server
+from tests.support import ROOT, unavailable
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parents[2]
 IRIS = ROOT / "examples" / "iris-classifier"
 
 
 def _oras() -> str:
     found = shutil.which("oras") or str(Path.home() / ".cache" / "kaizen" / "bin" / "oras")
     if not Path(found).is_file():
-        if os.environ.get("CI"):
-            pytest.fail("oras is not installed in CI (scripts/setup.sh)")
-        pytest.skip("oras is not installed (scripts/setup.sh builds it)")
+        unavailable("oras is not installed (scripts/setup.sh builds it)",
+                    ci="oras is not installed in CI (scripts/setup.sh)")
     return found
 
 

@@ -8,9 +8,7 @@ free port (SageMaker's fixed 8080 aside), read-only root and a tmpfs /tmp.
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
-import socket
 import socketserver
 import threading
 import time
@@ -26,22 +24,12 @@ import requests
 
 from model_packages.image.build import BuildResult, build_package
 from model_packages.image.context import Bases
-from model_packages.image.localregistry import LocalRegistry, free_port
+from model_packages.image.localregistry import LocalRegistry
 from model_packages.package import copy_without_serving_artifact
 from tests.conftest import local_registry
+from tests.support import EXAMPLES, free_port, unavailable
 
-ROOT = Path(__file__).resolve().parents[2]
-EXAMPLES = ROOT / "examples"
 RUN_ID = uuid.uuid4().hex[:8]
-
-
-def port_free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def _docker() -> Any:
@@ -59,9 +47,7 @@ def _docker() -> Any:
 def docker_client() -> Any:
     client = _docker()
     if client is None:
-        if os.environ.get("CI"):
-            pytest.fail("no Docker engine in CI (scripts/start-docker.sh)")
-        pytest.skip("no Docker engine (scripts/start-docker.sh)")
+        unavailable("no Docker engine (scripts/start-docker.sh)", ci="no Docker engine in CI (scripts/start-docker.sh)")
     return client
 
 
@@ -70,9 +56,7 @@ def bases(docker_client: Any) -> Bases:
     from model_packages.image.base import ensure_bases
 
     if shutil.which("mmdebstrap") is None:
-        if os.environ.get("CI"):
-            pytest.fail("mmdebstrap not installed in CI (scripts/setup.sh)")
-        pytest.skip("mmdebstrap not installed")
+        unavailable("mmdebstrap not installed", ci="mmdebstrap not installed in CI (scripts/setup.sh)")
     ensure_bases(docker_client, log=lambda _m: None)
     return Bases.local()
 

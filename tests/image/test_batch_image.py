@@ -12,7 +12,8 @@ import numpy as np
 
 from model_packages.image.build import BuildResult
 from model_packages.serving.runner import load_runner
-from tests.image.conftest import EXAMPLES, RUN_ID
+from tests.image.conftest import RUN_ID
+from tests.support import EXAMPLES
 
 NAMES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 

@@ -12,8 +12,9 @@ import pytest
 from model_packages.image.build import BuildError, BuildResult, build_package, run_build
 from model_packages.image.context import Bases, generate_context
 from model_packages.manifest import read_manifest, write_manifest
+from tests.support import EXAMPLES
 
-from .conftest import EXAMPLES, RUN_ID
+from .conftest import RUN_ID
 
 pytestmark = pytest.mark.docker
 

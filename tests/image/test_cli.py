@@ -13,8 +13,9 @@ from typer.testing import CliRunner
 from model_packages.cli import app
 from model_packages.image.build import BuildResult
 from model_packages.image.localregistry import LocalRegistry
+from tests.support import EXAMPLES
 
-from .conftest import EXAMPLES, RUN_ID
+from .conftest import RUN_ID
 
 pytestmark = pytest.mark.docker
 

@@ -5,7 +5,6 @@ Every container: --network host, read-only root file system, tmpfs /tmp, non-roo
 
 from __future__ import annotations
 
-import os
 import socket
 import threading
 import time
@@ -15,8 +14,7 @@ import pytest
 import requests
 
 from model_packages.image.build import BuildResult
-
-from .conftest import free_port, port_free
+from tests.support import free_port, port_is_free, unavailable
 
 pytestmark = pytest.mark.docker
 
@@ -25,10 +23,9 @@ DIABETES_ROW = [0.03, 0.05, 0.06, 0.02, -0.04, -0.03, -0.04, 0.0, 0.02, -0.02]
 
 
 def require_port_8080() -> None:
-    if not port_free(8080):
-        if os.environ.get("CI"):
-            pytest.fail("port 8080 must be free in CI (the SageMaker contract fixes it)")
-        pytest.skip("port 8080 is busy on this host")
+    if not port_is_free(8080):
+        unavailable("port 8080 is busy on this host",
+                    ci="port 8080 must be free in CI (the SageMaker contract fixes it)")
 
 
 def sagemaker_probes(url: str, timeout: float = 5) -> list[Any]:

@@ -19,9 +19,9 @@ import requests
 from model_packages.image import locks
 from model_packages.image.build import BuildResult
 from model_packages.image.context import Bases
-from model_packages.image.localregistry import free_port
 from model_packages.loading import load_model
 from model_packages.package import copy_without_serving_artifact
+from tests.support import free_port
 
 from .conftest import RUN_ID, _build
 

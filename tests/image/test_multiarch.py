@@ -9,7 +9,6 @@ hardware has its own and needs nothing). One small model (the compiled iris, onn
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,9 +22,10 @@ from model_packages.cli import app
 from model_packages.image.base import emulation_ready, ensure_bases
 from model_packages.image.context import Bases
 from model_packages.image.localregistry import LocalRegistry
+from tests.support import EXAMPLES, unavailable
 
 from ..conftest import local_registry
-from .conftest import EXAMPLES, RUN_ID
+from .conftest import RUN_ID
 from .test_contract import require_port_8080, sagemaker_probes
 
 pytestmark = pytest.mark.docker
@@ -37,9 +37,8 @@ TAG = f"kaizen-test/iris-multi:{RUN_ID}"
 @pytest.fixture(scope="module")
 def arm64_bases(docker_client: Any, bases: Bases) -> Bases:
     if not emulation_ready("arm64"):
-        if os.environ.get("CI"):
-            pytest.fail("no arm64 emulation in CI: scripts/setup.sh installs qemu-user-static + binfmt-support")
-        pytest.skip("no arm64 emulation (qemu-user-static, binfmt_misc qemu-aarch64)")
+        unavailable("no arm64 emulation (qemu-user-static, binfmt_misc qemu-aarch64)",
+                    ci="no arm64 emulation in CI: scripts/setup.sh installs qemu-user-static + binfmt-support")
     ensure_bases(docker_client, arch="arm64", log=lambda _m: None)
     return bases
 

@@ -11,8 +11,7 @@ from model_packages.image.base import BaseImageError, arch_for_platform, variant
 from model_packages.image.context import Bases, generate_context
 from model_packages.image.multiarch import OCI_INDEX, index_manifest, parse_platforms, platform_tag
 from model_packages.image.registry import PushError
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support import ROOT
 
 
 @pytest.mark.parametrize(("text", "arch"), [("linux/arm64", "arm64"), ("arm64", "arm64"), ("linux/arm64/v8", "arm64"),

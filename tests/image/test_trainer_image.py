@@ -14,9 +14,10 @@ import pytest
 from model_packages.image.context import Bases
 from model_packages.image.trainer import TrainerError, build_trainer, generate_trainer_context
 from model_packages.reproducible import replay
-from tests.image.conftest import EXAMPLES, RUN_ID
+from tests.image.conftest import RUN_ID
 from tests.retrain.test_pipeline import _iris_csv
 from tests.retrain.test_reproducible import _weak_iris_champion
+from tests.support import EXAMPLES
 
 PIPELINE = EXAMPLES / "iris_pipeline.py"
 

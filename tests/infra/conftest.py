@@ -16,7 +16,8 @@ import pulumi
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support import ROOT
+
 STACKS = ROOT / "stacks"
 ACCOUNT = "123456789012"
 DIGEST = "sha256:" + "0" * 64

@@ -12,8 +12,9 @@ from infra.aws import deploy_role as aws_role
 from infra.azure import deploy_role as azure_role
 from infra.gcp import deploy_role as gcp_role
 from infra.policy.guardrails import policy_violations
+from tests.support import ROOT
 
-from .conftest import ROOT, Run
+from .conftest import Run
 from .test_stacks import ALL
 
 COVERAGE = {

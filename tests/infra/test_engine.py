@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import ROOT
+from tests.support import ROOT
 
 pytestmark = pytest.mark.pulumi
 

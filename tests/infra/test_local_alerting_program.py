@@ -11,7 +11,8 @@ from typing import Any
 import pulumi
 import pytest
 
-from tests.infra.conftest import ROOT, RecordingMocks, RecordingMonitor
+from tests.infra.conftest import RecordingMocks, RecordingMonitor
+from tests.support import ROOT
 
 TOKEN = "mock-webhook-token-0123456789"
 SIG_KEY, SECRET_SIG = "4dabf18193072939515e22adb298388d", "1b47061264138c4ac30d75fd1eb44270"  # Pulumi's secret

@@ -21,8 +21,9 @@ from pulumi_policy import (
 )
 
 from infra.policy.guardrails import POLICIES, policy_violations
+from tests.support import ROOT
 
-from .conftest import ROOT, Recorded, Run
+from .conftest import Recorded, Run
 from .test_stacks import ALL
 
 BY_NAME = {p.name: p for p in POLICIES}

@@ -16,7 +16,7 @@ import boto3
 import pytest
 
 from infra.aws import smoke
-from model_packages.image.localregistry import free_port
+from tests.support import free_port
 
 REGION = "eu-west-1"
 ACCOUNT = "123456789012"

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import ROOT
+from tests.support import ROOT, unavailable
 
 PROBE = """\
 import pulumi_aws as aws
@@ -36,9 +36,8 @@ INFRA = ["infra/common", "infra/aws", "infra/azure", "infra/gcp", "infra/policy"
 def test_pyright_catches_misspelled_provider_arguments(tmp_path: Path) -> None:
     pyright = Path(sys.executable).with_name("pyright")
     if not pyright.exists():
-        if os.environ.get("CI"):
-            pytest.fail("pyright must be installed in CI (pip install -e .[dev])")
-        pytest.skip("pyright is not installed in the virtualenv")
+        unavailable("pyright is not installed in the virtualenv",
+                    ci="pyright must be installed in CI (pip install -e .[dev])")
     probe = tmp_path / "probe_misspelled.py"
     probe.write_text(PROBE)
     targets = [str(probe)] + (INFRA if os.environ.get("KAIZEN_TYPECHECK_INFRA") == "1" else [])

@@ -27,7 +27,7 @@ from model_packages.errors import PackageError
 from model_packages.loading import load_model
 from model_packages.onnx_check import external_data_locations
 from model_packages.package import create_package, verify_package
-from tests.conftest import EXAMPLES, ROOT
+from tests.support import EXAMPLES, ROOT
 
 IRIS = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 

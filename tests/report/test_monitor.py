@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from model_packages.cli import app
 from model_packages.manifest import read_manifest
-from tests.conftest import EXAMPLES
+from tests.support import EXAMPLES
 
 NUMERIC_STATS = {"common", "mean", "sum", "std_dev", "min", "max", "distribution"}
 

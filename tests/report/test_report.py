@@ -13,8 +13,8 @@ import yaml
 from typer.testing import CliRunner
 
 from model_packages.cli import app
-from tests.conftest import EXAMPLES
 from tests.report.conftest import shifted_rows
+from tests.support import EXAMPLES
 
 
 def run(*args: str) -> tuple[int, str]:

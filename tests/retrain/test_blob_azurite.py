@@ -23,6 +23,7 @@ import pytest
 from model_packages.azure_blob import BlobClient, BlobError
 from tests.retrain import test_blob
 from tests.retrain.test_blob import AUDIT, FakeAzure, azure, uploaded_trail  # noqa: F401 (the fixture)
+from tests.support import free_port, unavailable
 
 ACCOUNT = "devstoreaccount1"
 
@@ -72,14 +73,11 @@ def azurite(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Monkey
     yields the account URL."""
     binary = _azurite()
     if binary is None:
-        if os.environ.get("CI"):
-            pytest.fail("Azurite is not installed in CI (scripts/setup.sh installs it)")
-        pytest.skip("Azurite is not installed (npm install azurite)")
+        unavailable("Azurite is not installed (npm install azurite)",
+                    ci="Azurite is not installed in CI (scripts/setup.sh installs it)")
     where = tmp_path_factory.mktemp("azurite")
     cert, key = _self_signed(where)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     log = (where / "azurite.log").open("wb")
     process = subprocess.Popen(
         [binary, "--blobHost", "127.0.0.1", "--blobPort", str(port), "--inMemoryPersistence", "--oauth", "basic",

@@ -20,8 +20,8 @@ from model_packages.manifest import read_manifest
 from model_packages.retrain.pipeline import PipelineError, load_pipeline
 from model_packages.retrain.run import champion_from_stack, retrain
 from model_packages.retrain.steps import package_candidate
+from tests.support import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 PIPELINE = ROOT / "examples" / "iris_pipeline.py"
 CHAMPION = ROOT / "examples" / "iris-classifier"
 FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]

@@ -9,7 +9,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -23,18 +22,12 @@ from typer.testing import CliRunner
 
 from model_packages.cli import app
 from tests.retrain.test_pipeline import CHAMPION, PIPELINE, _iris_csv, _weak_champion
+from tests.support import ROOT, free_port
 
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'kaizen-ml[ray]')")
 
-ROOT = Path(__file__).resolve().parents[2]
 LAUNCHER = Path(__file__).with_name("ray_loopback.py")
 LOOPBACK = ("127.0.0.1:", "[::ffff:127.0.0.1]:")
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _cluster_pids(temp_dir: str) -> set[int]:
@@ -92,7 +85,7 @@ class Cluster:
 def cluster() -> Iterator[Cluster]:
     """A head and a worker node (one CPU each) on 127.0.0.1."""
     temp_dir = tempfile.mkdtemp(prefix="kz-ray-", dir="/tmp")  # short: Ray's unix sockets live under it
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
            "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)}
     common = ["--node-ip-address=127.0.0.1", "--num-cpus=1", f"--object-store-memory={80 * 2**20}",

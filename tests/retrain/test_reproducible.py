@@ -26,9 +26,7 @@ from model_packages.reproducible import ZIP_EPOCH, ReplayError, code_revision, d
 from model_packages.retrain.pipeline import load_pipeline
 from model_packages.retrain.steps import package_candidate
 from tests.retrain.test_pipeline import _iris_csv
-
-ROOT = Path(__file__).resolve().parents[2]
-EXAMPLES = ROOT / "examples"
+from tests.support import EXAMPLES, ROOT
 
 
 @pytest.fixture(autouse=True)

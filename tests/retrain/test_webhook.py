@@ -15,12 +15,11 @@ import pytest
 import requests
 
 from model_packages.audit import trail
-from model_packages.image.localregistry import free_port
 from model_packages.retrain.loop import LoopError, leave_branch, load_config
 from model_packages.retrain.webhook import Alert, RetrainWebhook, parse_payload
+from tests.support import ROOT, free_port
 
 TOKEN = "webhook-token-0123456789"
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(autouse=True)

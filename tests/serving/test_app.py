@@ -23,8 +23,8 @@ from model_packages.serving.logs import JsonLog
 from model_packages.serving.messages import Request
 from model_packages.serving.runtime import build_runner
 from model_packages.serving.settings import Settings, SettingsError
+from tests.support import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 IRIS = ROOT / "examples" / "iris-classifier"
 ROW = [5.1, 3.5, 1.4, 0.2]
 

@@ -17,7 +17,8 @@ import pytest
 import requests
 import yaml
 
-from tests.conftest import EXAMPLES, RunningServer
+from tests.conftest import RunningServer
+from tests.support import EXAMPLES
 
 IRIS = EXAMPLES / "iris-classifier"
 ROW = [5.1, 3.5, 1.4, 0.2]

@@ -19,7 +19,8 @@ from typing import IO
 import pytest
 import requests
 
-from tests.conftest import EXAMPLES, RunningServer, running_server
+from tests.conftest import RunningServer, running_server
+from tests.support import EXAMPLES
 
 IRIS = EXAMPLES / "iris-classifier"
 BODY = b'{"instances":[[5.1,3.5,1.4,0.2]]}'

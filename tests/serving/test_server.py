@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 import requests
 
-from tests.conftest import EXAMPLES, RunningServer, free_port
+from tests.conftest import RunningServer
+from tests.support import EXAMPLES, free_port
 
 ROW = [5.1, 3.5, 1.4, 0.2]
 IRIS = EXAMPLES / "iris-classifier"

@@ -15,7 +15,8 @@ import requests
 
 from model_packages.serving import settings as settings_module
 from model_packages.serving.settings import default_workers
-from tests.conftest import EXAMPLES, RunningServer
+from tests.conftest import RunningServer
+from tests.support import EXAMPLES
 
 IRIS = EXAMPLES / "iris-classifier"
 ROW = [5.1, 3.5, 1.4, 0.2]

@@ -1,1 +1,42 @@
-"""Test support shared by tests/ and bench/ (never installed with the package)."""
+"""Test support shared by tests/ and bench/ (never installed with the package): the checkout's paths,
+loopback ports, and the one rule for a tool or service a test needs but cannot find.
+
+The port helpers are the ones the code uses (`LocalRegistry` picks `free_port`, the local target's
+providers check `port_is_free`), so tests and code agree on what "free" means.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+from pathlib import Path
+from typing import NoReturn
+
+from infra.local.docker_ops import port_is_free
+from model_packages.image.localregistry import free_port
+
+__all__ = ["EXAMPLES", "ROOT", "free_port", "free_ports", "port_is_free", "unavailable"]
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "examples"
+
+
+def free_ports(n: int) -> list[int]:
+    """`n` distinct free loopback ports (all probes held open together, so none repeats)."""
+    with contextlib.ExitStack() as held:
+        probes = [held.enter_context(socket.socket()) for _ in range(n)]
+        for probe in probes:
+            probe.bind(("127.0.0.1", 0))
+        return [int(probe.getsockname()[1]) for probe in probes]
+
+
+def unavailable(reason: str, *, ci: str | None = None) -> NoReturn:
+    """A tool or service the test needs is missing: skip on a developer machine, fail in CI (env `CI`
+    set), where scripts/setup.sh and .ci/run provide everything. `ci` is the failure message there
+    (default: "CI must provide this: <reason>")."""
+    import pytest  # here, so bench scripts can import the paths without pytest
+
+    if os.environ.get("CI"):
+        pytest.fail(ci or f"CI must provide this: {reason}")
+    pytest.skip(reason)
