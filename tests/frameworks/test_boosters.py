@@ -18,6 +18,7 @@ from model_packages.errors import PackageError
 from model_packages.loading import load_model
 from model_packages.manifest import read_manifest
 from model_packages.package import create_package
+from tests.support import broken
 
 RNG = np.random.default_rng(0)
 X = RNG.normal(size=(300, 4))
@@ -107,9 +108,8 @@ def test_booster_refusals(tmp_path: Path) -> None:
                        artifact_format="pickle", trusted=True)
     package = create_package(model, X, Y_BIN, out_dir=tmp_path / "ok", name="ok", version="1.0.0",
                              compile_onnx=False)
-    (package / "model.ubj").write_bytes(b"{garbage")
     with pytest.raises(PackageError, match="corrupt"):
-        load_model(package)
+        load_model(broken.hash_mismatch(package, b"{garbage"))
     wide = create_package(model, X, Y_BIN, out_dir=tmp_path / "w", name="w", version="1.0.0", compile_onnx=False)
     xgboost.XGBClassifier(n_estimators=2).fit(X[:, :3], Y_BIN).save_model(wide / "model.ubj")
     with pytest.raises(PackageError, match="the model takes 3 features"):

@@ -19,7 +19,7 @@ import pytest
 import requests
 
 from tests.conftest import RunningServer
-from tests.support import EXAMPLES, free_port
+from tests.support import EXAMPLES, broken, free_port
 
 ROW = [5.1, 3.5, 1.4, 0.2]
 IRIS = EXAMPLES / "iris-classifier"
@@ -143,9 +143,9 @@ def test_sigterm_drains_in_flight_request(server_factory: Callable[..., RunningS
 
 
 def test_corrupt_package_exits_with_named_error(iris_package: Path, tmp_path: Path) -> None:
-    (iris_package / "model.skops").write_bytes(b"garbage")
+    package = broken.hash_mismatch(iris_package)
     result = subprocess.run([sys.executable, "-m", "model_packages.serving", "serve"], capture_output=True,
-                            text=True, timeout=60, env={"KAIZEN_MODEL_DIR": str(iris_package),
+                            text=True, timeout=60, env={"KAIZEN_MODEL_DIR": str(package),
                                                         "KAIZEN_HOST": "127.0.0.1", "KAIZEN_PORT": str(free_port()),
                                                         "PATH": "/usr/bin:/bin"}, check=False)
     assert result.returncode == 1
@@ -208,28 +208,8 @@ def test_schemathesis_finds_no_contract_violation(
     assert "generated" in result.stdout and "failure" not in result.stdout.split("SUMMARY")[-1].lower()
 
 
-def _broken_package(iris_package: Path) -> Path:
-    """A package that verifies but whose model raises a ValueError on its first prediction."""
-    import hashlib
-
-    import skops.io as sio
-    import yaml
-
-    from model_packages.loading import load_model
-
-    model = load_model(iris_package, serve_with="source")._estimator  # type: ignore[attr-defined]
-    model[-1].coef_ = np.zeros((3, 7))  # the matrix product fails at warm-up
-    sio.dump(model, iris_package / "model.skops")
-    data = yaml.safe_load((iris_package / "kaizen.yaml").read_text())
-    data.pop("serving")
-    data["artifact_sha256"] = hashlib.sha256((iris_package / "model.skops").read_bytes()).hexdigest()
-    (iris_package / "kaizen.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
-    (iris_package / "serving.onnx").unlink()
-    return iris_package
-
-
 def test_load_failure_is_one_json_line_not_a_traceback(iris_package: Path) -> None:
-    package = _broken_package(iris_package)
+    package = broken.warm_up_fails(iris_package)
     result = subprocess.run([sys.executable, "-m", "model_packages.serving", "serve"], capture_output=True,
                             text=True, timeout=60, env={"KAIZEN_MODEL_DIR": str(package),
                                                         "KAIZEN_HOST": "127.0.0.1", "KAIZEN_PORT": str(free_port()),

@@ -16,7 +16,7 @@ import requests
 from model_packages.serving import settings as settings_module
 from model_packages.serving.settings import default_workers
 from tests.conftest import RunningServer
-from tests.support import EXAMPLES
+from tests.support import EXAMPLES, broken
 
 IRIS = EXAMPLES / "iris-classifier"
 ROW = [5.1, 3.5, 1.4, 0.2]
@@ -111,9 +111,8 @@ def children_safe(pids: list[int]) -> list[int]:
 
 def test_a_worker_that_cannot_load_stops_the_supervisor(iris_package: Path,
                                                          server_factory: Callable[..., RunningServer]) -> None:
-    (iris_package / "model.skops").write_bytes(b"garbage")
     with pytest.raises(AssertionError, match="exited with 1"):
-        server_factory(iris_package, {"KAIZEN_WORKERS": "2"})
+        server_factory(broken.hash_mismatch(iris_package), {"KAIZEN_WORKERS": "2"})
 
 
 def test_default_workers_follow_the_cgroup_quota(monkeypatch: pytest.MonkeyPatch) -> None:
