@@ -1,8 +1,10 @@
 """End-to-end: real Pulumi engine, real Docker, the `local` target of the real stack program.
 
-One stack for the module (tests run in file order and build on each other):
-bad config -> fresh up -> no-op up -> preview of a new version -> rollout under load ->
-interrupted up -> destroy + stack rm. Ports come from KAIZEN_E2E_PORT_BASE (default 15100).
+One stack for the module, in stages (file order): bad config -> fresh up -> drift alert -> no-op up ->
+preview of a new version -> rollout under load -> interrupted up -> destroy + stack rm. Each stage
+after the fresh up starts from the stack the earlier ones left; run alone (`-k`, `--lf`) it first
+brings the stack up itself (`Ctx.deployed_or_up`), so every selection works and a full run does no
+extra `up`. Ports come from KAIZEN_E2E_PORT_BASE (default 15100).
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ class Ctx:
     config: dict[str, Any]
     tmp: Path
     packages: dict[str, Path] = field(default_factory=dict)
+    deployed: str | None = None  # the version the stack was last brought up with; None: nothing up yet
 
     @property
     def endpoint(self) -> str:
@@ -52,6 +55,19 @@ class Ctx:
         cfg = json.loads(json.dumps(self.config))
         cfg["kaizen:local"]["package"] = str(self.packages[version])
         write_config(self.stack.config_file or self.tmp / "cfg.yaml", cfg)
+
+    def deployed_or_up(self, version: str = "1.0.0") -> str:
+        """The stage's starting point: the stack as the earlier stages left it or, when this module
+        has not brought it up (the stage runs alone), a plain `up` of `version`."""
+        if self.deployed is None:
+            self.set_package(version)
+            self.stack.up()
+            self.deployed = version
+        return self.deployed
+
+    def require_empty(self, stage: str) -> None:
+        assert self.deployed is None, (
+            f"{stage} runs on the empty stack, before any stage brings it up: keep it first in the module")
 
 
 def _package(tmp: Path, version: str) -> Path:
@@ -143,6 +159,7 @@ def ctx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ctx]:
 
 
 def test_bad_config_fails_before_any_resource(ctx: Ctx) -> None:
+    ctx.require_empty("the bad-config stage")
     bad = json.loads(json.dumps(ctx.config))
     bad["kaizen:local"]["package"] = str(ctx.packages["1.0.0"])
     bad["kaizen:local"]["endpointPort"] = "eighty"
@@ -163,6 +180,9 @@ def test_bad_config_fails_before_any_resource(ctx: Ctx) -> None:
 
 
 def test_fresh_up_serves_and_is_scraped(ctx: Ctx) -> None:
+    ctx.require_empty("the fresh-up stage")
+    ctx.set_package("1.0.0")
+    ctx.deployed = "1.0.0"  # from here on something may be up, even if the up fails half-way
     seconds, _ = ctx.stack.up()
     TIMINGS["first_up"] = round(seconds, 1)
     out = ctx.stack.outputs()
@@ -246,6 +266,7 @@ def test_prometheus_fires_kaizen_drift_on_shifted_traffic_only(ctx: Ctx) -> None
     import numpy as np
     from sklearn.datasets import load_iris
 
+    ctx.deployed_or_up()
     data = np.asarray(load_iris(return_X_y=True)[0])
     rng = np.random.default_rng(11)
     for _ in range(2):  # two windows of training-like rows (a window closes on the drift timer's tick)
@@ -274,6 +295,7 @@ def test_prometheus_fires_kaizen_drift_on_shifted_traffic_only(ctx: Ctx) -> None
 
 
 def test_second_up_is_a_noop(ctx: Ctx) -> None:
+    ctx.set_package(ctx.deployed_or_up())
     seconds, proc = ctx.stack.up("--expect-no-changes")
     TIMINGS["noop_up"] = round(seconds, 1)
     assert proc.returncode == 0
@@ -283,6 +305,7 @@ def test_preview_shows_the_diff_and_changes_nothing(ctx: Ctx) -> None:
     import docker
 
     client = docker.from_env()
+    assert ctx.deployed_or_up() == "1.0.0", f"the preview stage expects 1.0.0 served, not {ctx.deployed}"
     before = sorted(str(c.id) for c in client.containers.list(filters={"label": f"kaizen.scope={ctx.scope}"}))
     ctx.set_package("1.1.0")
     proc = ctx.stack.preview()
@@ -294,6 +317,7 @@ def test_preview_shows_the_diff_and_changes_nothing(ctx: Ctx) -> None:
 
 
 def test_rollout_swaps_without_a_failed_request(ctx: Ctx) -> None:
+    assert ctx.deployed_or_up() != "1.1.0", "the rollout stage needs another version up first"
     ctx.set_package("1.1.0")
     stop = threading.Event()
     failures: list[str] = []
@@ -317,6 +341,7 @@ def test_rollout_swaps_without_a_failed_request(ctx: Ctx) -> None:
     for w in workers:
         w.start()
     try:
+        ctx.deployed = "1.1.0"
         seconds, _ = ctx.stack.up()
     finally:
         stop.set()
@@ -339,7 +364,9 @@ def test_interrupted_up_then_up_converges(ctx: Ctx) -> None:
     import docker
 
     client = docker.from_env()
+    assert ctx.deployed_or_up("1.1.0") != "1.2.0", "the interrupted-up stage needs another version up first"
     ctx.set_package("1.2.0")
+    ctx.deployed = "1.2.0"
     proc = ctx.stack.popen("up", "--yes", "--skip-preview")
     # Kill the whole `pulumi up` (CLI, language host, providers) once the new image is pushed and
     # the new model container is starting: the state then has a pending operation.
@@ -366,6 +393,7 @@ def test_interrupted_up_then_up_converges(ctx: Ctx) -> None:
 
 
 def test_destroy_leaves_nothing_and_stack_rm_works(ctx: Ctx) -> None:
+    ctx.deployed_or_up()
     seconds, _ = ctx.stack.destroy()
     TIMINGS["destroy"] = round(seconds, 1)
     assert leftovers(ctx.scope) == {"containers": [], "volumes": [], "images": []}
