@@ -1,31 +1,24 @@
-"""Build context, locks, records, registry parsing and auth: no Docker engine needed."""
+"""Build context and locks: no Docker engine needed (registry parsing, records and auth are in
+test_registry.py, test_records.py and test_auth.py)."""
 
 from __future__ import annotations
 
-import http.server
 import io
-import json
 import re
 import shutil
 import tarfile
-import urllib.parse
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
 
 from model_packages.errors import PackageError
-from model_packages.image import auth, locks, records, refs
+from model_packages.image import locks
 from model_packages.image.build import build_package
 from model_packages.image.context import Bases, context_tar, generate_context, oci_labels
-from model_packages.image.registry import PushError, Registry, image_record, is_transient
 from model_packages.manifest import read_manifest
+from tests.support import EXAMPLES
 
-from .conftest import stub_http_server
-
-ROOT = Path(__file__).resolve().parents[2]
-EXAMPLES = ROOT / "examples"
 RUNTIME_IMAGE = "kaizen-base/python:3.11-bookworm-runtime"
 FORBIDDEN_IN_IMAGES = {"typer", "rich", "docker", "boto3", "botocore", "click", "requests"}
 
@@ -119,133 +112,6 @@ def test_invalid_package_is_never_built(tmp_path: Path) -> None:
     with pytest.raises(PackageError):
         generate_context(package, tmp_path / "ctx", bases=Bases.local())
     assert not (tmp_path / "ctx").exists()
-
-
-def test_registry_parsing() -> None:
-    assert Registry.parse("127.0.0.1:5000") == Registry("127.0.0.1:5000", "http")
-    assert Registry.parse("localhost:5000").scheme == "http"
-    ecr = "123456789012.dkr.ecr.eu-west-1.amazonaws.com"
-    assert Registry.parse(ecr) == Registry(ecr, "https")
-    assert Registry.parse("https://" + ecr + "/") == Registry(ecr, "https")
-    with pytest.raises(PushError):
-        Registry.parse("127.0.0.1:5000/some/path")
-
-
-def test_error_classification() -> None:
-    assert is_transient("dial tcp 127.0.0.1:5000: connect: connection refused")
-    assert is_transient("received unexpected HTTP status: 503 Service Unavailable")
-    assert is_transient("net/http: TLS handshake timeout")
-    assert not is_transient("unauthorized: authentication required")
-    assert not is_transient("denied: requested access to the resource is denied")
-
-
-def test_records_replace_and_refuse_tags(tmp_path: Path) -> None:
-    path = tmp_path / "kaizen-images.json"
-    labels = {"io.kaizen.model.name": "m", "io.kaizen.model.version": "1.0.0+b1"}
-
-    def pushed(digit: str, at: str = "2026-01-01T00:00:00Z") -> records.ImageRecord:
-        return image_record(labels, registry="r:5000", repository="kaizen/m", tag="1.0.0_b1",
-                            digest="sha256:" + digit * 64, pushed_at=at)
-
-    records.record_image(pushed("a"), path)
-    records.record_image(pushed("b"), path)
-    data = json.loads(path.read_text())
-    assert len(data["images"]) == 1 and data["images"][0]["reference"] == "r:5000/kaizen/m@sha256:" + "b" * 64
-    assert records.find_image("m", "1.0.0+b1", path=path) == pushed("b")
-    with pytest.raises(records.RecordsError, match="referenced by tag"):
-        records.ImageRecord.parse({**pushed("a").to_json(), "reference": "r:5000/kaizen/m:1.0.0"})
-    with pytest.raises(records.RecordsError, match="not registry/repository@digest"):
-        records.ImageRecord.parse({**pushed("a").to_json(), "digest": "sha256:" + "c" * 64})
-    with pytest.raises(records.NoImageRecorded):
-        records.find_image("other", path=path)
-
-
-def test_one_parser_of_digest_references() -> None:
-    """The stack config, the policy pack, the trainer config, `kaizen ci deploy` and the records agree."""
-    from infra.common import config
-    from infra.policy import guardrails
-    from model_packages.ci import stacks
-
-    good = "europe-west4-docker.pkg.dev/p/kaizen/iris@sha256:" + "0" * 64
-    bad = ["r:5000/kaizen/m:1.0", "r:5000/kaizen/m:1.0@sha256:" + "0" * 64, "r:5000/Kaizen/m@sha256:" + "0" * 64,
-           "r:5000/kaizen/m@sha256:" + "A" * 64, "r:5000/kaizen/m@sha256:" + "0" * 63]
-    assert refs.ImageRef.parse(good).path == "p/kaizen/iris" and config.ImageRef is refs.ImageRef
-    assert stacks.check_digest_ref(good) == good
-    for ref in bad:
-        assert not refs.is_digest_ref(ref), ref
-        with pytest.raises(ValueError):
-            refs.ImageRef.parse(ref)
-        with pytest.raises(stacks.StackError):
-            stacks.check_digest_ref(ref)
-    assert guardrails.is_digest_ref is refs.is_digest_ref
-    assert refs.image_repository("m") == "kaizen/m" and refs.tag_for("1.0.0+b1") == "1.0.0_b1"
-
-
-# --- registry authentication ---------------------------------------------------------------
-
-
-def test_registry_kinds() -> None:
-    assert auth.registry_kind("123456789012.dkr.ecr.us-east-1.amazonaws.com") == "ecr"
-    assert auth.registry_kind("kaizenprod.azurecr.io") == "acr"
-    assert auth.registry_kind("europe-west4-docker.pkg.dev") == "gar"
-    assert auth.registry_kind("gcr.io") == "gar"
-    assert auth.registry_kind("127.0.0.1:5000") == "generic"
-    assert auth.credentials_for("127.0.0.1:5000", env={}) is None
-
-
-class _ExchangeHandler(http.server.BaseHTTPRequestHandler):
-    seen: ClassVar[list[dict[str, list[str]]]] = []
-
-    def do_POST(self) -> None:
-        length = int(self.headers.get("Content-Length", 0))
-        form = urllib.parse.parse_qs(self.rfile.read(length).decode())
-        self.seen.append(form)
-        ok = self.path == "/oauth2/exchange" and form.get("access_token") == ["entra-token"]
-        body = json.dumps({"refresh_token": "acr-refresh"} if ok else {"error": "bad"}).encode()
-        self.send_response(200 if ok else 401)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-@pytest.fixture
-def exchange_server() -> Iterator[str]:
-    with stub_http_server(_ExchangeHandler) as port:
-        yield f"http://127.0.0.1:{port}"
-
-
-def test_acr_token_exchange(exchange_server: str) -> None:
-    creds = auth.acr_credentials(
-        "kaizenprod.azurecr.io", env={"AZURE_ACCESS_TOKEN": "entra-token"}, base_url=exchange_server
-    )
-    assert creds.username == auth.ACR_NULL_USER and creds.password == "acr-refresh"
-    assert _ExchangeHandler.seen[-1]["service"] == ["kaizenprod.azurecr.io"]
-    assert _ExchangeHandler.seen[-1]["grant_type"] == ["access_token"]
-    assert "acr-refresh" not in repr(creds)
-    with pytest.raises(auth.RegistryAuthError, match=r"kaizenprod\.azurecr\.io.*refused"):
-        auth.acr_credentials(
-            "kaizenprod.azurecr.io", env={"AZURE_ACCESS_TOKEN": "wrong"}, base_url=exchange_server
-        )
-
-
-def test_artifact_registry_token_from_env() -> None:
-    creds = auth.credentials_for(
-        "europe-west4-docker.pkg.dev", env={"GOOGLE_OAUTH_ACCESS_TOKEN": "ya29.token"}
-    )
-    assert creds is not None
-    assert (creds.username, creds.password) == ("oauth2accesstoken", "ya29.token")
-
-
-def test_explicit_credentials_win() -> None:
-    creds = auth.credentials_for(
-        "registry.example:5000",
-        env={"KAIZEN_REGISTRY_USERNAME": "u", "KAIZEN_REGISTRY_PASSWORD": "p"},
-    )
-    assert creds is not None and creds.docker_auth_config() == {"username": "u", "password": "p"}
 
 
 def test_default_base_is_upstream_pinned_by_digest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
