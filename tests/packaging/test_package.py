@@ -17,18 +17,12 @@ from model_packages.errors import PackageError
 from model_packages.loading import load_model
 from model_packages.manifest import FeatureSpec, read_manifest
 from model_packages.package import create_package, describe_package, sklearn_to_onnx, verify_package
+from tests.support import broken
 
 RNG = np.random.default_rng(0)
 X = RNG.normal(size=(200, 3))
 Y_CLASS = np.where(X[:, 0] + X[:, 1] > 0, "yes", "no")
 Y_REG = X @ np.array([1.0, -2.0, 0.5]) + 3.0
-
-
-def _rewrite(package: Path, **changes: object) -> None:
-    path = package / "kaizen.yaml"
-    data = yaml.safe_load(path.read_text())
-    data.update(changes)
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
 
 
 def test_compiled_serving_artifact_matches_source(tmp_path: Path) -> None:
@@ -123,9 +117,8 @@ def test_missing_manifest_is_refused(tmp_path: Path) -> None:
     ],
 )
 def test_invalid_manifest_names_the_field(iris_package: Path, changes: dict[str, object], named: str) -> None:
-    _rewrite(iris_package, **changes)
     with pytest.raises(PackageError, match=named):
-        verify_package(iris_package)
+        verify_package(broken.rewrite_manifest(iris_package, **changes))
 
 
 def test_unparseable_manifest(iris_package: Path) -> None:
@@ -168,9 +161,8 @@ def test_pickle_refused_unless_trusted(tmp_path: Path) -> None:
     package = create_package(model, X, Y_CLASS, out_dir=tmp_path / "p", name="p", version="1.0.0",
                              artifact_format="pickle", trusted=True)
     assert load_model(package).predict(X[:2]).shape == (2,)
-    _rewrite(package, trusted=False)
     with pytest.raises(PackageError, match=r"refusing to load model\.pkl"):
-        load_model(package)
+        load_model(broken.untrusted_pickle(package))
 
 
 def test_pickle_never_loaded_without_trust(tmp_path: Path) -> None:
@@ -183,24 +175,15 @@ def test_pickle_never_loaded_without_trust(tmp_path: Path) -> None:
 
     package = create_package(DummyClassifier().fit(X, Y_CLASS), X, Y_CLASS, out_dir=tmp_path / "e", name="e",
                              version="1.0.0", artifact_format="pickle", trusted=True)
-    artifact = package / "model.pkl"
-    artifact.write_bytes(pickle.dumps(Exploit()))
-    import hashlib
-
-    _rewrite(package, trusted=False, artifact_sha256=hashlib.sha256(artifact.read_bytes()).hexdigest())
+    broken.untrusted_pickle(broken.swapped_artifact(package, pickle.dumps(Exploit())))
     with pytest.raises(PackageError, match="refusing"):
         load_model(package)
     assert not marker.exists()
 
 
 def test_corrupt_onnx_is_refused(diabetes_package: Path) -> None:
-    artifact = diabetes_package / "model.onnx"
-    artifact.write_bytes(b"not an onnx model")
-    import hashlib
-
-    _rewrite(diabetes_package, artifact_sha256=hashlib.sha256(artifact.read_bytes()).hexdigest())
     with pytest.raises(PackageError, match="not a loadable ONNX model"):
-        load_model(diabetes_package)
+        load_model(broken.swapped_artifact(diabetes_package, b"not an onnx model"))
 
 
 def test_create_refuses_to_clobber(tmp_path: Path) -> None:

@@ -62,6 +62,7 @@ def untrusted_pickle(package: Path) -> Path:
     return rewrite_manifest(package, trusted=False)
 
 
-def unloadable_artifact(package: Path, content: bytes = b"not a model") -> Path:
-    """An artifact whose hash matches (resealed) but whose bytes are no model its format can load."""
+def swapped_artifact(package: Path, content: bytes) -> Path:
+    """The artifact's bytes swapped for `content` and the manifest resealed: the integrity check
+    passes, so only the loader can refuse it (not a loadable model, a malicious pickle)."""
     return reseal(hash_mismatch(package, content))
