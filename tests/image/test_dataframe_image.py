@@ -21,7 +21,7 @@ from model_packages.image.build import BuildResult
 from model_packages.image.context import Bases
 from model_packages.loading import load_model
 from model_packages.package import copy_without_serving_artifact
-from tests.support import free_port
+from tests.support import broken, free_port
 
 from .conftest import RUN_ID, _build
 
@@ -100,25 +100,13 @@ def test_churn_image_answers_like_the_pipeline(runner: Any, churn_package: Path,
 def test_image_load_failure_is_one_log_line(docker_client: Any, churn_image: BuildResult,
                                             churn_sklearn_package: Path, tmp_path: Path) -> None:
     """A package that verifies but fails at warm-up: the container exits 1 after one JSON line."""
-    import hashlib
-
-    import skops.io as sio
-    import yaml
-
-    broken = tmp_path / "broken"
-    shutil.copytree(churn_sklearn_package, broken)
-    pipeline = load_model(broken, serve_with="source")._estimator  # type: ignore[attr-defined]
-    pipeline[-1].coef_ = np.zeros((1, 9))
-    sio.dump(pipeline, broken / "model.skops")
-    data = yaml.safe_load((broken / "kaizen.yaml").read_text())
-    data["artifact_sha256"] = hashlib.sha256((broken / "model.skops").read_bytes()).hexdigest()
-    (broken / "kaizen.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
-    for path in (tmp_path, broken, *broken.iterdir()):
+    package = broken.warm_up_fails(Path(shutil.copytree(churn_sklearn_package, tmp_path / "broken")))
+    for path in (tmp_path, package, *package.iterdir()):
         path.chmod(0o755 if path.is_dir() else 0o644)
     container = docker_client.containers.run(
         churn_image.tag, command=["serve"], network_mode="host", read_only=True, tmpfs={"/tmp": "rw,size=16m"},
         environment={"KAIZEN_HOST": "127.0.0.1", "KAIZEN_PORT": str(free_port()), "KAIZEN_MODEL_DIR": "/pkg"},
-        volumes={str(broken): {"bind": "/pkg", "mode": "ro"}}, detach=True, name=f"kaizen-test-{RUN_ID}-broken")
+        volumes={str(package): {"bind": "/pkg", "mode": "ro"}}, detach=True, name=f"kaizen-test-{RUN_ID}-broken")
     try:
         assert container.wait(timeout=60)["StatusCode"] == 1
         logs = container.logs().decode(errors="replace")
