@@ -7,7 +7,8 @@ from typing import Any
 
 import pulumi
 
-from .common import outputs as out
+from model_packages import stack_outputs as out
+
 from .common.config import StackConfig, Target, load_config
 from .common.tags import register_tag_transform
 

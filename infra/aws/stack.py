@@ -7,7 +7,8 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from ..common import outputs as out
+from model_packages import stack_outputs as out
+
 from ..common.config import AwsSettings, ConfigError, StackConfig
 from ..common.naming import physical_name
 from ..common.platform import platform_image, platform_stack

@@ -7,7 +7,8 @@ from typing import Any
 import pulumi
 import pulumi_azure_native as azure
 
-from ..common import outputs as out
+from model_packages import stack_outputs as out
+
 from ..common.config import AzureSettings, StackConfig
 from ..common.naming import alnum_name, physical_name
 from ..common.platform import platform_image, platform_stack

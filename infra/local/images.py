@@ -7,37 +7,11 @@ the local registry is plain HTTP on loopback.
 
 from __future__ import annotations
 
-import hashlib
-from pathlib import Path
 from typing import Any
 
-import model_packages
+from model_packages.image.inputs import package_hash
 
-
-def _image_inputs() -> list[tuple[Path, Path]]:
-    """(root, file) of the Kaizen sources that go into a model image: the serving runtime files the
-    build context copies, and the image recipe (locks, Dockerfile template, build code)."""
-    src = Path(model_packages.__file__).parent
-    from model_packages.image.context import runtime_files
-
-    runtime = list(runtime_files(src))
-    recipe = [p for p in (src / "image").rglob("*") if p.is_file()]
-    return [(src, p) for p in sorted(set(runtime) | set(recipe))]
-
-
-def package_hash(package_dir: str | Path) -> str:
-    """Hash of everything that goes into the model image: the package, the runtime code and the
-    image recipe. The same hash means the same image, so `pulumi up` skips the build."""
-    h = hashlib.sha256()
-    pkg = Path(package_dir)
-    files = [(pkg, p) for p in sorted(pkg.rglob("*")) if p.is_file()] + _image_inputs()
-    for root, path in files:
-        rel = path.relative_to(root)
-        if "__pycache__" in rel.parts or path.suffix in (".pyc", ".whl"):
-            continue
-        h.update(str(rel).encode() + b"\0")
-        h.update(hashlib.sha256(path.read_bytes()).digest())
-    return h.hexdigest()
+__all__ = ["build_and_push", "package_hash"]  # package_hash: the image input hash `pulumi up` compares
 
 
 def build_and_push(package_dir: str, *, registry: str, base: str | None) -> tuple[str, str]:

@@ -26,7 +26,8 @@ from typing import Any
 
 import pulumi
 
-from ..common import outputs as out
+from model_packages import stack_outputs as out
+
 from ..common.config import StackConfig
 from ..common.local_config import LocalSettings
 from . import monitoring, scope_name

@@ -13,8 +13,7 @@ import urllib.request
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from kaizen_infra.common import outputs as out
-
+from model_packages import stack_outputs as out
 from model_packages.errors import KaizenError
 
 MARKER = "<!-- kaizen-preview -->"

@@ -12,8 +12,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from kaizen_infra.common import outputs as out
-
+from model_packages import stack_outputs as out
 from model_packages.baseline import typical_row
 from model_packages.errors import KaizenError
 from model_packages.manifest import read_manifest
@@ -150,8 +149,8 @@ def smoke_outputs(outputs: dict[str, Any], package: Path, *, timeout: float = 30
     if out.AZURE_ML_SCORING_URI in outputs:  # Azure ML managed online endpoint, always authenticated
         return smoke_scoring(str(outputs[out.AZURE_ML_SCORING_URI]), package, azure_ml_token(), timeout=timeout)
     if out.SAGEMAKER_ENDPOINT in outputs:
-        from kaizen_infra.aws.smoke import SmokeError as AwsSmokeError
-        from kaizen_infra.aws.smoke import smoke as smoke_sagemaker
+        from model_packages.ci.sagemaker_smoke import SmokeError as AwsSmokeError
+        from model_packages.ci.sagemaker_smoke import smoke as smoke_sagemaker
 
         region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
         if not region:

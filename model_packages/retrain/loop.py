@@ -24,10 +24,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from kaizen_infra.common import outputs as out
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
 
+from model_packages import stack_outputs as out
 from model_packages.audit import trail
 from model_packages.errors import KaizenError
 

@@ -26,7 +26,7 @@ class RetrainOutcome:
 def champion_from_stack(outputs: dict[str, Any], packages: Path) -> Path:
     """The package the stack serves: `modelName`/`modelVersion` outputs, looked up in `packages`
     (<packages>/<name>/<version>). Never "latest"."""
-    from kaizen_infra.common import outputs as out  # here: a trainer image has no infra package
+    from model_packages import stack_outputs as out
 
     name, version = outputs.get(out.MODEL_NAME), outputs.get(out.MODEL_VERSION)
     if not isinstance(name, str) or not isinstance(version, str):
@@ -44,9 +44,9 @@ def package_files(package_dir: Path) -> dict[str, str]:
 
 def package_hash(package_dir: Path) -> str | None:
     """The local stack's image input hash of the package (package files plus runtime code); None
-    where the infra code (and Pulumi) is not installed, e.g. in a trainer image."""
+    where the image builder is not installed."""
     try:
-        from kaizen_infra.local.images import package_hash as image_input_hash
+        from model_packages.image.inputs import package_hash as image_input_hash
     except ImportError:
         return None
     return image_input_hash(package_dir)

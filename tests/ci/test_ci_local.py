@@ -112,21 +112,25 @@ def ci(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ci]:
         try:
             yield state
         finally:
-            project = stacks.Project(ROOT)
-            stacks.preview_destroy(project, "local", state.pr)
-            for stack in [*state.stacks, f"pr-{state.pr}", *(stacks.preview_stack_name("local", state.pr, p)
-                                                             for p in ("iris-1.0.0", "iris-1.0.1"))]:
-                if stack in project.stack_names():
-                    project.select(stack).destroy()
-                scope = scope_name("kaizen", stack)
-                if any(leftovers(scope).values()):
-                    purge(scope)
-                (STACKS_DIR / f"Pulumi.{stack}.yaml").unlink(missing_ok=True)
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
+            names = [*state.stacks, f"pr-{state.pr}", *(stacks.preview_stack_name("local", state.pr, p)
+                                                        for p in ("iris-1.0.0", "iris-1.0.1"))]
+            try:
+                project = stacks.Project(ROOT)
+                stacks.preview_destroy(project, "local", state.pr)
+                for stack in names:
+                    if stack in project.stack_names():
+                        project.select(stack).destroy()
+                    scope = scope_name("kaizen", stack)
+                    if any(leftovers(scope).values()):
+                        purge(scope)
+            finally:  # the stack files this module wrote into stacks/, whatever failed above
+                for stack in names:
+                    (STACKS_DIR / f"Pulumi.{stack}.yaml").unlink(missing_ok=True)
+                for key, value in saved.items():
+                    if value is None:
+                        os.environ.pop(key, None)
+                    else:
+                        os.environ[key] = value
 
 
 def test_publish_builds_once_and_prints_the_digest(ci: Ci) -> None:

@@ -110,3 +110,16 @@ def test_the_cycle_check_finds_a_cycle(edge: tuple[str, str], monkeypatch: pytes
     source, target = edge
     monkeypatch.setitem(GRAPH, source, GRAPH[source] | {target})
     assert _cycle() is not None
+
+
+def test_the_packaging_module_imports_no_infra() -> None:
+    """`infra` builds on `model_packages` (the serving contract, image refs, stack output names),
+    never the reverse: the CLI, CI and retraining code run where no stack program is installed."""
+    offenders = []
+    for path in sorted((ROOT / "model_packages").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = ([alias.name for alias in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+            offenders += [f"{path.relative_to(ROOT)}: {n}" for n in names
+                          if n.split(".")[0] in ("infra", "kaizen_infra")]
+    assert not offenders, offenders

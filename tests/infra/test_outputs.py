@@ -1,4 +1,4 @@
-"""One output contract for every serving stack (infra/common/outputs.py), under Pulumi mocks: each cloud
+"""One output contract for every serving stack (model_packages/stack_outputs.py), under Pulumi mocks: each cloud
 and serving stack kind, and the local target, export endpointUrl, image, imageDigest, modelName and
 modelVersion, with values that agree with the stack's config and its cloud-specific outputs."""
 
@@ -12,7 +12,7 @@ from typing import Any
 import pulumi
 import pytest
 
-from infra.common import outputs as out
+from model_packages import stack_outputs as out
 
 from .conftest import RecordingMocks, RecordingMonitor, Run, load_stack_config
 

@@ -1,4 +1,4 @@
-"""Stack output names: one home for what every target exports and what the readers look up.
+"""Stack output names: one home for what every target (`infra/`) exports and what the readers look up.
 
 Every serving stack, on every target, exports the `SERVING` outputs under these names (camelCase,
 Pulumi's convention), plus `DASHBOARD` on every cloud (the local target's is Prometheus,

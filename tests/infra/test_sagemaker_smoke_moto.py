@@ -1,4 +1,4 @@
-"""infra.aws.smoke against a real moto server process on 127.0.0.1."""
+"""model_packages.ci.sagemaker_smoke against a real moto server process on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from infra.aws import smoke
+from model_packages.ci import sagemaker_smoke as smoke
 from tests.support import free_port
 
 REGION = "eu-west-1"

@@ -1,6 +1,6 @@
 """Post-deploy smoke test of a SageMaker endpoint, and reading what data capture stored.
 
-    python -m infra.aws.smoke --endpoint kaizen-iris-aws-dev --region eu-west-1 \
+    python -m model_packages.ci.sagemaker_smoke --endpoint kaizen-iris-aws-dev --region eu-west-1 \
         --payload '{"instances": [[5.1, 3.5, 1.4, 0.2]]}' [--capture-uri s3://bucket/datacapture]
 
 Steps: wait until the endpoint is InService, invoke it (sagemaker-runtime InvokeEndpoint, JSON),
