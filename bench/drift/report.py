@@ -89,6 +89,7 @@ def main() -> int:
     parser.add_argument("--work", type=Path, default=ROOT / "bench" / "results" / "drift-work")
     parser.add_argument("--source", type=Path, default=ROOT, help="checkout whose `kaizen drift report` to time")
     args = parser.parse_args()
+    args.work = args.work.resolve()
     rng = np.random.default_rng(7)
     package = args.work / "package"
     specs = make_package(package, args.features, args.categorical, rng)
@@ -103,7 +104,9 @@ def main() -> int:
         started, cpu = time.perf_counter(), _children_cpu()
         command = [sys.executable, "-c", "from model_packages.cli import main; main()", "drift", "report",
                    str(package), str(source), "--out", str(out)]
-        done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+        # in the source's directory: `-c` puts the working directory before PYTHONPATH on sys.path
+        done = subprocess.run(command, env=env, cwd=args.source.resolve(), capture_output=True, text=True,
+                              check=False)
         seconds, cpu = time.perf_counter() - started, _children_cpu() - cpu
         if done.returncode != 0:
             print(done.stdout + done.stderr, file=sys.stderr)

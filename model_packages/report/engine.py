@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,14 +68,22 @@ class Engine:
                                              np.array([0.0, *base.bin_fractions]),
                                              inner=np.asarray(base.bin_edges, dtype=np.float64)))
 
-    def prewarm(self, rows: int) -> None:
+    def prewarm(self, rows: int | Callable[[], int]) -> None:
         """Solve the calibration for a window of `rows` rows in a thread while the rows are being read
-        (numpy releases the GIL; the tables depend only on the row count and alpha)."""
-        if self._core is None or rows < max(1, self.min_rows):
+        (numpy releases the GIL; the tables depend only on the row count and alpha). `rows` may be a
+        function counting them, called on that thread; a count the reading does not confirm only
+        costs the time (the verdict solves for the rows read)."""
+        least = max(1, self.min_rows)
+        if self._core is None or (isinstance(rows, int) and rows < least):
             return
         core, alpha = self._core, self.alpha
-        self._prewarm = threading.Thread(target=core.thresholds, args=(alpha, rows), name="kaizen-calibration",
-                                         daemon=True)
+
+        def solve() -> None:
+            count = rows if isinstance(rows, int) else rows()
+            if count >= least:
+                core.thresholds(alpha, count)
+
+        self._prewarm = threading.Thread(target=solve, name="kaizen-calibration", daemon=True)
         self._prewarm.start()
 
     @property

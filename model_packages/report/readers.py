@@ -3,7 +3,8 @@ records, SageMaker data-capture records), and capture directories over a time ra
 
 Every reader yields `Batch`es of numpy columns (float64 for numbers, object for strings) read with
 pyarrow (Parquet, CSV and JSON Lines are parsed in C, in blocks; Parquet and CSV stream in one pass,
-parsed on a thread ahead of the counting), never row by row in Python; only
+parsed on a thread ahead of the counting, a plain CSV in byte blocks that pyarrow parses on every
+core), never row by row in Python; only
 SageMaker records, whose payload is a JSON string per request, parse one payload per request.
 Every problem is one `ReportInputError` naming the file and the line or column.
 """
@@ -27,7 +28,12 @@ import numpy as np
 from model_packages.errors import KaizenError
 
 BLOCK = 1 << 24  # bytes per CSV / JSON block
+CSV_BLOCK = 1 << 25  # bytes of a plain CSV parsed at once, on every core
+CSV_CHUNK = 1 << 22  # bytes per parsing task within a CSV block
 PARQUET_BATCH = 262_144
+QUOTE = ord('"')
+_OPENS = np.zeros(256, dtype=bool)  # the bytes after which a quote opens a value: `,`, line ends, a quote
+_OPENS[list(b',\n\r"')] = True
 PREFETCH = 2  # batches parsed ahead of the counting
 PREDICTION_COLUMNS = ("__prediction__", "prediction", "predictions")
 
@@ -230,13 +236,105 @@ def _parquet(path: Path, wanted: Wanted) -> Iterator[Batch]:
 
 
 def _csv(path: Path, wanted: Wanted) -> Iterator[Batch]:
+    """A plain `.csv` in byte blocks cut at the end of a row (`_row_end`), each parsed by pyarrow on
+    every core; a block where that end cannot be proven hands the rest of the file, from the block's
+    first row on, to pyarrow's one-thread streaming reader, as do compressed files. Memory stays a few
+    blocks whatever the file's size."""
+    import pyarrow as pa
+
+    types: dict[str, Any] = {name: pa.string() for name in wanted.strings}
+    if path.suffix.lower() != ".csv":
+        yield from _csv_stream(path, wanted, types)
+        return
+    try:
+        handle = open(path, "rb")  # noqa: SIM115 - closed by the `with` below
+    except OSError as error:
+        raise ReportInputError(f"{path}: cannot read CSV: {error}") from None
+    with handle:
+        header = handle.readline(CSV_BLOCK)
+        if not header.strip() or _row_end(header, len(header)) != len(header):  # empty, or an end not proven
+            yield from _csv_stream(path, wanted, types)
+            return
+        names = _csv_parse(path, header, None, types).column_names
+        offset, first = len(header), True
+        block = bytearray(CSV_BLOCK)  # reused: a parsed table holds no reference to its text
+        while True:
+            size = handle.readinto(block)
+            if not size:
+                return
+            cut = _row_end(block, size, last=size < CSV_BLOCK)
+            if cut == 0:  # a row longer than a block, or quotes the cut cannot follow: stream from here
+                yield from _csv_stream(path, wanted, types, names, offset)
+                return
+            if cut < size:
+                handle.seek(offset + cut)
+            offset += cut
+            table = _csv_parse(path, memoryview(block)[:cut], names, types)
+            if first:  # later blocks get the first one's column types, as the streaming reader does
+                first = False
+                types.update({field.name: pa.float64() if pa.types.is_integer(field.type) else field.type
+                              for field in table.schema if field.name not in types
+                              and not pa.types.is_null(field.type)})
+            yield _from_table(path, table, wanted)
+
+
+def _row_end(data: bytes | bytearray, size: int, last: bool = False) -> int:
+    """Where the last complete row of `data[:size]` (which starts a row) ends: after a newline outside
+    quotes, or `size` if `last`; 0 if unknown. A newline is outside quotes when an even number of
+    quote characters precede it, which holds as pyarrow parses (a quote opens a value only at a
+    field's start, `""` inside one is a quote) when every quote that parity says opens a value is at
+    a field's start (after `,`, a line end or the block's start) or right after the quote before it."""
+    view = np.frombuffer(data, dtype=np.uint8, count=size)
+    if data.find(b'"', 0, size) >= 0:
+        quotes = np.flatnonzero(view == QUOTE)
+        opening = quotes[0::2]
+        if not _OPENS[view[opening[opening > 0] - 1]].all():
+            return 0
+        if last:
+            return size
+        end = size
+        while (end := data.rfind(b"\n", 0, end)) >= 0:
+            if int(np.searchsorted(quotes, end)) % 2 == 0:
+                return end + 1
+        return 0
+    return size if last else data.rfind(b"\n", 0, size) + 1
+
+
+def _csv_parse(path: Path, data: bytes | memoryview, names: list[str] | None, types: dict[str, Any]) -> Any:
+    """One block of rows (`names`: the header's columns; None: the block starts with the header)."""
     import pyarrow as pa
     import pyarrow.csv as pcsv
 
-    types = {name: pa.string() for name in wanted.strings}
     try:
-        reader = pcsv.open_csv(path, read_options=pcsv.ReadOptions(block_size=BLOCK),
-                               convert_options=pcsv.ConvertOptions(column_types=types, strings_can_be_null=True))
+        return pcsv.read_csv(pa.py_buffer(data),
+                             read_options=pcsv.ReadOptions(use_threads=True, block_size=CSV_CHUNK,
+                                                           column_names=names),
+                             convert_options=_csv_convert(names, types))
+    except pa.ArrowException as error:
+        raise ReportInputError(f"{path}: {_arrow_message(error)}") from None
+
+
+def _csv_convert(names: list[str] | None, types: dict[str, Any]) -> Any:
+    import pyarrow.csv as pcsv
+
+    known = types if names is None else {k: v for k, v in types.items() if k in names}
+    return pcsv.ConvertOptions(column_types=known, strings_can_be_null=True)
+
+
+def _csv_stream(path: Path, wanted: Wanted, types: dict[str, Any], names: list[str] | None = None,
+                offset: int = 0) -> Iterator[Batch]:
+    """pyarrow's one-pass streaming reader, from byte `offset` (the start of a row; `names`: the
+    header's columns, when the header lies before `offset`)."""
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+
+    try:
+        source: Any = path
+        if offset:
+            source = pa.OSFile(str(path))
+            source.seek(offset)
+        reader = pcsv.open_csv(source, read_options=pcsv.ReadOptions(block_size=BLOCK, column_names=names),
+                               convert_options=_csv_convert(names, types))
     except (OSError, pa.ArrowException) as error:
         raise ReportInputError(f"{path}: cannot read CSV: {_arrow_message(error)}") from None
     while True:
