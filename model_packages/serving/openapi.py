@@ -122,6 +122,21 @@ class Operations:
                                          "type": "array", "minItems": width, "maxItems": width, "items": cell}},
                                      "index": {"type": "array"},
                                  }}}}
+        # MLflow's `inputs`: rows, or columns {"feature": [values]} (TF-serving's columnar form). JSON
+        # Schema cannot tie the columns' lengths together, so the schema shows one-row columns.
+        self.mlflow_inputs_rows = {"type": "object", "required": ["inputs"], "additionalProperties": False,
+                                   "properties": {"inputs": {"type": "array", "minItems": 1, "items": row_object},
+                                                  "params": mlflow_params}}
+        self.mlflow_inputs_columns = {
+            "type": "object", "required": ["inputs"], "additionalProperties": False,
+            "properties": {"params": mlflow_params, "inputs": {
+                "type": "object", "additionalProperties": False,
+                "required": [s.name for s in manifest.inputs if s.required],
+                "properties": {s.name: {"type": "array", "minItems": 1, "maxItems": 1, "items": _feature_schema(s)}
+                               for s in manifest.inputs}}}}
+        # Every JSON body /invocations and /predict accept (one parser: codecs.instances_of).
+        self.json_shapes = [{**self.instances_request, "additionalProperties": False}, self.mlflow_records,
+                            self.mlflow_split, self.mlflow_inputs_rows, self.mlflow_inputs_columns]
 
     # -- every target -------------------------------------------------------------------------
     def live(self) -> dict[str, Any]:
@@ -140,20 +155,21 @@ class Operations:
 
     def predict(self) -> dict[str, Any]:
         return {
-            "summary": "Predict ({instances} -> {predictions})",
-            "requestBody": {"required": True, "content": {"application/json": {"schema": self.instances_request}}},
+            "summary": "Predict ({instances} -> {predictions}; MLflow's JSON shapes too)",
+            "description": "Exactly one of instances, dataframe_records, dataframe_split, inputs (rows or "
+                           "columns); optional params/parameters.",
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {"oneOf": self.json_shapes}}}},
             "responses": {**self.predictions, **_errors(400, 413, 415, 503)},
         }
 
     # -- SageMaker and MLflow -----------------------------------------------------------------
     def invocations(self) -> dict[str, Any]:
-        shapes = [{**self.instances_request, "additionalProperties": False}, self.mlflow_records, self.mlflow_split]
         return {
             "summary": "SageMaker invocations and MLflow's scoring protocol (JSON or CSV)",
-            "description": "Exactly one of instances, dataframe_records, dataframe_split (also inputs, as "
-                           "rows or columns); optional params/parameters. CSV with or without a header row.",
+            "description": "Exactly one of instances, dataframe_records, dataframe_split, inputs (rows or "
+                           "columns); optional params/parameters. CSV with or without a header row.",
             "requestBody": {"required": True, "content": {
-                "application/json": {"schema": {"oneOf": shapes}},
+                "application/json": {"schema": {"oneOf": self.json_shapes}},
                 "text/csv": {"schema": _csv_schema(self.manifest)}}},
             "responses": {**self.predictions, **_errors(400, 413, 415, 503)},
         }
@@ -165,7 +181,9 @@ class Operations:
                               **_errors(404, 503)}}
 
     def v1_predict(self) -> dict[str, Any]:
-        return {**self.predict(), "summary": "KServe V1: predict ({instances} -> {predictions})",
+        return {"summary": "KServe V1: predict ({instances} -> {predictions})",
+                "requestBody": {"required": True,
+                                "content": {"application/json": {"schema": self.instances_request}}},
                 "responses": {**self.predictions, **_errors(400, 404, 413, 415, 503)}}
 
     # -- Open Inference Protocol V2 -----------------------------------------------------------

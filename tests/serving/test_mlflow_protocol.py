@@ -54,8 +54,9 @@ def test_every_mlflow_shape_and_its_errors(iris_server: RunningServer) -> None:
         {"inputs": {k: [v] for k, v in row.items()}},
         {"dataframe_records": [row], "params": {"probabilities": False}},
     ]
-    answers = [requests.post(f"{iris_server.url}/invocations", json=body, timeout=10) for body in shapes]
-    assert [a.status_code for a in answers] == [200] * len(shapes), [a.text for a in answers]
+    answers = [requests.post(f"{iris_server.url}/{route}", json=body, timeout=10)
+               for route in ("invocations", "predict") for body in shapes]
+    assert [a.status_code for a in answers] == [200] * len(answers), [a.text for a in answers]
     assert len({str(a.json()["predictions"]) for a in answers}) == 1
     csv = requests.post(f"{iris_server.url}/invocations", data=",".join(row) + "\n5.1,3.5,1.4,0.2\n",
                         headers={"Content-Type": "text/csv"}, timeout=10)
@@ -69,6 +70,8 @@ def test_every_mlflow_shape_and_its_errors(iris_server: RunningServer) -> None:
     for body, needle in bad:
         answer = requests.post(f"{iris_server.url}/invocations", json=body, timeout=10)
         assert answer.status_code == 400 and needle in answer.text, answer.text
+        error = answer.json()  # MLflow's error shape, which its clients read, beside Kaizen's own `error`
+        assert error["error_code"] == "BAD_REQUEST" and needle in error["message"] and needle in error["error"]
 
 
 def test_kserve_v1_routes(iris_server: RunningServer) -> None:
@@ -84,5 +87,9 @@ def test_kserve_v1_routes(iris_server: RunningServer) -> None:
 def test_openapi_describes_every_accepted_shape(iris_server: RunningServer) -> None:
     doc = requests.get(f"{iris_server.url}/openapi.json", timeout=10).json()
     shapes = doc["paths"]["/invocations"]["post"]["requestBody"]["content"]["application/json"]["schema"]["oneOf"]
-    assert [next(iter(s["required"])) for s in shapes] == ["instances", "dataframe_records", "dataframe_split"]
+    assert [next(iter(s["required"])) for s in shapes] == [
+        "instances", "dataframe_records", "dataframe_split", "inputs", "inputs"]
+    assert [s["properties"]["inputs"]["type"] for s in shapes[3:]] == ["array", "object"]  # rows, columns
+    predict = doc["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]["schema"]["oneOf"]
+    assert predict == shapes  # /predict reads the same JSON bodies (not CSV)
     assert {"/v1/models/{model}", "/v1/models/{model}:predict"} <= set(doc["paths"])
