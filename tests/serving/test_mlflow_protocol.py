@@ -93,3 +93,17 @@ def test_openapi_describes_every_accepted_shape(iris_server: RunningServer) -> N
     predict = doc["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]["schema"]["oneOf"]
     assert predict == shapes  # /predict reads the same JSON bodies (not CSV)
     assert {"/v1/models/{model}", "/v1/models/{model}:predict"} <= set(doc["paths"])
+
+
+def test_mlflow_client_gets_the_onnx_regressor_predictions(server_factory: Callable[..., RunningServer]) -> None:
+    """The third example: an ONNX regressor, its own onnxruntime session as the reference."""
+    import onnxruntime as ort
+    from sklearn.datasets import load_diabetes
+
+    server = server_factory(EXAMPLES / "diabetes-regressor")
+    data = load_diabetes(as_frame=True).frame.drop(columns="target").iloc[:25]
+    frame = data[list(reversed(data.columns))]  # columns by name, in any order
+    answer = _client(server).invoke(frame)
+    session = ort.InferenceSession(str(EXAMPLES / "diabetes-regressor" / "model.onnx"))
+    expected = session.run(None, {"input": data.to_numpy(np.float32)})[0].ravel()
+    np.testing.assert_allclose(answer.get_predictions().iloc[:, 0].to_numpy(float), expected, rtol=1e-5, atol=1e-4)
