@@ -101,9 +101,12 @@ def test_mlflow_client_gets_the_onnx_regressor_predictions(server_factory: Calla
     from sklearn.datasets import load_diabetes
 
     server = server_factory(EXAMPLES / "diabetes-regressor")
-    data = load_diabetes(as_frame=True).frame.drop(columns="target").iloc[:25]
+    from model_packages.manifest import read_manifest
+
+    names = read_manifest(EXAMPLES / "diabetes-regressor").feature_names
+    data = pd.DataFrame(np.asarray(load_diabetes(return_X_y=True)[0])[:25], columns=names)
     frame = data[list(reversed(data.columns))]  # columns by name, in any order
     answer = _client(server).invoke(frame)
     session = ort.InferenceSession(str(EXAMPLES / "diabetes-regressor" / "model.onnx"))
-    expected = session.run(None, {"input": data.to_numpy(np.float32)})[0].ravel()
+    expected = np.asarray(session.run(None, {"input": data.to_numpy(np.float32)})[0]).ravel()
     np.testing.assert_allclose(answer.get_predictions().iloc[:, 0].to_numpy(float), expected, rtol=1e-5, atol=1e-4)
