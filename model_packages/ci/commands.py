@@ -204,7 +204,11 @@ def rollback(
         help="Model package: use its own stack STACK-<package> (config from stacks/Pulumi.STACK.yaml)")] = None,
     project_dir: ProjectDir = Path("."),
 ) -> None:
-    """Redeploy the image deployed before the current one (from the audit trail); record the rollback."""
+    """Redeploy the image deployed before the current one; record the rollback in the audit trail.
+
+    The previous image comes from the stack's update history in the Pulumi backend (each `kaizen ci
+    deploy`/`rollback` update names its image): that record outlives a CI runner, whose audit trail
+    file does not unless it is shipped somewhere."""
     from model_packages.ci import stacks
 
     try:
