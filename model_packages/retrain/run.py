@@ -44,11 +44,14 @@ def package_files(package_dir: Path) -> dict[str, str]:
 
 def package_hash(package_dir: Path) -> str | None:
     """The local stack's image input hash of the package (package files plus runtime code); None
-    where the image builder is not installed."""
-    try:
-        from model_packages.image.inputs import package_hash as image_input_hash
-    except ImportError:
+    where the local stack (`kaizen_infra`) is not installed, e.g. in a trainer image: the hash covers
+    Kaizen's own files, which a trainer image holds only in part, so it would differ there."""
+    import importlib.util
+
+    if importlib.util.find_spec("kaizen_infra") is None:
         return None
+    from model_packages.image.inputs import package_hash as image_input_hash
+
     return image_input_hash(package_dir)
 
 
