@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -25,7 +24,7 @@ from typing import Any
 import pytest
 
 from model_packages.batch.s3 import S3Client, S3Error, credentials, split_uri
-from tests.support import ROOT
+from tests.support import ROOT, moto_threaded
 
 IRIS = ROOT / "examples" / "iris-classifier"
 PREFIX = "iris/iris-batch/"
@@ -37,51 +36,43 @@ ROWS = 3000
 def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
     """A moto server; bucket `scores`; an IAM user holding exactly the processing role's policy.
     Yields that user's environment; every request after setup is authenticated and authorised."""
-    server_mod = pytest.importorskip("moto.server")
     import boto3
+    import requests
     from moto import settings
 
     from infra.aws.batch import ProcessingBatchJobArgs, processing_policy
     from infra.batch_config import BatchSettings
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = server_mod.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    url = f"http://127.0.0.1:{port}"
-    import requests
-
-    requests.post(f"{url}/moto-api/reset", timeout=10).raise_for_status()  # moto's state is per process
-    admin = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing", "region_name": "eu-west-1",
-             "endpoint_url": url}
-    try:
-        boto3.client("s3", **admin).create_bucket(
-            Bucket="scores", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
-        iam = boto3.client("iam", **admin)
-        iam.create_user(UserName="processing")
-        args = ProcessingBatchJobArgs(
-            account_id="123456789012", region="eu-west-1", job_prefix="iris-batch", image="x", repository_arn="x",
-            settings=BatchSettings.model_validate({"input": "s3://raw/daily/", "output": "s3://scores/iris/",
-                                                   "inputs": ["day.csv"]}))
-        policy = processing_policy(args, "arn:aws:ecr:eu-west-1:123456789012:repository/kaizen/iris")
-        for statement in policy["Statement"]:  # moto does not evaluate s3:prefix (test_batch_clouds.py checks it)
-            if statement["Action"] == ["s3:ListBucket"]:  # and names List Objects V2 its own way
-                del statement["Condition"]
-                statement["Action"] = ["s3:ListBucket", "s3:ListObjectsV2"]
-        iam.put_user_policy(UserName="processing", PolicyName="processing", PolicyDocument=json.dumps(policy))
-        key = iam.create_access_key(UserName="processing")["AccessKey"]
-        iam.create_user(UserName="operator")  # the test's own hand: uploads as SageMaker would, deletes, reads
-        iam.put_user_policy(UserName="operator", PolicyName="all", PolicyDocument=json.dumps(
-            {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": ["s3:*"], "Resource": "*"}]}))
-        operator = iam.create_access_key(UserName="operator")["AccessKey"]
-        monkeypatch.setattr(settings, "INITIAL_NO_AUTH_ACTION_COUNT", 0)  # IAM on from here
-        env = {"AWS_REGION": "eu-west-1", "AWS_ENDPOINT_URL": url}
-        yield {**env, "AWS_ACCESS_KEY_ID": key["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"],
-               "OPERATOR_KEY_ID": operator["AccessKeyId"], "OPERATOR_SECRET": operator["SecretAccessKey"]}
-    finally:
-        requests.post(f"{url}/moto-api/reset", timeout=10)
-        server.stop()
+    with moto_threaded() as url:
+        requests.post(f"{url}/moto-api/reset", timeout=10).raise_for_status()  # moto's state is per process
+        admin = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing", "region_name": "eu-west-1",
+                 "endpoint_url": url}
+        try:
+            boto3.client("s3", **admin).create_bucket(
+                Bucket="scores", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+            iam = boto3.client("iam", **admin)
+            iam.create_user(UserName="processing")
+            args = ProcessingBatchJobArgs(
+                account_id="123456789012", region="eu-west-1", job_prefix="iris-batch", image="x", repository_arn="x",
+                settings=BatchSettings.model_validate({"input": "s3://raw/daily/", "output": "s3://scores/iris/",
+                                                       "inputs": ["day.csv"]}))
+            policy = processing_policy(args, "arn:aws:ecr:eu-west-1:123456789012:repository/kaizen/iris")
+            for statement in policy["Statement"]:  # moto does not evaluate s3:prefix (test_batch_clouds.py checks it)
+                if statement["Action"] == ["s3:ListBucket"]:  # and names List Objects V2 its own way
+                    del statement["Condition"]
+                    statement["Action"] = ["s3:ListBucket", "s3:ListObjectsV2"]
+            iam.put_user_policy(UserName="processing", PolicyName="processing", PolicyDocument=json.dumps(policy))
+            key = iam.create_access_key(UserName="processing")["AccessKey"]
+            iam.create_user(UserName="operator")  # the test's own hand: uploads as SageMaker would, deletes, reads
+            iam.put_user_policy(UserName="operator", PolicyName="all", PolicyDocument=json.dumps(
+                {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": ["s3:*"], "Resource": "*"}]}))
+            operator = iam.create_access_key(UserName="operator")["AccessKey"]
+            monkeypatch.setattr(settings, "INITIAL_NO_AUTH_ACTION_COUNT", 0)  # IAM on from here
+            env = {"AWS_REGION": "eu-west-1", "AWS_ENDPOINT_URL": url}
+            yield {**env, "AWS_ACCESS_KEY_ID": key["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"],
+                   "OPERATOR_KEY_ID": operator["AccessKeyId"], "OPERATOR_SECRET": operator["SecretAccessKey"]}
+        finally:
+            requests.post(f"{url}/moto-api/reset", timeout=10)
 
 
 def _boto(env: dict[str, str], who: str = "operator") -> Any:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import base64
-import socket
 from collections.abc import Iterator
 
 import pytest
 
 from model_packages.image import auth
+from tests.support import moto_threaded
 
 ACCOUNT = "123456789012"
 HOST = f"{ACCOUNT}.dkr.ecr.eu-west-1.amazonaws.com"
@@ -16,26 +16,17 @@ HOST = f"{ACCOUNT}.dkr.ecr.eu-west-1.amazonaws.com"
 
 @pytest.fixture
 def moto_endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    server_mod = pytest.importorskip("moto.server")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = server_mod.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    url = f"http://127.0.0.1:{port}"
-    for key, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": "eu-west-1",
-        "AWS_ENDPOINT_URL": url,
-    }.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    try:
+    with moto_threaded() as url:
+        for key, value in {
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_SESSION_TOKEN": "testing",
+            "AWS_DEFAULT_REGION": "eu-west-1",
+            "AWS_ENDPOINT_URL": url,
+        }.items():
+            monkeypatch.setenv(key, value)
+        monkeypatch.delenv("AWS_PROFILE", raising=False)
         yield url
-    finally:
-        server.stop()
 
 
 def test_ecr_credentials_from_get_authorization_token(moto_endpoint: str) -> None:

@@ -20,6 +20,10 @@ def deep(n: int, leaf: str = "1") -> bytes:
     return ("[" * n + leaf + "]" * n).encode()
 
 
+def v2(shape: list[int], data: list[float]) -> bytes:
+    return json.dumps({"inputs": [{"name": "input", "shape": shape, "datatype": "FP64", "data": data}]}).encode()
+
+
 @pytest.fixture(scope="module")
 def app() -> App:
     return make_app(EXAMPLES / "iris-classifier")[0]
@@ -57,15 +61,9 @@ REFUSED = [  # (name, path, body, content type): each must be a 4xx with an erro
     ("csv NUL", "/invocations", b"5.1\x00,3.5,1.4,0.2\n", "text/csv"),
     ("csv 200k-digit field", "/invocations", b"1" * 200_000 + b",1,1,1\n", "text/csv"),
     ("xml", "/invocations", b"<a/>", "application/xml"),
-    ("v2 shape and data disagree", INFER, json.dumps(
-        {"inputs": [{"name": "input", "shape": [2, 4], "datatype": "FP64", "data": ROW}]}).encode(),
-     "application/json"),
-    ("v2 65 dimensions", INFER, json.dumps(
-        {"inputs": [{"name": "input", "shape": [1] * 65, "datatype": "FP64", "data": [1]}]}).encode(),
-     "application/json"),
-    ("v2 negative shape", INFER, json.dumps(
-        {"inputs": [{"name": "input", "shape": [-1, 4], "datatype": "FP64", "data": ROW}]}).encode(),
-     "application/json"),
+    ("v2 shape and data disagree", INFER, v2([2, 4], ROW), "application/json"),
+    ("v2 65 dimensions", INFER, v2([1] * 65, [1]), "application/json"),
+    ("v2 negative shape", INFER, v2([-1, 4], ROW), "application/json"),
 ]
 
 

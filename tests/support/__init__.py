@@ -10,13 +10,14 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 from typing import NoReturn
 
 from infra.local.docker_ops import port_is_free
 from model_packages.image.localregistry import free_port
 
-__all__ = ["EXAMPLES", "ROOT", "free_port", "free_ports", "port_is_free", "unavailable"]
+__all__ = ["EXAMPLES", "ROOT", "free_port", "free_ports", "moto_threaded", "port_is_free", "unavailable"]
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
@@ -40,3 +41,17 @@ def unavailable(reason: str, *, ci: str | None = None) -> NoReturn:
     if os.environ.get("CI"):
         pytest.fail(ci or f"CI must provide this: {reason}")
     pytest.skip(reason)
+
+
+@contextlib.contextmanager
+def moto_threaded() -> Iterator[str]:
+    """A moto server in this process on a free loopback port; yields its URL, stops it after."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
