@@ -36,7 +36,8 @@ from model_packages.manifest import Manifest
 from model_packages.serving.codecs import to_json_values
 from model_packages.serving.settings import CaptureSettings
 
-BATCH = 512  # records formatted and written per write call at most
+BATCH = 512  # records formatted per pass at most
+CHUNK_BYTES = 16 << 10  # bytes per write call at most: a full disk loses only the chunks that did not fit
 POLL = 0.1  # seconds between the writer's passes over the queue
 PARTIAL = ".partial"
 
@@ -228,13 +229,15 @@ class DirectorySink:
             total -= size
 
     def write(self, lines: list[str], now: float) -> None:
-        """Append whole lines, rotating whenever the next piece would pass max_file_bytes."""
+        """Append whole lines in chunks of at most CHUNK_BYTES, rotating whenever the next chunk would pass
+        max_file_bytes."""
         piece: list[bytes] = []
         size = done = 0
         try:
             for line in lines:
                 data = line.encode() + b"\n"
-                if piece and self.size + size + len(data) > self.settings.max_file_bytes:
+                if piece and (size + len(data) > CHUNK_BYTES
+                              or self.size + size + len(data) > self.settings.max_file_bytes):
                     self._append(b"".join(piece), now)
                     done += len(piece)
                     piece, size = [], 0

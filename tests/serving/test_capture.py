@@ -192,6 +192,23 @@ def test_full_disk_drops_samples_and_counts_them(server_factory: Callable[..., R
         assert line["predictions"] == ["setosa"] * 50
 
 
+def test_one_large_write_on_a_full_disk_keeps_the_chunks_that_fit(tiny_filesystem: Path) -> None:
+    """All of a pass's records in one write call: the first chunks land, the rest are counted lost."""
+    from model_packages.serving.capture import CHUNK_BYTES, DirectorySink, PartialWrite
+    from model_packages.serving.settings import CaptureSettings
+
+    sink = DirectorySink(CaptureSettings(rate=1.0, destination=str(tiny_filesystem / "c")), "t")
+    line = json.dumps({"inputs": ["x" * 1000]})
+    lines = [line] * 200  # ~200 KB: more than the 64 KiB disk holds, less than one capture file
+    with pytest.raises(PartialWrite) as failure:
+        sink.write(lines, time.time())
+    assert 0 < failure.value.written < len(lines)
+    assert failure.value.written >= CHUNK_BYTES // (len(line) + 1)
+    sink.close()
+    kept = [json.loads(x) for f in (tiny_filesystem / "c").glob("*.jsonl") for x in f.read_text().splitlines()]
+    assert len(kept) == failure.value.written and all(k["inputs"] == ["x" * 1000] for k in kept)
+
+
 def test_unwritable_destination_never_fails_requests(server_factory: Callable[..., RunningServer],
                                                      tmp_path: Path) -> None:
     blocker = tmp_path / "not-a-dir"
