@@ -65,7 +65,7 @@ def provenance_dir(path: str | Path | None = None) -> Path:
 
 def record_push(reference: str, labels: dict[str, str], path: str | Path | None = None) -> Path:
     """Write the signed provenance of `reference` and append the push to the audit trail."""
-    envelope = trail.sign(statement(reference, labels))
+    envelope = trail.sign_statement(statement(reference, labels))
     out = provenance_dir(path) / f"{reference.rsplit(':', 1)[1]}.dsse.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(envelope, sort_keys=True)
@@ -91,7 +91,7 @@ def verify_pushes(records: list[dict[str, Any]], path: str | Path | None = None,
             raise trail.AuditError(f"record {record['seq']}: provenance {where.name} is missing") from None
         if hashlib.sha256(text.encode()).hexdigest() != record.get("provenance_sha256"):
             raise trail.AuditError(f"record {record['seq']}: provenance {where.name} was changed")
-        found = trail.open_envelope(json.loads(text), keys, str(where))
+        found = trail.open_statement(json.loads(text), keys, str(where))
         image = str(record["image"])
         repository, digest = image.split("@", 1)
         if found.get("predicateType") != SLSA_PROVENANCE or found["subject"][0]["digest"]["sha256"] != digest[7:]:

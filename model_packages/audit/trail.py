@@ -9,7 +9,9 @@ record, and each record carries the SHA-256 of the one before.
                 "predicate": {"seq": 3, "at": "…Z", "event": "deploy", "stack": "prod",
                               "image": "…@sha256:…", "actor": "…", "prev": "<hash of record 2>"}}
 
-Envelopes are DSSE (signature over the pre-authentication encoding). The file is
+Envelopes are DSSE (signature over the pre-authentication encoding). Where a CI identity exists, a
+line is instead a Sigstore bundle carrying the same envelope, signed keylessly
+(:mod:`model_packages.audit.keyless`). The file is
 `$KAIZEN_AUDIT_TRAIL` (default `.kaizen/audit.jsonl`), the signing key `$KAIZEN_AUDIT_KEY`
 (default `~/.kaizen/audit-key.pem`, an Ed25519 key created on first use, mode 0600; its public
 half beside it as `.pub`). :func:`read` checks the chain and every signature, so an edited,
@@ -33,6 +35,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from model_packages.audit import keyless
 from model_packages.errors import KaizenError
 
 GENESIS = "0" * 64
@@ -154,17 +157,78 @@ def open_envelope(envelope: Any, keys: dict[str, Ed25519PublicKey], where: str) 
     return statement
 
 
-def _envelope(record: dict[str, Any], key: Ed25519PrivateKey) -> dict[str, Any]:
+def open_statement(line: Any, keys: dict[str, Ed25519PublicKey], where: str,
+                   also_trust: tuple[tuple[str, str], ...] = ()) -> dict[str, Any]:
+    """The statement of a trail line or provenance file: a DSSE envelope signed by a trusted key, or a
+    Sigstore bundle signed keylessly by a trusted identity (configured ones plus `also_trust`)."""
+    if not keyless.is_bundle(line):
+        return open_envelope(line, keys, where)
+    try:
+        payload = keyless.open_bundle(line, where, PAYLOAD_TYPE, also_trust)
+        statement = json.loads(payload)
+    except keyless.KeylessError as error:
+        raise AuditError(str(error)) from None
+    except ValueError:
+        raise AuditError(f"{where}: the signed payload is not JSON") from None
+    if not isinstance(statement, dict) or statement.get("_type") != STATEMENT_TYPE:
+        raise AuditError(f"{where}: not an in-toto statement")
+    return statement
+
+
+class KeySigner:
+    """Signs with the local audit key (`$KAIZEN_AUDIT_KEY`)."""
+
+    def __init__(self) -> None:
+        self.key = _private_key()
+        self.own_keys = {_keyid(self.key.public_key()): self.key.public_key()}
+        self.own_identities: tuple[tuple[str, str], ...] = ()
+
+    def sign(self, statement: dict[str, Any]) -> dict[str, Any]:
+        return sign(statement, self.key)
+
+
+class SigstoreSigner:
+    """Signs keylessly for the CI's OIDC identity."""
+
+    def __init__(self, token: str) -> None:
+        self.signer = keyless.KeylessSigner(token)
+        self.own_keys: dict[str, Ed25519PublicKey] = {}
+        self.own_identities = (self.signer.identity,)
+
+    def sign(self, statement: dict[str, Any]) -> dict[str, Any]:
+        return self.signer.sign(statement)
+
+
+def current_signer() -> KeySigner | SigstoreSigner:
+    """Keyless where a CI identity exists (or `KAIZEN_AUDIT_SIGNER=sigstore` demands it), else the key."""
+    mode = keyless.signer_mode()
+    if mode == "key":
+        return KeySigner()
+    token = keyless.ambient_token()
+    if token:
+        return SigstoreSigner(token)
+    if mode == "sigstore":
+        raise AuditError("KAIZEN_AUDIT_SIGNER=sigstore and no CI identity: run where the CI offers an OIDC token "
+                         "(GitHub Actions: permissions id-token: write) or set KAIZEN_SIGSTORE_IDENTITY_TOKEN")
+    return KeySigner()
+
+
+def sign_statement(statement: dict[str, Any]) -> dict[str, Any]:
+    """`statement` signed by :func:`current_signer`: a DSSE envelope or a Sigstore bundle."""
+    return current_signer().sign(statement)
+
+
+def _statement(record: dict[str, Any]) -> dict[str, Any]:
     image = str(record.get("image", ""))
     subject = ({"name": image.split("@", 1)[0], "digest": {"sha256": image.rsplit(":", 1)[1]}}
                if "@sha256:" in image else {"name": f"kaizen-audit-record-{record['seq']}",
                                             "digest": {"sha256": record_hash(record)}})
-    return sign({"_type": STATEMENT_TYPE, "subject": [subject], "predicateType": PREDICATE_TYPE,
-                 "predicate": record}, key)
+    return {"_type": STATEMENT_TYPE, "subject": [subject], "predicateType": PREDICATE_TYPE, "predicate": record}
 
 
-def _open(envelope: Any, keys: dict[str, Ed25519PublicKey], where: str) -> dict[str, Any]:
-    statement = open_envelope(envelope, keys, where)
+def _open(line: Any, keys: dict[str, Ed25519PublicKey], where: str,
+          also_trust: tuple[tuple[str, str], ...] = ()) -> dict[str, Any]:
+    statement = open_statement(line, keys, where, also_trust)
     record = statement.get("predicate")
     if statement.get("predicateType") != PREDICATE_TYPE or not isinstance(record, dict):
         raise AuditError(f"{where}: not a Kaizen audit statement")
@@ -177,7 +241,8 @@ def read(path: str | Path | None = None) -> list[dict[str, Any]]:
     return list(_verified(trail_path(path), public_keys()))
 
 
-def _verified(file: Path, keys: dict[str, Ed25519PublicKey]) -> Iterator[dict[str, Any]]:
+def _verified(file: Path, keys: dict[str, Ed25519PublicKey],
+              also_trust: tuple[tuple[str, str], ...] = ()) -> Iterator[dict[str, Any]]:
     if not file.exists():
         return
     prev = GENESIS
@@ -188,7 +253,7 @@ def _verified(file: Path, keys: dict[str, Ed25519PublicKey]) -> Iterator[dict[st
                 envelope = json.loads(line)
             except ValueError:
                 raise AuditError(f"{where}: not a JSON record") from None
-            record = _open(envelope, keys, where)
+            record = _open(envelope, keys, where, also_trust)
             if record.get("seq") != number:
                 raise AuditError(f"{where}: record out of sequence (seq {record.get('seq')})")
             if record.get("prev") != prev:
@@ -201,10 +266,10 @@ def append(event: str, path: str | Path | None = None, **fields: Any) -> dict[st
     """Sign and append one record (under an exclusive lock); return it."""
     file = trail_path(path)
     file.parent.mkdir(parents=True, exist_ok=True)
-    key = _private_key()
+    signer = current_signer()
     with file.open("a+", encoding="utf-8") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
-        records = list(_verified(file, public_keys() | {_keyid(key.public_key()): key.public_key()}))
+        records = list(_verified(file, public_keys() | signer.own_keys, signer.own_identities))
         record = {
             "seq": len(records) + 1,
             "at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
@@ -212,7 +277,7 @@ def append(event: str, path: str | Path | None = None, **fields: Any) -> dict[st
             **fields,
             "prev": record_hash(records[-1]) if records else GENESIS,
         }
-        handle.write(json.dumps(_envelope(record, key), sort_keys=True) + "\n")
+        handle.write(json.dumps(signer.sign(_statement(record)), sort_keys=True) + "\n")
         handle.flush()
         os.fsync(handle.fileno())
     return record

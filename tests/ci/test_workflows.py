@@ -155,6 +155,21 @@ def test_permissions_are_empty_by_default_and_minimal_per_job() -> None:
         assert "actions" not in perms, f"{name}:{job_name} needs no rights on workflows"
 
 
+def test_main_signs_its_audit_records_keylessly_and_checks_the_trail() -> None:
+    """Deploy jobs hold an OIDC identity: their records get a Fulcio certificate for this workflow
+    (the only identity trusted when checked), and each job ends by checking the trail."""
+    env = _doc("kaizen-main.yaml")["env"]
+    assert env["KAIZEN_AUDIT_SIGNER"] == "sigstore"
+    assert env["KAIZEN_AUDIT_ISSUER"] == "https://token.actions.githubusercontent.com"
+    assert env["KAIZEN_AUDIT_IDENTITY"] == "${{ github.server_url }}/${{ github.workflow_ref }}"
+    for job_name, job in _doc("kaizen-main.yaml")["jobs"].items():
+        assert job["permissions"].get("id-token") == "write", job_name
+        installs = [r for r in _runs(job) if "pip install" in r and "kaizen-ml[" in r]
+        assert installs and all("sigstore" in r.split("kaizen-ml[", 1)[1].split("]")[0] for r in installs), job_name
+        last = job["steps"][-1]
+        assert last.get("run") == "kaizen audit verify --no-registry" and last.get("if") == "always()", job_name
+
+
 def test_cloud_credentials_only_by_oidc_and_never_for_forks() -> None:
     for name in TEMPLATES:
         assert "secrets." not in TEMPLATES[name], f"{name} uses a stored secret; use OIDC"
