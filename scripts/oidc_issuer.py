@@ -64,8 +64,9 @@ def mint(key: rsa.RSAPrivateKey, issuer: str, subject: str, audience: str, ttl: 
 
 def make_handler(key: rsa.RSAPrivateKey, issuer: str) -> type[BaseHTTPRequestHandler]:
     pub = key.public_key().public_numbers()
-    jwks = {"keys": [{"kty": "RSA", "alg": "RS256", "use": "sig", "kid": KID,
-                      "n": _b64u_int(pub.n), "e": _b64u_int(pub.e)}]}
+    jwks = {
+        "keys": [{"kty": "RSA", "alg": "RS256", "use": "sig", "kid": KID, "n": _b64u_int(pub.n), "e": _b64u_int(pub.e)}]
+    }
     discovery = {
         "issuer": issuer,
         "jwks_uri": f"{issuer}/jwks",
@@ -85,7 +86,7 @@ def make_handler(key: rsa.RSAPrivateKey, issuer: str) -> type[BaseHTTPRequestHan
             self.end_headers()
             self.wfile.write(body)
 
-        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        def do_GET(self) -> None:
             url = urlparse(self.path)
             if url.path == "/.well-known/openid-configuration":
                 self._send(json.dumps(discovery).encode(), "application/json")
@@ -99,7 +100,7 @@ def make_handler(key: rsa.RSAPrivateKey, issuer: str) -> type[BaseHTTPRequestHan
             else:
                 self._send(b"not found\n", "text/plain", 404)
 
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: object) -> None:
             pass
 
     return Handler

@@ -1,8 +1,8 @@
 """Helpers for scripts/sigstore-local.sh: free ports, key material, and the ClientTrustConfig.
 
-  ports N              print N free 127.0.0.1 TCP ports
-  keys DIR             make DIR/ct.key (EC P-256, SEC1: TesseraCT) and DIR/rekor.key (EC P-256, PKCS#8)
-  trust-config DIR     write DIR/trust_config.json from DIR/env and the PEMs fetched into DIR
+ports N              print N free 127.0.0.1 TCP ports
+keys DIR             make DIR/ct.key (EC P-256, SEC1: TesseraCT) and DIR/rekor.key (EC P-256, PKCS#8)
+trust-config DIR     write DIR/trust_config.json from DIR/env and the PEMs fetched into DIR
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import hashlib
 import json
 import socket
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from cryptography import x509
@@ -35,8 +35,10 @@ def ports(n: int) -> list[int]:
 
 
 def keys(d: Path) -> None:
-    for name, fmt in (("ct.key", serialization.PrivateFormat.TraditionalOpenSSL),
-                      ("rekor.key", serialization.PrivateFormat.PKCS8)):
+    for name, fmt in (
+        ("ct.key", serialization.PrivateFormat.TraditionalOpenSSL),
+        ("rekor.key", serialization.PrivateFormat.PKCS8),
+    ):
         key = ec.generate_private_key(ec.SECP256R1())
         p = d / name
         p.write_bytes(key.private_bytes(serialization.Encoding.PEM, fmt, serialization.NoEncryption()))
@@ -58,9 +60,7 @@ def _b64(b: bytes) -> str:
 
 def _pub(keyfile: Path, start: str) -> tuple[dict, dict]:
     key = serialization.load_pem_private_key(keyfile.read_bytes(), password=None)
-    der = key.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
+    der = key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     pk = {"rawBytes": _b64(der), "keyDetails": "PKIX_ECDSA_P256_SHA_256", "validFor": {"start": start}}
     return pk, {"keyId": _b64(hashlib.sha256(der).digest())}
 
@@ -72,22 +72,30 @@ def _chain(pem: Path) -> dict:
 
 def trust_config(d: Path) -> None:
     env = _env(d)
-    start = (datetime.now(timezone.utc) - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    start = (datetime.now(UTC) - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
     valid = {"start": start}
     ct_pk, ct_id = _pub(d / "ct.key", start)
     rk_pk, rk_id = _pub(d / "rekor.key", start)
     trusted_root = {
         "mediaType": "application/vnd.dev.sigstore.trustedroot+json;version=0.1",
-        "tlogs": [{"baseUrl": env["REKOR_URL"], "hashAlgorithm": "SHA2_256",
-                   "publicKey": rk_pk, "logId": rk_id}],
-        "certificateAuthorities": [{"subject": {"organization": "sigstore", "commonName": "kaizen-local fulcio"},
-                                    "uri": env["FULCIO_URL"], "certChain": _chain(d / "fulcio-chain.pem"),
-                                    "validFor": valid}],
-        "ctlogs": [{"baseUrl": env["CT_URL"], "hashAlgorithm": "SHA2_256",
-                    "publicKey": ct_pk, "logId": ct_id}],
-        "timestampAuthorities": [{"subject": {"organization": "sigstore", "commonName": "kaizen-local tsa"},
-                                  "uri": env["TSA_URL"], "certChain": _chain(d / "tsa-chain.pem"),
-                                  "validFor": valid}],
+        "tlogs": [{"baseUrl": env["REKOR_URL"], "hashAlgorithm": "SHA2_256", "publicKey": rk_pk, "logId": rk_id}],
+        "certificateAuthorities": [
+            {
+                "subject": {"organization": "sigstore", "commonName": "kaizen-local fulcio"},
+                "uri": env["FULCIO_URL"],
+                "certChain": _chain(d / "fulcio-chain.pem"),
+                "validFor": valid,
+            }
+        ],
+        "ctlogs": [{"baseUrl": env["CT_URL"], "hashAlgorithm": "SHA2_256", "publicKey": ct_pk, "logId": ct_id}],
+        "timestampAuthorities": [
+            {
+                "subject": {"organization": "sigstore", "commonName": "kaizen-local tsa"},
+                "uri": env["TSA_URL"],
+                "certChain": _chain(d / "tsa-chain.pem"),
+                "validFor": valid,
+            }
+        ],
     }
 
     def svc(url: str, major: int) -> dict:
