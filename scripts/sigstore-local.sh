@@ -10,6 +10,10 @@
 #   stop DIR     kill exactly the PIDs in DIR/pids (SIGTERM, then SIGKILL after 10 s)
 #   check DIR    sign an in-toto statement against DIR, verify it, and check that a tampered bundle
 #                and a wrong identity fail (scripts/sigstore_local_check.py)
+# The CLI works too: source DIR/env, then
+#   sigstore --trust-config DIR/trust_config.json sign --identity-token "$(curl -fsS $OIDC_URL/token)" FILE
+#   sigstore --trust-config DIR/trust_config.json verify identity --cert-identity kaizen-ci@example.com \
+#     --cert-oidc-issuer "$OIDC_ISSUER" FILE
 #
 # What runs and why:
 #   oidc_issuer.py     stand-in for a CI identity provider (GitHub's token service): discovery + JWKS,
