@@ -2,7 +2,9 @@
 
 Serves /.well-known/openid-configuration and /jwks for Fulcio, and mints RS256 ID tokens (audience
 "sigstore") at GET /token?sub=SUBJECT. The subject is also the token's verified email, so Fulcio
-(issuer type "email") puts it in the certificate's SAN. Run: oidc_issuer.py --port N --key KEY.pem
+(issuer type "email") puts it in the certificate's SAN. GET /github?audience=AUD answers like GitHub
+Actions' token service ({"value": token}, bearer auth), so a client's ambient-credential detection
+runs for real. Run: oidc_issuer.py --port N --key KEY.pem
 (the key, an RSA private key in PEM, is made if missing).
 """
 
@@ -97,6 +99,12 @@ def make_handler(key: rsa.RSAPrivateKey, issuer: str) -> type[BaseHTTPRequestHan
                 sub = q.get("sub", [DEFAULT_SUBJECT])[0]
                 aud = q.get("aud", ["sigstore"])[0]
                 self._send(mint(key, issuer, sub, aud).encode(), "text/plain")
+            elif url.path == "/github":  # GitHub Actions' token request (ACTIONS_ID_TOKEN_REQUEST_URL)
+                if not self.headers.get("Authorization", "").lower().startswith("bearer "):
+                    self._send(b"missing bearer token\n", "text/plain", 401)
+                    return
+                aud = parse_qs(url.query).get("audience", ["sigstore"])[0]
+                self._send(json.dumps({"value": mint(key, issuer, DEFAULT_SUBJECT, aud)}).encode(), "application/json")
             else:
                 self._send(b"not found\n", "text/plain", 404)
 

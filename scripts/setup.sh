@@ -10,9 +10,10 @@ cd "$ROOT"
 log() { echo "setup: $*" >&2; }
 
 # qemu-user-static + binfmt-support: linux/arm64 images are built and tested under QEMU user emulation;
-# chromium renders the drift report in its browser test.
+# chromium renders the drift report in its browser test; curl and util-linux (unshare) run the local
+# Sigstore instance (scripts/sigstore-local.sh).
 APT_PACKAGES=(python3-venv docker.io docker-registry skopeo prometheus prometheus-alertmanager mmdebstrap wrk
-              qemu-user-static binfmt-support chromium)
+              qemu-user-static binfmt-support chromium curl util-linux)
 if [ "${KAIZEN_SKIP_APT:-0}" != 1 ]; then
     missing=()
     for pkg in "${APT_PACKAGES[@]}"; do
@@ -65,6 +66,9 @@ if ! "$TOOLS_BIN/oras" version 2>/dev/null | grep -q "${ORAS_VERSION#v}"; then
     log "installing oras $ORAS_VERSION"
     GOBIN="$TOOLS_BIN" GOFLAGS=-mod=mod go install "oras.land/oras/cmd/oras@$ORAS_VERSION" >&2
 fi
+# A private Sigstore instance's servers (Fulcio, TesseraCT, timestamp authority, Rekor v2), pinned, from
+# the Go module proxy, for the keyless audit-signing tests (~2m40s the first time, then skipped).
+bash scripts/sigstore-local.sh build >&2
 # Azurite (Microsoft's Azure Storage emulator) from the npm registry, pinned, for the Azure Blob tests.
 AZURITE_VERSION=3.37.0
 AZURITE_DIR="$HOME/.cache/kaizen/azurite"
