@@ -57,13 +57,17 @@ def gate_against_champion(model: Any, split: tuple[Any, Any, Any, Any], champion
                           spec: GateSpec) -> dict[str, Any]:
     """Both models predict the same holdout rows; the champion through the runtime's own loader."""
     from model_packages.loading import load_model
+    from model_packages.manifest import read_manifest
 
     _, _, x_test, y_test = split
     loaded = load_model(champion)
-    matrix = x_test.to_numpy(dtype=np.float64)
+    if read_manifest(champion).model_input == "dataframe":  # rows as the runtime passes them; the
+        matrix, challenger_input = x_test.to_numpy(dtype=object), x_test  # candidate sees the frame
+    else:
+        matrix = challenger_input = x_test.to_numpy(dtype=np.float64)
     kind = str if spec.metric == "accuracy" else float  # labels compare as text, regressions as numbers
     champion_predictions = np.asarray(loaded.predict(matrix)).reshape(len(matrix), -1)[:, 0].astype(kind)
-    challenger_predictions = np.asarray(model.predict(matrix)).reshape(len(matrix), -1)[:, 0].astype(kind)
+    challenger_predictions = np.asarray(model.predict(challenger_input)).reshape(len(matrix), -1)[:, 0].astype(kind)
     result = evaluate(y_test.to_numpy().astype(kind), champion_predictions, challenger_predictions, spec)
     return {**asdict(result), "report": result.report()}
 
@@ -80,12 +84,15 @@ def package_candidate(model: Any, split: tuple[Any, Any, Any, Any], gate: dict[s
     major, minor, patch = (int(p) for p in manifest.version.split(".")[:3])
     version = f"{major}.{minor}.{patch + 1}"
     x_train, y_train, _, _ = split
+    common: dict[str, Any] = {"out_dir": work_dir / f"{manifest.name}-{version}", "name": manifest.name,
+                              "version": version, "metrics": {f"holdout_{gate['metric']}": float(gate["challenger"])},
+                              "parameters": parameters, "description": manifest.description, "overwrite": True}
+    if manifest.model_input == "dataframe":  # the schema (dtypes, categories, gaps) is read from the frame
+        return create_package(model, x_train, y_train, **common)
     spec_ranges = {s.name: (s.minimum, s.maximum) for s in manifest.inputs
                    if s.minimum is not None and s.maximum is not None}
     return create_package(
-        model, x_train.to_numpy(dtype=np.float64), y_train.to_numpy(), out_dir=work_dir / f"{manifest.name}-{version}",
-        name=manifest.name, version=version, feature_names=[s.name for s in manifest.inputs],
+        model, x_train.to_numpy(dtype=np.float64), y_train.to_numpy(), feature_names=[s.name for s in manifest.inputs],
         ranges={k: (float(a), float(b)) for k, (a, b) in spec_ranges.items() if a is not None and b is not None},
-        metrics={f"holdout_{gate['metric']}": float(gate["challenger"])}, parameters=parameters,
-        description=manifest.description, overwrite=True,
+        **common,
     )

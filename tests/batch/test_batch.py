@@ -170,3 +170,34 @@ def test_cli_batch_records_the_run_in_the_audit_trail(tmp_path: Path, monkeypatc
     assert "3/3" in result.output  # the progress bar: 21 rows in chunks of 10
     bad = CliRunner().invoke(app, ["batch", str(IRIS), str(tmp_path / "missing.csv"), "--out", str(tmp_path / "o2")])
     assert bad.exit_code == 1 and "missing.csv: no such file" in " ".join(bad.output.split()).replace("/ ", "/")
+
+
+def _peak_rss_kb(cmd: list[str]) -> int:
+    """VmHWM of the job process's own address space (ru_maxrss would also count the forked copy of
+    the test's memory before exec), polled until it exits."""
+    proc = subprocess.Popen(cmd, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    peak = 0
+    while proc.poll() is None:
+        try:
+            text = Path(f"/proc/{proc.pid}/status").read_text()
+            peak = max(peak, int(text.split("VmHWM:")[1].split()[0]))
+        except (OSError, IndexError, ValueError):
+            pass
+        time.sleep(0.02)
+    assert proc.returncode == 0
+    return peak
+
+
+def test_memory_stays_flat_whatever_the_input_size(tmp_path: Path) -> None:
+    """40x the rows, the same peak: chunks are read, scored and written one at a time."""
+    peaks = {}
+    for rows in (20_000, 800_000):
+        source = tmp_path / f"in-{rows}.csv"
+        np.savetxt(source, _rows(rows, seed=3), delimiter=",", fmt="%.2f", header=",".join(NAMES), comments="")
+        peaks[rows] = _peak_rss_kb([sys.executable, "-m", "model_packages.serving", "batch", str(source),
+                                    "--out", str(tmp_path / f"out-{rows}"), "--chunk-rows", "2000",
+                                    "--model-dir", str(IRIS)])
+        assert len(_predictions(tmp_path / f"out-{rows}")) == rows
+    assert peaks[20_000] > 10_000, peaks  # the poll saw the process
+    assert peaks[800_000] - peaks[20_000] < 8_000, f"peak RSS grew with the input: {peaks} kB"
