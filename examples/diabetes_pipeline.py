@@ -55,9 +55,11 @@ def gate(train: Any, split: Any, champion: Path, margin: float, seed: int) -> An
 
 
 @pipeline.step
-def package(train: Any, split: Any, gate: Any, champion: Path, work_dir: Path, alpha: float) -> Any:
+def package(train: Any, split: Any, gate: Any, champion: Path, work_dir: Path, alpha: float,
+            version: str | None) -> Any:
     from model_packages.compile import sklearn_to_onnx
     from model_packages.retrain.steps import package_candidate
 
     onnx_model = sklearn_to_onnx(train, split[0].shape[1])
-    return package_candidate(onnx_model, split, gate, champion, work_dir, parameters={"alpha": alpha})
+    return package_candidate(onnx_model, split, gate, champion, work_dir, parameters={"alpha": alpha},
+                             version=version)

@@ -55,7 +55,9 @@ def gate(train: Any, split: Any, champion: Path, seed: int) -> Any:
 
 
 @pipeline.step
-def package(train: Any, split: Any, gate: Any, champion: Path, work_dir: Path, C: float, max_iter: int) -> Any:
+def package(train: Any, split: Any, gate: Any, champion: Path, work_dir: Path, C: float, max_iter: int,
+            version: str | None) -> Any:
     from model_packages.retrain.steps import package_candidate
 
-    return package_candidate(train, split, gate, champion, work_dir, parameters={"C": C, "max_iter": max_iter})
+    return package_candidate(train, split, gate, champion, work_dir, parameters={"C": C, "max_iter": max_iter},
+                             version=version)

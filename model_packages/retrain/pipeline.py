@@ -32,7 +32,9 @@ from model_packages.errors import KaizenError
 from model_packages.retrain import store
 
 DATA = "data"
-CONTEXT = ("data", "champion", "work_dir")  # values the runner gives, not steps or params
+# values the runner gives, not steps or params (`version`: the package version to write, None for the
+# champion's next patch version; see model_packages/retrain/steps.py package_candidate)
+CONTEXT = ("data", "champion", "work_dir", "version")
 
 
 class PipelineError(KaizenError):
@@ -126,9 +128,10 @@ class Pipeline:
         merged = {**self.params, **(params or {})}
         if not data.is_file():
             raise PipelineError(f"data file {data} does not exist")
-        values: dict[str, Any] = {DATA: data, **(context or {})}
+        context = {"version": None, **(context or {})}
+        values: dict[str, Any] = {DATA: data, **context}
         # Where a step writes is not what it computes: `work_dir` is left out of the keys.
-        context_keys = {DATA: sha256_file(data)} | {k: _context_key(v) for k, v in (context or {}).items()
+        context_keys = {DATA: sha256_file(data)} | {k: _context_key(v) for k, v in context.items()
                                                       if k != "work_dir"}
         result = RunResult({}, {}, version=self.version(params))
         for step in self.steps:

@@ -13,6 +13,7 @@ from model_packages.errors import KaizenError
 from model_packages.reproducible import code_revision, pinned_env
 from model_packages.retrain.card import write_model_card
 from model_packages.retrain.pipeline import Backend, Pipeline, RunResult, sha256_file
+from model_packages.retrain.steps import next_patch
 
 
 @dataclass
@@ -35,6 +36,14 @@ def champion_from_stack(outputs: dict[str, Any], packages: Path) -> Path:
     if not (found / "kaizen.yaml").is_file():
         raise KaizenError(f"the deployed {name} {version} is not in the package store {packages}")
     return found
+
+
+def _same_package(built: Path, stored: Path) -> bool:
+    """The stored package is this candidate (a re-run): the same files, the model card aside
+    (retrain writes that after copying)."""
+    card = {"model-card.md", "model-card.json"}
+    mine = {k: v for k, v in package_files(built).items() if k not in card}
+    return mine == {k: v for k, v in package_files(stored).items() if k not in card}
 
 
 def package_files(package_dir: Path) -> dict[str, str]:
@@ -66,7 +75,8 @@ def retrain(pipeline: Pipeline, data: Path, champion: Path, out: Path, *, cache_
     champion_manifest = read_manifest(champion)
     out.mkdir(parents=True, exist_ok=True)
     work = cache_dir / "work"
-    context = {"champion": champion.resolve(), "work_dir": work}
+    # `version`: None packages the champion's next patch version; a later one if that is taken.
+    context: dict[str, Any] = {"champion": champion.resolve(), "work_dir": work, "version": None}
     gated = pipeline.run(data, cache_dir=cache_dir, params=params, context=context, until="gate",
                          backend=backend)
     gate = gated.outputs.get("gate")
@@ -84,14 +94,21 @@ def retrain(pipeline: Pipeline, data: Path, champion: Path, out: Path, *, cache_
         return RetrainOutcome(False, report, None, gated)
     # The package's manifest and the run record name one code revision: the pipeline file's checkout.
     revision = code_revision(pipeline_file.resolve().parent if pipeline_file else None)
-    with pinned_env(KAIZEN_CODE_REVISION=revision or ""):  # none stays none, not the cwd's checkout
-        full = pipeline.run(data, cache_dir=cache_dir, params=params, context=context, backend=backend)
+    while True:  # a version the store holds as another package is never overwritten: take the next
+        with pinned_env(KAIZEN_CODE_REVISION=revision or ""):  # none stays none, not the cwd's checkout
+            full = pipeline.run(data, cache_dir=cache_dir, params=params, context=context, backend=backend)
+        built = full.outputs.get("package")
+        if not isinstance(built, Path) or not (built / "kaizen.yaml").is_file():
+            raise KaizenError(f"pipeline {pipeline.name}'s `package` step returned no model package")
+        manifest = read_manifest(built)
+        target = out / manifest.name / manifest.version
+        if not target.exists() or _same_package(built, target):
+            break
+        if context["version"] == manifest.version:
+            raise KaizenError(f"pipeline {pipeline.name}'s `package` step ignores its `version` argument, and "
+                              f"{target} already holds another package: it is not overwritten")
+        context = {**context, "version": next_patch(manifest.version)}
     full.nodes = {**gated.nodes, **full.nodes}  # where each step of this retrain ran
-    built = full.outputs.get("package")
-    if not isinstance(built, Path) or not (built / "kaizen.yaml").is_file():
-        raise KaizenError(f"pipeline {pipeline.name}'s `package` step returned no model package")
-    manifest = read_manifest(built)
-    target = out / manifest.name / manifest.version
     if target.exists():
         shutil.rmtree(target)
     shutil.copytree(built, target)

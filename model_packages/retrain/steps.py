@@ -72,17 +72,23 @@ def gate_against_champion(model: Any, split: tuple[Any, Any, Any, Any], champion
     return {**asdict(result), "report": result.report()}
 
 
+def next_patch(version: str) -> str:
+    major, minor, patch = (int(p) for p in version.split(".")[:3])
+    return f"{major}.{minor}.{patch + 1}"
+
+
 def package_candidate(model: Any, split: tuple[Any, Any, Any, Any], gate: dict[str, Any], champion: Path,
-                      work_dir: Path, parameters: dict[str, Any]) -> Path:
-    """The candidate as a model package, next patch version of the champion; only if the gate passed."""
+                      work_dir: Path, parameters: dict[str, Any], version: str | None = None) -> Path:
+    """The candidate as a model package, only if the gate passed: `version`, by default the next
+    patch version of the champion (`kaizen retrain` passes a later one when the store already holds
+    a different package under that number, e.g. one packaged and never deployed)."""
     from model_packages.manifest import read_manifest
     from model_packages.package import create_package
 
     if not gate["promote"]:
         raise KaizenError("the gate rejected the candidate: no package is produced")
     manifest = read_manifest(champion)
-    major, minor, patch = (int(p) for p in manifest.version.split(".")[:3])
-    version = f"{major}.{minor}.{patch + 1}"
+    version = version or next_patch(manifest.version)
     x_train, y_train, _, _ = split
     common: dict[str, Any] = {"out_dir": work_dir / f"{manifest.name}-{version}", "name": manifest.name,
                               "version": version, "metrics": {f"holdout_{gate['metric']}": float(gate["challenger"])},

@@ -3,7 +3,7 @@ gated against its champion through the runtime's own loader, and packaged as a D
 
 from __future__ import annotations
 
-import sys
+import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -30,12 +30,11 @@ def audit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def _churn_csv(path: Path, rows: int, seed: int) -> Path:
-    sys.path.insert(0, str(EXAMPLES))
-    try:
-        from train import churn_frame  # the generator the example was trained from
-    finally:
-        sys.path.remove(str(EXAMPLES))
-    frame, churned = churn_frame(rows, seed=0)  # the example's own population, more of it
+    spec = importlib.util.spec_from_file_location("kaizen_examples_train", EXAMPLES / "train.py")
+    assert spec is not None and spec.loader is not None
+    train = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train)  # the generator the example was trained from
+    frame, churned = train.churn_frame(rows, seed=0)  # the example's own population, more of it
     frame = frame.sample(frac=1.0, random_state=seed).reset_index(drop=True)
     frame["churned"] = churned.sample(frac=1.0, random_state=seed).reset_index(drop=True)
     frame.to_csv(path, index=False)
@@ -59,6 +58,7 @@ def test_a_better_dataframe_candidate_is_packaged_with_its_categories_and_reruns
     strong = retrain(pipeline, data, weak, out, cache_dir=tmp_path / "cache")
     assert strong.promoted, strong.report.read_text()
     assert strong.package == out / "churn-classifier" / "1.0.2"
+    assert strong.package is not None
     manifest = read_manifest(strong.package)
     plan = next(spec for spec in manifest.inputs if spec.name == "plan")
     assert manifest.model_input == "dataframe" and plan.dtype == "categorical"

@@ -4,6 +4,7 @@ packaged only when the gate passes, every decision in the signed audit trail."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from model_packages.cli import app
 from model_packages.errors import KaizenError
 from model_packages.manifest import read_manifest
 from model_packages.retrain.pipeline import PipelineError, load_pipeline
-from model_packages.retrain.run import champion_from_stack, retrain
+from model_packages.retrain.run import champion_from_stack, package_files, retrain
 from model_packages.retrain.steps import package_candidate
 from tests.support import ROOT
 
@@ -113,6 +114,32 @@ def test_the_champion_is_what_the_stack_serves_not_the_latest_package(tmp_path: 
         champion_from_stack({**served, "modelVersion": "1.0.7"}, tmp_path / "packages")
     with pytest.raises(KaizenError, match="deploy a model first"):
         champion_from_stack({}, tmp_path / "packages")
+
+
+def test_v3_is_gated_against_the_deployed_v1_and_never_overwrites_the_undeployed_v2(
+    tmp_path: Path, audit: Path
+) -> None:
+    """v1 (1.0.1, weak) is what the stack serves, v2 (1.0.2) was packaged and never deployed: the
+    candidate is gated against v1 and becomes 1.0.3; v2 is left as it was, and a re-run is free."""
+    pipeline, data, weak = _weak_champion(tmp_path)
+    store = tmp_path / "packages"
+    v1 = store / "iris-classifier" / "1.0.1"
+    shutil.copytree(weak, v1)
+    v2 = retrain(pipeline, _iris_csv(tmp_path / "other.csv", noise=0.3, rows=4), v1, store,
+                 cache_dir=tmp_path / "cache-v2")
+    assert v2.promoted and v2.package == store / "iris-classifier" / "1.0.2"
+    v2_files = package_files(store / "iris-classifier" / "1.0.2")
+    served = {"modelName": "iris-classifier", "modelVersion": "1.0.1"}  # v2 was never deployed
+    champion = champion_from_stack(served, store)
+    v3 = retrain(pipeline, data, champion, store, cache_dir=tmp_path / "cache")
+    assert v3.promoted and v3.package == store / "iris-classifier" / "1.0.3"
+    assert package_files(store / "iris-classifier" / "1.0.2") == v2_files, "the undeployed v2 was changed"
+    records = trail.read(audit)
+    assert [r["champion"] for r in records if r["event"] == "gate"][-1] == "iris-classifier 1.0.1"
+    assert [(r["version"], r["parent"]) for r in records if r["event"] == "package"][-1] == ("1.0.3", "1.0.1")
+    again = retrain(pipeline, data, champion, store, cache_dir=tmp_path / "cache")
+    assert again.package == v3.package and again.run.executed == []
+    assert not (store / "iris-classifier" / "1.0.4").exists()
 
 
 def test_data_that_does_not_fit_the_schema_names_the_column(tmp_path: Path) -> None:
