@@ -17,13 +17,17 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))  # tests.support, and the local target's provider as the stack program imports it
+
+from tests.support import peak_rss_kb  # noqa: E402
+
 IRIS = ROOT / "examples" / "iris-classifier"
 NAMES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 
@@ -57,36 +61,21 @@ def batch_process(source: Path, out: Path, serve_with: str | None, chunk: int) -
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     assert proc.stdout is not None
-    peak = [0]
-    watcher = threading.Thread(target=_watch_hwm, args=(proc, peak), daemon=True)
-    watcher.start()
-    text = proc.stdout.read()
-    proc.wait()
-    watcher.join()
+    with ThreadPoolExecutor(1) as pool:  # the job's own VmHWM, polled while its output is read
+        peak = pool.submit(peak_rss_kb, proc)
+        text = proc.stdout.read()
+        proc.wait()
+        peak_kb = peak.result()
     wall = time.perf_counter() - start
     if proc.returncode:
         raise SystemExit(f"batch run failed ({proc.returncode}): {text[-2000:]}")
     done = json.loads(text.splitlines()[-1])
     return {"rows": done["rows"], "rows_per_second": done["rows_per_second"],
-            "wall_rows_per_second": round(done["rows"] / wall, 1), "peak_rss_mb": round(peak[0] / 1024, 1)}
-
-
-def _watch_hwm(proc: subprocess.Popen[str], peak: list[int]) -> None:
-    """The process's VmHWM (kB) until it exits: its own peak resident set after exec."""
-    status = Path(f"/proc/{proc.pid}/status")
-    while proc.poll() is None:
-        try:
-            for line in status.read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    peak[0] = max(peak[0], int(line.split()[1]))
-        except (OSError, ValueError):
-            pass
-        time.sleep(0.05)
+            "wall_rows_per_second": round(done["rows"] / wall, 1), "peak_rss_mb": round(peak_kb / 1024, 1)}
 
 
 def image_job(source: Path, out: Path, chunk: int) -> dict[str, float]:
     """Build the iris image (tag kaizen-bench/issue15a) and run it as the local target's job."""
-    sys.path.insert(0, str(ROOT))  # the local target's provider, as the stack program imports it
     from infra.local.batch import BatchRunProvider, fingerprint
     from model_packages.image.build import build_package
     from model_packages.image.context import Bases

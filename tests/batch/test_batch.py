@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from model_packages.batch.job import BatchJob
 from model_packages.batch.readers import BatchError
 from model_packages.serving.runner import Runner, load_runner
-from tests.support import ROOT
+from tests.support import ROOT, peak_rss_kb
 
 IRIS = ROOT / "examples" / "iris-classifier"
 NAMES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
@@ -173,18 +173,9 @@ def test_cli_batch_records_the_run_in_the_audit_trail(tmp_path: Path, monkeypatc
 
 
 def _peak_rss_kb(cmd: list[str]) -> int:
-    """VmHWM of the job process's own address space (ru_maxrss would also count the forked copy of
-    the test's memory before exec), polled until it exits."""
     proc = subprocess.Popen(cmd, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
-    peak = 0
-    while proc.poll() is None:
-        try:
-            text = Path(f"/proc/{proc.pid}/status").read_text()
-            peak = max(peak, int(text.split("VmHWM:")[1].split()[0]))
-        except (OSError, IndexError, ValueError):
-            pass
-        time.sleep(0.02)
+    peak = peak_rss_kb(proc)
     assert proc.returncode == 0
     return peak
 

@@ -10,14 +10,17 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from infra.local.docker_ops import port_is_free
 from model_packages.image.localregistry import free_port
 
-__all__ = ["EXAMPLES", "ROOT", "free_port", "free_ports", "moto_threaded", "port_is_free", "unavailable"]
+__all__ = ["EXAMPLES", "ROOT", "free_port", "free_ports", "moto_threaded", "peak_rss_kb", "port_is_free",
+           "unavailable"]
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
@@ -30,6 +33,18 @@ def free_ports(n: int) -> list[int]:
         for probe in probes:
             probe.bind(("127.0.0.1", 0))
         return [int(probe.getsockname()[1]) for probe in probes]
+
+
+def peak_rss_kb(proc: subprocess.Popen[Any]) -> int:
+    """`proc`'s peak resident set (kB, VmHWM of its own address space) polled until it exits;
+    ru_maxrss would also count the forked copy of the parent's memory before exec."""
+    status = Path(f"/proc/{proc.pid}/status")
+    peak = 0
+    while proc.poll() is None:
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            peak = max(peak, int(status.read_text().split("VmHWM:")[1].split()[0]))
+        time.sleep(0.02)
+    return peak
 
 
 def unavailable(reason: str, *, ci: str | None = None) -> NoReturn:
