@@ -92,15 +92,19 @@ def _trust_config(path: str) -> ClientTrustConfig:
         raise KeylessError(f"Sigstore trust config {path or '(public-good)'} is unusable: {error}") from None
 
 
+def _trust_config_path() -> str:
+    return os.environ.get("KAIZEN_SIGSTORE_TRUST_CONFIG", "")  # "": the public-good instance
+
+
 def trust_config() -> ClientTrustConfig:
     _sigstore()
-    return _trust_config(os.environ.get("KAIZEN_SIGSTORE_TRUST_CONFIG", ""))
+    return _trust_config(_trust_config_path())
 
 
 class KeylessSigner:
     """Signs statements with a Fulcio certificate for one OIDC identity; one certificate per signer."""
 
-    def __init__(self, token: str, config: ClientTrustConfig | None = None) -> None:
+    def __init__(self, token: str) -> None:
         _sigstore()
         from sigstore.oidc import IdentityToken
         from sigstore.sign import Signer, SigningContext
@@ -109,7 +113,7 @@ class KeylessSigner:
             self.token: IdentityToken = IdentityToken(token)
         except Exception as error:
             raise KeylessError(f"the OIDC identity token is unusable: {error}") from None
-        context = SigningContext.from_trust_config(config or trust_config())
+        context = SigningContext.from_trust_config(trust_config())
         self.signer = Signer(self.token, context, True)  # one key and certificate for all its statements
 
     @property
@@ -162,7 +166,7 @@ def open_bundle(line: dict[str, Any], where: str, payload_type: str,
         raise KeylessError(f"{where}: malformed Sigstore bundle: {error}") from None
     rules: list[policy.VerificationPolicy] = [policy.Identity(identity=name, issuer=issuer)
                                               for issuer, name in identities]
-    verifier = _verifier(os.environ.get("KAIZEN_SIGSTORE_TRUST_CONFIG", ""))
+    verifier = _verifier(_trust_config_path())
     try:
         kind, payload = verifier.verify_dsse(bundle, rules[0] if len(rules) == 1 else policy.AnyOf(rules))
     except (SigstoreError, ValueError) as error:

@@ -57,11 +57,10 @@ def gate_against_champion(model: Any, split: tuple[Any, Any, Any, Any], champion
                           spec: GateSpec) -> dict[str, Any]:
     """Both models predict the same holdout rows; the champion through the runtime's own loader."""
     from model_packages.loading import load_model
-    from model_packages.manifest import read_manifest
 
     _, _, x_test, y_test = split
     loaded = load_model(champion)
-    if read_manifest(champion).model_input == "dataframe":  # rows as the runtime passes them; the
+    if loaded.manifest.model_input == "dataframe":  # rows as the runtime passes them; the
         matrix, challenger_input = x_test.to_numpy(dtype=object), x_test  # candidate sees the frame
     else:
         matrix = challenger_input = x_test.to_numpy(dtype=np.float64)
