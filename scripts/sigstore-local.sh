@@ -70,31 +70,27 @@ spawn() {
   echo $! >>"$D/pids"
 }
 
-# Wait until URL answers 2xx (up to 60 s); on failure show the log of the server that owns it.
-wait_http() {
-  local url="$1" log="$2"
+# wait_until WHAT LOG CHECK...: run CHECK every 0.2 s until it succeeds (up to 60 s, or until the
+# server started last has exited); on failure show the last lines of that server's LOG.
+wait_until() {
+  local what="$1" log="$2"
+  shift 2
   for _ in $(seq 1 300); do
-    if curl -fsS -o /dev/null "$url" 2>/dev/null; then return 0; fi
+    if "$@" 2>/dev/null; then return 0; fi
     kill -0 "$(tail -1 "$D/pids")" 2>/dev/null || break
     sleep 0.2
   done
-  echo "$url did not come up; last lines of $log:" >&2
+  echo "$what did not come up; last lines of $log:" >&2
   tail -20 "$log" >&2
   return 1
 }
 
-# Wait until 127.0.0.1:PORT accepts connections (up to 60 s).
-wait_port() {
-  local port="$1" log="$2"
-  for _ in $(seq 1 300); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
-    kill -0 "$(tail -1 "$D/pids")" 2>/dev/null || break
-    sleep 0.2
-  done
-  echo "port $port did not come up; last lines of $log:" >&2
-  tail -20 "$log" >&2
-  return 1
-}
+# Wait until URL answers 2xx.
+wait_http() { wait_until "$1" "$2" curl -fsS -o /dev/null "$1"; }
+
+# Wait until 127.0.0.1:PORT accepts connections.
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1"); }
+wait_port() { wait_until "port $1" "$2" port_open "$1"; }
 
 # netns_spawn NAME "EXPORTS" "IMPORTS" CMD...: run CMD in a private network namespace (only its own
 # lo), so listeners it opens on all interfaces (fixed metrics ports) are neither exposed nor clash.
